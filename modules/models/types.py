@@ -1,0 +1,93 @@
+"""Shared model types: what a checkpoint is, what family it belongs to, and how loading can fail.
+
+Kept free of heavy imports so the registry, the API schemas and the UI can use these names cheaply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+Family = Literal["sd1", "sd2", "sdxl", "sdxl_refiner"]
+Prediction = Literal["epsilon", "v_prediction"]
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    """What the state dict says a checkpoint is."""
+
+    family: Family
+    prediction: Prediction = "epsilon"
+    inpainting: bool = False  # 9-channel UNet input (latents + mask + masked-image latents)
+    in_channels: int = 4
+
+    @property
+    def label(self) -> str:
+        parts = [self.family]
+        if self.prediction == "v_prediction":
+            parts.append("v")
+        if self.inpainting:
+            parts.append("inpainting")
+        return "-".join(parts)
+
+
+class ModelFileError(Exception):
+    """Base class: a model file could not be used. ``str(err)`` is a sentence a user can act on."""
+
+    kind: str = "invalid"
+
+    def __init__(self, path: str | Path, message: str) -> None:
+        self.path = Path(path)
+        super().__init__(f"{self.path.name}: {message}")
+
+
+class UnsafeFileError(ModelFileError):
+    """A pickle that would run code or reference objects outside the weights-only allow-list."""
+
+    kind = "unsafe"
+
+
+class CorruptFileError(ModelFileError):
+    """Bytes that are not a valid safetensors/zip-pickle file (bad header, offsets, dtypes...)."""
+
+    kind = "corrupt"
+
+
+class IncompleteFileError(ModelFileError):
+    """A file shorter than its own header says: usually an interrupted download."""
+
+    kind = "incomplete"
+
+
+class UnknownModelError(ModelFileError):
+    """Valid weights, but not a Stable Diffusion family we can build."""
+
+    kind = "unknown-family"
+
+
+@dataclass
+class LoadedModel:
+    """Diffusers components built from one checkpoint, on their device, ready for the sampling loop.
+
+    ``text_encoder_2``/``tokenizer_2`` are set for SDXL (OpenCLIP bigG); the SDXL refiner has only the bigG encoder,
+    held in ``text_encoder_2`` with ``text_encoder`` None.
+    """
+
+    kind: ModelKind
+    path: Path
+    unet: Any
+    vae: Any
+    text_encoder: Any | None
+    tokenizer: Any | None
+    scheduler_config: dict[str, Any]
+    device: Any  # torch.device
+    dtype: Any  # torch.dtype for UNet and text encoders
+    vae_dtype: Any  # torch.dtype for the VAE (may be upgraded to fp32 after a NaN)
+    text_encoder_2: Any | None = None
+    tokenizer_2: Any | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_sdxl(self) -> bool:
+        return self.kind.family in ("sdxl", "sdxl_refiner")
