@@ -1,0 +1,175 @@
+"""A1111's ``/sdapi/v1`` routes over the shared runtime (same job queue and processing as the UI)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from modules import samplers
+from modules.api import schemas
+from modules.api.auth import BasicAuth, parse_credentials
+from modules.api.images import BadImage, encode_pil_to_base64
+from modules.jobs import JobFailed, QueueFull
+from modules.models.manager import CheckpointNotFound, NoCheckpointError
+from modules.options import OptionError
+from modules.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def _field_error(status: int, field: str, message: str, **extra: Any) -> JSONResponse:
+    """Errors in FastAPI's validation shape, so clients parse one format: ``detail[0].loc`` names the field."""
+    detail = [{"loc": ["body", field], "msg": message, "type": "value_error", **extra}]
+    return JSONResponse(status_code=status, content={"error": "Invalid request", "detail": detail})
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(samplers.UnknownSamplerError)
+    async def _unknown_sampler(_: Request, err: samplers.UnknownSamplerError) -> JSONResponse:
+        return _field_error(422, err.field, str(err), choices=list(err.choices))
+
+    @app.exception_handler(CheckpointNotFound)
+    async def _unknown_checkpoint(_: Request, err: CheckpointNotFound) -> JSONResponse:
+        return _field_error(422, err.field, str(err), choices=err.choices)
+
+    @app.exception_handler(OptionError)
+    async def _bad_option(_: Request, err: OptionError) -> JSONResponse:
+        return _field_error(422, err.field, str(err))
+
+    @app.exception_handler(BadImage)
+    async def _bad_image(_: Request, err: BadImage) -> JSONResponse:
+        return _field_error(400, err.field, str(err))
+
+    @app.exception_handler(QueueFull)
+    async def _queue_full(_: Request, err: QueueFull) -> JSONResponse:
+        return JSONResponse(status_code=503, content={"error": "Queue full", "detail": str(err)},
+                            headers={"Retry-After": "10"})
+
+    @app.exception_handler(NoCheckpointError)
+    async def _no_checkpoint(_: Request, err: NoCheckpointError) -> JSONResponse:
+        return JSONResponse(status_code=409, content={"error": "No checkpoint", "detail": str(err)})
+
+    @app.exception_handler(JobFailed)
+    async def _job_failed(_: Request, err: JobFailed) -> JSONResponse:
+        status = 422 if isinstance(err.cause, ValueError) else 500
+        return JSONResponse(status_code=status, content={"error": type(err.cause or err).__name__,
+                                                         "detail": str(err)})
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, err: RequestValidationError) -> JSONResponse:
+        detail = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in err.errors()]
+        return JSONResponse(status_code=422, content={"error": "Invalid request", "detail": detail})
+
+
+def _sd_model_item(info: Any) -> schemas.SDModelItem:
+    return schemas.SDModelItem(title=info.title, model_name=info.model_name, hash=info.shorthash,
+                               sha256=info.sha256, filename=str(info.path), config=None)
+
+
+def build_router(rt: Runtime) -> APIRouter:
+    auth = BasicAuth(parse_credentials(getattr(rt.args, "api_auth", None)))
+    router = APIRouter(prefix="/sdapi/v1", dependencies=[Depends(auth)], tags=["sdapi"])
+
+    async def wait_job(job: Any) -> Any:
+        # Waiting happens off the event loop so /progress keeps answering while the job runs.
+        return await asyncio.to_thread(job.wait)
+
+    @router.post("/txt2img", response_model=schemas.ImagesResponse)
+    async def txt2img(req: schemas.Txt2ImgRequest) -> schemas.ImagesResponse:
+        params = req.to_params()
+        job = rt.submit_txt2img(params, from_api=True)
+        processed = await wait_job(job)
+        images = [encode_pil_to_base64(im) for im in processed.images] if req.send_images else []
+        echo = req.model_dump()
+        return schemas.ImagesResponse(images=images, parameters=echo, info=processed.js())
+
+    @router.get("/sd-models", response_model=list[schemas.SDModelItem])
+    async def sd_models() -> list[schemas.SDModelItem]:
+        return [_sd_model_item(info) for info in rt.registry.list()]
+
+    @router.post("/refresh-checkpoints")
+    async def refresh_checkpoints() -> None:
+        await asyncio.to_thread(rt.registry.refresh)
+
+    @router.get("/options")
+    async def get_options() -> dict[str, Any]:
+        values = rt.options.as_dict()
+        if values.get("sd_model_checkpoint") is None and rt.manager.info is not None:
+            values["sd_model_checkpoint"] = rt.manager.info.title
+        return values
+
+    @router.post("/options")
+    async def set_options(req: dict[str, Any] = Body(...)) -> None:
+        current = rt.options.as_dict()
+        # Clients often post back what GET returned: unchanged values (restricted or not) are no-ops.
+        changes = {k: v for k, v in req.items() if not (k in current and current[k] == v)}
+        checkpoint = changes.pop("sd_model_checkpoint", None)
+        rt.options.validate(changes, from_api=True)
+        if checkpoint is not None:
+            info = rt.manager.resolve(str(checkpoint))
+            try:
+                await wait_job(rt.submit_load(info.title))
+            except JobFailed as err:
+                raise OptionError("sd_model_checkpoint", f"could not load {info.title}: {err}") from err
+            changes["sd_model_checkpoint"] = info.title
+        if changes:
+            rt.options.apply(changes, from_api=True)
+
+    @router.get("/progress", response_model=schemas.ProgressResponse)
+    def progress(skip_current_image: bool = False) -> schemas.ProgressResponse:
+        job = rt.jobs.current
+        if job is None:
+            return schemas.ProgressResponse(progress=0, eta_relative=0, state=schemas.ProgressState(),
+                                            current_image=None, textinfo=None)
+        snap = job.progress.snapshot()
+        image = None
+        if not skip_current_image:
+            preview = job.progress.preview_image()
+            if preview is not None:
+                image = encode_pil_to_base64(preview)
+        state = schemas.ProgressState(skipped=snap.skipped, interrupted=snap.interrupted, job=snap.job or job.kind,
+                                      job_count=snap.job_count, job_timestamp=snap.job_timestamp,
+                                      job_no=snap.job_no, sampling_step=snap.sampling_step,
+                                      sampling_steps=snap.sampling_steps)
+        return schemas.ProgressResponse(progress=snap.progress, eta_relative=snap.eta_relative, state=state,
+                                        current_image=image, textinfo=snap.textinfo or None)
+
+    @router.post("/interrupt")
+    def interrupt() -> dict[str, Any]:
+        rt.jobs.interrupt_current()
+        return {}
+
+    @router.post("/skip")
+    def skip() -> None:
+        rt.jobs.skip_current()
+
+    @router.get("/samplers", response_model=list[schemas.SamplerItem])
+    def list_samplers() -> list[dict[str, Any]]:
+        return samplers.sampler_list()
+
+    @router.get("/schedulers", response_model=list[schemas.SchedulerItem])
+    def list_schedulers() -> list[dict[str, Any]]:
+        return samplers.schedule_list()
+
+    @router.get("/cmd-flags")
+    def cmd_flags() -> dict[str, Any]:
+        from modules.cmd_args import secret_free_flags
+
+        return secret_free_flags(rt.args)
+
+    @router.post("/unload-checkpoint")
+    async def unload_checkpoint() -> dict[str, Any]:
+        await wait_job(rt.jobs.submit("unload-checkpoint", lambda job: rt.manager.unload()))
+        return {}
+
+    @router.post("/reload-checkpoint")
+    async def reload_checkpoint() -> dict[str, Any]:
+        await wait_job(rt.submit_load(rt.options.get("sd_model_checkpoint")))
+        return {}
+
+    return router

@@ -1,0 +1,92 @@
+"""Request and response models of A1111's ``/sdapi/v1``, built on the processing parameter models.
+
+The API keeps A1111's API defaults (steps 50, sampler "Euler" through ``sampler_index``), which differ from the UI's.
+Unknown request fields are ignored, as A1111 clients expect.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from modules.processing.params import Txt2ImgParams
+
+
+class Txt2ImgRequest(Txt2ImgParams):
+    steps: int = Field(50, ge=1, le=500, description="Sampling steps")
+    sampler_name: str | None = Field(None, max_length=100, description="Sampling method; falls back to sampler_index")
+    scheduler: str | None = Field(None, max_length=100, description="Schedule type")
+    sampler_index: str = Field("Euler", max_length=100, description="Legacy sampler field (A1111 API default)")
+    script_name: str | None = None
+    script_args: list[Any] = Field(default_factory=list)
+    send_images: bool = True
+    save_images: bool = False
+    alwayson_scripts: dict[str, Any] = Field(default_factory=dict)
+    force_task_id: str | None = Field(None, max_length=200)
+    infotext: str | None = Field(None, max_length=200_000)
+
+    def to_params(self) -> Txt2ImgParams:
+        data = self.model_dump(include=set(Txt2ImgParams.model_fields))
+        data["sampler_name"] = self.sampler_name or self.sampler_index
+        # A1111: the API writes files only when asked to.
+        data["do_not_save_samples"] = self.do_not_save_samples or not self.save_images
+        data["do_not_save_grid"] = self.do_not_save_grid or not self.save_images
+        return Txt2ImgParams(**data)
+
+
+class ImagesResponse(BaseModel):
+    images: list[str] | None = Field(None, description="Base64 PNGs, each carrying its `parameters` chunk")
+    parameters: dict[str, Any]
+    info: str
+
+
+class SDModelItem(BaseModel):
+    title: str
+    model_name: str
+    hash: str | None = None
+    sha256: str | None = None
+    filename: str
+    config: str | None = None
+
+
+class SamplerItem(BaseModel):
+    name: str
+    aliases: list[str]
+    options: dict[str, Any]
+
+
+class SchedulerItem(BaseModel):
+    name: str
+    label: str
+    aliases: list[str] | None = None
+    default_rho: float = -1
+    need_inner_model: bool = False
+
+
+class ProgressState(BaseModel):
+    skipped: bool = False
+    interrupted: bool = False
+    stopping_generation: bool = False
+    job: str = ""
+    job_count: int = 0
+    job_timestamp: str = ""
+    job_no: int = 0
+    sampling_step: int = 0
+    sampling_steps: int = 0
+
+
+class ProgressResponse(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    progress: float
+    eta_relative: float
+    state: ProgressState
+    current_image: str | None = None
+    textinfo: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: str
+    detail: Any = None
+    errors: Any = None

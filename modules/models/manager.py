@@ -1,0 +1,133 @@
+"""The loaded checkpoint: which one is active, loading a new one, and keeping the old one if that fails.
+
+Loads run on the job worker (never concurrently with a generation); the HTTP threads only read ``status``. A failed
+load leaves the previous model loaded and usable, and the error is kept for the UI and the API.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from modules.models.types import LoadedModel, ModelFileError
+
+log = logging.getLogger(__name__)
+
+
+class NoCheckpointError(RuntimeError):
+    """No checkpoint file exists yet: the user must add one."""
+
+
+class CheckpointNotFound(ValueError):
+    """A name that matches no checkpoint; ``choices`` lists the valid titles."""
+
+    def __init__(self, name: str, choices: list[str]) -> None:
+        self.field = "sd_model_checkpoint"
+        self.choices = choices
+        super().__init__(f"checkpoint {name!r} not found; available: {', '.join(choices) or 'none'}")
+
+
+@dataclass
+class ManagerStatus:
+    loaded_title: str | None
+    loading_title: str | None
+    last_error: str | None
+    load_seconds: float | None
+
+
+class ModelManager:
+    def __init__(self, registry: Any, device_policy: Any, *, hashing: bool = True,
+                 load_fn: Callable[..., LoadedModel] | None = None,
+                 on_loaded: Callable[[LoadedModel, Any], None] | None = None) -> None:
+        self.registry = registry
+        self.device_policy = device_policy
+        self.hashing = hashing
+        self._load_fn = load_fn
+        self._on_loaded = on_loaded
+        self._lock = threading.Lock()
+        self.model: LoadedModel | None = None
+        self.info: Any = None  # CheckpointInfo of the loaded model
+        self._loading: Any = None
+        self.last_error: str | None = None
+        self.load_seconds: float | None = None
+
+    def status(self) -> ManagerStatus:
+        with self._lock:
+            return ManagerStatus(
+                loaded_title=self.info.title if self.info is not None else None,
+                loading_title=self._loading.title if self._loading is not None else None,
+                last_error=self.last_error,
+                load_seconds=self.load_seconds,
+            )
+
+    def resolve(self, name: str | None) -> Any:
+        """Find a checkpoint by title/name/hash alias; None picks the loaded one, else the first available."""
+        if name:
+            info = self.registry.get(name)
+            if info is None:
+                self.registry.refresh()
+                info = self.registry.get(name)
+            if info is None:
+                raise CheckpointNotFound(name, [c.title for c in self.registry.list()])
+            return info
+        if self.info is not None:
+            return self.info
+        available = self.registry.list()
+        if not available:
+            raise NoCheckpointError(
+                "No checkpoint found. Put a Stable Diffusion model (.safetensors or .ckpt) into models/Stable-diffusion "
+                "and press the refresh button next to the checkpoint list.")
+        return available[0]
+
+    def ensure(self, name: str | None) -> tuple[LoadedModel, Any]:
+        """Make ``name`` (or the default) the loaded model; call this on the job worker."""
+        info = self.resolve(name)
+        if self.model is not None and self.info is not None and self.info.path == info.path:
+            return self.model, self.info
+        return self.load(info), info
+
+    def load(self, info: Any) -> LoadedModel:
+        """Load a checkpoint, replacing the current one only when the new one loaded completely."""
+        from modules.models import loader  # heavy (torch, diffusers): imported on first use
+
+        load_fn = self._load_fn or loader.load_checkpoint
+        with self._lock:
+            self._loading = info
+        started = time.perf_counter()
+        try:
+            if self.hashing:
+                self.registry.ensure_hash(info)
+            # The previous model stays referenced until the new one is complete, so a failed load keeps it.
+            model = load_fn(info.path, self.device_policy)
+        except ModelFileError as err:
+            with self._lock:
+                self.last_error = str(err)
+                self._loading = None
+            raise
+        except Exception as err:
+            with self._lock:
+                self.last_error = f"{info.title}: {err}"
+                self._loading = None
+            raise
+        with self._lock:
+            self.model, self.info = model, info
+            self._loading = None
+            self.last_error = None
+            self.load_seconds = time.perf_counter() - started
+        log.info("Loaded %s (%s) in %.1f s", info.title, model.kind.label, self.load_seconds)
+        if self._on_loaded is not None:
+            self._on_loaded(model, info)
+        return model
+
+    def unload(self) -> None:
+        with self._lock:
+            self.model = None
+            self.info = None
+        gc.collect()
+        from modules.jobs import _free_accelerator_memory
+
+        _free_accelerator_memory()

@@ -1,0 +1,312 @@
+"""Settings: one registry of typed options (default, label, section, bounds) and the values in ``config.json``.
+
+The registry is the single source for the Settings tab, ``GET/POST /sdapi/v1/options`` and validation. Writes are
+validate-then-atomic: a bad value is refused with a message naming the key and nothing is written. Pure module: no
+torch, no gradio.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+from modules import fileio
+
+log = logging.getLogger(__name__)
+
+
+class OptionError(ValueError):
+    """A setting could not be applied. ``field`` names the key, for 4xx answers and UI messages."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}")
+
+
+@dataclass
+class OptionInfo:
+    """One setting. ``kind`` is the value type ('bool', 'int', 'float', 'str', 'list'); ``choices`` may be a callable."""
+
+    default: Any
+    label: str = ""
+    section: tuple[str, str] = ("other", "Other")
+    kind: str = ""
+    minimum: float | None = None
+    maximum: float | None = None
+    step: float | None = None
+    choices: Iterable[Any] | Callable[[], Iterable[Any]] | None = None
+    restricted: bool = False  # refused over the API and with --hide-ui-dir-config (paths, filename patterns)
+    infotext: str | None = None  # infotext key that maps onto this setting (override settings)
+    comment: str = ""
+    onchange: Callable[[], None] | None = None
+    needs_reload_ui: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.kind:
+            self.kind = _kind_of(self.default)
+
+    def current_choices(self) -> list[Any] | None:
+        if self.choices is None:
+            return None
+        return list(self.choices() if callable(self.choices) else self.choices)
+
+
+def _kind_of(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, (list, tuple)):
+        return "list"
+    return "str"
+
+
+def _coerce(key: str, info: OptionInfo, value: Any) -> Any:
+    """Check and normalise one value against its OptionInfo; raise OptionError with a readable reason."""
+    kind = info.kind
+    if value is None and info.default is None:
+        return None
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise OptionError(key, f"expected true or false, got {type(value).__name__}")
+    elif kind in ("int", "float"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise OptionError(key, f"expected a number, got {type(value).__name__}")
+        if value != value or value in (float("inf"), float("-inf")):
+            raise OptionError(key, "expected a finite number")
+        if kind == "int":
+            if isinstance(value, float) and not value.is_integer():
+                raise OptionError(key, "expected a whole number")
+            value = int(value)
+        else:
+            value = float(value)
+        if info.minimum is not None and value < info.minimum:
+            raise OptionError(key, f"must be at least {info.minimum}")
+        if info.maximum is not None and value > info.maximum:
+            raise OptionError(key, f"must be at most {info.maximum}")
+    elif kind == "list":
+        if not isinstance(value, (list, tuple)):
+            raise OptionError(key, f"expected a list, got {type(value).__name__}")
+        value = list(value)
+    else:
+        if not isinstance(value, str):
+            raise OptionError(key, f"expected text, got {type(value).__name__}")
+        if len(value) > 10_000:
+            raise OptionError(key, "text is too long (10,000 characters at most)")
+    choices = info.current_choices()
+    if choices is not None and kind != "list" and value not in choices:
+        shown = ", ".join(map(str, choices[:30]))
+        raise OptionError(key, f"{value!r} is not one of: {shown}")
+    return value
+
+
+SAVING = ("saving-images", "Saving images/grids")
+PATHS = ("saving-paths", "Paths for saving")
+TO_DIRS = ("saving-to-dirs", "Saving to a directory")
+SD = ("sd", "Stable Diffusion")
+VAE = ("vae", "VAE")
+SAMPLER = ("sampler-params", "Sampler parameters")
+INFOTEXT = ("infotext", "Infotext")
+PREVIEW = ("ui", "Live previews")
+UI = ("ui_alternatives", "User interface")
+SYSTEM = ("system", "System")
+
+
+def builtin_options() -> dict[str, OptionInfo]:
+    """The core settings, with A1111's keys, defaults and labels."""
+    return {
+        # Saving images
+        "samples_save": OptionInfo(True, "Always save all generated images", SAVING),
+        "samples_format": OptionInfo("png", "File format for images", SAVING, choices=("png", "jpg", "jpeg", "webp")),
+        "samples_filename_pattern": OptionInfo("", "Images filename pattern", SAVING, restricted=True),
+        "save_images_add_number": OptionInfo(True, "Add number to filename when saving", SAVING),
+        "grid_save": OptionInfo(True, "Always save all generated image grids", SAVING),
+        "grid_format": OptionInfo("png", "File format for grids", SAVING, choices=("png", "jpg", "jpeg", "webp")),
+        "grid_only_if_multiple": OptionInfo(True, "Do not save grids consisting of one picture", SAVING),
+        "n_rows": OptionInfo(-1, "Grid row count; use -1 for autodetect and 0 for it to be same as batch size", SAVING,
+                             minimum=-1, maximum=16),
+        "enable_pnginfo": OptionInfo(True, "Save text information about generation parameters as chunks to png files",
+                                     SAVING),
+        "save_txt": OptionInfo(False, "Create a text file with infotext next to every image", SAVING),
+        "jpeg_quality": OptionInfo(80, "Quality for saved jpeg and webp images", SAVING, minimum=1, maximum=100),
+        # Paths (restricted: never writable over the API)
+        "outdir_samples": OptionInfo("", "Output directory for images; if empty, defaults to three directories below",
+                                     PATHS, restricted=True),
+        "outdir_txt2img_samples": OptionInfo("outputs/txt2img-images", "Output directory for txt2img images", PATHS,
+                                             restricted=True),
+        "outdir_img2img_samples": OptionInfo("outputs/img2img-images", "Output directory for img2img images", PATHS,
+                                             restricted=True),
+        "outdir_extras_samples": OptionInfo("outputs/extras-images", "Output directory for images from extras tab",
+                                            PATHS, restricted=True),
+        "outdir_grids": OptionInfo("", "Output directory for grids; if empty, defaults to two directories below",
+                                   PATHS, restricted=True),
+        "outdir_txt2img_grids": OptionInfo("outputs/txt2img-grids", "Output directory for txt2img grids", PATHS,
+                                           restricted=True),
+        "outdir_img2img_grids": OptionInfo("outputs/img2img-grids", "Output directory for img2img grids", PATHS,
+                                           restricted=True),
+        "outdir_save": OptionInfo("log/images", "Directory for saving images using the Save button", PATHS,
+                                  restricted=True),
+        # Saving to a directory
+        "save_to_dirs": OptionInfo(True, "Save images to a subdirectory", TO_DIRS),
+        "grid_save_to_dirs": OptionInfo(True, "Save grids to a subdirectory", TO_DIRS),
+        "directories_filename_pattern": OptionInfo("[date]", "Directory name pattern", TO_DIRS, restricted=True),
+        "directories_max_prompt_words": OptionInfo(8, "Max prompt words for [prompt_words] pattern", TO_DIRS,
+                                                   minimum=1, maximum=20),
+        # Stable Diffusion
+        "sd_model_checkpoint": OptionInfo(None, "Stable Diffusion checkpoint", SD, kind="str"),
+        "sd_checkpoints_limit": OptionInfo(1, "Maximum number of checkpoints loaded at the same time", SD,
+                                           minimum=1, maximum=10),
+        "CLIP_stop_at_last_layers": OptionInfo(1, "Clip skip", SD, minimum=1, maximum=12, infotext="Clip skip"),
+        "randn_source": OptionInfo("GPU", "Random number generator source", SD, choices=("GPU", "CPU", "NV"),
+                                   infotext="RNG"),
+        "sd_vae": OptionInfo("Automatic", "SD VAE", VAE),
+        "auto_vae_precision": OptionInfo(True, "Automatically revert VAE to 32-bit floats", VAE),
+        # Sampler parameters
+        "eta_noise_seed_delta": OptionInfo(0, "Eta noise seed delta", SAMPLER, minimum=0, maximum=2**32 - 1,
+                                           infotext="ENSD"),
+        "hide_samplers": OptionInfo([], "Hide samplers in user interface", SAMPLER, kind="list"),
+        # Infotext
+        "add_model_hash_to_info": OptionInfo(True, "Add model hash to infotext", INFOTEXT),
+        "add_model_name_to_info": OptionInfo(True, "Add model name to infotext", INFOTEXT),
+        "add_version_to_infotext": OptionInfo(True, "Add program version to infotext", INFOTEXT),
+        # Live previews
+        "show_progressbar": OptionInfo(True, "Show progressbar", PREVIEW),
+        "live_previews_enable": OptionInfo(True, "Show live previews of the created image", PREVIEW),
+        "show_progress_every_n_steps": OptionInfo(10, "Live preview display period (in sampling steps)", PREVIEW,
+                                                  minimum=-1, maximum=32),
+        # User interface
+        "localization": OptionInfo("None", "Localization", UI, needs_reload_ui=True),
+        "return_grid": OptionInfo(True, "Show grid in gallery", UI),
+        # System
+        "samples_log_stdout": OptionInfo(False, "Always print all generation info to standard output", SYSTEM),
+    }
+
+
+class Options:
+    """Current setting values over a registry; thread-safe; persisted atomically to ``config.json``.
+
+    Unknown keys found in config.json (from extensions not loaded now, or newer versions) are kept and written back,
+    so a user never loses them.
+    """
+
+    def __init__(self, path: Path, registry: Mapping[str, OptionInfo] | None = None) -> None:
+        self.path = path
+        self.registry: dict[str, OptionInfo] = dict(registry or builtin_options())
+        self.data: dict[str, Any] = {}
+        self.quarantined: Path | None = None
+        self._lock = threading.RLock()
+
+    # -- registry -------------------------------------------------------------------------------------------
+    def add_option(self, key: str, info: OptionInfo) -> None:
+        with self._lock:
+            self.registry[key] = info
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.registry or key in self.data
+
+    # -- values ---------------------------------------------------------------------------------------------
+    def get(self, key: str, default: Any = None) -> Any:
+        with self._lock:
+            if key in self.data:
+                return self.data[key]
+            info = self.registry.get(key)
+            return info.default if info is not None else default
+
+    def __getattr__(self, key: str) -> Any:  # opts.samples_format, as extensions expect
+        if key.startswith("_") or key in ("path", "registry", "data", "quarantined"):
+            raise AttributeError(key)
+        with self.__dict__["_lock"]:
+            if key in self.__dict__["data"] or key in self.__dict__["registry"]:
+                return self.get(key)
+        raise AttributeError(key)
+
+    def as_dict(self) -> dict[str, Any]:
+        with self._lock:
+            out = {k: info.default for k, info in self.registry.items()}
+            out.update(self.data)
+            return out
+
+    def validate(self, changes: Mapping[str, Any], *, from_api: bool = False) -> dict[str, Any]:
+        """Return normalised values; raise OptionError naming the first bad key. Nothing is stored."""
+        clean: dict[str, Any] = {}
+        for key, value in changes.items():
+            info = self.registry.get(key)
+            if info is None:
+                raise OptionError(key, "unknown setting")
+            if from_api and info.restricted:
+                raise OptionError(key, "this setting can only be changed in config.json or the local UI")
+            clean[key] = _coerce(key, info, value)
+        return clean
+
+    def apply(self, changes: Mapping[str, Any], *, from_api: bool = False, save: bool = True) -> list[str]:
+        """Validate all, then store and persist atomically. Returns the keys whose value changed."""
+        with self._lock:
+            clean = self.validate(changes, from_api=from_api)
+            changed = [k for k, v in clean.items() if self.get(k) != v]
+            if not changed:
+                return []
+            previous = dict(self.data)
+            self.data.update({k: clean[k] for k in changed})
+            if save:
+                try:
+                    self.save()
+                except OSError as err:
+                    self.data = previous
+                    raise OptionError(changed[0], f"could not write {self.path.name}: {err}") from err
+        for key in changed:
+            cb = self.registry[key].onchange
+            if cb is not None:
+                try:
+                    cb()
+                except Exception:  # a failing callback must not undo a saved setting
+                    log.exception("onchange callback for %s failed", key)
+        return changed
+
+    def set(self, key: str, value: Any) -> bool:
+        return bool(self.apply({key: value}))
+
+    # -- persistence ----------------------------------------------------------------------------------------
+    def load(self) -> None:
+        """Read config.json. A corrupt file is quarantined (kept, never overwritten) and defaults are used."""
+        data, quarantined = fileio.read_json_or_quarantine(self.path)
+        with self._lock:
+            self.quarantined = quarantined
+            self.data = {}
+            if quarantined is not None:
+                log.warning("Settings file %s was unreadable; kept it as %s and started with defaults.",
+                            self.path, quarantined)
+            for key, value in (data or {}).items():
+                info = self.registry.get(key)
+                if info is None:
+                    self.data[key] = value  # keep unknown keys verbatim
+                    continue
+                try:
+                    self.data[key] = _coerce(key, info, value)
+                except OptionError as err:
+                    log.warning("Ignoring bad value in %s: %s", self.path.name, err)
+
+    def save(self) -> None:
+        import json
+
+        with self._lock:
+            text = json.dumps(self.data, indent=4, ensure_ascii=False, default=str)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fileio.atomic_write_text(self.path, text)
+
+
+@dataclass
+class SettingsSnapshot:
+    """An immutable copy of the values a job reads, taken when it starts (override_settings applied)."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.values[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)

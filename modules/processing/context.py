@@ -1,0 +1,107 @@
+"""What a job needs besides its parameters, and what it gives back.
+
+``ProcessingContext`` is handed in by whoever runs the job (UI, API, scripts): the loaded model and its checkpoint
+identity, a settings snapshot, where to save, and the progress record. Processing never reaches for globals.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modules.processing.progress import JobProgress
+
+
+@dataclass(frozen=True)
+class CheckpointIdentity:
+    """How the loaded checkpoint is named in infotext and API answers."""
+
+    title: str
+    model_name: str  # file stem, the infotext "Model"
+    shorthash: str | None  # 10 hex of the file's sha256, the infotext "Model hash"
+    sha256: str | None = None
+    filename: str = ""
+
+
+@dataclass
+class ProcessingContext:
+    model: Any  # LoadedModel
+    checkpoint: CheckpointIdentity
+    settings: dict[str, Any]
+    data_dir: Path
+    progress: JobProgress = field(default_factory=JobProgress)
+    version: str | None = None
+    from_api: bool = False  # A1111's API prints floats as floats ("CFG scale: 7.0"); the UI prints 7
+    save_params_txt: bool = True
+    nan_check: bool = True
+
+
+@dataclass
+class Processed:
+    """Results of one txt2img/img2img job: PIL images (grid first when there is one) and their infotexts."""
+
+    images: list[Any]
+    infotexts: list[str]
+    prompt: str
+    negative_prompt: str
+    seed: int
+    subseed: int
+    all_prompts: list[str]
+    all_negative_prompts: list[str]
+    all_seeds: list[int]
+    all_subseeds: list[int]
+    params: Any
+    sampler_name: str
+    schedule_label: str
+    checkpoint: CheckpointIdentity
+    index_of_first_image: int = 0
+    saved_paths: list[Path | None] = field(default_factory=list)  # aligned with images; None = not saved
+    job_timestamp: str = ""
+    version: str | None = None
+    clip_skip: int = 1
+    extra_generation_params: dict[str, Any] = field(default_factory=dict)
+    interrupted: bool = False
+    comments: list[str] = field(default_factory=list)
+
+    def info_dict(self) -> dict[str, Any]:
+        """The object A1111's API serialises into the ``info`` string (``Processed.js()`` keys)."""
+        p = self.params
+        return {
+            "prompt": self.prompt,
+            "all_prompts": self.all_prompts,
+            "negative_prompt": self.negative_prompt,
+            "all_negative_prompts": self.all_negative_prompts,
+            "seed": self.seed,
+            "all_seeds": self.all_seeds,
+            "subseed": self.subseed,
+            "all_subseeds": self.all_subseeds,
+            "subseed_strength": p.subseed_strength,
+            "width": p.width,
+            "height": p.height,
+            "sampler_name": self.sampler_name,
+            "cfg_scale": p.cfg_scale,
+            "steps": p.steps,
+            "batch_size": p.batch_size,
+            "restore_faces": bool(p.restore_faces),
+            "face_restoration_model": None,
+            "sd_model_name": self.checkpoint.model_name,
+            "sd_model_hash": self.checkpoint.shorthash,
+            "sd_vae_name": None,
+            "sd_vae_hash": None,
+            "seed_resize_from_w": p.seed_resize_from_w,
+            "seed_resize_from_h": p.seed_resize_from_h,
+            "denoising_strength": getattr(p, "denoising_strength", None),
+            "extra_generation_params": self.extra_generation_params,
+            "index_of_first_image": self.index_of_first_image,
+            "infotexts": self.infotexts,
+            "styles": list(p.styles),
+            "job_timestamp": self.job_timestamp,
+            "clip_skip": self.clip_skip,
+            "is_using_inpainting_conditioning": False,
+            "version": self.version or "",
+        }
+
+    def js(self) -> str:
+        return json.dumps(self.info_dict(), ensure_ascii=False)

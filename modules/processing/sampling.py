@@ -1,0 +1,151 @@
+"""The denoising loop: our own, over a diffusers UNet and a diffusers scheduler.
+
+A readable fixed sequence (scale input, predict with classifier-free guidance, scheduler step, report progress) that
+later features hook into per step (prompt editing, composable diffusion, extension callbacks). Plus VAE decoding with
+A1111's automatic fp32 fallback when fp16 decoding yields NaNs, and the cheap latent->RGB live preview.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from modules.models.types import LoadedModel
+from modules.processing.conditioning import Conditioning
+from modules.processing.progress import JobProgress
+
+log = logging.getLogger(__name__)
+
+
+class NansError(RuntimeError):
+    """The model produced NaNs: a clear error instead of a black image saved as a success."""
+
+
+def _accepts(fn: Callable[..., Any], name: str) -> bool:
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+class GuidedDenoiser:
+    """UNet call with classifier-free guidance for one batch. Cond and uncond share one UNet batch when their
+    token lengths agree, otherwise they run separately (as A1111 does by default, so results do not depend on padding).
+    """
+
+    def __init__(self, model: LoadedModel, cond: Conditioning, uncond: Conditioning, cfg_scale: float,
+                 time_ids: torch.Tensor | None = None, neg_time_ids: torch.Tensor | None = None,
+                 image_conditioning: torch.Tensor | None = None) -> None:
+        self.model = model
+        self.cond, self.uncond = cond, uncond
+        self.cfg_scale = float(cfg_scale)
+        self.time_ids, self.neg_time_ids = time_ids, neg_time_ids
+        self.image_conditioning = image_conditioning
+
+    def _unet(self, x: torch.Tensor, t: Any, c: Conditioning, time_ids: torch.Tensor | None) -> torch.Tensor:
+        kwargs: dict[str, Any] = {}
+        if c.pooled is not None:
+            kwargs["added_cond_kwargs"] = {"text_embeds": c.pooled, "time_ids": time_ids}
+        if self.image_conditioning is not None:
+            reps = x.shape[0] // self.image_conditioning.shape[0]
+            x = torch.cat([x, self.image_conditioning.repeat(reps, 1, 1, 1)], dim=1)
+        dtype = self.model.dtype
+        out = self.model.unet(x.to(dtype), t, encoder_hidden_states=c.context, return_dict=False, **kwargs)[0]
+        return out.to(torch.float32)
+
+    def __call__(self, x: torch.Tensor, t: Any) -> torch.Tensor:
+        if self.cfg_scale == 1.0:  # guidance 1 is the conditional prediction alone: skip the wasted half
+            return self._unet(x, t, self.cond, self.time_ids)
+        c, u = self.cond, self.uncond
+        if c.context.shape == u.context.shape:
+            both = Conditioning(torch.cat([c.context, u.context]),
+                                None if c.pooled is None else torch.cat([c.pooled, u.pooled]))
+            ids = None if self.time_ids is None else torch.cat([self.time_ids, self.neg_time_ids])
+            pred_c, pred_u = self._unet(torch.cat([x, x]), t, both, ids).chunk(2)
+        else:
+            pred_c = self._unet(x, t, c, self.time_ids)
+            pred_u = self._unet(x, t, u, self.neg_time_ids)
+        return pred_u + self.cfg_scale * (pred_c - pred_u)
+
+
+def denoise(scheduler: Any, denoiser: GuidedDenoiser, latents: torch.Tensor, generators: list[torch.Generator],
+            progress: JobProgress, steps_display: int,
+            on_step: Callable[[int, torch.Tensor], None] | None = None) -> tuple[torch.Tensor, bool]:
+    """Run the scheduler's timesteps. Returns (latents, completed); completed is False after a skip request."""
+    step_kwargs: dict[str, Any] = {"return_dict": False}
+    if _accepts(scheduler.step, "generator"):
+        step_kwargs["generator"] = generators if len(generators) == latents.shape[0] else generators[0]
+    timesteps = scheduler.timesteps
+    total = len(timesteps)
+    x = latents
+    for i, t in enumerate(timesteps):
+        if progress.take_skip():
+            return x, False
+        x_in = scheduler.scale_model_input(x, t)
+        with torch.inference_mode():
+            pred = denoiser(x_in, t)
+        x = scheduler.step(pred, t, x, **step_kwargs)[0]
+        if on_step is not None:
+            on_step(i, x)
+        progress.step(-(-(i + 1) * steps_display // total), x)  # second-order samplers report sampler steps
+    return x, True
+
+
+def check_finite(latents: torch.Tensor, what: str) -> None:
+    if not torch.isfinite(latents).all():
+        raise NansError(
+            f"A tensor with NaNs was produced in the {what}. This can happen with fp16 precision on some models or "
+            "GPUs; try the --no-half command line flag (and --no-half-vae), or disable this check with "
+            "--disable-nan-check.")
+
+
+@torch.inference_mode()
+def decode_latents(model: LoadedModel, latents: torch.Tensor, auto_upcast: bool = True) -> list[torch.Tensor]:
+    """Decode one image at a time (bounded memory), returning tensors in [-1, 1]. On NaN in fp16, switch the VAE to
+    fp32 for the rest of the session and retry, as A1111's ``auto_vae_precision`` does."""
+    scaling = float(getattr(model.vae.config, "scaling_factor", 0.18215))
+    shift = getattr(model.vae.config, "shift_factor", None) or 0.0
+    images = []
+    for latent in latents:
+        for attempt in range(2):
+            z = (latent[None] / scaling + shift).to(model.device, model.vae_dtype)
+            image = model.vae.decode(z, return_dict=False)[0].float()
+            if torch.isfinite(image).all():
+                break
+            if attempt == 0 and auto_upcast and model.vae_dtype != torch.float32:
+                log.warning("VAE produced NaNs in %s; switching the VAE to 32-bit floats for this session. "
+                            "Use --no-half-vae to start that way.", model.vae_dtype)
+                model.vae.to(torch.float32)
+                model.vae_dtype = torch.float32
+                continue
+            raise NansError("A tensor with NaNs was produced in VAE. Use --no-half-vae.")
+        images.append(image[0])
+    return images
+
+
+def to_pil(image: torch.Tensor) -> Image.Image:
+    """[-1, 1] CHW tensor -> 8-bit RGB, truncating like A1111 (``astype(uint8)`` after scaling by 255)."""
+    x = torch.clamp((image.float() + 1.0) / 2.0, 0.0, 1.0)
+    array = (255.0 * x.permute(1, 2, 0).cpu().numpy()).astype(np.uint8)
+    return Image.fromarray(array)
+
+
+# Linear latent -> RGB factors for live previews ("Approx cheap"), per latent space.
+_CHEAP_RGB = {
+    "sd": ((0.298, 0.207, 0.208), (0.187, 0.286, 0.173), (-0.158, 0.189, 0.264), (-0.184, -0.271, -0.473)),
+    "sdxl": ((0.3448, 0.4168, 0.4395), (-0.1953, -0.0290, 0.0250), (0.1074, 0.0886, -0.0163),
+             (-0.3730, -0.2499, -0.2088)),
+}
+
+
+def cheap_preview(latents: torch.Tensor, sdxl: bool) -> Image.Image:
+    """First image of the batch, approximated without the VAE (microseconds, not a decode)."""
+    coefs = torch.tensor(_CHEAP_RGB["sdxl" if sdxl else "sd"], dtype=torch.float32)
+    latent = latents[0, :4].float().cpu()
+    rgb = torch.einsum("lxy,lr->rxy", latent, coefs)
+    return to_pil(rgb)

@@ -1,0 +1,117 @@
+"""Writing generated images the way A1111 names them, with their infotext embedded, never overwriting a file.
+
+``outputs/txt2img-images/2024-07-27/00000-1234567890.png`` for samples (5-digit sequence, then the filename pattern,
+``[seed]`` by default) and ``outputs/txt2img-grids/2024-07-27/grid-0000.png`` for grids (4 digits). The sequence number
+continues from the highest one already in the folder. Files are written to a temporary name and linked into place, so
+a crash never leaves a truncated image under a final name.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from PIL import Image, PngImagePlugin
+
+from modules import fileio, filenames
+
+EXIF_USER_COMMENT = 0x9286
+EXIF_IFD = 0x8769
+
+
+@dataclass(frozen=True)
+class OutputKind:
+    samples_setting: str
+    grids_setting: str
+
+
+TXT2IMG = OutputKind("outdir_txt2img_samples", "outdir_txt2img_grids")
+IMG2IMG = OutputKind("outdir_img2img_samples", "outdir_img2img_grids")
+
+
+def encode_image(image: Image.Image, fmt: str, infotext: str | None, quality: int = 80,
+                 extra_text: Mapping[str, str] | None = None) -> bytes:
+    """Encode with the infotext: PNG ``parameters`` text chunk; JPEG/WEBP EXIF UserComment (UTF-16, as A1111)."""
+    fmt = fmt.lower()
+    buf = io.BytesIO()
+    if fmt == "png":
+        info = PngImagePlugin.PngInfo()
+        for key, value in (extra_text or {}).items():
+            info.add_text(key, value)
+        if infotext:
+            info.add_text("parameters", infotext)
+        image.save(buf, format="PNG", pnginfo=info)
+    else:
+        pil_format = {"jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP"}.get(fmt)
+        if pil_format is None:
+            raise ValueError(f"unsupported image format {fmt!r}")
+        exif = Image.Exif()
+        if infotext:
+            exif.get_ifd(EXIF_IFD)[EXIF_USER_COMMENT] = b"UNICODE\0" + infotext.encode("utf-16-be")
+        rgb = image.convert("RGB") if pil_format == "JPEG" else image
+        rgb.save(buf, format=pil_format, quality=quality, exif=exif.tobytes())
+    return buf.getvalue()
+
+
+def output_dir(settings: Mapping[str, Any], data_dir: Path, kind: OutputKind, grid: bool) -> Path:
+    """The configured folder, relative to the data dir. ``outdir_samples``/``outdir_grids`` override all kinds."""
+    override = settings.get("outdir_grids" if grid else "outdir_samples") or ""
+    folder = override or settings.get(kind.grids_setting if grid else kind.samples_setting) or ""
+    path = Path(folder)
+    return path if path.is_absolute() else data_dir / path
+
+
+def save_image(image: Image.Image, directory: Path, *, settings: Mapping[str, Any], fields: Mapping[str, Any],
+               infotext: str | None, grid: bool = False, suffix: str = "") -> Path:
+    """Save one image with A1111's naming under ``directory`` and return the path written."""
+    to_dirs = settings.get("grid_save_to_dirs" if grid else "save_to_dirs", True)
+    if to_dirs:
+        sub = filenames.apply_pattern(settings.get("directories_filename_pattern") or "[date]", fields)
+        directory = filenames.contained_join(directory, sub) if sub else directory
+    directory.mkdir(parents=True, exist_ok=True)
+    fmt = settings.get("grid_format" if grid else "samples_format", "png") or "png"
+    if grid:
+        basename, decoration = "grid", ""
+    else:
+        basename = ""
+        pattern = settings.get("samples_filename_pattern") or ("[seed]" if to_dirs else "[seed]-[prompt_spaces]")
+        decoration = filenames.apply_pattern(pattern, fields)
+    add_number = settings.get("save_images_add_number", True)
+    number = filenames.next_sequence_number(directory, basename) if add_number or grid else None
+    if number is None:
+        stem = decoration or "image"
+    elif basename:
+        stem = f"{basename}-{number:04}" + (f"-{decoration}" if decoration else "")
+    else:
+        stem = f"{number:05}" + (f"-{decoration}" if decoration else "")
+    stem = filenames.sanitize_filename_part(stem + suffix)
+    data = encode_image(image, fmt, infotext if settings.get("enable_pnginfo", True) else None,
+                        int(settings.get("jpeg_quality", 80)))
+    path = fileio.write_new_file(directory / f"{stem}.{fmt}", data)
+    if settings.get("save_txt") and infotext:
+        fileio.write_new_file(path.with_suffix(".txt"), infotext.encode("utf-8"))
+    return path
+
+
+def grid_rows(count: int, batch_size: int, n_rows: int) -> int:
+    """A1111's rule: fixed rows if set, batch size for 0, else the largest divisor not above sqrt(count)."""
+    if n_rows > 0:
+        return n_rows
+    if n_rows == 0:
+        return max(1, batch_size)
+    rows = max(1, math.floor(math.sqrt(count)))
+    while count % rows != 0:
+        rows -= 1
+    return rows
+
+
+def image_grid(images: Sequence[Image.Image], rows: int) -> Image.Image:
+    cols = math.ceil(len(images) / rows)
+    w, h = images[0].size
+    grid = Image.new("RGB", (cols * w, rows * h), "black")
+    for i, img in enumerate(images):
+        grid.paste(img, box=(i % cols * w, i // cols * h))
+    return grid

@@ -1,0 +1,130 @@
+"""The composition root: builds each service once from the flags and wires them together.
+
+Handlers (UI and API) receive this object explicitly; nothing here is a module-level global. Heavy libraries (torch,
+diffusers) are imported only when a model is first loaded, so the server answers HTTP within seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from modules import infotext
+from modules.hashing import HashCache
+from modules.jobs import Job, JobQueue
+from modules.models.manager import ModelManager
+from modules.models.registry import CheckpointRegistry
+from modules.options import Options
+from modules.paths import Paths
+from modules.processing.context import CheckpointIdentity, ProcessingContext
+from modules.processing.params import Txt2ImgParams
+from modules.processing.progress import JobProgress
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    args: argparse.Namespace
+    paths: Paths
+    options: Options
+    registry: CheckpointRegistry
+    manager: ModelManager
+    jobs: JobQueue
+    version: str | None = None
+    startup_notes: list[str] = field(default_factory=list)
+
+    # -- settings -------------------------------------------------------------------------------------------
+    def job_settings(self, overrides: dict[str, Any] | None) -> dict[str, Any]:
+        """A snapshot of the settings for one job, with per-request overrides validated, not stored."""
+        values = self.options.as_dict()
+        if overrides:
+            values.update(self.options.validate(overrides, from_api=True))
+        return values
+
+    # -- jobs -----------------------------------------------------------------------------------------------
+    def submit_load(self, name: str | None) -> Job:
+        """Queue a checkpoint load (it runs between generations, never during one)."""
+        info = self.manager.resolve(name)
+
+        def run(job: Job) -> Any:
+            job.progress.set_textinfo(f"Loading {info.title}")
+            self.manager.ensure(info.title)
+            return info.title
+
+        return self.jobs.submit("load-checkpoint", run, description=f"Load {info.title}")
+
+    def submit_txt2img(self, params: Txt2ImgParams, *, from_api: bool = False, save: bool = True) -> Job:
+        """Queue a txt2img job. Validation of names and overrides happens here, before queueing."""
+        from modules import samplers
+
+        samplers.resolve_sampler(params.sampler_name, params.scheduler)  # raises UnknownSamplerError early
+        settings = self.job_settings(params.override_settings)
+        wanted = settings.get("sd_model_checkpoint")
+        if params.override_settings.get("sd_model_checkpoint"):
+            self.manager.resolve(wanted)  # 422 for unknown names before the job is queued
+        if not params.override_settings_restore_afterwards and params.override_settings:
+            self.options.apply(params.override_settings, from_api=from_api)
+        progress = JobProgress(job="txt2img", preview_every=int(settings.get("show_progress_every_n_steps", 10))
+                               if settings.get("live_previews_enable", True) else 0)
+
+        def run(job: Job) -> Any:
+            from modules.processing.txt2img import live_preview, txt2img
+
+            job.progress.set_textinfo("Loading model" if self.manager.model is None else "")
+            model, info = self.manager.ensure(wanted)
+            job.progress._latent_preview = live_preview(model)
+            ctx = ProcessingContext(
+                model=model,
+                checkpoint=identity_of(info),
+                settings=settings,
+                data_dir=self.paths.data_dir,
+                progress=job.progress,
+                version=self.version,
+                from_api=from_api,
+                save_params_txt=not getattr(self.args, "no_prompt_history", False),
+                nan_check=not getattr(self.args, "disable_nan_check", False),
+            )
+            return txt2img(params, ctx)
+
+        return self.jobs.submit("txt2img", run, description=params.prompt[:80], progress=progress)
+
+    def select_checkpoint(self, name: str) -> Job:
+        """Make ``name`` the configured checkpoint (config.json) and load it."""
+        info = self.manager.resolve(name)
+        self.options.apply({"sd_model_checkpoint": info.title}, from_api=False)
+        return self.submit_load(info.title)
+
+
+def identity_of(info: Any) -> CheckpointIdentity:
+    return CheckpointIdentity(title=info.title, model_name=info.path.stem, shorthash=info.shorthash,
+                              sha256=info.sha256, filename=str(info.path))
+
+
+def build_runtime(args: argparse.Namespace) -> Runtime:
+    paths = Paths.from_args(args)
+    paths.ensure_data_folders()
+    options = Options(paths.config_file if not getattr(args, "ui_settings_file", None)
+                      else paths.data_dir / args.ui_settings_file)
+    options.load()
+    notes = []
+    if options.quarantined is not None:
+        notes.append(f"config.json could not be read and was kept as {options.quarantined.name}; "
+                     "defaults are in use.")
+    cache = HashCache(paths.cache_file)
+    extra = [paths.explicit_ckpt] if paths.explicit_ckpt and paths.explicit_ckpt.is_file() else []
+    registry = CheckpointRegistry(paths.model_dirs("checkpoints"), cache, extra_files=extra)
+    registry.refresh()
+    from modules.models.devices import DevicePolicy
+
+    policy = DevicePolicy.from_flags(no_half=bool(getattr(args, "no_half", False)),
+                                     no_half_vae=bool(getattr(args, "no_half_vae", False)),
+                                     precision=getattr(args, "precision", "autocast") or "autocast",
+                                     use_cpu=list(getattr(args, "use_cpu", None) or []))
+    manager = ModelManager(registry, policy, hashing=not getattr(args, "no_hashing", False))
+    jobs = JobQueue()
+    rt = Runtime(args=args, paths=paths, options=options, registry=registry, manager=manager, jobs=jobs,
+                 version=infotext.version_string(paths.install_dir), startup_notes=notes)
+    return rt

@@ -1,0 +1,119 @@
+"""The Gradio front end: quick-settings bar (checkpoint with refresh), then the tabs.
+
+Only this package imports gradio. Every handler goes through the Runtime (same queue and processing as the API).
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any, Iterator
+
+import gradio as gr
+
+from modules.jobs import JobFailed
+from modules.models.manager import CheckpointNotFound, NoCheckpointError
+from modules.runtime import Runtime
+from modules.ui.txt2img_tab import build_txt2img_tab, error_html
+
+CSS = """
+.progress-bar{position:relative;height:1.6em;border-radius:6px;background:var(--block-background-fill);
+ border:1px solid var(--border-color-primary);overflow:hidden}
+.progress-fill{position:absolute;inset:0 auto 0 0;background:var(--color-accent-soft)}
+.progress-text{position:relative;padding:0 .5em;font-size:.9em}
+.infotext p{font-family:var(--font-mono);font-size:.85em;white-space:normal;word-break:break-word}
+.error{color:var(--error-text-color, #c00)}
+#quicksettings{align-items:flex-end}
+"""
+
+
+def checkpoint_titles(rt: Runtime) -> list[str]:
+    return [c.title for c in rt.registry.list()]
+
+
+def current_checkpoint(rt: Runtime) -> str | None:
+    if rt.manager.info is not None:
+        return rt.manager.info.title
+    return rt.options.get("sd_model_checkpoint")
+
+
+def first_run_message(rt: Runtime) -> str:
+    if rt.registry.list():
+        return ""
+    folder = html.escape(str(rt.paths.model_dir("checkpoints")))
+    text = (f"<b>No checkpoint found.</b> Put a Stable Diffusion model (<code>.safetensors</code> or "
+            f"<code>.ckpt</code>) into <code>{folder}</code>, then press 🔄 next to the checkpoint list.")
+    if not getattr(rt.args, "no_download_sd_model", False):
+        text += " Or download Stable Diffusion 1.5 (about 4 GB) with the button below."
+    return f"<div id='first_run_notice'>{text}</div>"
+
+
+def build_ui(rt: Runtime) -> gr.Blocks:
+    with gr.Blocks(title="Stable Diffusion", analytics_enabled=False) as demo:
+        with gr.Row(elem_id="quicksettings"):
+            checkpoint = gr.Dropdown(checkpoint_titles(rt), value=current_checkpoint(rt),
+                                     label="Stable Diffusion checkpoint", elem_id="setting_sd_model_checkpoint",
+                                     allow_custom_value=False, scale=4)
+            refresh = gr.Button("🔄", elem_id="refresh_sd_model_checkpoint", min_width=40, scale=0)
+            model_status = gr.HTML("", elem_id="model_status")
+        notice = gr.HTML(first_run_message(rt), elem_id="first_run")
+        download = gr.Button("Download v1-5-pruned-emaonly.safetensors", elem_id="download_sd_model",
+                             visible=bool(first_run_message(rt)) and
+                             not getattr(rt.args, "no_download_sd_model", False))
+        with gr.Tabs(elem_id="tabs"):
+            with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img"):
+                build_txt2img_tab(rt)
+
+        def on_refresh() -> tuple[Any, str, Any]:
+            rt.registry.refresh()
+            message = first_run_message(rt)
+            return (gr.update(choices=checkpoint_titles(rt), value=current_checkpoint(rt)), message,
+                    gr.update(visible=bool(message) and not getattr(rt.args, "no_download_sd_model", False)))
+
+        def on_select(title: str) -> Iterator[str]:
+            if not title or title == (rt.manager.info.title if rt.manager.info else None):
+                yield ""
+                return
+            try:
+                job = rt.select_checkpoint(title)
+            except (CheckpointNotFound, NoCheckpointError) as err:
+                yield error_html(str(err))
+                return
+            while not job._done.wait(0.3):
+                yield f"<span class='progress-text'>Loading {html.escape(title)}…</span>"
+            try:
+                job.wait()
+                seconds = rt.manager.load_seconds or 0
+                yield f"<span class='progress-text'>Loaded in {seconds:.1f} s</span>"
+            except JobFailed as err:
+                yield error_html(f"{err}. The previous model stays loaded.")
+
+        def on_download() -> Iterator[str]:
+            from modules.models import download as dl
+
+            target = rt.paths.model_dir("checkpoints") / dl.DEFAULT_SD_MODEL["filename"]
+            state: dict[str, Any] = {"done": 0, "total": None}
+
+            def report(done: int, total: int | None) -> None:
+                state.update(done=done, total=total)
+
+            job = rt.jobs.submit("download", lambda job: dl.download_file(
+                dl.DEFAULT_SD_MODEL["url"], target, dl.DEFAULT_SD_MODEL["sha256"], progress=report))
+            while not job._done.wait(0.5):
+                total = state["total"]
+                pct = f"{100 * state['done'] / total:.1f}%" if total else f"{state['done'] / 2**20:.0f} MiB"
+                yield f"<span class='progress-text'>Downloading… {pct}</span>"
+            try:
+                job.wait()
+            except JobFailed as err:
+                yield error_html(str(err))
+                return
+            rt.registry.refresh()
+            yield "<span class='progress-text'>Downloaded. Select it in the checkpoint list.</span>"
+
+        refresh.click(on_refresh, outputs=[checkpoint, notice, download], queue=False)
+        checkpoint.input(on_select, inputs=[checkpoint], outputs=[model_status], concurrency_limit=None,
+                         show_progress="hidden")
+        download.click(on_download, outputs=[notice], concurrency_limit=None, show_progress="hidden")
+        demo.load(lambda: (gr.update(choices=checkpoint_titles(rt), value=current_checkpoint(rt)),
+                           first_run_message(rt)), outputs=[checkpoint, notice], queue=False)
+    return demo
