@@ -249,4 +249,4 @@ def _paste_centered(noise: torch.Tensor, canvas: torch.Tensor) -> torch.Tensor:
     return canvas
 
 
-ImageNoise = ImageRNG  # the name the brief's callers may use
+ImageNoise = ImageRNG  # alias: both names are public

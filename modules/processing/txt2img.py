@@ -166,7 +166,7 @@ def txt2img(p: GenerationParams, ctx: ProcessingContext) -> Processed:
             saved.append(path)
             images.append(image)
             infotexts.append(text)
-        ctx.progress.step(p.steps)  # the batch is complete even when skipped mid-way
+        ctx.progress.next_job(n + 1)  # the batch is complete even when skipped mid-way
 
     index_of_first_image = 0
     want_grid = (settings.get("return_grid", True) or settings.get("grid_save", True)) and not p.do_not_save_grid
