@@ -1,0 +1,148 @@
+"""txt2img end to end on tiny real-layout checkpoints loaded through the real loader (CPU, no weights)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from modules import infotext, samplers
+from modules.processing.progress import JobProgress
+from tests.support.engine import default_settings, load_tiny, run_txt2img
+from tests.support.tiny_checkpoints import write_tiny_checkpoint
+
+
+@pytest.fixture(scope="module")
+def sd1(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("ckpt")
+    return load_tiny(write_tiny_checkpoint("sd1", directory, "tiny-sd1"))
+
+
+def pixels(image: Image.Image) -> np.ndarray:
+    return np.asarray(image.convert("RGB"), dtype=np.int16)
+
+
+@pytest.mark.parametrize("family", ["sd1", "sd2-v", "sdxl", "sd1-inpainting"])
+def test_each_family_generates_an_image(tmp_path, family):
+    model = load_tiny(write_tiny_checkpoint(family, tmp_path / "models", f"tiny-{family}"))
+    out = run_txt2img(model, tmp_path, width=64, height=96, steps=2)
+    assert len(out.images) == 1
+    image = out.images[0]
+    assert image.size == (64, 96) and image.mode == "RGB"
+    assert pixels(image).std() > 0  # not a flat (e.g. black NaN) image
+
+
+def test_same_seed_same_pixels_different_seed_different(sd1, tmp_path):
+    a = run_txt2img(sd1, tmp_path, seed=42).images[0]
+    b = run_txt2img(sd1, tmp_path, seed=42).images[0]
+    c = run_txt2img(sd1, tmp_path, seed=43).images[0]
+    assert np.array_equal(pixels(a), pixels(b))
+    assert not np.array_equal(pixels(a), pixels(c))
+
+
+def test_batch_image_i_uses_seed_plus_i(sd1, tmp_path):
+    batch = run_txt2img(sd1, tmp_path, seed=100, batch_size=2, n_iter=2, sampler_name="Euler a")
+    assert batch.all_seeds == [100, 101, 102, 103]
+    assert batch.index_of_first_image == 1  # grid first
+    singles = [run_txt2img(sd1, tmp_path, seed=s, sampler_name="Euler a").images[0] for s in (101, 103)]
+    for got, want in zip((batch.images[2], batch.images[4]), singles):
+        # Batched and single UNet calls may differ in the last float bits; the noise streams must be the same.
+        assert np.abs(pixels(got) - pixels(want)).max() <= 2
+    assert "Seed: 101," in batch.infotexts[2]
+
+
+def test_variation_seed_keeps_seed_and_advances_subseeds(sd1, tmp_path):
+    out = run_txt2img(sd1, tmp_path, seed=7, subseed=50, subseed_strength=0.5, batch_size=2)
+    assert out.all_seeds == [7, 7] and out.all_subseeds == [50, 51]
+    assert "Variation seed: 51, Variation seed strength: 0.5" in out.infotexts[2]
+    base = run_txt2img(sd1, tmp_path, seed=7).images[0]
+    assert not np.array_equal(pixels(out.images[1]), pixels(base))
+
+
+def _combos():
+    for sampler in samplers.SAMPLERS:
+        schedules = samplers.SCHEDULES if sampler.accepts_schedule else samplers.SCHEDULES[:1]
+        for schedule in schedules:
+            yield sampler.name, schedule.label
+
+
+@pytest.mark.parametrize("sampler_name, schedule", list(_combos()))
+def test_every_sampler_and_schedule_type_runs(sd1, tmp_path, sampler_name, schedule):
+    out = run_txt2img(sd1, tmp_path, sampler_name=sampler_name, scheduler=schedule, steps=3, width=64, height=64)
+    assert pixels(out.images[0]).std() > 0
+    assert f"Sampler: {sampler_name}," in out.infotexts[0]
+
+
+def test_legacy_sampler_name_is_split_into_sampler_and_schedule(sd1, tmp_path):
+    out = run_txt2img(sd1, tmp_path, sampler_name="DPM++ 2M Karras", scheduler="Automatic")
+    assert "Sampler: DPM++ 2M, Schedule type: Karras," in out.infotexts[0]
+
+
+def test_infotext_exact_format_and_round_trip(sd1, tmp_path):
+    out = run_txt2img(sd1, tmp_path, prompt="a cat, sitting: on a mat", negative_prompt="blurry", seed=5, steps=3,
+                      cfg_scale=7, width=64, height=64, sampler_name="DPM++ 2M", scheduler="Automatic")
+    text = out.infotexts[0]
+    assert text == ("a cat, sitting: on a mat\nNegative prompt: blurry\n"
+                    "Steps: 3, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7, Seed: 5, Size: 64x64, "
+                    "Model hash: 0123456789, Model: tiny, Version: v0.1.0")
+    parsed = infotext.parse_infotext(text)
+    assert parsed["Prompt"] == "a cat, sitting: on a mat" and parsed["Negative prompt"] == "blurry"
+    assert str(parsed["Seed"]) == "5" and str(parsed["Size-1"]) == "64" and parsed["Schedule type"] == "Karras"
+    api = run_txt2img(sd1, tmp_path, seed=5, steps=3, cfg_scale=7, from_api=True)
+    assert "CFG scale: 7.0," in api.infotexts[0]  # A1111's API prints floats
+
+
+def test_files_named_like_a1111_and_never_overwritten(sd1, tmp_path):
+    first = run_txt2img(sd1, tmp_path, seed=11, batch_size=2)
+    samples = [p for p in first.saved_paths if p is not None and "grids" not in str(p)]
+    assert [p.name for p in samples] == ["00000-11.png", "00001-12.png"]
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", samples[0].parent.name)
+    assert samples[0].parent.parent == tmp_path / "outputs" / "txt2img-images"
+    grid = first.saved_paths[0]
+    assert grid.name == "grid-0000.png" and grid.parent.parent == tmp_path / "outputs" / "txt2img-grids"
+    with Image.open(samples[1]) as im:
+        assert im.info["parameters"] == first.infotexts[2]
+    before = samples[0].read_bytes()
+    second = run_txt2img(sd1, tmp_path, seed=11)
+    assert second.saved_paths[0].name == "00002-11.png"  # numbering continues
+    assert samples[0].read_bytes() == before
+    assert (tmp_path / "params.txt").read_text(encoding="utf-8") == second.infotexts[0]
+
+
+def test_do_not_save_writes_nothing(sd1, tmp_path):
+    out = run_txt2img(sd1, tmp_path, seed=1, batch_size=2, do_not_save_samples=True, do_not_save_grid=True)
+    assert len(out.images) == 2 and out.index_of_first_image == 0
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_clip_skip_changes_conditioning_and_is_recorded(sd1, tmp_path):
+    settings = default_settings(CLIP_stop_at_last_layers=2)
+    skip2 = run_txt2img(sd1, tmp_path, settings=settings, seed=3)
+    plain = run_txt2img(sd1, tmp_path, seed=3)
+    assert "Clip skip: 2" in skip2.infotexts[0] and "Clip skip" not in plain.infotexts[0]
+    assert not np.array_equal(pixels(skip2.images[0]), pixels(plain.images[0]))
+
+
+def test_long_prompt_is_chunked_not_truncated(sd1, tmp_path):
+    words = " ".join(f"word{i}" for i in range(120))
+    a = run_txt2img(sd1, tmp_path, prompt=words, seed=9)
+    b = run_txt2img(sd1, tmp_path, prompt=words + " extra tail", seed=9)
+    assert not np.array_equal(pixels(a.images[0]), pixels(b.images[0]))  # tokens past 77 still matter
+
+
+def test_interrupt_keeps_finished_images(sd1, tmp_path):
+    progress = JobProgress()
+    calls = {"n": 0}
+    original_step = progress.step
+
+    def step(n, latents=None):
+        calls["n"] += 1
+        if calls["n"] == 4:  # during the second batch (3 steps a batch)
+            progress.interrupt()
+        original_step(n, latents)
+
+    progress.step = step
+    out = run_txt2img(sd1, tmp_path, n_iter=3, steps=3, progress=progress)
+    assert out.interrupted and len(out.images) == 1
