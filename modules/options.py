@@ -130,6 +130,7 @@ def builtin_options() -> dict[str, OptionInfo]:
         "grid_only_if_multiple": OptionInfo(True, "Do not save grids consisting of one picture", SAVING),
         "n_rows": OptionInfo(-1, "Grid row count; use -1 for autodetect and 0 for it to be same as batch size", SAVING,
                              minimum=-1, maximum=16),
+        "grid_prevent_empty_spots": OptionInfo(False, "Prevent empty spots in grid (when set to autodetect)", SAVING),
         "enable_pnginfo": OptionInfo(True, "Save text information about generation parameters as chunks to png files",
                                      SAVING),
         "save_txt": OptionInfo(False, "Create a text file with infotext next to every image", SAVING),

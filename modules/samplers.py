@@ -65,11 +65,12 @@ class ScheduleSpec:
 class UnknownSamplerError(ValueError):
     """An unknown sampler or schedule name. ``field`` is the request field, ``choices`` the accepted names."""
 
-    def __init__(self, field: str, choices: list[str], value: str | None = None) -> None:
+    def __init__(self, field: str, choices: list[str], value: str | None = None, reason: str = "") -> None:
         self.field = field
         self.choices = list(choices)
         self.value = value
-        super().__init__(f"unknown {field} {value!r}; choose one of: {', '.join(self.choices)}")
+        what = f"{field} {value!r} is not available here ({reason})" if reason else f"unknown {field} {value!r}"
+        super().__init__(f"{what}; choose one of: {', '.join(self.choices)}")
 
 
 # Multistep DPM-Solver in the k-diffusion spelling: DPM++ = data prediction, final step first order (as
@@ -316,7 +317,10 @@ def resolve_sampler(
     name, suffix_schedule = _split_legacy(name)
     sampler = find_sampler(name)
     if sampler is None:
-        raise UnknownSamplerError("sampler_name", sampler_names(), sampler_name)
+        # A1111 itself silently swaps an unknown name for its default; we answer 422 so a typo is not hidden, and
+        # say why for A1111 samplers that diffusers cannot serve.
+        reason = next((why for known, why in UNSUPPORTED if known.lower() == name.lower()), "")
+        raise UnknownSamplerError("sampler_name", sampler_names(), sampler_name, reason)
     schedule = suffix_schedule
     if schedule is None:
         if scheduler is None or not scheduler.strip():

@@ -146,3 +146,27 @@ def test_interrupt_keeps_finished_images(sd1, tmp_path):
     progress.step = step
     out = run_txt2img(sd1, tmp_path, n_iter=3, steps=3, progress=progress)
     assert out.interrupted and len(out.images) == 1
+
+
+@pytest.mark.parametrize("sampler_name", ["DPM++ SDE", "Euler a", "DPM++ 2M SDE", "DPM2 a"])
+def test_stochastic_samplers_are_reproducible_from_the_seed(sd1, tmp_path, sampler_name):
+    """Step noise (ancestral, SDE, DPM++ SDE's Brownian tree) follows the image seeds, not a random source."""
+    a = run_txt2img(sd1, tmp_path, sampler_name=sampler_name, seed=21, steps=4, do_not_save_samples=True)
+    b = run_txt2img(sd1, tmp_path, sampler_name=sampler_name, seed=21, steps=4, do_not_save_samples=True)
+    c = run_txt2img(sd1, tmp_path, sampler_name=sampler_name, seed=22, steps=4, do_not_save_samples=True)
+    assert np.array_equal(pixels(a.images[0]), pixels(b.images[0]))
+    assert not np.array_equal(pixels(a.images[0]), pixels(c.images[0]))
+
+
+@pytest.mark.parametrize("count, n_rows, prevent, size", [
+    (2, -1, False, (2, 1)), (3, -1, False, (2, 2)), (4, -1, False, (2, 2)), (6, -1, False, (3, 2)),
+    (5, -1, True, (5, 1)), (3, 0, False, (1, 3)), (4, 3, False, (2, 3)), (2, 5, False, (1, 2)),
+])
+def test_grid_layout_follows_a1111(count, n_rows, prevent, size):
+    from modules.processing.saving import grid_rows, image_grid
+
+    tiles = [Image.new("RGB", (8, 8), (i * 40, 0, 0)) for i in range(count)]
+    rows = grid_rows(count, batch_size=3 if n_rows == 0 else count, n_rows=n_rows, prevent_empty_spots=prevent)
+    grid = image_grid(tiles, rows)
+    assert (grid.width // 8, grid.height // 8) == size  # (columns, rows)
+    assert grid.getpixel((8 * (size[0] - 1) + 1, 1)) == tiles[size[0] - 1].getpixel((0, 0))

@@ -7,7 +7,6 @@ A1111's automatic fp32 fallback when fp16 decoding yields NaNs, and the cheap la
 
 from __future__ import annotations
 
-import inspect
 import logging
 from typing import Any, Callable
 
@@ -16,6 +15,7 @@ import torch
 from PIL import Image
 
 from modules.models.types import LoadedModel
+from modules.processing import schedulers
 from modules.processing.conditioning import Conditioning
 from modules.processing.progress import JobProgress
 
@@ -24,13 +24,6 @@ log = logging.getLogger(__name__)
 
 class NansError(RuntimeError):
     """The model produced NaNs: a clear error instead of a black image saved as a success."""
-
-
-def _accepts(fn: Callable[..., Any], name: str) -> bool:
-    try:
-        return name in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 class GuidedDenoiser:
@@ -75,11 +68,13 @@ class GuidedDenoiser:
 
 def denoise(scheduler: Any, denoiser: GuidedDenoiser, latents: torch.Tensor, generators: list[torch.Generator],
             progress: JobProgress, steps_display: int,
-            on_step: Callable[[int, torch.Tensor], None] | None = None) -> tuple[torch.Tensor, bool]:
-    """Run the scheduler's timesteps. Returns (latents, completed); completed is False after a skip request."""
-    step_kwargs: dict[str, Any] = {"return_dict": False}
-    if _accepts(scheduler.step, "generator"):
-        step_kwargs["generator"] = generators if len(generators) == latents.shape[0] else generators[0]
+            on_step: Callable[[int, torch.Tensor], None] | None = None,
+            seeds: list[int] | None = None) -> tuple[torch.Tensor, bool]:
+    """Run the scheduler's timesteps. Returns (latents, completed); completed is False after a skip request.
+
+    ``generators`` feed step noise (ancestral/SDE samplers); ``seeds`` (the batch's image seeds) seed DPM++ SDE's
+    Brownian tree, which would otherwise draw a random seed and make the image irreproducible."""
+    step_kwargs: dict[str, Any] = {"return_dict": False, **schedulers.step_kwargs(scheduler, generators, seeds)}
     timesteps = scheduler.timesteps
     total = len(timesteps)
     x = latents

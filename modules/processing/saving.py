@@ -96,16 +96,20 @@ def save_image(image: Image.Image, directory: Path, *, settings: Mapping[str, An
     return path
 
 
-def grid_rows(count: int, batch_size: int, n_rows: int) -> int:
-    """A1111's rule: fixed rows if set, batch size for 0, else the largest divisor not above sqrt(count)."""
+def grid_rows(count: int, batch_size: int, n_rows: int, prevent_empty_spots: bool = False) -> int:
+    """A1111's rule: ``n_rows`` if set, the batch size for 0, else round(sqrt(count)); with
+    ``grid_prevent_empty_spots`` the largest divisor of ``count`` not above sqrt(count). Never more rows than images."""
     if n_rows > 0:
-        return n_rows
-    if n_rows == 0:
-        return max(1, batch_size)
-    rows = max(1, math.floor(math.sqrt(count)))
-    while count % rows != 0:
-        rows -= 1
-    return rows
+        rows = n_rows
+    elif n_rows == 0:
+        rows = max(1, batch_size)
+    elif prevent_empty_spots:
+        rows = max(1, math.floor(math.sqrt(count)))
+        while count % rows != 0:
+            rows -= 1
+    else:
+        rows = max(1, round(math.sqrt(count)))
+    return max(1, min(rows, count))
 
 
 def image_grid(images: Sequence[Image.Image], rows: int) -> Image.Image:

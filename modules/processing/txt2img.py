@@ -144,7 +144,8 @@ def txt2img(p: GenerationParams, ctx: ProcessingContext) -> Processed:
         denoiser = GuidedDenoiser(model, cond, uncond, p.cfg_scale, time_ids, neg_time_ids,
                                   _txt2img_image_conditioning(model, p.batch_size, p.height, p.width))
         try:
-            latents, _completed = denoise(scheduler, denoiser, latents, rng.generators, ctx.progress, p.steps)
+            latents, _completed = denoise(scheduler, denoiser, latents, rng.generators, ctx.progress, p.steps,
+                                          seeds=seeds)
         except Interrupted:
             interrupted = True
             break
@@ -172,7 +173,8 @@ def txt2img(p: GenerationParams, ctx: ProcessingContext) -> Processed:
     want_grid = (settings.get("return_grid", True) or settings.get("grid_save", True)) and not p.do_not_save_grid
     grid_wanted = want_grid and (len(images) > 1 or (images and not settings.get("grid_only_if_multiple", True)))
     if grid_wanted:
-        rows = saving.grid_rows(len(images), p.batch_size, int(settings.get("n_rows", -1)))
+        rows = saving.grid_rows(len(images), p.batch_size, int(settings.get("n_rows", -1)),
+                                 bool(settings.get("grid_prevent_empty_spots", False)))
         grid = saving.image_grid(images, rows)
         grid_text = create_infotext(p, ctx, prompt=p.prompt, negative_prompt=p.negative_prompt, seed=all_seeds[0],
                                     subseed=all_subseeds[0], sampler_name=sampler.name,

@@ -1,0 +1,130 @@
+"""A1111 sampler/schedule names and the sigmas and timesteps our diffusers schedulers actually run."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from modules import samplers
+from modules.processing.schedulers import ModelSigmas, build_scheduler, schedule_sigmas
+
+# The SD1.x/SD2.x training noise schedule, as the loader derives it from the bundled yaml.
+SD_CONFIG = {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
+             "prediction_type": "epsilon", "timestep_spacing": "leading", "steps_offset": 1, "clip_sample": False,
+             "set_alpha_to_one": False, "skip_prk_steps": True}
+
+
+def model_sigmas() -> ModelSigmas:
+    betas = np.linspace(0.00085**0.5, 0.012**0.5, 1000) ** 2
+    return ModelSigmas(np.cumprod(1.0 - betas))
+
+
+def prepared(name: str, schedule: str = "Automatic", steps: int = 10):
+    sampler, sched = samplers.resolve_sampler(name, schedule)
+    scheduler = build_scheduler(sampler, sched, SD_CONFIG)
+    scheduler.set_timesteps(steps)
+    return scheduler
+
+
+def k_diffusion_karras(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> list[float]:
+    # crowsonkb/k-diffusion get_sigmas_karras, written out independently of modules.processing.schedulers.
+    ramp = [i / (n - 1) for i in range(n)]
+    lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
+    return [(hi + r * (lo - hi)) ** rho for r in ramp] + [0.0]
+
+
+def test_model_sigma_range_is_sd15s():
+    m = model_sigmas()
+    assert m.sigma_max == pytest.approx(14.6146, abs=1e-4) and m.sigma_min == pytest.approx(0.029168, abs=1e-5)
+
+
+def test_dpmpp_2m_automatic_runs_karras_over_the_full_model_range():
+    sched = prepared("DPM++ 2M", "Automatic", 10)
+    m = model_sigmas()
+    expected = k_diffusion_karras(10, m.sigma_min, m.sigma_max)
+    assert np.allclose(sched.sigmas.numpy(), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_euler_a_automatic_is_the_models_uniform_sigmas():
+    sched = prepared("Euler a", "Automatic", 10)
+    m = model_sigmas()
+    expected = [float(m.t_to_sigma(np.array([t]))[0]) for t in np.linspace(999, 0, 10)] + [0.0]
+    assert np.allclose(sched.sigmas.numpy(), expected, rtol=1e-4)
+
+
+@pytest.mark.parametrize("schedule", ["Karras", "Exponential", "Uniform", "SGM Uniform", "KL Optimal", "Beta",
+                                      "Simple", "Normal", "DDIM", "Align Your Steps", "Polyexponential"])
+def test_each_schedule_type_reaches_the_sampler(schedule):
+    name = samplers.find_schedule(schedule).sigmas
+    expected = schedule_sigmas(name, 8, model_sigmas())
+    sched = prepared("Euler", schedule, 8)
+    assert np.allclose(sched.sigmas.numpy()[:-1], expected, rtol=1e-4)
+    assert float(sched.sigmas[-1]) == 0.0
+    assert np.all(np.diff(expected) < 0)  # strictly descending noise levels
+
+
+def test_schedule_formulas():
+    m = model_sigmas()
+    exp = schedule_sigmas("exponential", 5, m)
+    assert np.allclose(np.diff(np.log(exp)), np.diff(np.log(exp))[0])  # equal steps in log sigma
+    assert exp[0] == pytest.approx(m.sigma_max) and exp[-1] == pytest.approx(m.sigma_min)
+    assert np.allclose(schedule_sigmas("polyexponential", 5, m), exp)  # rho 1
+    ays = schedule_sigmas("align_your_steps", 11, m)
+    assert ays[0] == 14.615 and ays[-1] == 0.029  # NVIDIA's SD1.5 table used as is at its own length
+    simple = schedule_sigmas("simple", 4, m)
+    assert np.allclose(simple, m.sigmas[[999, 749, 499, 249]])
+
+
+def test_ddim_and_plms_use_a1111_integer_timesteps():
+    # A1111: range(0, 1000, 1000 // steps) + 1, highest first.
+    expected = list(range(901, 0, -100))
+    assert [int(t) for t in prepared("DDIM", steps=10).timesteps] == expected
+    plms = [int(t) for t in prepared("PLMS", steps=10).timesteps]
+    assert sorted(set(plms), reverse=True) == expected
+
+
+def test_unipc_ends_at_the_smallest_training_sigma_not_zero():
+    sched = prepared("UniPC", steps=10)
+    assert float(sched.sigmas[-1]) == pytest.approx(model_sigmas().sigma_min, rel=1e-3)
+
+
+def test_legacy_names_aliases_and_normalisation():
+    sampler, schedule = samplers.resolve_sampler("DPM++ 2M Karras", None)
+    assert (sampler.name, schedule.label) == ("DPM++ 2M", "Automatic")  # Karras is DPM++ 2M's default
+    assert samplers.effective_schedule_label(sampler, schedule) == "Karras"
+    sampler, schedule = samplers.resolve_sampler("k_euler_a", "karras")
+    assert (sampler.name, schedule.label) == ("Euler a", "Karras")
+    sampler, schedule = samplers.resolve_sampler("euler A", "SGMUniform")
+    assert (sampler.name, schedule.label) == ("Euler a", "SGM Uniform")
+    assert samplers.effective_schedule_label(*samplers.resolve_sampler("Euler", None)) == "Automatic"
+    assert samplers.resolve_sampler(None, None)[0].name == "DPM++ 2M"
+
+
+def test_unknown_names_strict_and_lenient():
+    with pytest.raises(samplers.UnknownSamplerError) as err:
+        samplers.resolve_sampler("Nonexistent", None)
+    assert err.value.field == "sampler_name" and "Euler a" in err.value.choices
+    with pytest.raises(samplers.UnknownSamplerError) as err:
+        samplers.resolve_sampler("Euler", "Sideways")
+    assert err.value.field == "scheduler"
+    with pytest.raises(samplers.UnknownSamplerError, match="'DPM fast' is not available here"):
+        samplers.resolve_sampler("DPM fast", None)
+    sampler, schedule = samplers.resolve_sampler_lenient("Nonexistent", "Sideways")
+    assert (sampler.name, schedule.label) == ("DPM++ 2M", "Automatic")  # A1111's silent fallback
+
+
+def test_api_lists_have_a1111_shapes():
+    items = samplers.sampler_list()
+    assert items[0]["name"] == "DPM++ 2M" and items[0]["aliases"] == ["k_dpmpp_2m"]
+    assert {"Euler a", "Euler", "LMS", "Heun", "DPM2", "DPM2 a", "DPM++ 2S a", "DPM++ SDE", "DPM++ 2M SDE",
+            "DPM++ 3M SDE", "DDIM", "PLMS", "UniPC", "LCM"} <= {s["name"] for s in items}
+    for item in items:
+        assert set(item) == {"name", "aliases", "options"}
+    schedules = samplers.schedule_list()
+    assert [s["label"] for s in schedules][:3] == ["Automatic", "Uniform", "Karras"]
+    karras = next(s for s in schedules if s["name"] == "karras")
+    assert karras["default_rho"] == 7.0 and set(karras) == {"name", "label", "aliases", "default_rho",
+                                                              "need_inner_model"}
+    assert math.isclose(next(s for s in schedules if s["name"] == "sgm_uniform")["default_rho"], -1.0)
