@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
-from typing import Sequence
+import threading
+import time
+from pathlib import Path
+from typing import Any, Sequence
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach a model hub: every config ships with us
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -17,8 +21,45 @@ os.environ.setdefault("DISABLE_TELEMETRY", "1")
 
 log = logging.getLogger("webui")
 
+PORT_FALLBACK_TRIES = 100  # like gradio: without --port, the next free port after 7860
 
-def create_app(args):  # -> FastAPI
+
+def ui_credentials(args: Any) -> list[tuple[str, str]]:
+    """Logins for the UI: ``--gradio-auth`` plus every non-empty line of ``--gradio-auth-path`` (same format)."""
+    from modules.api.auth import parse_credentials
+
+    specs = [args.gradio_auth or ""]
+    if args.gradio_auth_path:
+        text = Path(args.gradio_auth_path).expanduser().read_text(encoding="utf-8")
+        specs += [line.strip() for line in text.splitlines() if line.strip()]
+    creds: dict[str, str] = {}
+    for spec in specs:
+        creds.update(parse_credentials(spec))
+    return list(creds.items())
+
+
+def _add_http_middleware(app: Any, args: Any) -> None:
+    """CORS (--cors-allow-origins[-regex]), the X-Process-Time header A1111 sends, and --api-log."""
+    from fastapi.middleware.cors import CORSMiddleware
+
+    origins = [o for o in (args.cors_allow_origins or "").split(",") if o]
+    if origins or args.cors_allow_origins_regex:
+        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_origin_regex=args.cors_allow_origins_regex,
+                           allow_methods=["*"], allow_headers=["*"], allow_credentials=True)
+    api_log = logging.getLogger("webui.api")
+
+    @app.middleware("http")
+    async def _timing(request: Any, call_next: Any) -> Any:
+        started = time.perf_counter()
+        response = await call_next(request)
+        elapsed = time.perf_counter() - started
+        response.headers["X-Process-Time"] = f"{elapsed:.4f}"
+        if args.api_log and request.url.path.startswith("/sdapi/"):
+            api_log.info("%s %s %s %.3fs", request.method, request.url.path, response.status_code, elapsed)
+        return response
+
+
+def create_app(args: Any) -> Any:  # -> FastAPI
     """Build the whole application for ``args`` (used by main() and by the tests' real servers)."""
     from fastapi import FastAPI
 
@@ -29,7 +70,9 @@ def create_app(args):  # -> FastAPI
     app = FastAPI(title="Stable Diffusion web UI", docs_url="/docs", redoc_url=None)
     app.state.runtime = rt
     install_error_handlers(app)
-    app.include_router(build_router(rt))
+    _add_http_middleware(app, args)
+    if args.api or args.nowebui:  # as in A1111, /sdapi/v1 is served only when asked for
+        app.include_router(build_router(rt))
 
     @app.get("/internal/ping", include_in_schema=False)
     def ping() -> dict:
@@ -41,28 +84,32 @@ def create_app(args):  # -> FastAPI
         from modules.ui.app import CSS, build_ui
 
         demo = build_ui(rt)
-        auth = None
-        if args.gradio_auth:
-            from modules.api.auth import parse_credentials
-
-            auth = list(parse_credentials(args.gradio_auth).items())
         theme_js = None
         if args.theme:
             theme_js = ("() => { const url = new URL(window.location); if (url.searchParams.get('__theme') !== "
                         f"'{args.theme}') {{ url.searchParams.set('__theme', '{args.theme}'); "
                         "window.location.replace(url); } }")
-        app = gr.mount_gradio_app(app, demo, path="/", auth=auth, css=CSS, js=theme_js,
+        app = gr.mount_gradio_app(app, demo, path="/", auth=ui_credentials(args) or None, css=CSS, js=theme_js,
                                   allowed_paths=[str(rt.paths.outputs_dir)])
     return app
 
 
-def start_background_load(app) -> None:
+def start_background_load(app: Any) -> None:
+    """Queue the first checkpoint load: ``--ckpt`` when given (A1111 makes it the active checkpoint for the
+    session), else the configured ``sd_model_checkpoint``, else the first one found."""
     rt = app.state.runtime if hasattr(app, "state") else None
     if rt is None or rt.args.skip_load_model_at_start:
         return
     if not rt.registry.list():
         log.warning("No checkpoint found in %s. The UI explains how to add one.", rt.paths.model_dir("checkpoints"))
         return
+    explicit = rt.paths.explicit_ckpt
+    if explicit is not None:
+        info = next((c for c in rt.registry.list() if c.path == explicit), None)
+        if info is not None:
+            rt.submit_load(info.title)
+            return
+        log.warning("--ckpt %s was not found; loading the configured checkpoint instead.", explicit)
     try:
         rt.submit_load(rt.options.get("sd_model_checkpoint"))
     except Exception as err:  # a missing configured checkpoint falls back to the first available
@@ -70,27 +117,69 @@ def start_background_load(app) -> None:
         rt.submit_load(None)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from modules.cmd_args import parse_args, unimplemented_flags_used
+def _port_is_free(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
 
-    args = parse_args(argv)
+
+def choose_port(host: str, wanted: int, explicit: bool) -> int:
+    """An explicit --port is used as given (uvicorn reports a clash); the default falls forward to a free port."""
+    if explicit:
+        return wanted
+    for port in range(wanted, wanted + PORT_FALLBACK_TRIES):
+        if _port_is_free(host, port):
+            if port != wanted:
+                log.warning("Port %d is in use; serving on %d instead.", wanted, port)
+            return port
+    raise SystemExit(f"no free port between {wanted} and {wanted + PORT_FALLBACK_TRIES - 1}; pass --port")
+
+
+class StripSubpath:
+    """ASGI wrapper for ``--subpath``: requests work with the prefix (a proxy that keeps it, or a direct visit) and
+    without it (a proxy that strips it); uvicorn's ``root_path`` makes generated URLs carry the prefix."""
+
+    def __init__(self, app: Any, subpath: str) -> None:
+        self.app = app
+        self.prefix = "/" + subpath.strip("/")
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope.get("type") in ("http", "websocket"):
+            path = scope.get("path", "")
+            if path == self.prefix or path.startswith(self.prefix + "/"):
+                scope = {**scope, "path": path[len(self.prefix):] or "/"}
+        await self.app(scope, receive, send)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from modules.cmd_args import parse_args, server_name, server_port
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for flag in unimplemented_flags_used(args):
-        log.warning("flag %s is accepted for A1111 compatibility but has no effect here", flag)
-    host = args.server_name or ("0.0.0.0" if args.listen else "127.0.0.1")
-    if host not in ("127.0.0.1", "localhost", "::1") and not (args.gradio_auth or args.api_auth) \
-            and not args.insecure_no_auth:
-        log.error("Refusing to listen on %s without --gradio-auth/--api-auth. Add credentials, or pass "
-                  "--insecure-no-auth if this network is trusted.", host)
-        return 2
-    port = args.port or (7861 if args.nowebui else 7860)
+    args = parse_args(argv)  # refuses a network-exposed server without auth; warns about no-effect flags
+    host = server_name(args)
+    port = choose_port(host, server_port(args), explicit=args.port is not None)
     app = create_app(args)
     start_background_load(app)
 
     import uvicorn
 
-    log.info("Running on http://%s:%d", "127.0.0.1" if host in ("0.0.0.0", "127.0.0.1") else host, port)
-    uvicorn.run(app, host=host, port=port, timeout_keep_alive=args.timeout_keep_alive, log_level="warning")
+    shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    url = f"http://{shown_host}:{port}/" + (args.subpath.strip("/") + "/" if args.subpath and args.subpath.strip("/") else "")
+    log.info("Running on %s", url)
+    if args.autolaunch:
+        import webbrowser
+
+        threading.Timer(2.0, webbrowser.open, args=(url,)).start()
+    root_path = ""
+    if args.subpath and args.subpath.strip("/"):
+        root_path = "/" + args.subpath.strip("/")
+        app = StripSubpath(app, root_path)
+    uvicorn.run(app, host=host, port=port, root_path=root_path, timeout_keep_alive=args.timeout_keep_alive,
+                log_level="warning")
     return 0
 
 

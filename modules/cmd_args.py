@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Flags are also read from the COMMANDLINE_ARGS environment variable (appended after the command line, "
         "as A1111 does). Flags marked 'no effect here' are accepted so existing A1111 command lines keep working.",
     )
-    i = IMPLEMENTED
+    i, n = IMPLEMENTED, NOT_YET_EFFECTIVE  # n: accepted and parsed; the feature behind it arrives later
 
     g = p.add_argument_group("network and server")
     _add(g, i, "--listen", "bool", "serve on 0.0.0.0 so other machines can connect (needs an auth flag or --insecure-no-auth)")
@@ -159,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add(g, i, "--api-auth", help='API login "user:password", or several as "u1:p1,u2:p2" (HTTP Basic)', default=None)
     _add(g, i, "--api-log", "bool", "log every API request")
     _add(g, i, "--nowebui", "bool", f"serve only the API, no UI (default port {DEFAULT_API_ONLY_PORT})")
-    _add(g, i, "--api-server-stop", "bool", "enable /sdapi/v1/server-stop, -restart and -kill")
+    _add(g, n, "--api-server-stop", "bool", "enable /sdapi/v1/server-stop, -restart and -kill")
     _add(g, i, "--skip-load-model-at-start", "bool", "do not load a checkpoint at startup (first request loads it)")
 
     g = p.add_argument_group("paths")
@@ -168,18 +168,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add(g, i, "--models-dir", help="models folder (default: <data-dir>/models)", default=None)
     _add(g, i, "--ckpt", help="checkpoint file to add to the list and load at startup", default=None)
     _add(g, i, "--ckpt-dir", help="extra folder of checkpoints", default=None)
-    _add(g, i, "--vae-dir", help="extra folder of VAE files", default=None)
-    _add(g, i, "--vae-path", help="VAE file to always use (overrides the VAE settings)", default=None)
-    _add(g, i, "--lora-dir", help="extra folder of LoRA files", default=None)
-    _add(g, i, "--embeddings-dir", help="extra folder of textual-inversion embeddings", default=None)
-    _add(g, i, "--hypernetwork-dir", help="extra folder of hypernetworks", default=None)
-    _add(g, i, "--localizations-dir", help="extra folder of localization .json files", default=None)
+    _add(g, n, "--vae-dir", help="extra folder of VAE files", default=None)
+    _add(g, n, "--vae-path", help="VAE file to always use (overrides the VAE settings)", default=None)
+    _add(g, n, "--lora-dir", help="extra folder of LoRA files", default=None)
+    _add(g, n, "--embeddings-dir", help="extra folder of textual-inversion embeddings", default=None)
+    _add(g, n, "--hypernetwork-dir", help="extra folder of hypernetworks", default=None)
+    _add(g, n, "--localizations-dir", help="extra folder of localization .json files", default=None)
     for name, what in (("esrgan", "ESRGAN"), ("realesrgan", "RealESRGAN"), ("gfpgan", "GFPGAN"),
                        ("codeformer", "CodeFormer"), ("swinir", "SwinIR"), ("dat", "DAT")):
-        _add(g, i, f"--{name}-models-path", help=f"extra folder of {what} models", default=None)
+        _add(g, n, f"--{name}-models-path", help=f"extra folder of {what} models", default=None)
     _add(g, i, "--ui-settings-file", help="settings file (default: <data-dir>/config.json)", default=None)
-    _add(g, i, "--ui-config-file", help="UI defaults file (default: <data-dir>/ui-config.json)", default=None)
-    _add(g, i, "--styles-file", "append", "styles CSV file or glob; repeatable (default: <data-dir>/styles.csv)")
+    _add(g, n, "--ui-config-file", help="UI defaults file (default: <data-dir>/ui-config.json)", default=None)
+    _add(g, n, "--styles-file", "append", "styles CSV file or glob; repeatable (default: <data-dir>/styles.csv)")
 
     g = p.add_argument_group("precision and devices")
     _add(g, i, "--no-half", "bool", "keep the model in 32-bit floats")
@@ -188,18 +188,17 @@ def build_parser() -> argparse.ArgumentParser:
          default="autocast")
     _add(g, i, "--use-cpu", help=f"run these parts on the CPU, one or more of: {', '.join(USE_CPU_CHOICES)}",
          nargs="+", type=str.lower, choices=USE_CPU_CHOICES, metavar="PART", default=[])
-    n = NOT_YET_EFFECTIVE
     _add(g, n, "--medvram", "bool", "keep only the active model part on the GPU")
     _add(g, n, "--medvram-sdxl", "bool", "--medvram for SDXL models only")
     _add(g, n, "--lowvram", "bool", "like --medvram, also splitting the UNet")
 
     g = p.add_argument_group("UI, settings and safety")
     _add(g, i, "--theme", help="force the light or dark UI theme", choices=("light", "dark"), default=None)
-    _add(g, i, "--freeze-settings", "bool", "make all settings read-only")
-    _add(g, i, "--hide-ui-dir-config", "bool", "hide folder settings in the UI")
-    _add(g, i, "--enable-insecure-extension-access", "bool", "allow extension installs even when network-exposed")
-    _add(g, i, "--disable-all-extensions", "bool", "load no extensions at all")
-    _add(g, i, "--disable-extra-extensions", "bool", "load only built-in extensions")
+    _add(g, n, "--freeze-settings", "bool", "make all settings read-only")
+    _add(g, n, "--hide-ui-dir-config", "bool", "hide folder settings in the UI")
+    _add(g, n, "--enable-insecure-extension-access", "bool", "allow extension installs even when network-exposed")
+    _add(g, n, "--disable-all-extensions", "bool", "load no extensions at all")
+    _add(g, n, "--disable-extra-extensions", "bool", "load only built-in extensions")
     _add(g, i, "--no-hashing", "bool", "do not compute sha256 of checkpoints")
     _add(g, i, "--no-download-sd-model", "bool", "do not download SD 1.5 when no checkpoint is found")
     _add(g, i, "--disable-nan-check", "bool", "do not check generated latents/images for NaNs")

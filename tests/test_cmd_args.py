@@ -160,7 +160,8 @@ def test_every_contract_flag_is_known() -> None:
     assert missing == []
     assert set(FLAG_STATUS.values()) == {IMPLEMENTED, NOT_YET_EFFECTIVE, LAUNCHER, NO_EFFECT}
     assert FLAG_STATUS["--insecure-no-auth"] == IMPLEMENTED
-    assert {f for f, s in FLAG_STATUS.items() if s == NOT_YET_EFFECTIVE} == {"--medvram", "--lowvram", "--medvram-sdxl"}
+    assert {"--medvram", "--lowvram", "--medvram-sdxl", "--freeze-settings"} <= {
+        f for f, s in FLAG_STATUS.items() if s == NOT_YET_EFFECTIVE}
     assert {f for f, s in FLAG_STATUS.items() if s == LAUNCHER} == {"--skip-install", "--reinstall-torch", "--exit", "-f"}
 
 
@@ -209,3 +210,23 @@ def test_module_is_pure() -> None:
     code = "import sys, modules.cmd_args; print(any(m in sys.modules for m in ('torch', 'gradio', 'fastapi')))"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_flags_marked_implemented_are_read_by_the_program() -> None:
+    """A flag that --help calls implemented must be read somewhere outside the parser (``args.x`` or ``"x"``)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    sources = [root / "webui.py", *(p for p in (root / "modules").rglob("*.py") if p.name != "cmd_args.py")]
+    code = "\n".join(p.read_text(encoding="utf-8") for p in sources)
+    # cmd_args.py's own helpers (server_name, remote_access_error) act on --listen and friends for webui.py.
+    code += (root / "modules" / "cmd_args.py").read_text(encoding="utf-8").split("# --- Derived values")[1]
+    unread = []
+    for flag, status in FLAG_STATUS.items():
+        if status != IMPLEMENTED:
+            continue
+        dest = flag.lstrip("-").replace("-", "_")
+        if not re.search(rf"\.{dest}\b|[\"']{dest}[\"']", code):
+            unread.append(flag)
+    assert unread == []
