@@ -6,11 +6,13 @@ import errno
 import json
 import os
 import re
+import shutil
 import signal
 import stat
 import subprocess
 import sys
 import threading
+from typing import Callable
 import time
 from pathlib import Path
 
@@ -125,19 +127,64 @@ def test_read_only_directory_raises_clear_error(tmp_path: Path, monkeypatch: pyt
     assert target.read_text(encoding="utf-8") == "old"
 
 
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="needs a non-root POSIX user")
+def _write_attempts(folder: Path) -> list[str]:
+    results = []
+    for attempt in (lambda: atomic_write_text(folder / "config.json", "new"),
+                    lambda: write_new_file(folder / "img.png", b"x")):
+        try:
+            attempt()
+        except PermissionError:
+            results.append("refused")
+        else:
+            results.append("written")
+    return results
+
+
+def _as_nobody(fn: Callable[[], list[str]]) -> list[str]:
+    """Run ``fn`` in a forked child that dropped root for ``nobody`` (root ignores permission bits)."""
+    import pwd
+
+    nobody = pwd.getpwnam("nobody")
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: no exec, so the interpreter's own folder need not be readable by nobody
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(nobody.pw_gid)
+            os.setuid(nobody.pw_uid)
+            os.write(write_end, json.dumps(fn()).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        data = pipe.read()
+    os.waitpid(pid, 0)
+    return json.loads(data or b"[]")
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
 def test_really_read_only_directory(tmp_path: Path) -> None:
-    target = tmp_path / "config.json"
-    atomic_write_text(target, "old")
-    os.chmod(tmp_path, 0o555)
+    """A folder the user may not write: both writers fail with PermissionError and the old file survives."""
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="ro-test-"))  # outside root's private pytest folder
     try:
-        with pytest.raises(PermissionError):
-            atomic_write_text(target, "new")
-        with pytest.raises(PermissionError):
-            write_new_file(tmp_path / "img.png", b"x")
+        target = folder / "config.json"
+        atomic_write_text(target, "old")
+        if os.geteuid() == 0:
+            os.chmod(folder, 0o755)  # owned by root: readable, not writable, for nobody
+            os.chmod(target, 0o644)
+            results = _as_nobody(lambda: _write_attempts(folder))
+        else:
+            os.chmod(folder, 0o555)
+            results = _write_attempts(folder)
+        assert results == ["refused", "refused"]
+        assert target.read_text(encoding="utf-8") == "old"
+        assert sorted(p.name for p in folder.iterdir()) == ["config.json"]  # no temporary file left behind
     finally:
-        os.chmod(tmp_path, 0o755)
-    assert target.read_text(encoding="utf-8") == "old"
+        os.chmod(folder, 0o755)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 _KILL_WRITER = """
