@@ -12,9 +12,9 @@ import stat
 import subprocess
 import sys
 import threading
-from typing import Callable
 import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
