@@ -13,12 +13,18 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from modules.samplers import SamplerSpec, ScheduleSpec, effective_schedule
+
+
+# diffusers builds DPM++ SDE's Brownian tree from float32 sigmas and queries it with float64 ones, so torchsde warns
+# on every image that 0.0291675 < 0.029168; the difference is rounding, not a problem to report to users.
+warnings.filterwarnings("ignore", message="Should have ta>=t0", module="torchsde")
 
 
 class SchedulerConfigError(ValueError):
