@@ -170,3 +170,42 @@ def test_grid_layout_follows_a1111(count, n_rows, prevent, size):
     grid = image_grid(tiles, rows)
     assert (grid.width // 8, grid.height // 8) == size  # (columns, rows)
     assert grid.getpixel((8 * (size[0] - 1) + 1, 1)) == tiles[size[0] - 1].getpixel((0, 0))
+
+
+def _overflowing_fp16_vae(tmp_path):
+    """A VAE whose first decoder conv overflows in fp16 (inf -> NaN) but is finite in fp32, as some SDXL VAEs are."""
+    import torch
+
+    model = load_tiny(write_tiny_checkpoint("sd1", tmp_path / "nan", "nan-vae"))
+    with torch.no_grad():
+        model.vae.decoder.conv_in.weight.mul_(3e4)
+    torch.nn.Module.to(model.vae, torch.float16)
+    model.vae_dtype = torch.float16
+    return model
+
+
+def test_vae_nan_in_fp16_reverts_to_fp32_and_keeps_going(tmp_path):
+    import torch
+
+    from modules.processing.sampling import NansError, decode_latents
+
+    model = _overflowing_fp16_vae(tmp_path)
+    latents = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(NansError, match="VAE"):
+        decode_latents(model, latents, auto_upcast=False)  # setting off: a clear error, never a black image
+    images = decode_latents(model, latents, auto_upcast=True)
+    assert len(images) == 2 and all(torch.isfinite(im).all() for im in images)
+    assert model.vae_dtype == torch.float32 and next(model.vae.parameters()).dtype == torch.float32
+
+
+def test_unet_nan_is_a_clear_error_and_nothing_is_saved(tmp_path):
+    import torch
+
+    from modules.processing.sampling import NansError
+
+    model = load_tiny(write_tiny_checkpoint("sd1", tmp_path / "nan", "nan-unet"))
+    with torch.no_grad():
+        model.unet.conv_out.bias.fill_(float("nan"))
+    with pytest.raises(NansError, match="Unet.*--no-half"):
+        run_txt2img(model, tmp_path, seed=1)
+    assert not (tmp_path / "outputs").exists()

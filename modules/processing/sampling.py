@@ -115,7 +115,7 @@ def decode_latents(model: LoadedModel, latents: torch.Tensor, auto_upcast: bool 
             if attempt == 0 and auto_upcast and model.vae_dtype != torch.float32:
                 log.warning("VAE produced NaNs in %s; switching the VAE to 32-bit floats for this session. "
                             "Use --no-half-vae to start that way.", model.vae_dtype)
-                model.vae.to(torch.float32)
+                torch.nn.Module.to(model.vae, torch.float32)  # torch's own: diffusers' override only adds a warning
                 model.vae_dtype = torch.float32
                 continue
             raise NansError("A tensor with NaNs was produced in VAE. Use --no-half-vae.")
