@@ -157,8 +157,14 @@ def test_corrupt_checkpoint_is_refused_and_loaded_model_keeps_working(client, da
     r = client.post("/sdapi/v1/options", json={"sd_model_checkpoint": broken})
     assert r.status_code == 422 and "incomplete" in r.text.lower()
     assert client.get("/sdapi/v1/options").json()["sd_model_checkpoint"] == before
+    per_request = client.post("/sdapi/v1/txt2img", json={"width": 64, "height": 64, "steps": 1,
+                                                         "override_settings": {"sd_model_checkpoint": broken}})
+    assert per_request.status_code == 422
+    detail = per_request.json()["detail"][0]
+    assert detail["loc"][-1] == "sd_model_checkpoint" and detail["kind"] == "incomplete"
     ok = client.post("/sdapi/v1/txt2img", json={"width": 64, "height": 64, "steps": 1})
     assert ok.status_code == 200
+    assert json.loads(ok.json()["info"])["sd_model_name"] in ("alpha", "beta")
     bad.unlink()
 
 

@@ -16,6 +16,7 @@ from modules.api.auth import BasicAuth, parse_credentials
 from modules.api.images import BadImage, encode_pil_to_base64
 from modules.jobs import JobFailed, QueueFull
 from modules.models.manager import CheckpointNotFound, NoCheckpointError
+from modules.models.types import ModelFileError
 from modules.options import OptionError
 from modules.runtime import Runtime
 
@@ -56,6 +57,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(JobFailed)
     async def _job_failed(_: Request, err: JobFailed) -> JSONResponse:
+        if isinstance(err.cause, ModelFileError):  # the checkpoint file is bad, not the server
+            return _field_error(422, "sd_model_checkpoint", str(err), kind=err.cause.kind)
         status = 422 if isinstance(err.cause, ValueError) else 500
         return JSONResponse(status_code=status, content={"error": type(err.cause or err).__name__,
                                                          "detail": str(err)})
