@@ -52,6 +52,7 @@ class Runtime:
         def run(job: Job) -> Any:
             job.progress.set_textinfo(f"Loading {info.title}")
             self.manager.ensure(info.title)
+            self._remember_checkpoint(info.title)
             return info.title
 
         return self.jobs.submit("load-checkpoint", run, description=f"Load {info.title}")
@@ -63,7 +64,8 @@ class Runtime:
         samplers.resolve_sampler(params.sampler_name, params.scheduler)  # raises UnknownSamplerError early
         settings = self.job_settings(params.override_settings)
         wanted = settings.get("sd_model_checkpoint")
-        if params.override_settings.get("sd_model_checkpoint"):
+        overridden = bool(params.override_settings.get("sd_model_checkpoint"))
+        if overridden:
             self.manager.resolve(wanted)  # 422 for unknown names before the job is queued
         if not params.override_settings_restore_afterwards and params.override_settings:
             self.options.apply(params.override_settings, from_api=from_api)
@@ -74,7 +76,11 @@ class Runtime:
             from modules.processing.txt2img import live_preview, txt2img
 
             job.progress.set_textinfo("Loading model" if self.manager.model is None else "")
-            model, info = self.manager.ensure(wanted)
+            # A configured checkpoint that no longer exists falls back to the loaded/first one, as in A1111.
+            name = wanted if overridden or self.registry.get(wanted) is not None else None
+            model, info = self.manager.ensure(name)
+            if not overridden:
+                self._remember_checkpoint(info.title)
             job.progress._latent_preview = live_preview(model)
             ctx = ProcessingContext(
                 model=model,
@@ -90,6 +96,16 @@ class Runtime:
             return txt2img(params, ctx)
 
         return self.jobs.submit("txt2img", run, description=params.prompt[:80], progress=progress)
+
+    def _remember_checkpoint(self, title: str) -> None:
+        """When no usable checkpoint is configured, the one loaded as the default becomes ``sd_model_checkpoint``
+        for the session (in memory; config.json gets it with the next save), as A1111 does. Without this, a fresh
+        install would keep whatever a per-request override loaded last."""
+        current = self.options.get("sd_model_checkpoint")
+        if current is None or self.registry.get(current) is None:
+            self.options.apply({"sd_model_checkpoint": title}, save=False)
+            if current is not None:
+                log.warning("Checkpoint %s not found; using %s instead.", current, title)
 
     def select_checkpoint(self, name: str) -> Job:
         """Make ``name`` the configured checkpoint (config.json) and load it."""

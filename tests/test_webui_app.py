@@ -87,3 +87,21 @@ def test_subpath_answers_with_and_without_the_prefix(data_dir):
     assert client.get("/internal/ping").status_code == 200  # a proxy that strips the prefix
     assert client.get("/sd/sdapi/v1/samplers").json()[0]["name"] == "DPM++ 2M"
     assert client.get("/sdx/internal/ping").status_code == 404  # only the whole path segment matches
+
+
+def test_a_configured_checkpoint_that_was_deleted_falls_back(tmp_path):
+    import json
+
+    root = tmp_path / "data"
+    write_tiny_checkpoint("sd1", root / "models" / "Stable-diffusion", "alpha", seed=1)
+    (root / "config.json").write_text(json.dumps({"sd_model_checkpoint": "gone.safetensors [0123456789]"}))
+    app = app_for("--nowebui", "--data-dir", str(root))
+    try:
+        start_background_load(app)
+        client = TestClient(app)
+        r = client.post("/sdapi/v1/txt2img", json={"width": 64, "height": 64, "steps": 1})
+        assert r.status_code == 200, r.text
+        assert json.loads(r.json()["info"])["sd_model_name"] == "alpha"
+        assert client.get("/sdapi/v1/options").json()["sd_model_checkpoint"].startswith("alpha.safetensors")
+    finally:
+        app.state.runtime.jobs.stop()

@@ -25,15 +25,31 @@ CSS = """
 #quicksettings{align-items:flex-end}
 """
 
+# A1111's shortcut, promised by the prompt placeholder: Ctrl+Enter (Cmd+Enter) in a prompt box clicks Generate.
+# Gradio's multi-line textboxes only submit on Shift+Enter, so this is wired in the browser.
+CTRL_ENTER_JS = """() => {
+  if (window.__sdCtrlEnter) return;
+  window.__sdCtrlEnter = true;
+  document.addEventListener("keydown", (e) => {
+    if (e.key !== "Enter" || !(e.ctrlKey || e.metaKey) || e.isComposing || !e.target.closest) return;
+    const box = e.target.closest("[id$='_prompt'], [id$='_neg_prompt']");
+    const tab = box && box.id.replace(/_(neg_)?prompt$/, "");
+    const button = tab && document.getElementById(tab + "_generate");
+    if (!button) return;
+    e.preventDefault();
+    button.click();
+  }, true);
+}"""
+
 
 def checkpoint_titles(rt: Runtime) -> list[str]:
     return [c.title for c in rt.registry.list()]
 
 
 def current_checkpoint(rt: Runtime) -> str | None:
-    if rt.manager.info is not None:
-        return rt.manager.info.title
-    return rt.options.get("sd_model_checkpoint")
+    """The loaded checkpoint, else the one loading now (a page opened during the startup load), else the setting."""
+    status = rt.manager.status()
+    return status.loaded_title or status.loading_title or rt.options.get("sd_model_checkpoint")
 
 
 def first_run_message(rt: Runtime) -> str:
@@ -116,4 +132,5 @@ def build_ui(rt: Runtime) -> gr.Blocks:
         download.click(on_download, outputs=[notice], concurrency_limit=None, show_progress="hidden")
         demo.load(lambda: (gr.update(choices=checkpoint_titles(rt), value=current_checkpoint(rt)),
                            first_run_message(rt)), outputs=[checkpoint, notice], queue=False)
+        demo.load(None, js=CTRL_ENTER_JS)
     return demo
