@@ -36,6 +36,13 @@ class ProcessingContext:
     from_api: bool = False  # A1111's API prints floats as floats ("CFG scale: 7.0"); the UI prints 7
     save_params_txt: bool = True
     nan_check: bool = True
+    # Called before every model evaluation with (step, cond, uncond): per-step observers (tests, extensions).
+    denoiser_hooks: list[Any] = field(default_factory=list)
+    loras: Any = None  # LoraRegistry: <lora:...> tags resolve here; None = no LoRA folders
+    embeddings: Any = None  # EmbeddingSet fitted to ``model``
+    styles: Any = None  # StyleDatabase for ``params.styles``
+    vae_infotext: dict[str, str] = field(default_factory=dict)  # {"VAE hash": ..., "VAE": ...} of an external VAE
+    comments: list[str] = field(default_factory=list)  # notes for the user (unknown LoRA, VAE fallback, ...)
 
 
 @dataclass
@@ -64,6 +71,8 @@ class Processed:
     extra_generation_params: dict[str, Any] = field(default_factory=dict)
     interrupted: bool = False
     comments: list[str] = field(default_factory=list)
+    vae_name: str | None = None
+    vae_hash: str | None = None
 
     def info_dict(self) -> dict[str, Any]:
         """The object A1111's API serialises into the ``info`` string (``Processed.js()`` keys)."""
@@ -88,8 +97,8 @@ class Processed:
             "face_restoration_model": None,
             "sd_model_name": self.checkpoint.model_name,
             "sd_model_hash": self.checkpoint.shorthash,
-            "sd_vae_name": None,
-            "sd_vae_hash": None,
+            "sd_vae_name": self.vae_name,
+            "sd_vae_hash": self.vae_hash,
             "seed_resize_from_w": p.seed_resize_from_w,
             "seed_resize_from_h": p.seed_resize_from_h,
             "denoising_strength": getattr(p, "denoising_strength", None),
@@ -101,6 +110,7 @@ class Processed:
             "clip_skip": self.clip_skip,
             "is_using_inpainting_conditioning": False,
             "version": self.version or "",
+            "comments": list(self.comments),  # ours: what A1111 shows above the infotext (unknown LoRA, ...)
         }
 
     def js(self) -> str:

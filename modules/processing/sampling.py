@@ -8,7 +8,7 @@ A1111's automatic fp32 fallback when fp16 decoding yields NaNs, and the cheap la
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -17,6 +17,7 @@ from PIL import Image
 from modules.models.types import LoadedModel
 from modules.processing import schedulers
 from modules.processing.conditioning import Conditioning
+from modules.processing.prompt_schedule import BatchConditioning, repeat_per_subprompt
 from modules.processing.progress import JobProgress
 
 log = logging.getLogger(__name__)
@@ -26,44 +27,72 @@ class NansError(RuntimeError):
     """The model produced NaNs: a clear error instead of a black image saved as a success."""
 
 
+StepHook = Callable[[int, Conditioning, Conditioning], None]
+
+
 class GuidedDenoiser:
-    """UNet call with classifier-free guidance for one batch. Cond and uncond share one UNet batch when their
-    token lengths agree, otherwise they run separately (as A1111 does by default, so results do not depend on padding).
+    """UNet call with classifier-free guidance and composable diffusion for one batch.
+
+    Every model evaluation advances ``step`` (A1111's denoiser counter), which picks the conditioning in effect
+    (prompt editing, alternation). Each image's ``AND`` sub-prompts are evaluated as separate rows and combined as
+    ``uncond + sum(w_i * cfg * (cond_i - uncond))``. Cond and uncond share one UNet batch when their token lengths
+    agree, otherwise they run separately (as A1111 does by default, so results do not depend on padding).
+    ``hooks`` are called before each evaluation with (step, cond, uncond), like A1111's ``on_cfg_denoiser``.
     """
 
-    def __init__(self, model: LoadedModel, cond: Conditioning, uncond: Conditioning, cfg_scale: float,
+    def __init__(self, model: LoadedModel, conditioning: BatchConditioning, cfg_scale: float,
                  time_ids: torch.Tensor | None = None, neg_time_ids: torch.Tensor | None = None,
-                 image_conditioning: torch.Tensor | None = None) -> None:
+                 image_conditioning: torch.Tensor | None = None, hooks: Sequence[StepHook] = ()) -> None:
         self.model = model
-        self.cond, self.uncond = cond, uncond
+        self.conditioning = conditioning
         self.cfg_scale = float(cfg_scale)
         self.time_ids, self.neg_time_ids = time_ids, neg_time_ids
         self.image_conditioning = image_conditioning
+        self.hooks = list(hooks)
+        self.step = 0
 
-    def _unet(self, x: torch.Tensor, t: Any, c: Conditioning, time_ids: torch.Tensor | None) -> torch.Tensor:
+    def _unet(self, x: torch.Tensor, t: Any, c: Conditioning, time_ids: torch.Tensor | None,
+              image_conditioning: torch.Tensor | None) -> torch.Tensor:
         kwargs: dict[str, Any] = {}
         if c.pooled is not None:
             kwargs["added_cond_kwargs"] = {"text_embeds": c.pooled, "time_ids": time_ids}
-        if self.image_conditioning is not None:
-            reps = x.shape[0] // self.image_conditioning.shape[0]
-            x = torch.cat([x, self.image_conditioning.repeat(reps, 1, 1, 1)], dim=1)
+        if image_conditioning is not None:
+            x = torch.cat([x, image_conditioning.to(x.dtype)], dim=1)
         dtype = self.model.dtype
         out = self.model.unet(x.to(dtype), t, encoder_hidden_states=c.context, return_dict=False, **kwargs)[0]
         return out.to(torch.float32)
 
+    def _per_row(self, value: torch.Tensor | None, weights: list[list[float]]) -> torch.Tensor | None:
+        return None if value is None else repeat_per_subprompt(value, weights)
+
     def __call__(self, x: torch.Tensor, t: Any) -> torch.Tensor:
-        if self.cfg_scale == 1.0:  # guidance 1 is the conditional prediction alone: skip the wasted half
-            return self._unet(x, t, self.cond, self.time_ids)
-        c, u = self.cond, self.uncond
-        if c.context.shape == u.context.shape:
-            both = Conditioning(torch.cat([c.context, u.context]),
-                                None if c.pooled is None else torch.cat([c.pooled, u.pooled]))
-            ids = None if self.time_ids is None else torch.cat([self.time_ids, self.neg_time_ids])
-            pred_c, pred_u = self._unet(torch.cat([x, x]), t, both, ids).chunk(2)
+        cond, uncond = self.conditioning.at(self.step)
+        for hook in self.hooks:
+            hook(self.step, cond, uncond)
+        self.step += 1
+        weights = self.conditioning.weights
+        ic = self.image_conditioning
+        x_c = repeat_per_subprompt(x, weights)
+        ids_c, ic_c = self._per_row(self.time_ids, weights), self._per_row(ic, weights)
+        if self.cfg_scale == 1.0 and self.conditioning.is_plain:  # guidance 1 is the cond prediction alone
+            return self._unet(x_c, t, cond, ids_c, ic_c)
+        if cond.context.shape[1:] == uncond.context.shape[1:]:
+            both = Conditioning(torch.cat([cond.context, uncond.context]),
+                                None if cond.pooled is None else torch.cat([cond.pooled, uncond.pooled]))
+            ids = None if self.time_ids is None else torch.cat([ids_c, self.neg_time_ids])
+            ic_both = None if ic is None else torch.cat([ic_c, ic])
+            pred = self._unet(torch.cat([x_c, x]), t, both, ids, ic_both)
+            pred_c, pred_u = pred[:x_c.shape[0]], pred[x_c.shape[0]:]
         else:
-            pred_c = self._unet(x, t, c, self.time_ids)
-            pred_u = self._unet(x, t, u, self.neg_time_ids)
-        return pred_u + self.cfg_scale * (pred_c - pred_u)
+            pred_c = self._unet(x_c, t, cond, ids_c, ic_c)
+            pred_u = self._unet(x, t, uncond, self.neg_time_ids, ic)
+        out = pred_u.clone()
+        row = 0
+        for i, item_weights in enumerate(weights):
+            for w in item_weights:
+                out[i] += w * self.cfg_scale * (pred_c[row] - pred_u[i])
+                row += 1
+        return out
 
 
 def denoise(scheduler: Any, denoiser: GuidedDenoiser, latents: torch.Tensor, generators: list[torch.Generator],

@@ -25,7 +25,7 @@ def load_tiny(path: Path) -> Any:
 
 
 def run_txt2img(model: Any, data_dir: Path, *, settings: dict[str, Any] | None = None, from_api: bool = False,
-                progress: JobProgress | None = None, **params: Any) -> Any:
+                progress: JobProgress | None = None, hooks: list[Any] | None = None, **params: Any) -> Any:
     defaults = dict(prompt="a photo of a cat", width=64, height=64, steps=3, seed=1234)
     defaults.update(params)
     ctx = ProcessingContext(
@@ -37,5 +37,6 @@ def run_txt2img(model: Any, data_dir: Path, *, settings: dict[str, Any] | None =
         progress=progress or JobProgress(),
         version="v0.1.0",
         from_api=from_api,
+        denoiser_hooks=list(hooks or []),
     )
     return txt2img(Txt2ImgParams(**defaults), ctx)
