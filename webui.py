@@ -63,7 +63,7 @@ def create_app(args: Any) -> Any:  # -> FastAPI
     """Build the whole application for ``args`` (used by main() and by the tests' real servers)."""
     from fastapi import FastAPI
 
-    from modules.api.routes import build_router, install_error_handlers
+    from modules.api.routes import build_lora_router, build_router, install_error_handlers
     from modules.runtime import build_runtime
 
     rt = build_runtime(args)
@@ -73,6 +73,7 @@ def create_app(args: Any) -> Any:  # -> FastAPI
     _add_http_middleware(app, args)
     if args.api or args.nowebui:  # as in A1111, /sdapi/v1 is served only when asked for
         app.include_router(build_router(rt))
+    app.include_router(build_lora_router(rt))  # A1111 has these two even without --api
 
     @app.get("/internal/ping", include_in_schema=False)
     def ping() -> dict:

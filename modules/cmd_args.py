@@ -168,10 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add(g, i, "--models-dir", help="models folder (default: <data-dir>/models)", default=None)
     _add(g, i, "--ckpt", help="checkpoint file to add to the list and load at startup", default=None)
     _add(g, i, "--ckpt-dir", help="extra folder of checkpoints", default=None)
-    _add(g, n, "--vae-dir", help="extra folder of VAE files", default=None)
-    _add(g, n, "--vae-path", help="VAE file to always use (overrides the VAE settings)", default=None)
-    _add(g, n, "--lora-dir", help="extra folder of LoRA files", default=None)
-    _add(g, n, "--embeddings-dir", help="extra folder of textual-inversion embeddings", default=None)
+    _add(g, i, "--vae-dir", help="extra folder of VAE files", default=None)
+    _add(g, i, "--vae-path", help="VAE file to always use (overrides the VAE settings)", default=None)
+    _add(g, i, "--lora-dir", help="extra folder of LoRA files", default=None)
+    _add(g, i, "--embeddings-dir", help="extra folder of textual-inversion embeddings", default=None)
     _add(g, n, "--hypernetwork-dir", help="extra folder of hypernetworks", default=None)
     _add(g, n, "--localizations-dir", help="extra folder of localization .json files", default=None)
     for name, what in (("esrgan", "ESRGAN"), ("realesrgan", "RealESRGAN"), ("gfpgan", "GFPGAN"),
@@ -179,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add(g, n, f"--{name}-models-path", help=f"extra folder of {what} models", default=None)
     _add(g, i, "--ui-settings-file", help="settings file (default: <data-dir>/config.json)", default=None)
     _add(g, n, "--ui-config-file", help="UI defaults file (default: <data-dir>/ui-config.json)", default=None)
-    _add(g, n, "--styles-file", "append", "styles CSV file or glob; repeatable (default: <data-dir>/styles.csv)")
+    _add(g, i, "--styles-file", "append", "styles CSV file or glob; repeatable (default: <data-dir>/styles.csv)")
 
     g = p.add_argument_group("precision and devices")
     _add(g, i, "--no-half", "bool", "keep the model in 32-bit floats")

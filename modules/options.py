@@ -163,9 +163,16 @@ def builtin_options() -> dict[str, OptionInfo]:
         "sd_checkpoints_limit": OptionInfo(1, "Maximum number of checkpoints loaded at the same time", SD,
                                            minimum=1, maximum=10),
         "CLIP_stop_at_last_layers": OptionInfo(1, "Clip skip", SD, minimum=1, maximum=12, infotext="Clip skip"),
+        "emphasis": OptionInfo("Original", "Emphasis mode", SD, choices=("Original", "No norm", "Ignore", "None"),
+                               infotext="Emphasis"),
+        "comma_padding_backtrack": OptionInfo(20, "Prompt word wrap length limit", SD, minimum=0, maximum=74),
+        "use_old_scheduling": OptionInfo(False, "Use old prompt editing timelines", SD,
+                                         infotext="Old prompt editing timelines"),
         "randn_source": OptionInfo("GPU", "Random number generator source", SD, choices=("GPU", "CPU", "NV"),
                                    infotext="RNG"),
-        "sd_vae": OptionInfo("Automatic", "SD VAE", VAE),
+        "sd_vae": OptionInfo("Automatic", "SD VAE", VAE, infotext="VAE"),
+        "sd_vae_overrides_per_model_preferences": OptionInfo(
+            True, "Selected VAE overrides per-model preferences", VAE),
         "auto_vae_precision": OptionInfo(True, "Automatically revert VAE to 32-bit floats", VAE),
         # Sampler parameters
         "eta_noise_seed_delta": OptionInfo(0, "Eta noise seed delta", SAMPLER, minimum=0, maximum=2**32 - 1,
@@ -175,6 +182,10 @@ def builtin_options() -> dict[str, OptionInfo]:
         "add_model_hash_to_info": OptionInfo(True, "Add model hash to infotext", INFOTEXT),
         "add_model_name_to_info": OptionInfo(True, "Add model name to infotext", INFOTEXT),
         "add_version_to_infotext": OptionInfo(True, "Add program version to infotext", INFOTEXT),
+        "add_vae_name_to_info": OptionInfo(True, "Add VAE name to infotext", INFOTEXT),
+        "add_vae_hash_to_info": OptionInfo(True, "Add VAE hash to infotext", INFOTEXT),
+        "textual_inversion_add_hashes_to_infotext": OptionInfo(True, "Add Textual Inversion hashes to infotext",
+                                                               INFOTEXT),
         # Live previews
         "show_progressbar": OptionInfo(True, "Show progressbar", PREVIEW),
         "live_previews_enable": OptionInfo(True, "Show live previews of the created image", PREVIEW),

@@ -33,6 +33,11 @@ class Runtime:
     registry: CheckpointRegistry
     manager: ModelManager
     jobs: JobQueue
+    hash_cache: HashCache | None = None
+    loras: Any = None  # modules.models.lora.LoraRegistry
+    embeddings: Any = None  # modules.models.embeddings.EmbeddingDatabase
+    vaes: Any = None  # modules.models.vae.VaeRegistry
+    styles: Any = None  # modules.styles.StyleDatabase
     version: str | None = None
     startup_notes: list[str] = field(default_factory=list)
 
@@ -82,6 +87,8 @@ class Runtime:
             if not overridden:
                 self._remember_checkpoint(info.title)
             job.progress._latent_preview = live_preview(model)
+            comments = []
+            vae_switcher = self._select_vae(model, settings, comments)
             ctx = ProcessingContext(
                 model=model,
                 checkpoint=identity_of(info),
@@ -92,10 +99,35 @@ class Runtime:
                 from_api=from_api,
                 save_params_txt=not getattr(self.args, "no_prompt_history", False),
                 nan_check=not getattr(self.args, "disable_nan_check", False),
+                loras=self.loras,
+                embeddings=self.embeddings.load_for(model) if self.embeddings is not None else None,
+                styles=self.styles,
+                vae_infotext=vae_switcher.infotext() if vae_switcher is not None else {},
+                comments=comments,
             )
             return txt2img(params, ctx)
 
         return self.jobs.submit("txt2img", run, description=params.prompt[:80], progress=progress)
+
+    def _select_vae(self, model: Any, settings: dict[str, Any], comments: list[str]) -> Any:
+        """Put the VAE the settings ask for into the loaded model (no checkpoint reload). A VAE file that cannot be
+        used keeps the current VAE and says so in the job's comments, as A1111 goes on with the one it has."""
+        if self.vaes is None:
+            return None
+        from modules.models.types import ModelFileError
+        from modules.models.vae import VaeSwitcher
+
+        switcher = VaeSwitcher.for_model(model, hash_cache=self.hash_cache,
+                                         hashing=not getattr(self.args, "no_hashing", False))
+        try:
+            choice = switcher.select(self.vaes, settings.get("sd_vae", "Automatic"), self.paths.forced_vae,
+                                     bool(settings.get("sd_vae_overrides_per_model_preferences", True)))
+            if choice.warning:
+                comments.append(choice.warning)
+        except ModelFileError as err:
+            log.warning("VAE not changed: %s", err)
+            comments.append(f"VAE not changed: {err}")
+        return switcher
 
     def _remember_checkpoint(self, title: str) -> None:
         """When no usable checkpoint is configured, the one loaded as the default becomes ``sd_model_checkpoint``
@@ -139,8 +171,19 @@ def build_runtime(args: argparse.Namespace) -> Runtime:
                                      no_half_vae=bool(getattr(args, "no_half_vae", False)),
                                      precision=getattr(args, "precision", "autocast") or "autocast",
                                      use_cpu=list(getattr(args, "use_cpu", None) or []))
-    manager = ModelManager(registry, policy, hashing=not getattr(args, "no_hashing", False))
+    hashing = not getattr(args, "no_hashing", False)
+    manager = ModelManager(registry, policy, hashing=hashing)
     jobs = JobQueue()
+    from modules.models.embeddings import EmbeddingDatabase
+    from modules.models.lora import LoraRegistry
+    from modules.models.vae import VaeRegistry
+    from modules.styles import StyleDatabase
+
+    vaes = VaeRegistry.from_paths(paths)
+    options.registry["sd_vae"].choices = vaes.choices  # the setting accepts what is on disk now
     rt = Runtime(args=args, paths=paths, options=options, registry=registry, manager=manager, jobs=jobs,
+                 hash_cache=cache, loras=LoraRegistry.from_paths(paths, cache, hashing=hashing),
+                 embeddings=EmbeddingDatabase.from_paths(paths, cache, hashing=hashing), vaes=vaes,
+                 styles=StyleDatabase(list(getattr(args, "styles_file", None) or []) or [paths.styles_file]),
                  version=infotext.version_string(paths.install_dir), startup_notes=notes)
     return rt

@@ -165,6 +165,27 @@ def build_router(rt: Runtime) -> APIRouter:
 
         return secret_free_flags(rt.args)
 
+    @router.get("/sd-vae")
+    async def sd_vae() -> list[dict[str, str]]:
+        return rt.vaes.api_list()
+
+    @router.post("/refresh-vae")
+    async def refresh_vae() -> None:
+        await asyncio.to_thread(rt.vaes.refresh)
+
+    @router.get("/embeddings")
+    async def embeddings() -> dict[str, Any]:
+        return rt.embeddings.api_dict()
+
+    @router.post("/refresh-embeddings")
+    async def refresh_embeddings() -> None:
+        await asyncio.to_thread(rt.embeddings.refresh, rt.manager.model)
+
+    @router.get("/prompt-styles")
+    async def prompt_styles() -> list[dict[str, Any]]:
+        return [{"name": s.name, "prompt": s.prompt, "negative_prompt": s.negative_prompt}
+                for s in rt.styles.styles.values()]
+
     @router.post("/unload-checkpoint")
     async def unload_checkpoint() -> dict[str, Any]:
         await wait_job(rt.jobs.submit("unload-checkpoint", lambda job: rt.manager.unload()))
@@ -174,5 +195,22 @@ def build_router(rt: Runtime) -> APIRouter:
     async def reload_checkpoint() -> dict[str, Any]:
         await wait_job(rt.submit_load(rt.options.get("sd_model_checkpoint")))
         return {}
+
+    return router
+
+
+def build_lora_router(rt: Runtime) -> APIRouter:
+    """A1111 serves these from its Lora extension even without --api. Unlike A1111 they keep --api-auth: a
+    configured login should not have holes."""
+    auth = BasicAuth(parse_credentials(getattr(rt.args, "api_auth", None)))
+    router = APIRouter(prefix="/sdapi/v1", dependencies=[Depends(auth)], tags=["sdapi"])
+
+    @router.get("/loras")
+    async def loras() -> list[dict[str, Any]]:
+        return rt.loras.api_list()
+
+    @router.post("/refresh-loras")
+    async def refresh_loras() -> None:
+        await asyncio.to_thread(rt.loras.refresh)
 
     return router

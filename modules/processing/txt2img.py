@@ -14,8 +14,10 @@ import torch
 
 from modules import infotext as infotext_mod
 from modules import samplers
+from modules.processing import extra_networks
 from modules.processing import saving
-from modules.processing.conditioning import Conditioning, PromptEncoder
+from modules.processing.conditioning import PromptEncoder
+from modules.processing.prompt_schedule import BatchConditioning
 from modules.processing.context import Processed, ProcessingContext
 from modules.processing.params import GenerationParams
 from modules.processing.progress import Interrupted
@@ -52,6 +54,8 @@ def create_infotext(p: GenerationParams, ctx: ProcessingContext, *, prompt: str,
         "Size": f"{p.width}x{p.height}",
         "Model hash": ctx.checkpoint.shorthash if s.get("add_model_hash_to_info", True) else None,
         "Model": ctx.checkpoint.model_name if s.get("add_model_name_to_info", True) else None,
+        "VAE hash": ctx.vae_infotext.get("VAE hash") if s.get("add_vae_hash_to_info", True) else None,
+        "VAE": ctx.vae_infotext.get("VAE") if s.get("add_vae_name_to_info", True) else None,
         "Variation seed": subseed if p.subseed_strength > 0 else None,
         "Variation seed strength": _number(p.subseed_strength, ctx.from_api) if p.subseed_strength > 0 else None,
         "Seed resize from": (f"{p.seed_resize_from_w}x{p.seed_resize_from_h}"
@@ -111,13 +115,21 @@ def txt2img(p: GenerationParams, ctx: ProcessingContext) -> Processed:
     # A1111: with a variation strength every image keeps the seed and the variation seeds advance instead.
     all_seeds = [seed + (i if p.subseed_strength == 0 else 0) for i in range(count)]
     all_subseeds = [subseed + i for i in range(count)]
-    all_prompts = [p.prompt] * count
-    all_negative = [p.negative_prompt] * count
+    prompt, negative_prompt = apply_styles(ctx.styles, p.prompt, p.negative_prompt, p.styles)
+    all_prompts = [prompt] * count
+    all_negative = [negative_prompt] * count
     job_timestamp = datetime.now().strftime("%Y%m%d%H%M%S")
-    encoder = PromptEncoder(model, clip_skip=int(settings.get("CLIP_stop_at_last_layers", 1)))
+    encoders = EncoderCache(model, settings, ctx.embeddings)
+    use_old_scheduling = bool(settings.get("use_old_scheduling", False))
     outdir = saving.output_dir(settings, ctx.data_dir, saving.TXT2IMG, grid=False)
     save_samples = settings.get("samples_save", True) and not p.do_not_save_samples
     extra: dict[str, Any] = {}
+    comments = list(ctx.comments)
+    emphasis = str(settings.get("emphasis", "Original"))
+    if emphasis != "Original" and any(c in prompt + negative_prompt for c in "(["):
+        extra["Emphasis"] = emphasis
+    if use_old_scheduling:
+        extra["Old prompt editing timelines"] = True
 
     images, infotexts, saved = [], [], []
     ctx.progress.begin(job_count=p.n_iter, steps=p.steps)
@@ -130,8 +142,6 @@ def txt2img(p: GenerationParams, ctx: ProcessingContext) -> Processed:
         ctx.progress.next_job(n)
         lo, hi = n * p.batch_size, (n + 1) * p.batch_size
         seeds, subseeds = all_seeds[lo:hi], all_subseeds[lo:hi]
-        cond: Conditioning = encoder.encode(all_prompts[lo:hi])
-        uncond: Conditioning = encoder.encode(all_negative[lo:hi])
         rng = ImageRNG(latent_shape, seeds, subseeds=subseeds, subseed_strength=p.subseed_strength,
                        seed_resize_from_h=p.seed_resize_from_h, seed_resize_from_w=p.seed_resize_from_w,
                        source=settings.get("randn_source", "GPU"), device=model.device,
@@ -141,14 +151,27 @@ def txt2img(p: GenerationParams, ctx: ProcessingContext) -> Processed:
         noise = rng.first().to(model.device, torch.float32)
         latents = noise * scheduler.init_noise_sigma
         time_ids, neg_time_ids = _sdxl_time_ids(model, p, p.batch_size)
-        denoiser = GuidedDenoiser(model, cond, uncond, p.cfg_scale, time_ids, neg_time_ids,
-                                  _txt2img_image_conditioning(model, p.batch_size, p.height, p.width))
+        # Extra networks come from the batch's first prompt (as in A1111) and never reach CLIP as text.
+        clip_prompts, networks = extra_networks.strip_batch(all_prompts[lo:hi])
         try:
-            latents, _completed = denoise(scheduler, denoiser, latents, rng.generators, ctx.progress, p.steps,
-                                          seeds=seeds)
+            with extra_networks.activated(model, networks, ctx.loras, ctx.settings) as activation:
+                encoder = encoders.get(activation.key)
+                # Schedules count model evaluations, as A1111's do (second-order samplers evaluate ~twice a step).
+                conditioning = BatchConditioning(encoder, clip_prompts, all_negative[lo:hi],
+                                                 len(scheduler.timesteps), use_old_scheduling=use_old_scheduling)
+                extra.update(activation.infotext)
+                _note(comments, activation.messages)
+                denoiser = GuidedDenoiser(model, conditioning, p.cfg_scale, time_ids, neg_time_ids,
+                                          _txt2img_image_conditioning(model, p.batch_size, p.height, p.width),
+                                          hooks=ctx.denoiser_hooks)
+                latents, _completed = denoise(scheduler, denoiser, latents, rng.generators, ctx.progress, p.steps,
+                                              seeds=seeds)
         except Interrupted:
             interrupted = True
             break
+        ti_hashes = encoders.ti_hashes()
+        if ti_hashes and settings.get("textual_inversion_add_hashes_to_infotext", True):
+            extra["TI hashes"] = ti_hashes
         if ctx.nan_check:
             check_finite(latents, "Unet")
         decoded = decode_latents(model, latents, auto_upcast=bool(settings.get("auto_vae_precision", True)))
@@ -176,14 +199,14 @@ def txt2img(p: GenerationParams, ctx: ProcessingContext) -> Processed:
         rows = saving.grid_rows(len(images), p.batch_size, int(settings.get("n_rows", -1)),
                                  bool(settings.get("grid_prevent_empty_spots", False)))
         grid = saving.image_grid(images, rows)
-        grid_text = create_infotext(p, ctx, prompt=p.prompt, negative_prompt=p.negative_prompt, seed=all_seeds[0],
+        grid_text = create_infotext(p, ctx, prompt=prompt, negative_prompt=negative_prompt, seed=all_seeds[0],
                                     subseed=all_subseeds[0], sampler_name=sampler.name,
                                     schedule_label=schedule_label, extra=extra)
         grid.info["parameters"] = grid_text
         grid_path = None
         if settings.get("grid_save", True):
             grid_dir = saving.output_dir(settings, ctx.data_dir, saving.TXT2IMG, grid=True)
-            fields = _fields_for_name(p, ctx, all_seeds[0], p.prompt, sampler.name, job_timestamp, 0)
+            fields = _fields_for_name(p, ctx, all_seeds[0], prompt, sampler.name, job_timestamp, 0)
             grid_path = saving.save_image(grid, grid_dir, settings=settings, fields=fields, infotext=grid_text,
                                           grid=True)
         if settings.get("return_grid", True):
@@ -201,13 +224,50 @@ def txt2img(p: GenerationParams, ctx: ProcessingContext) -> Processed:
             log.warning("could not write params.txt: %s", err)
 
     return Processed(
-        images=images, infotexts=infotexts, prompt=p.prompt, negative_prompt=p.negative_prompt, seed=all_seeds[0],
+        images=images, infotexts=infotexts, prompt=prompt, negative_prompt=negative_prompt, seed=all_seeds[0],
         subseed=all_subseeds[0], all_prompts=all_prompts, all_negative_prompts=all_negative, all_seeds=all_seeds,
         all_subseeds=all_subseeds, params=p, sampler_name=sampler.name, schedule_label=schedule_label,
         checkpoint=ctx.checkpoint, index_of_first_image=index_of_first_image, saved_paths=saved,
         job_timestamp=job_timestamp, version=ctx.version,
         clip_skip=int(settings.get("CLIP_stop_at_last_layers", 1)), extra_generation_params=extra,
-        interrupted=interrupted)
+        interrupted=interrupted, comments=comments, vae_name=ctx.vae_infotext.get("VAE"),
+        vae_hash=ctx.vae_infotext.get("VAE hash"))
+
+
+def apply_styles(styles: Any, prompt: str, negative_prompt: str, names: list[str]) -> tuple[str, str]:
+    """Prompt styles merged into the prompts before anything parses them (A1111 ``setup_prompts``)."""
+    if styles is None or not names:
+        return prompt, negative_prompt
+    return styles.apply_styles_to_prompt(prompt, names), styles.apply_negative_styles_to_prompt(negative_prompt, names)
+
+
+def _note(comments: list[str], messages: list[str]) -> None:
+    for message in messages:
+        if message not in comments:
+            comments.append(message)
+
+
+class EncoderCache:
+    """One PromptEncoder per set of active extra networks: text-encoder LoRAs change what a text encodes, so
+    batches with the same networks share cached conditioning and batches with others do not."""
+
+    def __init__(self, model: Any, settings: dict[str, Any], embeddings: Any) -> None:
+        self.model, self.settings, self.embeddings = model, settings, embeddings
+        self._encoders: dict[Any, PromptEncoder] = {}
+
+    def get(self, key: Any) -> PromptEncoder:
+        if key not in self._encoders:
+            self._encoders[key] = PromptEncoder(
+                self.model, clip_skip=int(self.settings.get("CLIP_stop_at_last_layers", 1)),
+                emphasis=str(self.settings.get("emphasis", "Original")),
+                comma_backtrack=int(self.settings.get("comma_padding_backtrack", 20)),
+                embeddings=self.embeddings.vectors() if self.embeddings is not None else None)
+        return self._encoders[key]
+
+    def ti_hashes(self) -> str | None:
+        """A1111's ``TI hashes`` value for the embeddings the prompts used."""
+        used = sorted({name for enc in self._encoders.values() for name in enc.used_embeddings})
+        return self.embeddings.ti_hashes(used) if self.embeddings is not None and used else None
 
 
 def live_preview(model: Any) -> Any:
