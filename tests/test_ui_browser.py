@@ -30,6 +30,8 @@ expect.set_options(timeout=TIMEOUT_MS)  # expect's own default is 5 s
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     data_dir = make_data_dir(tmp_path_factory.mktemp("e2e-ui"), ["tiny"])
+    (data_dir / "styles.csv").write_text('name,prompt,negative_prompt\ncinematic,"{prompt}, cinematic",blurry\n',
+                                         encoding="utf-8")
     with running_server(data_dir) as srv:
         wait_for_model(srv)  # the page then shows the loaded checkpoint's title in the dropdown
         yield srv
@@ -154,4 +156,24 @@ def test_ctrl_enter_in_prompt_generates(page: Page, server, js_errors):
     expect(page.locator("#html_info_txt2img")).to_contain_text("Size: 64x64")
     assert prompt.input_value() == "a second tiny lighthouse"
     assert len(list((server.data_dir / "outputs" / "txt2img-images").rglob("*.png"))) == before + 1
+    assert js_errors == []
+
+
+def test_token_counter_styles_and_unknown_lora_note(page: Page, server, js_errors):
+    prompt = page.locator("#txt2img_prompt textarea")
+    prompt.fill("a cat, (dog:1.2) <lora:nosuch:1>")  # brackets and tags are not tokens
+    expect(page.locator("#txt2img_token_counter")).to_have_text("4/75")
+    prompt.fill("cat " * 80)
+    expect(page.locator("#txt2img_token_counter")).to_have_text("80/150")
+
+    set_tiny_size(page)
+    prompt.fill("a cat <lora:nosuch:1>")
+    page.locator("#txt2img_styles input").click()
+    page.get_by_role("option", name="cinematic").click()
+    page.locator("#txt2img_generate").click()
+    info = page.locator("#html_info_txt2img")
+    expect(info).to_contain_text("Networks not found: nosuch")  # reported, and the image is still made
+    expect(info).to_contain_text("a cat <lora:nosuch:1>, cinematic")
+    expect(info).to_contain_text("Negative prompt: blurry")
+    expect(page.locator("#txt2img_gallery img").first).to_be_visible()
     assert js_errors == []

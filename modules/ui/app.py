@@ -23,6 +23,8 @@ CSS = """
 .infotext p{font-family:var(--font-mono);font-size:.85em;white-space:normal;word-break:break-word}
 .error{color:var(--error-text-color, #c00)}
 #quicksettings{align-items:flex-end}
+.token-count{font-size:.8em;opacity:.7}
+.comments{font-size:.9em;color:var(--body-text-color-subdued)}
 """
 
 # A1111's shortcut, promised by the prompt placeholder: Ctrl+Enter (Cmd+Enter) in a prompt box clicks Generate.
@@ -70,6 +72,8 @@ def build_ui(rt: Runtime) -> gr.Blocks:
                                      label="Stable Diffusion checkpoint", elem_id="setting_sd_model_checkpoint",
                                      allow_custom_value=False, scale=4)
             refresh = gr.Button("🔄", elem_id="refresh_sd_model_checkpoint", min_width=40, scale=0)
+            vae = gr.Dropdown(rt.vaes.choices(), value=rt.options.get("sd_vae", "Automatic"), label="SD VAE",
+                              elem_id="setting_sd_vae", allow_custom_value=False, scale=2)
             model_status = gr.HTML("", elem_id="model_status")
         notice = gr.HTML(first_run_message(rt), elem_id="first_run")
         download = gr.Button("Download v1-5-pruned-emaonly.safetensors", elem_id="download_sd_model",
@@ -79,11 +83,13 @@ def build_ui(rt: Runtime) -> gr.Blocks:
             with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img"):
                 build_txt2img_tab(rt)
 
-        def on_refresh() -> tuple[Any, str, Any]:
+        def on_refresh() -> tuple[Any, str, Any, Any]:
             rt.registry.refresh()
+            rt.vaes.refresh()
             message = first_run_message(rt)
             return (gr.update(choices=checkpoint_titles(rt), value=current_checkpoint(rt)), message,
-                    gr.update(visible=bool(message) and not getattr(rt.args, "no_download_sd_model", False)))
+                    gr.update(visible=bool(message) and not getattr(rt.args, "no_download_sd_model", False)),
+                    gr.update(choices=rt.vaes.choices(), value=rt.options.get("sd_vae", "Automatic")))
 
         def on_select(title: str) -> Iterator[str]:
             if not title or title == (rt.manager.info.title if rt.manager.info else None):
@@ -126,7 +132,15 @@ def build_ui(rt: Runtime) -> gr.Blocks:
             rt.registry.refresh()
             yield "<span class='progress-text'>Downloaded. Select it in the checkpoint list.</span>"
 
-        refresh.click(on_refresh, outputs=[checkpoint, notice, download], queue=False)
+        def on_vae(name: str) -> str:
+            try:
+                rt.options.apply({"sd_vae": name})
+            except ValueError as err:
+                return error_html(str(err))
+            return f"<span class='progress-text'>VAE: {html.escape(name)} (used from the next image)</span>"
+
+        refresh.click(on_refresh, outputs=[checkpoint, notice, download, vae], queue=False)
+        vae.input(on_vae, inputs=[vae], outputs=[model_status], queue=False, show_progress="hidden")
         checkpoint.input(on_select, inputs=[checkpoint], outputs=[model_status], concurrency_limit=None,
                          show_progress="hidden")
         download.click(on_download, outputs=[notice], concurrency_limit=None, show_progress="hidden")

@@ -55,6 +55,7 @@ def params_from_values(values: dict[str, Any]) -> Txt2ImgParams:
             data[key] = int(data[key])
     if isinstance(data.get("cfg_scale"), float) and data["cfg_scale"].is_integer():
         data["cfg_scale"] = int(data["cfg_scale"])
+    data["styles"] = list(data.get("styles") or [])
     if not data.pop("show_extra", False):
         data.update(subseed=-1, subseed_strength=0.0, seed_resize_from_w=0, seed_resize_from_h=0)
     return Txt2ImgParams(**data)
@@ -78,6 +79,14 @@ def build_txt2img_tab(rt: Runtime) -> Txt2ImgControls:
                                      placeholder="Prompt (press Ctrl+Enter to generate)")
             f["negative_prompt"] = gr.Textbox(label="Negative prompt", elem_id="txt2img_neg_prompt", lines=2,
                                               placeholder="Negative prompt")
+            with gr.Row():
+                token_counter = gr.HTML("<span class='token-count'>0/75</span>", elem_id="txt2img_token_counter")
+                negative_counter = gr.HTML("<span class='token-count'>0/75</span>",
+                                           elem_id="txt2img_negative_token_counter")
+            with gr.Row():
+                f["styles"] = gr.Dropdown(style_names(rt), value=[], multiselect=True, label="Styles",
+                                          elem_id="txt2img_styles", scale=4)
+                refresh_styles = gr.Button("🔄", elem_id="txt2img_styles_refresh", min_width=40, scale=0)
         with gr.Column(scale=1, min_width=160):
             generate = gr.Button("Generate", variant="primary", elem_id="txt2img_generate")
             with gr.Row():
@@ -124,6 +133,18 @@ def build_txt2img_tab(rt: Runtime) -> Txt2ImgControls:
             infotext = gr.HTML("", elem_id="html_info_txt2img")
 
     swap.click(lambda w, h: (h, w), inputs=[f["width"], f["height"]], outputs=[f["width"], f["height"]])
+    f["prompt"].change(lambda text, steps: token_counter_html(rt, text, steps), inputs=[f["prompt"], f["steps"]],
+                       outputs=[token_counter], queue=False, show_progress="hidden")
+    f["negative_prompt"].change(lambda text, steps: token_counter_html(rt, text, steps),
+                                inputs=[f["negative_prompt"], f["steps"]], outputs=[negative_counter], queue=False,
+                                show_progress="hidden")
+
+    def reload_styles(selected: list[str]) -> Any:
+        rt.styles.reload()
+        names = style_names(rt)
+        return gr.update(choices=names, value=[s for s in selected or [] if s in names])
+
+    refresh_styles.click(reload_styles, inputs=[f["styles"]], outputs=[f["styles"]], queue=False)
     random_seed.click(lambda: -1, outputs=[f["seed"]])
     f["show_extra"].change(lambda v: gr.update(visible=bool(v)), inputs=[f["show_extra"]], outputs=[extra_group])
     last_seed: dict[str, int] = {}
@@ -163,14 +184,47 @@ def build_txt2img_tab(rt: Runtime) -> Txt2ImgControls:
             last_seed["seed"] = processed.all_seeds[0]
         shown = gallery_items(processed)
         text = processed.infotexts[processed.index_of_first_image] if processed.infotexts else ""
-        note = "<p class='comments'>Interrupted: finished images were kept.</p>" if processed.interrupted else ""
-        yield shown, infotext_html(text) + note, "", gr.update(visible=False)
+        notes = list(processed.comments)
+        if processed.interrupted:
+            notes.append("Interrupted: finished images were kept.")
+        note = "".join(f"<p class='comments'>{html.escape(n)}</p>" for n in notes)
+        yield shown, note + infotext_html(text), "", gr.update(visible=False)
 
     generate.click(generate_fn, inputs=inputs, outputs=[gallery, infotext, progress, preview],
                    concurrency_limit=None, show_progress="hidden")
     interrupt.click(lambda: rt.jobs.interrupt_current(), queue=False)
     skip.click(lambda: rt.jobs.skip_current(), queue=False)
     return Txt2ImgControls(f, generate, interrupt, skip, gallery, infotext, progress, preview)
+
+
+def style_names(rt: Runtime) -> list[str]:
+    return list(rt.styles.styles) if rt.styles is not None else []
+
+
+def token_counter_html(rt: Runtime, text: str, steps: float | None) -> str:
+    """A1111's ``N/75`` counter, with the loaded model's tokenizer (or the bundled CLIP one before any load)."""
+    from modules.processing.conditioning import prompt_token_count
+
+    model = rt.manager.model
+    tokenizer = (model.tokenizer or model.tokenizer_2) if model is not None else _bundled_tokenizer()
+    try:
+        count, most = prompt_token_count(tokenizer, text or "", int(steps or 20),
+                                         emphasis=str(rt.options.get("emphasis", "Original")),
+                                         comma_backtrack=int(rt.options.get("comma_padding_backtrack", 20)))
+    except Exception:  # a counter must never break typing
+        return "<span class='token-count'>?/75</span>"
+    return f"<span class='token-count'>{count}/{most}</span>"
+
+
+_TOKENIZER: list[Any] = []
+
+
+def _bundled_tokenizer() -> Any:
+    if not _TOKENIZER:
+        from modules.models import configs
+
+        _TOKENIZER.append(configs.load_tokenizer())
+    return _TOKENIZER[0]
 
 
 def gallery_items(processed: Any) -> list[Any]:
