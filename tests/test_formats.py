@@ -119,7 +119,7 @@ def test_truncated_safetensors_is_incomplete(tmp_path: Path, cut: str) -> None:
         formats.load_state_dict(path)
     assert err.value.kind == "incomplete"
     if cut == "1KB":  # the header itself is cut: only its own length is known
-        assert f"incomplete download: expected at least" in str(err.value) and f"got {size}" in str(err.value)
+        assert "incomplete download: expected at least" in str(err.value) and f"got {size}" in str(err.value)
     else:
         assert f"incomplete download: expected {len(data)} bytes, got {size}" in str(err.value)
 

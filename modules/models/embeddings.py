@@ -33,7 +33,6 @@ import binascii
 import json
 import logging
 import os
-import stat
 import threading
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -44,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from modules import hashing
 from modules.models import formats
+from modules.models.scan import FoundFile, natural_sort_key, walk_files
 from modules.models.types import CorruptFileError, ModelFileError
 
 if TYPE_CHECKING:
@@ -588,8 +588,6 @@ def ti_hashes(used: Mapping[str, Embedding] | Iterable[Embedding]) -> str | None
 
 
 def _natural_key(text: str) -> list[Any]:
-    from modules.models.registry import natural_sort_key
-
     return natural_sort_key(text)
 
 
@@ -600,6 +598,10 @@ class _Candidate:
     st: os.stat_result | None  # None: could not stat
     problem: str | None = None
 
+    @classmethod
+    def of(cls, found: FoundFile) -> "_Candidate":
+        return cls(found.path, found.rel, found.stat, found.problem)
+
 
 def _candidate_name(filename: str) -> bool:
     lower = filename.lower()
@@ -609,52 +611,6 @@ def _candidate_name(filename: str) -> bool:
     if ext in IMAGE_EXTENSIONS and os.path.splitext(stem)[1] == ".preview":
         return False
     return True
-
-
-def _walk(root: Path) -> list[_Candidate]:
-    """Candidate files under ``root`` (symlinked folders followed once), files of a folder before its sub-folders'."""
-    seen: set[tuple[int, int]] = set()
-    pending: list[tuple[str, Path]] = [("", root)]
-    out: list[_Candidate] = []
-    while pending:
-        rel, directory = pending.pop()
-        try:
-            st = os.stat(directory)
-        except OSError:
-            continue
-        ident = (st.st_dev, st.st_ino)
-        if ident in seen:
-            continue
-        seen.add(ident)
-        try:
-            with os.scandir(directory) as it:
-                entries = list(it)
-        except OSError as err:
-            log.warning("cannot list %s: %s", directory, err)
-            continue
-        for entry in entries:
-            child_rel = f"{rel}/{entry.name}" if rel else entry.name
-            try:
-                is_dir = entry.is_dir()
-            except OSError:
-                is_dir = False
-            if is_dir:
-                pending.append((child_rel, Path(entry.path)))
-                continue
-            if not _candidate_name(entry.name):
-                continue
-            path = Path(entry.path)
-            try:
-                fst = os.stat(path)  # never opens: a FIFO must not block the scan
-            except OSError as err:
-                out.append(_Candidate(path, child_rel, None, f"cannot read the file ({err.strerror or err})"))
-                continue
-            if not stat.S_ISREG(fst.st_mode):
-                out.append(_Candidate(path, child_rel, None, "not a regular file (a pipe, socket or device?)"))
-                continue
-            out.append(_Candidate(path, child_rel, fst))
-    out.sort(key=lambda c: (_natural_key(c.rel.rpartition("/")[0]), _natural_key(c.rel.rpartition("/")[2])))
-    return out
 
 
 def _stat_key(st: os.stat_result | None) -> tuple[int, int, int] | None:
@@ -697,7 +653,7 @@ class EmbeddingDatabase:
         for root in self.dirs:
             if not root.is_dir():
                 continue
-            for c in _walk(root):
+            for c in map(_Candidate.of, walk_files(root, _candidate_name)):
                 real = os.path.realpath(c.path)
                 if real in seen_real:
                     continue  # one file reached through two folders (a symlink, nested dirs): once

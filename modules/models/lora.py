@@ -64,7 +64,6 @@ import logging
 import math
 import os
 import re
-import stat
 import threading
 import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -75,6 +74,7 @@ from typing import TYPE_CHECKING, Any
 
 from modules import hashing
 from modules.models import formats
+from modules.models.scan import natural_sort_key, walk_files
 from modules.models.types import ModelFileError
 
 if TYPE_CHECKING:
@@ -89,11 +89,7 @@ LORA_EXTENSIONS = (".safetensors", ".pt", ".ckpt")
 COMPONENTS = ("unet", "text_encoder", "text_encoder_2")
 TEXT_COMPONENTS = ("text_encoder", "text_encoder_2")
 
-_RE_NATURAL = re.compile(r"(\d+)")
-
-
-def _natural_key(text: str) -> list[int | str]:
-    return [int(part) if i % 2 else part.lower() for i, part in enumerate(_RE_NATURAL.split(text))]
+_natural_key = natural_sort_key
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -173,6 +169,10 @@ class LoraItem:
         return {"name": self.name, "alias": self.alias, "path": self.filename, "metadata": dict(self.metadata)}
 
 
+def _is_lora_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in LORA_EXTENSIONS
+
+
 def _read_metadata(path: Path) -> tuple[dict[str, str], str | None]:
     if path.suffix.lower() != ".safetensors":
         return {}, None
@@ -181,48 +181,6 @@ def _read_metadata(path: Path) -> tuple[dict[str, str], str | None]:
     except ModelFileError as err:
         return {}, str(err)
     return dict(header.get("__metadata__") or {}), None
-
-
-def _walk(root: Path) -> list[tuple[str, Path, os.stat_result]]:
-    """(relative path, path, stat) of LoRA-named regular files under ``root``; symlinked folders followed once."""
-    seen: set[tuple[int, int]] = set()
-    pending: list[tuple[str, Path]] = [("", root)]
-    out: list[tuple[str, Path, os.stat_result]] = []
-    while pending:
-        rel, directory = pending.pop()
-        try:
-            st = os.stat(directory)
-        except OSError:
-            continue
-        ident = (st.st_dev, st.st_ino)
-        if ident in seen:
-            continue
-        seen.add(ident)
-        try:
-            with os.scandir(directory) as it:
-                entries = list(it)
-        except OSError as err:
-            log.warning("cannot list %s: %s", directory, err)
-            continue
-        for entry in entries:
-            child = f"{rel}/{entry.name}" if rel else entry.name
-            try:
-                is_dir = entry.is_dir()  # follows symlinks like A1111's walk; never opens a file
-            except OSError:
-                is_dir = False
-            if is_dir:
-                pending.append((child, Path(entry.path)))
-                continue
-            if os.path.splitext(entry.name)[1].lower() not in LORA_EXTENSIONS:
-                continue
-            try:
-                fst = os.stat(entry.path)  # never opens: a FIFO must not block the scan
-            except OSError:
-                continue
-            if stat.S_ISREG(fst.st_mode):  # an empty file is listed: using it says why it cannot be read
-                out.append((child, Path(entry.path), fst))
-    out.sort(key=lambda t: (_natural_key(t[0].rpartition("/")[0]), _natural_key(t[0].rpartition("/")[2])))
-    return out
 
 
 class LoraRegistry:
@@ -258,7 +216,10 @@ class LoraRegistry:
         for root in self.dirs:
             if not root.is_dir():
                 continue
-            for rel, path, st in _walk(root):
+            for found_file in walk_files(root, _is_lora_name):
+                if found_file.stat is None:  # an empty regular file is listed: using it says why it fails
+                    continue
+                rel, path, st = found_file.rel, found_file.path, found_file.stat
                 real = os.path.realpath(path)
                 if real in seen_real:
                     continue

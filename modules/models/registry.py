@@ -28,21 +28,13 @@ from pathlib import Path
 
 from modules import hashing
 from modules.hashing import HashCache
+from modules.models.scan import natural_sort_key
 from modules.paths import Paths
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_EXTENSIONS = (".safetensors", ".ckpt")
 _RE_STRIP_CHECKSUM = re.compile(r"\s*\[[^]]+]\s*$")
-_RE_NATURAL = re.compile(r"(\d+)")
-
-
-def natural_sort_key(text: str) -> list[int | str]:
-    """A1111's ``natural_sort_key``: digit runs compare as numbers, the rest case-insensitively.
-
-    ``re.split`` with a group alternates text and digit pieces, so two keys never compare an int with a str.
-    """
-    return [int(part) if i % 2 else part.lower() for i, part in enumerate(_RE_NATURAL.split(text))]
 
 
 @dataclass(eq=False)

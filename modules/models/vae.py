@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modules import hashing
+from modules.models.scan import natural_sort_key, walk_files
 from modules.models.types import CorruptFileError, ModelFileError
 
 if TYPE_CHECKING:
@@ -47,8 +48,6 @@ SOURCE_CHECKPOINT = "the checkpoint's own VAE"  # path None
 
 
 def _natural_key(text: str) -> list[Any]:
-    from modules.models.registry import natural_sort_key
-
     return natural_sort_key(text)
 
 
@@ -71,36 +70,6 @@ class VaeFile:
 
     def api_dict(self) -> dict[str, str]:
         return {"model_name": self.name, "filename": self.filename}
-
-
-def _walk(root: Path, accept: Any) -> Iterator[Path]:
-    """Files under ``root`` whose name ``accept``s, symlinked folders followed once; stat only, never opened."""
-    seen: set[tuple[int, int]] = set()
-    pending = [root]
-    while pending:
-        directory = pending.pop()
-        try:
-            st = os.stat(directory)
-        except OSError:
-            continue
-        if (st.st_dev, st.st_ino) in seen:
-            continue
-        seen.add((st.st_dev, st.st_ino))
-        try:
-            with os.scandir(directory) as it:
-                entries = list(it)
-        except OSError as err:
-            log.warning("cannot list %s: %s", directory, err)
-            continue
-        for entry in entries:
-            try:
-                if entry.is_dir():
-                    pending.append(Path(entry.path))
-                    continue
-            except OSError:
-                continue
-            if accept(entry.name.lower()):
-                yield Path(entry.path)
 
 
 def _regular_file(path: Path) -> bool:
@@ -147,8 +116,8 @@ class VaeRegistry:
             if not root.is_dir():
                 continue
             suffixes = NEAR_CHECKPOINT_SUFFIXES if is_ckpt else VAE_EXTENSIONS
-            accept = lambda n, s=suffixes: n.endswith(s)  # noqa: E731
-            for path in sorted(_walk(root, accept), key=lambda p: _natural_key(str(p))):
+            accept = lambda n, s=suffixes: n.lower().endswith(s)  # noqa: E731
+            for path in sorted((f.path for f in walk_files(root, accept)), key=lambda p: _natural_key(str(p))):
                 real = os.path.realpath(path)
                 if real in seen_real:
                     continue
