@@ -222,3 +222,16 @@ def test_bad_prompts_never_break_a_job(sd1, tmp_path, prompt):
 
 def test_chunk_constant():
     assert CHUNK_TOKENS == 75
+
+
+def test_sdxl_embeddings_fill_both_towers(sdxl):
+    l_width = sdxl.text_encoder.config.hidden_size
+    g_width = sdxl.text_encoder_2.config.hidden_size
+    vectors = {"xlstyle": {"text_encoder": torch.full((1, l_width), 0.5), "text_encoder_2": torch.full((1, g_width),
+                                                                                                       -0.5)}}
+    enc = PromptEncoder(sdxl, embeddings=vectors)
+    with_embedding = enc.encode(["a xlstyle"]).context
+    plain = PromptEncoder(sdxl).encode(["a xlstyle"]).context
+    assert enc.used_embeddings == {"xlstyle"}
+    assert not torch.allclose(with_embedding[..., :l_width], plain[..., :l_width])  # CLIP-L half changed
+    assert not torch.allclose(with_embedding[..., l_width:], plain[..., l_width:])  # and the bigG half

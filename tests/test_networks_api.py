@@ -129,3 +129,37 @@ def test_styles_are_merged_into_the_prompts(setup):
     assert info["infotexts"][0].startswith("a cat, cinematic\nNegative prompt: blurry\n")
     styles = client.get("/sdapi/v1/prompt-styles").json()
     assert styles == [{"name": "cinematic", "prompt": "{prompt}, cinematic", "negative_prompt": "blurry"}]
+
+
+def test_a_corrupt_embedding_file_is_skipped_and_jobs_go_on(setup):
+    client, _ = setup
+    root = setup[1].paths.data_dir
+    (root / "embeddings" / "damaged.safetensors").write_bytes(b"\xff" * 64)
+    image, info = generate(client, prompt="a cat damaged mystyle")
+    assert image.std() > 0 and 'mystyle: ' in info["infotexts"][0] and "damaged:" not in info["infotexts"][0]
+    skipped = client.get("/sdapi/v1/embeddings").json()["skipped"]
+    assert "damaged" in skipped
+
+
+def test_one_hundred_generations_alternating_lora_leave_base_weights_bit_identical(setup):
+    """The job path itself (tag parsing, apply, encode, sample, restore), not only the LoRA library."""
+    from modules.processing.context import CheckpointIdentity, ProcessingContext
+    from modules.processing.params import Txt2ImgParams
+    from modules.processing.txt2img import txt2img
+    from tests.support.engine import default_settings
+
+    _, rt = setup
+    model = rt.manager.model
+    before = weights(model)
+    settings = default_settings(samples_save=False, grid_save=False)
+    ctx = ProcessingContext(model=model, checkpoint=CheckpointIdentity("base", "base", None), settings=settings,
+                            data_dir=rt.paths.data_dir, loras=rt.loras, save_params_txt=False)
+    images = {}
+    for i in range(100):
+        prompt = "a cat <lora:detail:1>" if i % 2 else "a cat"
+        out = txt2img(Txt2ImgParams(prompt=prompt, width=64, height=64, steps=1, seed=5, sampler_name="Euler"), ctx)
+        pixels = np.asarray(out.images[0], dtype=np.int16)
+        assert np.array_equal(images.setdefault(prompt, pixels), pixels)  # every repeat is the same image
+    after = weights(model)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not np.array_equal(images["a cat"], images["a cat <lora:detail:1>"])

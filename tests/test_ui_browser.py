@@ -177,3 +177,17 @@ def test_token_counter_styles_and_unknown_lora_note(page: Page, server, js_error
     expect(info).to_contain_text("Negative prompt: blurry")
     expect(page.locator("#txt2img_gallery img").first).to_be_visible()
     assert js_errors == []
+
+
+def test_quicksettings_clip_skip_and_vae(page: Page, server, js_errors):
+    expect(page.locator("#setting_sd_vae input")).to_have_value("Automatic")
+    box = number_input(page, "setting_CLIP_stop_at_last_layers")
+    box.fill("2")
+    box.press("Enter")
+    expect(page.locator("#model_status")).to_contain_text("Clip skip: 2")
+    assert server.get_json("/sdapi/v1/options")["CLIP_stop_at_last_layers"] == 2
+    set_tiny_size(page)
+    page.locator("#txt2img_prompt textarea").fill("a clipped cat")
+    page.locator("#txt2img_generate").click()
+    expect(page.locator("#html_info_txt2img")).to_contain_text("Clip skip: 2")
+    assert js_errors == []

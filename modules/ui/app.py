@@ -74,6 +74,8 @@ def build_ui(rt: Runtime) -> gr.Blocks:
             refresh = gr.Button("🔄", elem_id="refresh_sd_model_checkpoint", min_width=40, scale=0)
             vae = gr.Dropdown(rt.vaes.choices(), value=rt.options.get("sd_vae", "Automatic"), label="SD VAE",
                               elem_id="setting_sd_vae", allow_custom_value=False, scale=2)
+            clip_skip = gr.Slider(1, 12, step=1, value=int(rt.options.get("CLIP_stop_at_last_layers", 1)),
+                                  label="Clip skip", elem_id="setting_CLIP_stop_at_last_layers", scale=2)
             model_status = gr.HTML("", elem_id="model_status")
         notice = gr.HTML(first_run_message(rt), elem_id="first_run")
         download = gr.Button("Download v1-5-pruned-emaonly.safetensors", elem_id="download_sd_model",
@@ -132,12 +134,20 @@ def build_ui(rt: Runtime) -> gr.Blocks:
             rt.registry.refresh()
             yield "<span class='progress-text'>Downloaded. Select it in the checkpoint list.</span>"
 
-        def on_vae(name: str) -> str:
-            try:
-                rt.options.apply({"sd_vae": name})
-            except ValueError as err:
-                return error_html(str(err))
-            return f"<span class='progress-text'>VAE: {html.escape(name)} (used from the next image)</span>"
+        def on_setting(key: str, label: str) -> Any:
+            def apply(value: Any) -> str:
+                if isinstance(value, float) and value.is_integer():
+                    value = int(value)
+                try:
+                    rt.options.apply({key: value})
+                except ValueError as err:
+                    return error_html(str(err))
+                return f"<span class='progress-text'>{label}: {html.escape(str(value))} (from the next image)</span>"
+            return apply
+
+        on_vae = on_setting("sd_vae", "VAE")
+        clip_skip.input(on_setting("CLIP_stop_at_last_layers", "Clip skip"), inputs=[clip_skip],
+                          outputs=[model_status], queue=False, show_progress="hidden")
 
         refresh.click(on_refresh, outputs=[checkpoint, notice, download, vae], queue=False)
         vae.input(on_vae, inputs=[vae], outputs=[model_status], queue=False, show_progress="hidden")
