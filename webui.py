@@ -79,19 +79,21 @@ def create_app(args: Any) -> Any:  # -> FastAPI
     def ping() -> dict:
         return {}
 
+    @app.get("/internal/localization", include_in_schema=False)
+    def page_localization() -> dict:
+        """The chosen localization's text map, read by the page on load (a setting change applies on reload)."""
+        from modules import localization
+
+        return localization.load(rt.options.get("localization"), rt.paths.localization_dirs())
+
     if not args.nowebui:
         import gradio as gr
 
-        from modules.ui.app import CSS, build_ui
+        from modules.ui.app import CSS, build_ui, page_js
 
         demo = build_ui(rt)
-        theme_js = None
-        if args.theme:
-            theme_js = ("() => { const url = new URL(window.location); if (url.searchParams.get('__theme') !== "
-                        f"'{args.theme}') {{ url.searchParams.set('__theme', '{args.theme}'); "
-                        "window.location.replace(url); } }")
-        app = gr.mount_gradio_app(app, demo, path="/", auth=ui_credentials(args) or None, css=CSS, js=theme_js,
-                                  allowed_paths=[str(rt.paths.outputs_dir)])
+        app = gr.mount_gradio_app(app, demo, path="/", auth=ui_credentials(args) or None, css=CSS,
+                                  js=page_js(args.theme), allowed_paths=[str(rt.paths.outputs_dir)])
     return app
 
 

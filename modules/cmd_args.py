@@ -173,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add(g, i, "--lora-dir", help="extra folder of LoRA files", default=None)
     _add(g, i, "--embeddings-dir", help="extra folder of textual-inversion embeddings", default=None)
     _add(g, n, "--hypernetwork-dir", help="extra folder of hypernetworks", default=None)
-    _add(g, n, "--localizations-dir", help="extra folder of localization .json files", default=None)
+    _add(g, i, "--localizations-dir", help="extra folder of localization .json files", default=None)
     for name, what in (("esrgan", "ESRGAN"), ("realesrgan", "RealESRGAN"), ("gfpgan", "GFPGAN"),
                        ("codeformer", "CodeFormer"), ("swinir", "SwinIR"), ("dat", "DAT")):
         _add(g, n, f"--{name}-models-path", help=f"extra folder of {what} models", default=None)

@@ -51,6 +51,7 @@ class Paths:
     extra_dirs: dict[str, tuple[Path, ...]] = field(default_factory=dict)
     explicit_ckpt: Path | None = None
     forced_vae: Path | None = None
+    extra_localizations: Path | None = None
     install_dir: Path = INSTALL_DIR
 
     @classmethod
@@ -83,6 +84,7 @@ class Paths:
             extra_dirs=extra,
             explicit_ckpt=_resolved(getattr(args, "ckpt", None), cwd),
             forced_vae=_resolved(getattr(args, "vae_path", None), cwd),
+            extra_localizations=_resolved(getattr(args, "localizations_dir", None), cwd),
         )
 
     def model_dirs(self, kind: str) -> tuple[Path, ...]:
@@ -111,6 +113,16 @@ class Paths:
     @property
     def localizations_dir(self) -> Path:
         return self.install_dir / "localizations"
+
+    def localization_dirs(self) -> list[Path]:
+        """Where localization files are found, in merge order: core, --localizations-dir, then each extension's."""
+        dirs = [self.localizations_dir]
+        if self.extra_localizations is not None:
+            dirs.append(self.extra_localizations)
+        if self.extensions_dir.is_dir():
+            dirs += sorted((d / "localizations" for d in self.extensions_dir.iterdir() if d.is_dir()),
+                           key=lambda p: p.parent.name.lower())
+        return dirs
 
     @property
     def config_file(self) -> Path:

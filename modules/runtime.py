@@ -181,6 +181,9 @@ def build_runtime(args: argparse.Namespace) -> Runtime:
 
     vaes = VaeRegistry.from_paths(paths)
     options.registry["sd_vae"].choices = vaes.choices  # the setting accepts what is on disk now
+    from modules import localization
+
+    options.registry["localization"].choices = lambda: localization.names(paths.localization_dirs())
     rt = Runtime(args=args, paths=paths, options=options, registry=registry, manager=manager, jobs=jobs,
                  hash_cache=cache, loras=LoraRegistry.from_paths(paths, cache, hashing=hashing),
                  embeddings=EmbeddingDatabase.from_paths(paths, cache, hashing=hashing), vaes=vaes,

@@ -7,6 +7,7 @@ browser FAILS these tests with a message saying what to install; it never skips 
 from __future__ import annotations
 
 import io
+import re
 import os
 import urllib.request
 from pathlib import Path
@@ -190,4 +191,26 @@ def test_quicksettings_clip_skip_and_vae(page: Page, server, js_errors):
     page.locator("#txt2img_prompt textarea").fill("a clipped cat")
     page.locator("#txt2img_generate").click()
     expect(page.locator("#html_info_txt2img")).to_contain_text("Clip skip: 2")
+    assert js_errors == []
+
+
+def test_zh_cn_localization_applies_after_reload(page: Page, server, js_errors):
+    status, _ = server.request("POST", "/sdapi/v1/options", {"localization": "zh_CN"})
+    assert status == 200
+    try:
+        page.reload(wait_until="load")
+        expect(page.locator("#txt2img_generate")).to_have_text("生成")
+        expect(page.locator("#txt2img_prompt")).to_contain_text("提示词")
+        expect(page.locator("#txt2img_steps")).to_contain_text("迭代步数")
+        expect(page.locator("#txt2img_prompt textarea")).to_have_attribute("placeholder", "提示词（按 Ctrl+Enter 生成）")
+        # Names are not UI text: the checkpoint and the sampler keep theirs.
+        expect(page.locator("#setting_sd_model_checkpoint input")).to_have_value(re.compile(r"^tiny\.safetensors"))
+        expect(page.locator("#txt2img_sampling input")).to_have_value("DPM++ 2M")
+        set_tiny_size(page)
+        page.locator("#txt2img_generate").click()  # text that appears later (the infotext) stays as generated
+        expect(page.locator("#html_info_txt2img")).to_contain_text("Steps: 2")
+    finally:
+        server.request("POST", "/sdapi/v1/options", {"localization": "None"})
+        page.reload(wait_until="load")
+    expect(page.locator("#txt2img_generate")).to_have_text("Generate")
     assert js_errors == []

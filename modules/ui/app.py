@@ -6,6 +6,7 @@ Only this package imports gradio. Every handler goes through the Runtime (same q
 from __future__ import annotations
 
 import html
+from pathlib import Path
 from typing import Any, Iterator
 
 import gradio as gr
@@ -42,6 +43,20 @@ CTRL_ENTER_JS = """() => {
     button.click();
   }, true);
 }"""
+
+
+_JS_DIR = Path(__file__).resolve().parent / "javascript"
+
+
+def page_js(theme: str | None) -> str:
+    """The one function gradio runs on page load: the forced theme (--theme), the localization, shortcuts."""
+    theme_part = ""
+    if theme in ("light", "dark"):
+        theme_part = ("const url = new URL(window.location); if (url.searchParams.get('__theme') !== "
+                      f"'{theme}') {{ url.searchParams.set('__theme', '{theme}'); window.location.replace(url); "
+                      "return; }")
+    localization = (_JS_DIR / "localization.js").read_text(encoding="utf-8")
+    return f"async () => {{ {theme_part}\n{localization}\nawait applyLocalization(); }}"
 
 
 def checkpoint_titles(rt: Runtime) -> list[str]:

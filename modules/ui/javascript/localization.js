@@ -1,0 +1,65 @@
+// Applies the chosen A1111 localization to the page: every text node whose trimmed text equals a key of the map,
+// and the placeholder, title and aria-label attributes, now and whenever gradio adds or changes nodes.
+// Names of models, files and styles are never translated (their dropdowns are skipped, as A1111 skips them).
+async function applyLocalization() {
+  let map = {};
+  try {
+    const response = await fetch("internal/localization", {cache: "no-store"});
+    if (response.ok) map = await response.json();
+  } catch (err) {
+    return;
+  }
+  window.localization = map;  // A1111 extensions read it from here
+  if (!map || Object.keys(map).length === 0) return;
+  if (map.rtl === true) document.documentElement.setAttribute("dir", "rtl");
+  const skipTags = new Set(["SCRIPT", "STYLE", "TEXTAREA", "CODE"]);
+  // Dropdowns of names: their labels are translated, their options and chosen values are not.
+  const nameLists = ["setting_sd_model_checkpoint", "setting_sd_vae", "txt2img_styles", "txt2img_sampling"];
+  // Generated text (infotext, PNG info) is data, never UI text.
+  const dataBlocks = ["html_info_txt2img", "txt2img_gallery", "pnginfo_html"];
+  const ignoredSelector = [
+    ...nameLists.flatMap((id) => ["#" + id + " ul", "#" + id + " .token", "#" + id + " [role=option]"]),
+    ...dataBlocks.map((id) => "#" + id),
+  ].join(",");
+  const isNumber = /^[\s\d.,:%/+-]*$/;
+  const translate = (text) => {
+    const key = text.trim();
+    if (!key || isNumber.test(key)) return null;
+    const value = map[key];
+    return typeof value === "string" ? text.replace(key, value) : null;
+  };
+  const ignored = (element) => element && element.closest && element.closest(ignoredSelector);
+  const translateText = (node) => {
+    const parent = node.parentElement;
+    if (!parent || skipTags.has(parent.tagName) || ignored(parent)) return;
+    const done = translate(node.nodeValue);
+    if (done !== null && done !== node.nodeValue) node.nodeValue = done;
+  };
+  const translateAttributes = (element) => {
+    if (ignored(element)) return;
+    for (const name of ["placeholder", "title", "aria-label"]) {
+      const value = element.getAttribute && element.getAttribute(name);
+      if (!value) continue;
+      const done = translate(value);
+      if (done !== null && done !== value) element.setAttribute(name, done);
+    }
+  };
+  const walk = (root) => {
+    if (root.nodeType === Node.TEXT_NODE) return translateText(root);
+    if (root.nodeType !== Node.ELEMENT_NODE) return;
+    translateAttributes(root);
+    const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT | NodeFilter.SHOW_ELEMENT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      if (node.nodeType === Node.TEXT_NODE) translateText(node); else translateAttributes(node);
+    }
+  };
+  walk(document.body);
+  new MutationObserver((mutations) => {
+    for (const m of mutations) {
+      if (m.type === "characterData") translateText(m.target);
+      else if (m.type === "attributes") translateAttributes(m.target);
+      else m.addedNodes.forEach(walk);
+    }
+  }).observe(document.body, {childList: true, subtree: true, characterData: true, attributes: true,
+                             attributeFilter: ["placeholder", "title", "aria-label"]});
+}
