@@ -1,0 +1,269 @@
+"""The Settings tab: one component per registered option, grouped by section, with search, Apply and Reload UI.
+
+Wiring for modules/ui/app.py (the lead adds these lines; this module does not edit app.py):
+
+    from modules.ui.settings_tab import build_settings_tab
+    ...
+            with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
+                settings = build_settings_tab(rt)
+    ...
+        # optional: fresh values and choices (checkpoints, VAEs...) each time the page opens
+        demo.load(settings.refresh_fn, outputs=settings.refresh_outputs, queue=False)
+
+Keys shown in the quick-settings bar (``QUICKSETTINGS``) are not repeated here, so no elem_id appears twice.
+The conversion, diff and apply logic are plain functions (no gradio) so they unit test fast.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from modules.options import OptionError, OptionInfo, Options
+
+# Live in the quick-settings bar (app.py) with the same elem_ids; never built twice.
+QUICKSETTINGS = ("sd_model_checkpoint", "sd_vae", "CLIP_stop_at_last_layers")
+
+# An int range wider than this is a Number box, not a slider (A1111 uses a Number for e.g. eta_noise_seed_delta).
+MAX_SLIDER_SPAN = 100_000
+
+RELOAD_JS = "() => { location.reload(); }"
+
+
+# -- pure logic (no gradio) ------------------------------------------------------------------------------------
+def elem_id_for(key: str) -> str:
+    return f"setting_{key}"
+
+
+def visible_keys(options: Options, *, hide_dir_config: bool = False) -> list[str]:
+    """Registry keys the tab shows, in registry order."""
+    return [k for k, info in options.registry.items()
+            if k not in QUICKSETTINGS and not (hide_dir_config and info.restricted)]
+
+
+def sections(options: Options, keys: Iterable[str]) -> list[tuple[tuple[str, str], list[str]]]:
+    """Group keys by section, sections in the order they first appear in the registry."""
+    out: dict[tuple[str, str], list[str]] = {}
+    for key in keys:
+        out.setdefault(tuple(options.registry[key].section), []).append(key)
+    return list(out.items())
+
+
+def _ui_value(info: OptionInfo, value: Any) -> Any:
+    """A stored value as its component shows it."""
+    if info.kind == "list":
+        value = list(value or [])
+        return value if info.choices is not None else ", ".join(map(str, value))
+    if info.kind == "str" and value is None:
+        return None if info.choices is not None else ""
+    return value
+
+
+def component_spec(key: str, info: OptionInfo, value: Any = None) -> dict[str, Any]:
+    """Which component shows one option, and its keyword arguments. ``value`` defaults to the option's default.
+
+    Returns ``{"type": "checkbox"|"slider"|"number"|"dropdown"|"textbox", "kwargs": {...}}``; callable choices are
+    called now.
+    """
+    if value is None:
+        value = info.default
+    kwargs: dict[str, Any] = {"label": info.label or key, "elem_id": elem_id_for(key),
+                              "value": _ui_value(info, value)}
+    if info.comment:
+        kwargs["info"] = info.comment
+    kind = info.kind
+    choices = info.current_choices()
+    if kind == "bool":
+        kind_name = "checkbox"
+        kwargs["value"] = bool(value)
+    elif kind in ("int", "float"):
+        bounded = info.minimum is not None and info.maximum is not None
+        step = info.step if info.step is not None else (1 if kind == "int" else None)
+        if bounded and not (kind == "int" and info.maximum - info.minimum > MAX_SLIDER_SPAN):
+            kind_name = "slider"
+            kwargs.update(minimum=info.minimum, maximum=info.maximum)
+            kwargs["step"] = step if step is not None else (info.maximum - info.minimum) / 100
+        else:
+            kind_name = "number"
+            if info.minimum is not None:
+                kwargs["minimum"] = info.minimum
+            if info.maximum is not None:
+                kwargs["maximum"] = info.maximum
+            if kind == "int":
+                kwargs["precision"] = 0
+            if step is not None:
+                kwargs["step"] = step
+    elif kind == "list":
+        if choices is not None:
+            kind_name = "dropdown"
+            shown = list(choices) + [v for v in kwargs["value"] if v not in choices]
+            kwargs.update(choices=shown, multiselect=True)
+        else:
+            kind_name = "textbox"
+            kwargs["placeholder"] = "comma-separated values"
+    elif choices is not None:
+        kind_name = "dropdown"
+        shown = list(choices)
+        if kwargs["value"] is not None and kwargs["value"] not in shown:
+            shown.append(kwargs["value"])  # a stale value stays visible; Apply then names the problem
+        kwargs.update(choices=shown, multiselect=False)
+    else:
+        kind_name = "textbox"
+    return {"type": kind_name, "kwargs": kwargs}
+
+
+def from_ui(info: OptionInfo, value: Any) -> Any:
+    """A component's value back in the option's type. Values that cannot convert are passed on, so that
+    ``Options.validate`` names the problem."""
+    kind = info.kind
+    if kind == "int" and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if kind == "float" and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind == "list":
+        if value is None:
+            return []
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return list(value)
+    if kind == "str" and value == "" and info.default is None:
+        return None
+    return value
+
+
+def changed_values(options: Options, keys: Sequence[str], values: Sequence[Any]) -> dict[str, Any]:
+    """The options among ``keys`` whose UI ``values`` differ from the current ones, converted to option types."""
+    if len(keys) != len(values):
+        raise ValueError(f"{len(keys)} keys but {len(values)} values")
+    out: dict[str, Any] = {}
+    for key, raw in zip(keys, values):
+        info = options.registry.get(key)
+        if info is None:
+            continue
+        value = from_ui(info, raw)
+        if value != options.get(key):
+            out[key] = value
+    return out
+
+
+def apply_settings(options: Options, keys: Sequence[str], values: Sequence[Any], *, frozen: bool = False,
+                   hide_dir_config: bool = False) -> tuple[bool, str]:
+    """Apply what changed. Returns (ok, plain-text message). Nothing is written on any error or when frozen."""
+    if frozen:
+        return False, "Settings are frozen (--freeze-settings); nothing was changed."
+    try:
+        changes = changed_values(options, keys, values)
+        if hide_dir_config:
+            for key in changes:
+                if options.registry[key].restricted:
+                    raise OptionError(key, "folder and filename settings are hidden (--hide-ui-dir-config)")
+        changed = options.apply(changes)
+    except OptionError as err:
+        return False, f"{err.field}: {str(err).removeprefix(err.field + ': ')}"
+    message = f"{len(changed)} settings changed" + (f": {', '.join(changed)}." if changed else ".")
+    reload = [k for k in changed if options.registry[k].needs_reload_ui]
+    if reload:
+        message += f" Reload the UI for these to take effect: {', '.join(reload)}."
+    return True, message
+
+
+def result_html(ok: bool, message: str) -> str:
+    css = "settings-ok" if ok else "error"
+    return f"<div class='{css}'>{html.escape(message)}</div>"
+
+
+def search_visibility(labels: Mapping[str, str], query: str) -> dict[str, bool]:
+    """Which keys stay visible for a search: the label (or key) contains the text, case-insensitive."""
+    q = (query or "").strip().lower()
+    return {k: (not q) or q in label.lower() or q in k.lower() for k, label in labels.items()}
+
+
+# -- gradio ----------------------------------------------------------------------------------------------------
+@dataclass
+class SettingsControls:
+    components: dict[str, Any]  # key -> component, in registry order
+    sections: dict[str, Any]  # section id -> accordion
+    search: Any
+    submit: Any
+    reload: Any
+    result: Any
+    refresh: Any
+    refresh_fn: Callable[[], list[Any]] = field(repr=False, default=list)
+    refresh_outputs: list[Any] = field(default_factory=list)
+
+
+_COMPONENTS = {"checkbox": "Checkbox", "slider": "Slider", "number": "Number", "dropdown": "Dropdown",
+               "textbox": "Textbox"}
+
+
+def build_settings_tab(rt: Any) -> SettingsControls:
+    import gradio as gr
+
+    options: Options = rt.options
+    frozen = bool(getattr(rt.args, "freeze_settings", False))
+    hide_dirs = bool(getattr(rt.args, "hide_ui_dir_config", False))
+    keys = visible_keys(options, hide_dir_config=hide_dirs)
+    grouped = sections(options, keys)
+    components: dict[str, Any] = {}
+    accordions: dict[str, Any] = {}
+
+    with gr.Column(elem_id="settings"):
+        with gr.Row(elem_id="settings_toprow"):
+            submit = gr.Button("Apply settings", variant="primary", elem_id="settings_submit", interactive=True)
+            reload = gr.Button("Reload UI", elem_id="settings_restart_gradio")
+            refresh = gr.Button("🔄", elem_id="settings_refresh", min_width=40, scale=0)
+        search = gr.Textbox(label="Search", placeholder="Search settings…", elem_id="settings_search",
+                            show_label=False, max_lines=1)
+        result = gr.HTML(result_html(False, "Settings are frozen (--freeze-settings).") if frozen else "",
+                         elem_id="settings_result")
+        for index, ((section_id, title), section_keys) in enumerate(grouped):
+            with gr.Accordion(title, open=index == 0, elem_id=f"settings_section_{section_id}") as acc:
+                accordions[section_id] = acc
+                for key in section_keys:
+                    spec = component_spec(key, options.registry[key], options.get(key))
+                    cls = getattr(gr, _COMPONENTS[spec["type"]])
+                    kwargs = dict(spec["kwargs"])
+                    if frozen:
+                        kwargs["interactive"] = False
+                    components[key] = cls(**kwargs)
+
+    comp_list = [components[k] for k in keys]
+    acc_list = [accordions[sid] for (sid, _), _ in grouped]
+    labels = {k: options.registry[k].label or k for k in keys}
+
+    def on_apply(*values: Any) -> str:
+        ok, message = apply_settings(options, keys, values, frozen=frozen, hide_dir_config=hide_dirs)
+        return result_html(ok, message)
+
+    def on_search(query: str) -> list[Any]:
+        shown = search_visibility(labels, query)
+        updates = [gr.update(visible=True if shown[k] else "hidden") for k in keys]
+        for (_sid, _title), section_keys in grouped:
+            any_shown = any(shown[k] for k in section_keys)
+            if (query or "").strip():
+                updates.append(gr.update(visible=True if any_shown else "hidden", open=any_shown))
+            else:
+                updates.append(gr.update(visible=True))
+        return updates
+
+    def on_refresh() -> list[Any]:
+        """Current values, and choices again (callable choices such as VAEs may have changed on disk)."""
+        out = []
+        for key in keys:
+            spec = component_spec(key, options.registry[key], options.get(key))
+            kw = spec["kwargs"]
+            upd = {"value": kw["value"]}
+            if "choices" in kw:
+                upd["choices"] = kw["choices"]
+            out.append(gr.update(**upd))
+        return out
+
+    submit.click(on_apply, inputs=comp_list, outputs=[result], queue=False)
+    reload.click(None, js=RELOAD_JS)
+    search.change(on_search, inputs=[search], outputs=comp_list + acc_list, queue=False, show_progress="hidden")
+    refresh.click(on_refresh, outputs=comp_list, queue=False)
+    return SettingsControls(components=components, sections=accordions, search=search, submit=submit,
+                            reload=reload, result=result, refresh=refresh, refresh_fn=on_refresh,
+                            refresh_outputs=comp_list)
