@@ -1,0 +1,185 @@
+"""The PNG Info tab: drop an image, see its infotext and other text items, send the parameters to txt2img.
+
+Wiring (the lead adds this to modules/ui/app.py, build_ui):
+
+    from modules.ui.pnginfo_tab import build_pnginfo_tab
+        with gr.Tabs(elem_id="tabs") as tabs:                       # name the Tabs
+            with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img"):
+                txt2img = build_txt2img_tab(rt)                      # keep the controls
+            with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
+                build_pnginfo_tab(rt, txt2img, tabs)
+
+The handlers are plain functions (``pnginfo_html``, ``read_image_info``, ``txt2img_values_from_infotext``,
+``send_to_txt2img_updates``) so they are tested without a browser.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+from PIL import Image
+
+from modules import infotext, samplers
+from modules.image_metadata import read_generation_info
+
+
+@dataclass
+class PngInfoControls:
+    image: Any
+    html: Any
+    generation_info: Any  # gr.State holding the ``parameters`` text of the shown image
+    send_to_txt2img: Any
+
+
+def plaintext_to_html(text: str) -> str:
+    return "<br>".join(html.escape(line) for line in text.split("\n"))
+
+
+def pnginfo_html(geninfo: str | None, items: Mapping[str, str]) -> str:
+    """A1111's ``run_pnginfo`` panel: ``parameters`` first, then every other item; everything HTML-escaped."""
+    shown: dict[str, str] = {}
+    if geninfo is not None:
+        shown["parameters"] = geninfo
+    shown.update(items)
+    if not shown:
+        return "<div><p>Nothing found in the image.</p></div>"
+    return "\n".join(f"<div><p><b>{plaintext_to_html(str(key))}</b></p><p>{plaintext_to_html(str(text))}</p></div>"
+                     for key, text in shown.items())
+
+
+def read_image_info(image: Image.Image | str | None) -> tuple[str, str | None]:
+    """Panel HTML and the ``parameters`` text of an uploaded image (a PIL image with its ``.info``, or a path)."""
+    if image is None:
+        return "", None
+    if isinstance(image, Image.Image):
+        geninfo, items = read_generation_info(image)
+    else:
+        try:
+            with Image.open(image) as opened:
+                geninfo, items = read_generation_info(opened)
+        except (OSError, ValueError) as err:
+            return f"<div class='error'><p>Cannot read the image: {html.escape(str(err))}</p></div>", None
+    return pnginfo_html(geninfo, items), geninfo
+
+
+def _int(value: object) -> int | None:
+    try:
+        return int(float(str(value).strip()))
+    except (TypeError, ValueError):
+        return None
+
+
+def _float(value: object) -> float | int | None:
+    try:
+        number = float(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+    return int(number) if number.is_integer() else number
+
+
+def txt2img_values_from_infotext(text: str | None, styles: Any = None) -> dict[str, Any]:
+    """Values for the txt2img fields (Txt2ImgControls.fields names) that the infotext sets, as A1111 pastes them.
+
+    Fields the infotext does not mention are absent (left unchanged), except the sampler and schedule type (see
+    below) and ``show_extra``, which A1111 always set (Extra is on when a variation seed or seed resize is present). ``styles`` is a StyleDatabase: styles found in the
+    prompts are taken out of them and selected (A1111's "Apply if any"); with none found, styles are left alone.
+    """
+    if not text or not text.strip():
+        return {}
+    d = infotext.parse_infotext(text)
+    out: dict[str, Any] = {"prompt": str(d.get("Prompt", "")), "negative_prompt": str(d.get("Negative prompt", ""))}
+
+    if styles is not None and getattr(styles, "styles", None):
+        found, prompt, negative = styles.extract_styles_from_prompt(out["prompt"], out["negative_prompt"])
+        if found:
+            out.update(styles=found, prompt=prompt, negative_prompt=negative)
+
+    # A1111 always pastes a sampler and schedule: a missing or unknown sampler becomes the default one, an unknown
+    # schedule "Automatic", and a schedule equal to the sampler's own default becomes "Automatic" too.
+    sampler, schedule = samplers.resolve_sampler_lenient(str(d.get("Sampler") or ""), str(d.get("Schedule type") or ""))
+    out["sampler_name"] = sampler.name
+    out["scheduler"] = schedule.label
+
+    conversions: tuple[tuple[str, str, Any], ...] = (
+        ("steps", "Steps", _int),
+        ("cfg_scale", "CFG scale", _float),
+        ("seed", "Seed", _int),
+        ("width", "Size-1", _int),
+        ("height", "Size-2", _int),
+        ("batch_size", "Batch size", _int),
+        ("subseed", "Variation seed", _int),
+        ("subseed_strength", "Variation seed strength", _float),
+        ("seed_resize_from_w", "Seed resize from-1", _int),
+        ("seed_resize_from_h", "Seed resize from-2", _int),
+    )
+    for field, key, convert in conversions:
+        if key in d:
+            value = convert(d[key])
+            if value is not None:
+                out[field] = value
+    out["show_extra"] = "Variation seed" in d or "Seed resize from-1" in d
+    return out
+
+
+def send_to_txt2img_updates(text: str | None, field_components: Mapping[str, Any], styles: Any = None) -> list[Any]:
+    """One gradio update per txt2img field (in ``field_components`` order); sliders widen to fit a larger value."""
+    values = txt2img_values_from_infotext(text, styles)
+    updates: list[Any] = []
+    for name, component in field_components.items():
+        if name not in values:
+            updates.append(gr.update())
+            continue
+        value = values[name]
+        maximum = getattr(component, "maximum", None)
+        if isinstance(component, gr.Slider) and isinstance(value, (int, float)) and maximum is not None \
+                and value > maximum:
+            updates.append(gr.update(value=value, maximum=value))
+        else:
+            updates.append(gr.update(value=value))
+    return updates
+
+
+def build_pnginfo_tab(rt: Any, txt2img_controls: Any, tabs: Any = None) -> PngInfoControls:
+    """Build the tab inside the current ``gr.Tab``. With ``tabs`` (the app's ``gr.Tabs``), sending switches to the
+    txt2img tab (id ``"txt2img"``)."""
+    with gr.Row(equal_height=False):
+        with gr.Column(variant="panel"):
+            # type="filepath" with image_mode=None hands over the uploaded file itself, so its metadata is intact
+            # (a PIL image would be converted to RGB first, and clipboard/data-URL paths re-encode).
+            image = gr.Image(label="Source", type="filepath", image_mode=None, sources=["upload", "clipboard"],
+                             elem_id="pnginfo_image", height=512)
+        with gr.Column(variant="panel"):
+            info = gr.HTML("", elem_id="pnginfo_html", elem_classes=["infotext"])
+            generation_info = gr.State(None)
+            send = gr.Button("Send to txt2img", elem_id="pnginfo_send_to_txt2img")
+
+    image.change(read_image_info, inputs=[image], outputs=[info, generation_info], queue=False,
+                 show_progress="hidden")
+
+    fields: dict[str, Any] = dict(txt2img_controls.fields)
+    outputs = list(fields.values())
+    if tabs is not None:
+        outputs.append(tabs)
+
+    def on_send(text: str | None) -> list[Any]:
+        updates = send_to_txt2img_updates(text, fields, getattr(rt, "styles", None))
+        if tabs is not None:
+            updates.append(gr.Tabs(selected="txt2img") if text else gr.update())
+        return updates
+
+    send.click(on_send, inputs=[generation_info], outputs=outputs, queue=False, show_progress="hidden")
+    return PngInfoControls(image, info, generation_info, send)
+
+
+__all__ = [
+    "PngInfoControls",
+    "build_pnginfo_tab",
+    "pnginfo_html",
+    "read_image_info",
+    "send_to_txt2img_updates",
+    "txt2img_values_from_infotext",
+]
