@@ -214,3 +214,44 @@ def test_zh_cn_localization_applies_after_reload(page: Page, server, js_errors):
         page.reload(wait_until="load")
     expect(page.locator("#txt2img_generate")).to_have_text("Generate")
     assert js_errors == []
+
+
+def test_settings_tab_applies_and_the_setting_survives_a_restart(page: Page, server, js_errors):
+    page.get_by_role("tab", name="Settings").click()
+    search = page.locator("#settings_search textarea, #settings_search input").first
+    search.fill("jpeg")
+    search.press("Enter")
+    quality = number_input(page, "setting_jpeg_quality")
+    expect(quality).to_be_visible()
+    quality.fill("91")
+    quality.press("Enter")
+    page.locator("#settings_submit").click()
+    expect(page.locator("#settings_result")).to_contain_text("jpeg_quality")
+    assert server.get_json("/sdapi/v1/options")["jpeg_quality"] == 91
+    with running_server(server.data_dir) as restarted:  # a second process reading the same config.json
+        assert restarted.get_json("/sdapi/v1/options")["jpeg_quality"] == 91
+    page.get_by_role("tab", name="txt2img").click()
+    assert js_errors == []
+
+
+def test_png_info_reads_a_generated_image_and_sends_it_back(page: Page, server, js_errors):
+    set_tiny_size(page)
+    page.locator("#txt2img_prompt textarea").fill("a cat to read back")
+    page.locator("#txt2img_generate").click()
+    expect(page.locator("#html_info_txt2img")).to_contain_text("a cat to read back")
+    saved = sorted((server.data_dir / "outputs" / "txt2img-images").rglob("*.png"))
+    with Image.open(saved[-1]) as im:
+        infotext = im.info["parameters"]
+    assert infotext.startswith("a cat to read back\n")
+    page.locator("#txt2img_prompt textarea").fill("")
+    page.get_by_role("tab", name="PNG Info").click()
+    page.locator("#pnginfo_image input[type=file]").set_input_files(str(saved[-1]))
+    expect(page.locator("#pnginfo_html")).to_contain_text(infotext.splitlines()[-1][:60])
+    page.locator("#pnginfo_send_to_txt2img").click()
+    expect(page.locator("#tab_txt2img")).to_be_visible()
+    prompt_line = infotext.split("\n")[0]
+    seed = re.search(r"Seed: (\d+)", infotext).group(1)
+    expect(page.locator("#txt2img_prompt textarea")).to_have_value(prompt_line)
+    expect(page.locator("#txt2img_seed input")).to_have_value(seed)
+    expect(number_input(page, "txt2img_width")).to_have_value("64")
+    assert js_errors == []

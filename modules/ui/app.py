@@ -14,6 +14,8 @@ import gradio as gr
 from modules.jobs import JobFailed
 from modules.models.manager import CheckpointNotFound, NoCheckpointError
 from modules.runtime import Runtime
+from modules.ui.pnginfo_tab import build_pnginfo_tab
+from modules.ui.settings_tab import build_settings_tab
 from modules.ui.txt2img_tab import build_txt2img_tab, error_html
 
 CSS = """
@@ -96,9 +98,13 @@ def build_ui(rt: Runtime) -> gr.Blocks:
         download = gr.Button("Download v1-5-pruned-emaonly.safetensors", elem_id="download_sd_model",
                              visible=bool(first_run_message(rt)) and
                              not getattr(rt.args, "no_download_sd_model", False))
-        with gr.Tabs(elem_id="tabs"):
+        with gr.Tabs(elem_id="tabs") as tabs:  # A1111's order; img2img and Extras arrive with their issues
             with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img"):
-                build_txt2img_tab(rt)
+                txt2img = build_txt2img_tab(rt)
+            with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
+                build_pnginfo_tab(rt, txt2img, tabs)
+            with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
+                settings = build_settings_tab(rt)
 
         def on_refresh() -> tuple[Any, str, Any, Any]:
             rt.registry.refresh()
@@ -172,4 +178,5 @@ def build_ui(rt: Runtime) -> gr.Blocks:
         demo.load(lambda: (gr.update(choices=checkpoint_titles(rt), value=current_checkpoint(rt)),
                            first_run_message(rt)), outputs=[checkpoint, notice], queue=False)
         demo.load(None, js=CTRL_ENTER_JS)
+        demo.load(settings.refresh_fn, outputs=settings.refresh_outputs, queue=False)  # fresh values and choices
     return demo

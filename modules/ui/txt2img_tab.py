@@ -7,6 +7,7 @@ position, live preview) until the job ends, then the saved PNGs and their infote
 from __future__ import annotations
 
 import html
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -206,8 +207,8 @@ def token_counter_html(rt: Runtime, text: str, steps: float | None) -> str:
     from modules.processing.conditioning import prompt_token_count
 
     model = rt.manager.model
-    tokenizer = (model.tokenizer or model.tokenizer_2) if model is not None else _bundled_tokenizer()
     try:
+        tokenizer = (model.tokenizer or model.tokenizer_2) if model is not None else _bundled_tokenizer()
         count, most = prompt_token_count(tokenizer, text or "", int(steps or 20),
                                          emphasis=str(rt.options.get("emphasis", "Original")),
                                          comma_backtrack=int(rt.options.get("comma_padding_backtrack", 20)))
@@ -217,14 +218,16 @@ def token_counter_html(rt: Runtime, text: str, steps: float | None) -> str:
 
 
 _TOKENIZER: list[Any] = []
+_TOKENIZER_LOCK = threading.Lock()  # both counters may ask at once; transformers' lazy import is not thread-safe
 
 
 def _bundled_tokenizer() -> Any:
-    if not _TOKENIZER:
-        from modules.models import configs
+    with _TOKENIZER_LOCK:
+        if not _TOKENIZER:
+            from modules.models import configs
 
-        _TOKENIZER.append(configs.load_tokenizer())
-    return _TOKENIZER[0]
+            _TOKENIZER.append(configs.load_tokenizer())
+        return _TOKENIZER[0]
 
 
 def gallery_items(processed: Any) -> list[Any]:
