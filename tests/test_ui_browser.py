@@ -255,3 +255,35 @@ def test_png_info_reads_a_generated_image_and_sends_it_back(page: Page, server, 
     expect(page.locator("#txt2img_seed input")).to_have_value(seed)
     expect(number_input(page, "txt2img_width")).to_have_value("64")
     assert js_errors == []
+
+
+def test_paste_button_and_keyboard_shortcuts(page: Page, server, js_errors):
+    last = (server.data_dir / "params.txt").read_text(encoding="utf-8")  # the last generation's infotext
+    prompt = page.locator("#txt2img_prompt textarea")
+    prompt.fill("")
+    page.locator("#txt2img_paste").click()
+    expect(prompt).to_have_value(last.split("\n")[0])
+    seed = re.search(r"Seed: (\d+)", last).group(1)
+    expect(page.locator("#txt2img_seed input")).to_have_value(seed)
+
+    pasted = "a pasted owl\nSteps: 3, Sampler: Euler a, CFG scale: 5, Seed: 77, Size: 64x72"
+    prompt.fill(pasted)
+    page.locator("#txt2img_paste").click()
+    expect(prompt).to_have_value("a pasted owl")
+    expect(number_input(page, "txt2img_steps")).to_have_value("3")
+    expect(number_input(page, "txt2img_height")).to_have_value("72")
+    expect(page.locator("#txt2img_sampling input")).to_have_value("Euler a")
+
+    # Esc in the prompt box interrupts a long job; the finished part is kept.
+    number_input(page, "txt2img_steps").fill("150")
+    number_input(page, "txt2img_steps").press("Enter")
+    number_input(page, "txt2img_batch_count").fill("20")
+    number_input(page, "txt2img_batch_count").press("Enter")
+    prompt.press("Control+Enter")
+    expect(page.locator("#txt2img_progress")).to_contain_text("Step", timeout=TIMEOUT_MS)
+    prompt.press("Escape")
+    expect(page.locator("#html_info_txt2img")).to_contain_text("Interrupted", timeout=TIMEOUT_MS)
+    number_input(page, "txt2img_batch_count").fill("1")
+    number_input(page, "txt2img_batch_count").press("Enter")
+    assert "API" in page.locator("#footer").inner_text()
+    assert js_errors == []

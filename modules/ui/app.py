@@ -30,21 +30,36 @@ CSS = """
 .comments{font-size:.9em;color:var(--body-text-color-subdued)}
 """
 
-# A1111's shortcut, promised by the prompt placeholder: Ctrl+Enter (Cmd+Enter) in a prompt box clicks Generate.
-# Gradio's multi-line textboxes only submit on Shift+Enter, so this is wired in the browser.
-CTRL_ENTER_JS = """() => {
-  if (window.__sdCtrlEnter) return;
-  window.__sdCtrlEnter = true;
+# A1111's shortcuts in a prompt box: Ctrl+Enter (Cmd+Enter) generates, Alt+Enter skips, Esc interrupts. Gradio's
+# multi-line textboxes only submit on Shift+Enter, so this is wired in the browser.
+SHORTCUTS_JS = """() => {
+  if (window.__sdShortcuts) return;
+  window.__sdShortcuts = true;
   document.addEventListener("keydown", (e) => {
-    if (e.key !== "Enter" || !(e.ctrlKey || e.metaKey) || e.isComposing || !e.target.closest) return;
+    if (e.isComposing || !e.target.closest) return;
     const box = e.target.closest("[id$='_prompt'], [id$='_neg_prompt']");
     const tab = box && box.id.replace(/_(neg_)?prompt$/, "");
-    const button = tab && document.getElementById(tab + "_generate");
+    if (!tab) return;
+    let action = null;
+    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) action = "generate";
+    else if (e.key === "Enter" && e.altKey) action = "skip";
+    else if (e.key === "Escape") action = "interrupt";
+    const button = action && document.getElementById(tab + "_" + action);
     if (!button) return;
     e.preventDefault();
     button.click();
   }, true);
 }"""
+
+
+def footer_html(rt: Runtime) -> str:
+    """A1111's footer: the API docs link when the API is on, and the version."""
+    links = []
+    if getattr(rt.args, "api", False):
+        links.append("<a href='docs' target='_blank'>API</a>")
+    if rt.version:
+        links.append(f"version: {html.escape(rt.version)}")
+    return f"<div id='footer' class='footer'>{' • '.join(links)}</div>" if links else ""
 
 
 _JS_DIR = Path(__file__).resolve().parent / "javascript"
@@ -105,6 +120,8 @@ def build_ui(rt: Runtime) -> gr.Blocks:
                 build_pnginfo_tab(rt, txt2img, tabs)
             with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
                 settings = build_settings_tab(rt)
+
+        gr.HTML(footer_html(rt), elem_id="footer_block")
 
         def on_refresh() -> tuple[Any, str, Any, Any]:
             rt.registry.refresh()
@@ -177,6 +194,6 @@ def build_ui(rt: Runtime) -> gr.Blocks:
         download.click(on_download, outputs=[notice], concurrency_limit=None, show_progress="hidden")
         demo.load(lambda: (gr.update(choices=checkpoint_titles(rt), value=current_checkpoint(rt)),
                            first_run_message(rt)), outputs=[checkpoint, notice], queue=False)
-        demo.load(None, js=CTRL_ENTER_JS)
+        demo.load(None, js=SHORTCUTS_JS)
         demo.load(settings.refresh_fn, outputs=settings.refresh_outputs, queue=False)  # fresh values and choices
     return demo

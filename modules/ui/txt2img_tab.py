@@ -93,6 +93,8 @@ def build_txt2img_tab(rt: Runtime) -> Txt2ImgControls:
             with gr.Row():
                 interrupt = gr.Button("Interrupt", elem_id="txt2img_interrupt")
                 skip = gr.Button("Skip", elem_id="txt2img_skip")
+            # ↙: read generation parameters from the prompt, or from the last generation if the prompt is empty
+            paste = gr.Button("↙️", elem_id="txt2img_paste", min_width=40)
     with gr.Row():
         with gr.Column(scale=1):
             with gr.Row():
@@ -153,6 +155,20 @@ def build_txt2img_tab(rt: Runtime) -> Txt2ImgControls:
 
     inputs = list(f.values())
     names = list(f.keys())
+
+    def paste_params(prompt: str) -> list[Any]:
+        """A1111's ↙ button: the infotext in the prompt box, or params.txt (the last generation) when it is empty."""
+        from modules.ui.pnginfo_tab import send_to_txt2img_updates
+
+        text = prompt or ""
+        if not text.strip():
+            try:
+                text = rt.paths.params_file.read_text(encoding="utf-8")
+            except OSError:
+                text = ""
+        return send_to_txt2img_updates(text, f, rt.styles)
+
+    paste.click(paste_params, inputs=[f["prompt"]], outputs=inputs, queue=False)
 
     def generate_fn(*values: Any) -> Iterator[tuple[Any, Any, Any, Any]]:
         try:
