@@ -33,8 +33,7 @@ def strip_batch(prompts: Sequence[str]) -> tuple[list[str], dict[str, list[Any]]
 
 
 @contextlib.contextmanager
-def activated(model: Any, networks: Mapping[str, list[Any]], loras: Any,
-              settings: Mapping[str, Any] | None = None) -> Iterator[Activation]:
+def activated(model: Any, networks: Mapping[str, list[Any]], loras: Any) -> Iterator[Activation]:
     """Apply the networks to ``model`` for the ``with`` block; always removed afterwards, errors included."""
     messages = [f"Extra network type '{kind}' is not supported yet: <{kind}:...> was ignored."
                 for kind in networks if kind not in LORA_TYPES and networks[kind]]

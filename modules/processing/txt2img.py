@@ -154,7 +154,7 @@ def txt2img(p: GenerationParams, ctx: ProcessingContext) -> Processed:
         # Extra networks come from the batch's first prompt (as in A1111) and never reach CLIP as text.
         clip_prompts, networks = extra_networks.strip_batch(all_prompts[lo:hi])
         try:
-            with extra_networks.activated(model, networks, ctx.loras, ctx.settings) as activation:
+            with extra_networks.activated(model, networks, ctx.loras) as activation:
                 encoder = encoders.get(activation.key)
                 # Schedules count model evaluations, as A1111's do (second-order samplers evaluate ~twice a step).
                 conditioning = BatchConditioning(encoder, clip_prompts, all_negative[lo:hi],
