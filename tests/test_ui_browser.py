@@ -287,3 +287,42 @@ def test_paste_button_and_keyboard_shortcuts(page: Page, server, js_errors):
     number_input(page, "txt2img_batch_count").press("Enter")
     assert "API" in page.locator("#footer").inner_text()
     assert js_errors == []
+
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"  # git-ignored
+
+
+def test_screenshots_of_each_tab_in_english_and_zh_cn(page: Page, server, js_errors):
+    """Kept as test artifacts (not committed) so a person can look at every tab in both languages."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    tabs = {"txt2img": "txt2img", "PNG Info": "pnginfo", "Settings": "settings"}
+    zh_names = {"txt2img": "文生图", "PNG Info": "图片信息", "Settings": "设置"}
+    for language in ("None", "zh_CN"):
+        server.request("POST", "/sdapi/v1/options", {"localization": language})
+        page.reload(wait_until="load")
+        page.locator("#txt2img_generate").wait_for(state="visible")
+        for english, slug in tabs.items():
+            name = zh_names[english] if language == "zh_CN" else english
+            page.get_by_role("tab", name=name).click()
+            expect(page.locator(f"#tab_{slug}")).to_be_visible()
+            shot = ARTIFACTS / f"{slug}-{'zh_CN' if language == 'zh_CN' else 'en'}.png"
+            page.screenshot(path=str(shot), full_page=True)
+            assert shot.stat().st_size > 10_000
+    server.request("POST", "/sdapi/v1/options", {"localization": "None"})
+    page.reload(wait_until="load")
+    page.get_by_role("tab", name="txt2img").click()
+    assert js_errors == []
+
+
+def test_theme_flag_forces_the_theme(browser, tmp_path_factory):
+    data_dir = make_data_dir(tmp_path_factory.mktemp("e2e-theme"), ["tiny"])
+    with running_server(data_dir, ["--theme", "dark"]) as themed:
+        page = browser.new_page()
+        try:
+            page.goto(themed.url + "/", wait_until="load")
+            page.wait_for_url(re.compile(r"__theme=dark"))
+            page.locator("#txt2img_generate").wait_for(state="visible")
+            assert page.evaluate("document.body.classList.contains('dark') || "
+                                 "document.documentElement.classList.contains('dark')")
+        finally:
+            page.close()
