@@ -194,8 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = p.add_argument_group("UI, settings and safety")
     _add(g, i, "--theme", help="force the light or dark UI theme", choices=("light", "dark"), default=None)
-    _add(g, n, "--freeze-settings", "bool", "make all settings read-only")
-    _add(g, n, "--hide-ui-dir-config", "bool", "hide folder settings in the UI")
+    _add(g, i, "--freeze-settings", "bool", "make all settings read-only")
+    _add(g, i, "--hide-ui-dir-config", "bool", "hide folder settings in the UI")
     _add(g, n, "--enable-insecure-extension-access", "bool", "allow extension installs even when network-exposed")
     _add(g, n, "--disable-all-extensions", "bool", "load no extensions at all")
     _add(g, n, "--disable-extra-extensions", "bool", "load only built-in extensions")

@@ -211,6 +211,7 @@ class Options:
         self.registry: dict[str, OptionInfo] = dict(registry or builtin_options())
         self.data: dict[str, Any] = {}
         self.quarantined: Path | None = None
+        self.frozen = False  # --freeze-settings: nothing is written; in-memory session values still change
         self._lock = threading.RLock()
 
     # -- registry -------------------------------------------------------------------------------------------
@@ -230,7 +231,7 @@ class Options:
             return info.default if info is not None else default
 
     def __getattr__(self, key: str) -> Any:  # opts.samples_format, as extensions expect
-        if key.startswith("_") or key in ("path", "registry", "data", "quarantined"):
+        if key.startswith("_") or key in ("path", "registry", "data", "quarantined", "frozen"):
             raise AttributeError(key)
         with self.__dict__["_lock"]:
             if key in self.__dict__["data"] or key in self.__dict__["registry"]:
@@ -262,6 +263,8 @@ class Options:
             changed = [k for k, v in clean.items() if self.get(k) != v]
             if not changed:
                 return []
+            if self.frozen and save:
+                raise OptionError(changed[0], "settings are frozen (--freeze-settings)")
             previous = dict(self.data)
             self.data.update({k: clean[k] for k in changed})
             if save:

@@ -157,6 +157,7 @@ def build_runtime(args: argparse.Namespace) -> Runtime:
     options = Options(paths.config_file if not getattr(args, "ui_settings_file", None)
                       else paths.data_dir / args.ui_settings_file)
     options.load()
+    options.frozen = bool(getattr(args, "freeze_settings", False))
     notes = []
     if options.quarantined is not None:
         notes.append(f"config.json could not be read and was kept as {options.quarantined.name}; "

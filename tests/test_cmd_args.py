@@ -160,7 +160,7 @@ def test_every_contract_flag_is_known() -> None:
     assert missing == []
     assert set(FLAG_STATUS.values()) == {IMPLEMENTED, NOT_YET_EFFECTIVE, LAUNCHER, NO_EFFECT}
     assert FLAG_STATUS["--insecure-no-auth"] == IMPLEMENTED
-    assert {"--medvram", "--lowvram", "--medvram-sdxl", "--freeze-settings"} <= {
+    assert {"--medvram", "--lowvram", "--medvram-sdxl", "--api-server-stop"} <= {
         f for f, s in FLAG_STATUS.items() if s == NOT_YET_EFFECTIVE}
     assert {f for f, s in FLAG_STATUS.items() if s == LAUNCHER} == {"--skip-install", "--reinstall-torch", "--exit", "-f"}
 

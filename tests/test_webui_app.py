@@ -105,3 +105,12 @@ def test_a_configured_checkpoint_that_was_deleted_falls_back(tmp_path):
         assert client.get("/sdapi/v1/options").json()["sd_model_checkpoint"].startswith("alpha.safetensors")
     finally:
         app.state.runtime.jobs.stop()
+
+
+def test_freeze_settings_refuses_api_writes_and_keeps_config(data_dir):
+    config = data_dir / "config.json"
+    before = config.read_bytes() if config.exists() else None
+    client = TestClient(app_for("--nowebui", "--freeze-settings", "--data-dir", str(data_dir)))
+    r = client.post("/sdapi/v1/options", json={"jpeg_quality": 33})
+    assert r.status_code == 422 and "frozen" in r.text and r.json()["detail"][0]["loc"][-1] == "jpeg_quality"
+    assert (config.read_bytes() if config.exists() else None) == before

@@ -13,6 +13,7 @@ import gradio as gr
 
 from modules.jobs import JobFailed
 from modules.models.manager import CheckpointNotFound, NoCheckpointError
+from modules.options import OptionError
 from modules.runtime import Runtime
 from modules.ui.pnginfo_tab import build_pnginfo_tab
 from modules.ui.settings_tab import build_settings_tab
@@ -137,7 +138,7 @@ def build_ui(rt: Runtime) -> gr.Blocks:
                 return
             try:
                 job = rt.select_checkpoint(title)
-            except (CheckpointNotFound, NoCheckpointError) as err:
+            except (CheckpointNotFound, NoCheckpointError, OptionError) as err:
                 yield error_html(str(err))
                 return
             while not job._done.wait(0.3):
