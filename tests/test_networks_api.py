@@ -163,3 +163,12 @@ def test_one_hundred_generations_alternating_lora_leave_base_weights_bit_identic
     after = weights(model)
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert not np.array_equal(images["a cat"], images["a cat <lora:detail:1>"])
+
+
+def test_a_lora_added_while_running_is_found_without_refresh(setup):
+    client, rt = setup
+    model = rt.manager.model
+    shapes = {k: tuple(getattr(model, c).get_submodule(n).weight.shape) for k, (c, n) in LORA_LAYERS.items()}
+    write_lora(rt.paths.data_dir / "models" / "Lora" / "late", "newcomer", kohya_lora(shapes, seed=9))
+    _, info = generate(client, prompt="a cat <lora:newcomer:1>")
+    assert re.search(r'Lora hashes: "newcomer: [0-9a-f]{12}"', info["infotexts"][0])

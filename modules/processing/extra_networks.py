@@ -47,7 +47,7 @@ def activated(model: Any, networks: Mapping[str, list[Any]], loras: Any) -> Iter
     if loras is None:
         yield Activation(messages=messages + ["Networks not found: " + ", ".join(r.name for r in requests)])
         return
-    loras.refresh()  # files added since the last job are found without a restart, as in A1111
+    # An unknown name makes apply_loras re-list the folders once, so files added since the last job are found.
     with applied_loras(model, requests, registry=loras) as report:
         key = tuple((str(a.item.path), a.te_multiplier, a.unet_multiplier) for a in report.applied)
         yield Activation(key=key, infotext=report.extra_generation_params(), messages=messages + report.warnings)
