@@ -135,6 +135,9 @@ def txt2img(p: GenerationParams, ctx: ProcessingContext) -> Processed:
     ctx.progress.begin(job_count=p.n_iter, steps=p.steps)
     interrupted = False
     latent_shape = (4, p.height // LATENT_FACTOR, p.width // LATENT_FACTOR)
+    # The same for every batch of the job (a VAE encode of a grey image for inpainting models, else None).
+    image_conditioning = _txt2img_image_conditioning(model, p.batch_size, p.height, p.width)
+    time_ids, neg_time_ids = _sdxl_time_ids(model, p, p.batch_size)
     for n in range(p.n_iter):
         if ctx.progress.interrupted:
             interrupted = True
@@ -150,7 +153,6 @@ def txt2img(p: GenerationParams, ctx: ProcessingContext) -> Processed:
         scheduler.set_timesteps(p.steps, device=model.device)
         noise = rng.first().to(model.device, torch.float32)
         latents = noise * scheduler.init_noise_sigma
-        time_ids, neg_time_ids = _sdxl_time_ids(model, p, p.batch_size)
         # Extra networks come from the batch's first prompt (as in A1111) and never reach CLIP as text.
         clip_prompts, networks = extra_networks.strip_batch(all_prompts[lo:hi])
         try:
@@ -162,8 +164,7 @@ def txt2img(p: GenerationParams, ctx: ProcessingContext) -> Processed:
                 extra.update(activation.infotext)
                 _note(comments, activation.messages)
                 denoiser = GuidedDenoiser(model, conditioning, p.cfg_scale, time_ids, neg_time_ids,
-                                          _txt2img_image_conditioning(model, p.batch_size, p.height, p.width),
-                                          hooks=ctx.denoiser_hooks)
+                                          image_conditioning, hooks=ctx.denoiser_hooks)
                 latents, _completed = denoise(scheduler, denoiser, latents, rng.generators, ctx.progress, p.steps,
                                               seeds=seeds)
         except Interrupted:
