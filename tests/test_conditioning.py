@@ -235,3 +235,22 @@ def test_sdxl_embeddings_fill_both_towers(sdxl):
     assert enc.used_embeddings == {"xlstyle"}
     assert not torch.allclose(with_embedding[..., :l_width], plain[..., :l_width])  # CLIP-L half changed
     assert not torch.allclose(with_embedding[..., l_width:], plain[..., l_width:])  # and the bigG half
+
+
+def test_embedding_lookup_takes_the_longest_name_first(sd1, tmp_path):
+    """Real files through the embedding database into the lookup conditioning uses."""
+    from modules.models.embeddings import EmbeddingDatabase
+    from tests.support.tiny_files import save_a1111_pt, vectors
+
+    width = sd1.text_encoder.config.hidden_size
+    for i, name in enumerate(["cat", "cat toy", "dog"]):
+        save_a1111_pt(tmp_path / "emb" / f"{name}.pt", vectors(1, width, i))
+    fitted = EmbeddingDatabase([tmp_path / "emb"]).load_for(sd1)
+    tok = sd1.tokenizer
+    lookup = EmbeddingLookup(tok, {n: v["text_encoder"] for n, v in fitted.vectors().items()})
+    prompt = tok("a cat toy and a cat, dog", add_special_tokens=False)["input_ids"]
+    found = [(i, *m) for i in range(len(prompt)) if (m := lookup.find(prompt, i)) is not None]
+    assert [(name, n) for _, name, _, n in found] == [("cat toy", 2), ("cat", 1), ("dog", 1)]
+    assert found[0][0] == 1  # "a" comes first
+    assert lookup.find(prompt, 0) is None
+    assert torch.equal(found[0][2], fitted.loaded["cat toy"].vectors["text_encoder"])

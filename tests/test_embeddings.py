@@ -278,22 +278,6 @@ def test_folders_from_paths(tmp_path: Path) -> None:
     assert db.scan() is True and db.files == [] and db.problems == []  # missing folders are fine
 
 
-def test_token_lookup_longest_name_first(models: dict, tmp_path: Path) -> None:
-    root = tmp_path / "emb"
-    for i, name in enumerate(["cat", "cat toy", "dog"]):
-        T.save_a1111_pt(root / f"{name}.pt", T.vectors(1, W1, i))
-    got = EmbeddingDatabase([root]).load_for(models["sd1"])
-    tok = models["sd1"].tokenizer
-    lookup = got.lookup(tok)
-    assert got.lookup(tok) is lookup  # cached per tokenizer
-    assert lookup.ids["cat toy"] == E.tokenize_name(tok, "cat toy") and len(lookup.ids["cat toy"]) == 2
-    prompt = tok("a cat toy and a cat, dog", add_special_tokens=False)["input_ids"]
-    found = [(i, *m) for i in range(len(prompt)) if (m := lookup.find_at(prompt, i)) is not None]
-    assert [(e.name, n) for _, e, n in found] == [("cat toy", 2), ("cat", 1), ("dog", 1)]
-    assert found[0][0] == 1  # "a" comes first
-    assert lookup.find_at(prompt, 0) is None
-
-
 def test_lcg_is_a1111s() -> None:
     # A1111 image_embedding.py's self-test: the stream starts 253, 242, 127, 44 (mod 255); the low nibbles are used
     assert E._lcg_mask(4).tolist() == [253 & 15, 242 & 15, 127 & 15, 44 & 15]

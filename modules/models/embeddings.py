@@ -19,11 +19,8 @@ A1111 contract 3.6 (``modules/textual_inversion/textual_inversion.py``):
 Reading goes through ``modules.models.formats``: safetensors by their bytes, pickles only with torch's weights-only
 unpickler, so a hostile file gives ``UnsafeFileError`` and never runs code. Image data is JSON (numbers only).
 
-Integration with conditioning (the lead's side): ``EmbeddingSet.lookup(tokenizer)`` gives, per embedding, the token
-ids of its name (tokenized like prompts: no special tokens, no truncation) and A1111's ``find_embedding_at_position``
-as ``EmbeddingLookup.find_at(tokens, offset)`` (longest name first). ``Embedding.vectors[slot]`` is the
-``(n, width)`` float32 CPU tensor to put in place of those ``len(ids)`` tokens for the encoder in
-``LoadedModel.<slot>``.
+Conditioning takes ``EmbeddingSet.vectors()`` (``{name: {slot: (n, width)}}``) and finds the trigger words in the
+token ids itself (``modules.processing.conditioning.EmbeddingLookup``, longest name first, as A1111 matches).
 """
 
 from __future__ import annotations
@@ -486,36 +483,6 @@ def fit(file: EmbeddingFile, widths: Mapping[str, int], family: str = "this") ->
     return f"{label} has no text encoder"
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# Token lookup (for conditioning)
-
-
-@dataclass
-class EmbeddingLookup:
-    """Embedding names as token ids, for one tokenizer.
-
-    ``ids[name]``: the ids of the name tokenized like a prompt (no BOS/EOS). ``by_first_id``: A1111's ``ids_lookup``,
-    candidates per first id, longest first. Names that tokenize to nothing are left out.
-    """
-
-    ids: dict[str, tuple[int, ...]]
-    by_first_id: dict[int, list[tuple[tuple[int, ...], Embedding]]]
-
-    def find_at(self, tokens: Sequence[int], offset: int) -> tuple[Embedding, int] | None:
-        """The embedding whose name's ids start at ``tokens[offset]`` (the longest match), and how many ids it spans."""
-        candidates = self.by_first_id.get(int(tokens[offset]))
-        if not candidates:
-            return None
-        for ids, embedding in candidates:
-            if tuple(int(x) for x in tokens[offset:offset + len(ids)]) == ids:
-                return embedding, len(ids)
-        return None
-
-
-def tokenize_name(tokenizer: Any, name: str) -> tuple[int, ...]:
-    return tuple(int(i) for i in tokenizer(name, add_special_tokens=False, truncation=False)["input_ids"])
-
-
 @dataclass
 class EmbeddingSet:
     """The embeddings of the folders as they fit one model: what A1111 calls word_embeddings / skipped_embeddings."""
@@ -525,8 +492,6 @@ class EmbeddingSet:
     skipped: dict[str, SkippedEmbedding]  # by name: the first skipped file of each name
     skipped_files: list[SkippedEmbedding] = field(default_factory=list)  # every skipped file, in scan order
     generation: int = 0
-    _lookups: dict[int, tuple[Any, EmbeddingLookup]] = field(default_factory=dict, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def get(self, name: str) -> Embedding | None:
         return self.loaded.get(name)
@@ -551,27 +516,6 @@ class EmbeddingSet:
             "skipped": {name: s.api_dict(with_reasons) for name, s in self.skipped.items()},
         }
 
-    def lookup(self, tokenizer: Any) -> EmbeddingLookup:
-        """Token-id lookup of the loaded embeddings for ``tokenizer`` (cached per tokenizer object)."""
-        with self._lock:
-            cached = self._lookups.get(id(tokenizer))
-            if cached is not None and cached[0] is tokenizer:
-                return cached[1]
-        ids: dict[str, tuple[int, ...]] = {}
-        by_first: dict[int, list[tuple[tuple[int, ...], Embedding]]] = {}
-        for name, embedding in self.loaded.items():
-            token_ids = tokenize_name(tokenizer, name)
-            if not token_ids:
-                continue
-            ids[name] = token_ids
-            by_first.setdefault(token_ids[0], []).append((token_ids, embedding))
-        for candidates in by_first.values():
-            candidates.sort(key=lambda c: len(c[0]), reverse=True)  # stable: equal ids keep name order
-        result = EmbeddingLookup(ids, by_first)
-        with self._lock:
-            self._lookups[id(tokenizer)] = (tokenizer, result)
-        return result
-
 
 def ti_hashes(used: Mapping[str, Embedding] | Iterable[Embedding]) -> str | None:
     """Infotext ``TI hashes`` value for the embeddings a prompt used, in order: ``"name: 12hex, ..."``.
@@ -589,18 +533,6 @@ def ti_hashes(used: Mapping[str, Embedding] | Iterable[Embedding]) -> str | None
 
 def _natural_key(text: str) -> list[Any]:
     return natural_sort_key(text)
-
-
-@dataclass(frozen=True)
-class _Candidate:
-    path: Path
-    rel: str
-    st: os.stat_result | None  # None: could not stat
-    problem: str | None = None
-
-    @classmethod
-    def of(cls, found: FoundFile) -> "_Candidate":
-        return cls(found.path, found.rel, found.stat, found.problem)
 
 
 def _candidate_name(filename: str) -> bool:
@@ -647,13 +579,13 @@ class EmbeddingDatabase:
 
     # -- scanning -------------------------------------------------------------------------------------------------
 
-    def _candidates(self) -> list[_Candidate]:
-        out: list[_Candidate] = []
+    def _candidates(self) -> list[FoundFile]:
+        out: list[FoundFile] = []
         seen_real: set[str] = set()
         for root in self.dirs:
             if not root.is_dir():
                 continue
-            for c in map(_Candidate.of, walk_files(root, _candidate_name)):
+            for c in walk_files(root, _candidate_name):
                 real = os.path.realpath(c.path)
                 if real in seen_real:
                     continue  # one file reached through two folders (a symlink, nested dirs): once
@@ -663,7 +595,7 @@ class EmbeddingDatabase:
 
     def signature(self) -> tuple[Any, ...]:
         """What the folders hold now: candidate paths with size/mtime/inode. Cheap (stat only)."""
-        return tuple((str(c.path), _stat_key(c.st), c.problem) for c in self._candidates())
+        return tuple((str(c.path), _stat_key(c.stat), c.problem) for c in self._candidates())
 
     def _hash(self, path: Path, name: str) -> str | None:
         key = f"textual_inversion/{name}"
@@ -675,15 +607,15 @@ class EmbeddingDatabase:
             log.warning("cannot hash embedding %s: %s", path, err)
             return None
 
-    def _read(self, c: _Candidate) -> EmbeddingFile | SkippedEmbedding | None:
+    def _read(self, c: FoundFile) -> EmbeddingFile | SkippedEmbedding | None:
         name = os.path.splitext(c.path.name)[0]
         if c.problem is not None:
             return SkippedEmbedding(name, c.path, KIND_NOT_A_FILE, f"{c.path.name}: {c.problem}")
-        assert c.st is not None
-        if c.st.st_size > MAX_EMBEDDING_BYTES:
+        assert c.stat is not None
+        if c.stat.st_size > MAX_EMBEDDING_BYTES:
             return SkippedEmbedding(
                 name, c.path, KIND_TOO_LARGE,
-                f"{c.path.name}: {c.st.st_size / 2**20:.0f} MB is far too large for an embedding "
+                f"{c.path.name}: {c.stat.st_size / 2**20:.0f} MB is far too large for an embedding "
                 "(a checkpoint or LoRA in the embeddings folder?)",
             )
         try:
@@ -703,14 +635,14 @@ class EmbeddingDatabase:
         mtime and inode) keep their parsed result unless ``force``."""
         with self._lock:
             candidates = self._candidates()
-            signature = tuple((str(c.path), _stat_key(c.st), c.problem) for c in candidates)
+            signature = tuple((str(c.path), _stat_key(c.stat), c.problem) for c in candidates)
             if not force and signature == self._signature:
                 return False
             parsed: dict[Path, tuple[Any, EmbeddingFile | SkippedEmbedding | None]] = {}
             files: list[EmbeddingFile] = []
             problems: list[SkippedEmbedding] = []
             for c in candidates:
-                key = (_stat_key(c.st), c.problem)
+                key = (_stat_key(c.stat), c.problem)
                 previous = self._parsed.get(c.path)
                 if previous is not None and previous[0] == key and not force:
                     result = previous[1]
@@ -798,7 +730,6 @@ __all__ = [
     "Embedding",
     "EmbeddingDatabase",
     "EmbeddingFile",
-    "EmbeddingLookup",
     "EmbeddingSet",
     "NotAnEmbedding",
     "SkippedEmbedding",
@@ -807,5 +738,4 @@ __all__ = [
     "parse_embedding_data",
     "read_embedding_file",
     "ti_hashes",
-    "tokenize_name",
 ]
