@@ -69,6 +69,10 @@ def test_emphasis_multipliers_follow_the_parser(sd1):
     assert tokenize_line("(cat:1.5)", tok, emphasis="Ignore")[0][0].multipliers[1] == 1.0
     literal = tokenize_line("(cat:1.5)", tok, emphasis="None")[0][0]
     assert literal.tokens[1:1 + len(ids(tok, "(cat:1.5)"))] == ids(tok, "(cat:1.5)")
+    # A1111: with emphasis "None" nothing is parsed, so BREAK is a word, not a chunk boundary.
+    unparsed, _ = tokenize_line("a cat BREAK a dog", tok, emphasis="None")
+    assert len(unparsed) == 1 and unparsed[0].tokens[1:1 + len(ids(tok, "a cat BREAK a dog"))] == ids(
+        tok, "a cat BREAK a dog")
 
 
 # ----------------------------------------------------------------------------------------------- emphasis numbers

@@ -95,25 +95,13 @@ class EmbeddingLookup:
 
 
 def parse_for_emphasis(text: str, emphasis: str) -> list[tuple[str, float]]:
-    """(text, weight) pieces; ``BREAK`` pieces have weight -1. Mode "None" leaves brackets as literal text."""
+    """(text, weight) pieces; ``BREAK`` pieces have weight -1. Mode "None" parses nothing: the whole line is literal
+    text, ``BREAK`` included, exactly as A1111 tokenizes it."""
     from modules import prompt_parser
 
     if emphasis == "None":
-        return [(piece, -1.0) if piece == "BREAK" else (piece, 1.0) for piece in _split_break(text)]
+        return [(text, 1.0)]
     return [(str(t), float(w)) for t, w in prompt_parser.parse_prompt_attention(text)]
-
-
-def _split_break(text: str) -> list[str]:
-    import re
-
-    parts = re.split(r"\s*\bBREAK\b\s*", text)
-    out: list[str] = []
-    for i, part in enumerate(parts):
-        if i:
-            out.append("BREAK")
-        if part:
-            out.append(part)
-    return out or [""]
 
 
 def tokenize_line(text: str, tokenizer: Any, *, emphasis: str = "Original", comma_backtrack: int = 20,
