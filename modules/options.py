@@ -111,6 +111,7 @@ TO_DIRS = ("saving-to-dirs", "Saving to a directory")
 SD = ("sd", "Stable Diffusion")
 VAE = ("vae", "VAE")
 SAMPLER = ("sampler-params", "Sampler parameters")
+IMG2IMG = ("img2img", "img2img")
 INFOTEXT = ("infotext", "Infotext")
 PREVIEW = ("ui", "Live previews")
 UI = ("ui_alternatives", "User interface")
@@ -134,6 +135,8 @@ def builtin_options() -> dict[str, OptionInfo]:
         "enable_pnginfo": OptionInfo(True, "Save text information about generation parameters as chunks to png files",
                                      SAVING),
         "save_txt": OptionInfo(False, "Create a text file with infotext next to every image", SAVING),
+        "save_images_before_highres_fix": OptionInfo(False, "Save copy of each image before applying highres fix.",
+                                                     SAVING),
         "jpeg_quality": OptionInfo(80, "Quality for saved jpeg and webp images", SAVING, minimum=1, maximum=100),
         # Paths (restricted: never writable over the API)
         "outdir_samples": OptionInfo("", "Output directory for images; if empty, defaults to three directories below",
@@ -174,6 +177,15 @@ def builtin_options() -> dict[str, OptionInfo]:
         "sd_vae_overrides_per_model_preferences": OptionInfo(
             True, "Selected VAE overrides per-model preferences", VAE),
         "auto_vae_precision": OptionInfo(True, "Automatically revert VAE to 32-bit floats", VAE),
+        # img2img
+        "inpainting_mask_weight": OptionInfo(1.0, "Inpainting conditioning mask strength", IMG2IMG, minimum=0.0,
+                                             maximum=1.0, infotext="Conditional mask weight"),
+        "initial_noise_multiplier": OptionInfo(1.0, "Noise multiplier for img2img", IMG2IMG, minimum=0.0,
+                                               maximum=1.5, infotext="Noise multiplier"),
+        "img2img_fix_steps": OptionInfo(False, "With img2img, do exactly the amount of steps the slider specifies.",
+                                        IMG2IMG),
+        "img2img_background_color": OptionInfo("#ffffff", "With img2img, fill transparent parts of the input image "
+                                                          "with this color.", IMG2IMG),
         # Sampler parameters
         "eta_noise_seed_delta": OptionInfo(0, "Eta noise seed delta", SAMPLER, minimum=0, maximum=2**32 - 1,
                                            infotext="ENSD"),
@@ -194,6 +206,10 @@ def builtin_options() -> dict[str, OptionInfo]:
         # User interface
         "localization": OptionInfo("None", "Localization", UI, needs_reload_ui=True),
         "return_grid": OptionInfo(True, "Show grid in gallery", UI),
+        "hires_fix_show_sampler": OptionInfo(False, "Hires fix: show hires checkpoint and sampler selection", UI,
+                                             needs_reload_ui=True),
+        "hires_fix_show_prompts": OptionInfo(False, "Hires fix: show hires prompt and negative prompt", UI,
+                                             needs_reload_ui=True),
         # System
         "samples_log_stdout": OptionInfo(False, "Always print all generation info to standard output", SYSTEM),
     }

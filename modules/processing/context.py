@@ -73,6 +73,7 @@ class Processed:
     comments: list[str] = field(default_factory=list)
     vae_name: str | None = None
     vae_hash: str | None = None
+    is_using_inpainting_conditioning: bool = False
 
     def info_dict(self) -> dict[str, Any]:
         """The object A1111's API serialises into the ``info`` string (``Processed.js()`` keys)."""
@@ -108,7 +109,7 @@ class Processed:
             "styles": list(p.styles),
             "job_timestamp": self.job_timestamp,
             "clip_skip": self.clip_skip,
-            "is_using_inpainting_conditioning": False,
+            "is_using_inpainting_conditioning": self.is_using_inpainting_conditioning,
             "version": self.version or "",
             "comments": list(self.comments),  # ours: what A1111 shows above the infotext (unknown LoRA, ...)
         }

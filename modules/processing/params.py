@@ -45,7 +45,53 @@ class GenerationParams(BaseModel):
 
 
 class Txt2ImgParams(GenerationParams):
-    """txt2img. Hires fix and refiner fields arrive with the img2img/hires work."""
+    """txt2img, with the hires fix (a second img2img pass at a larger size) and the SDXL refiner."""
+
+    enable_hr: bool = Field(False, description="Hires. fix: upscale and run a second pass")
+    denoising_strength: float = Field(0.7, ge=0.0, le=1.0, description="Denoising strength of the hires pass")
+    hr_scale: float = Field(2.0, ge=1.0, le=8.0, description="Upscale by")
+    hr_upscaler: str | None = Field("Latent", max_length=200, description="Hires upscaler")
+    hr_second_pass_steps: int = Field(0, ge=0, le=500, description="Hires steps; 0 = same as sampling steps")
+    hr_resize_x: int = Field(0, ge=0, le=MAX_SIDE, description="Resize width to (0: use Upscale by)")
+    hr_resize_y: int = Field(0, ge=0, le=MAX_SIDE, description="Resize height to (0: use Upscale by)")
+    hr_checkpoint_name: str | None = Field(None, max_length=500, description="Hires checkpoint")
+    hr_sampler_name: str | None = Field(None, max_length=100, description="Hires sampling method")
+    hr_scheduler: str | None = Field(None, max_length=100, description="Hires schedule type")
+    hr_prompt: str = Field("", max_length=MAX_PROMPT_CHARS, description="Hires prompt; empty = the prompt")
+    hr_negative_prompt: str = Field("", max_length=MAX_PROMPT_CHARS,
+                                    description="Hires negative prompt; empty = the negative prompt")
+    refiner_checkpoint: str | None = Field(None, max_length=500, description="Refiner checkpoint")
+    refiner_switch_at: float | None = Field(None, ge=0.01, le=1.0, description="Refiner switch at (fraction)")
+
+
+class Img2ImgParams(GenerationParams):
+    """img2img, sketch and inpainting. ``init_images``/``mask`` are PIL images (decoded by the caller)."""
+
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False, validate_assignment=True,
+                              arbitrary_types_allowed=True)
+
+    init_images: list[Any] = Field(default_factory=list, description="Initial images")
+    resize_mode: int = Field(0, ge=0, le=3, description="0 Just resize, 1 Crop and resize, 2 Resize and fill, "
+                                                          "3 Just resize (latent upscale)")
+    denoising_strength: float = Field(0.75, ge=0.0, le=1.0, description="Denoising strength")
+    image_cfg_scale: float | None = Field(None, ge=0.0, le=100.0, description="Image CFG scale (pix2pix models)")
+    mask: Any = Field(None, description="Inpainting mask (white = repaint)")
+    mask_blur_x: int = Field(4, ge=0, le=256, description="Mask blur in X")
+    mask_blur_y: int = Field(4, ge=0, le=256, description="Mask blur in Y")
+    mask_blur: int | None = Field(None, ge=0, le=256, description="Mask blur (both directions)")
+    mask_round: bool = True
+    inpainting_fill: int = Field(1, ge=0, le=3, description="Masked content: 0 fill, 1 original, 2 latent noise, "
+                                                              "3 latent nothing")
+    inpaint_full_res: bool = Field(False, description="Inpaint area: only masked")
+    inpaint_full_res_padding: int = Field(32, ge=0, le=1024, description="Only masked padding, pixels")
+    inpainting_mask_invert: int = Field(0, ge=0, le=1, description="Mask mode: 0 inpaint masked, 1 not masked")
+    initial_noise_multiplier: float | None = Field(None, ge=0.0, le=1.5, description="Noise multiplier")
+
+    def blur_xy(self) -> tuple[int, int]:
+        """``mask_blur`` sets both directions, as A1111's property does."""
+        if self.mask_blur is not None:
+            return self.mask_blur, self.mask_blur
+        return self.mask_blur_x, self.mask_blur_y
 
 
 def clamp_steps_for_ui(steps: int) -> int:

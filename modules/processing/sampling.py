@@ -97,14 +97,17 @@ class GuidedDenoiser:
 
 def denoise(scheduler: Any, denoiser: GuidedDenoiser, latents: torch.Tensor, generators: list[torch.Generator],
             progress: JobProgress, steps_display: int,
-            on_step: Callable[[int, torch.Tensor], None] | None = None,
-            seeds: list[int] | None = None) -> tuple[torch.Tensor, bool]:
-    """Run the scheduler's timesteps. Returns (latents, completed); completed is False after a skip request.
+            after_step: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
+            seeds: list[int] | None = None, start: int = 0, step_offset: int = 0) -> tuple[torch.Tensor, bool]:
+    """Run the scheduler's timesteps from index ``start`` (img2img begins part-way, see ``img2img_start``).
+    Returns (latents, completed); completed is False after a skip request.
 
     ``generators`` feed step noise (ancestral/SDE samplers); ``seeds`` (the batch's image seeds) seed DPM++ SDE's
-    Brownian tree, which would otherwise draw a random seed and make the image irreproducible."""
+    Brownian tree, which would otherwise draw a random seed and make the image irreproducible. ``after_step(i, x)``
+    may replace the latents after step ``i`` (inpainting puts the unmasked area back). Progress shows
+    ``step_offset`` + the pass's step out of ``steps_display`` (a hires pass continues the first pass's count)."""
     step_kwargs: dict[str, Any] = {"return_dict": False, **schedulers.step_kwargs(scheduler, generators, seeds)}
-    timesteps = scheduler.timesteps
+    timesteps = scheduler.timesteps[start:]
     total = len(timesteps)
     x = latents
     for i, t in enumerate(timesteps):
@@ -114,10 +117,39 @@ def denoise(scheduler: Any, denoiser: GuidedDenoiser, latents: torch.Tensor, gen
         with torch.inference_mode():
             pred = denoiser(x_in, t)
         x = scheduler.step(pred, t, x, **step_kwargs)[0]
-        if on_step is not None:
-            on_step(i, x)
-        progress.step(-(-(i + 1) * steps_display // total), x)  # second-order samplers report sampler steps
+        if after_step is not None:
+            x = after_step(i, x)
+        progress.step(step_offset - (-(i + 1) * steps_display // total), x)  # second-order samplers report sampler steps
     return x, True
+
+
+def img2img_steps(steps: int, strength: float, fix_steps: bool) -> tuple[int, int]:
+    """A1111's img2img step arithmetic: (steps of the full schedule, steps actually run).
+
+    The schedule for ``steps`` is built and sampling starts part-way, at the level ``strength`` of the way down:
+    ``int(strength * steps) + 1`` steps run (0.75 x 20 -> 16 of 20). With ``img2img_fix_steps`` (or a hires pass)
+    the schedule is stretched to ``int(steps / strength)`` so exactly ``steps`` run."""
+    strength = min(max(strength, 0.0), 0.999)
+    if fix_steps:
+        total = int(steps / strength) if strength > 0 else 0
+        return max(total, steps), steps
+    return steps, int(strength * steps) + 1
+
+
+def img2img_start(scheduler: Any, total_steps: int, run_steps: int, device: Any) -> int:
+    """Prepare ``scheduler`` for the last ``run_steps`` of a ``total_steps`` schedule; returns the timestep index
+    to start from (second-order schedulers have two timesteps per step)."""
+    scheduler.set_timesteps(total_steps, device=device)
+    start = (total_steps - run_steps) * int(getattr(scheduler, "order", 1))
+    if hasattr(scheduler, "set_begin_index"):
+        scheduler.set_begin_index(start)
+    return start
+
+
+def add_noise(scheduler: Any, latents: torch.Tensor, noise: torch.Tensor, index: int) -> torch.Tensor:
+    """``latents`` noised to the level of timestep ``index`` (k-style schedulers: latents + sigma * noise)."""
+    t = scheduler.timesteps[index:index + 1]
+    return scheduler.add_noise(latents, noise, t.repeat(latents.shape[0]) if t.numel() else t)
 
 
 def check_finite(latents: torch.Tensor, what: str) -> None:

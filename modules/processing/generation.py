@@ -1,0 +1,383 @@
+"""One generation job, shared by txt2img and img2img: seeds, prompts and batches in A1111's order, extra networks,
+conditioning, decoding, infotext, saving and the grid.
+
+The job-specific part is a ``Plan``: how one batch's latents are sampled (txt2img from noise, optionally with a hires
+pass; img2img from an encoded image, optionally masked) and what happens to each decoded image (inpainting pastes it
+back over the original). Everything else is this one readable sequence:
+
+    resolve sampler -> seeds, prompts -> for each batch (noise streams, plan.sample, decode, plan.finish_image, save)
+    -> grid -> params.txt
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Iterator
+
+import torch
+from PIL import Image
+
+from modules import infotext as infotext_mod
+from modules import samplers
+from modules.processing import extra_networks, saving
+from modules.processing.conditioning import PromptEncoder
+from modules.processing.context import Processed, ProcessingContext
+from modules.processing.params import GenerationParams
+from modules.processing.progress import Interrupted
+from modules.processing.prompt_schedule import BatchConditioning
+from modules.processing.rng import ImageRNG, fix_seed
+from modules.processing.sampling import GuidedDenoiser, check_finite, cheap_preview, decode_latents, to_pil
+from modules.processing.schedulers import build_scheduler
+
+log = logging.getLogger(__name__)
+
+LATENT_FACTOR = 8  # pixels per latent cell for every SD family's VAE
+LATENT_CHANNELS = 4
+
+
+def number(value: float, from_api: bool) -> float | int:
+    """A1111's UI prints ``CFG scale: 7``; its API, whose model types the field as float, prints ``7.0``."""
+    if not from_api and float(value).is_integer():
+        return int(value)
+    return value
+
+
+@dataclass
+class Batch:
+    """One batch of a job: its images' seeds and prompts, and the noise streams they draw from."""
+
+    number: int
+    first_index: int  # index of the batch's first image among all the job's images
+    seeds: list[int]
+    subseeds: list[int]
+    prompts: list[str]  # as written (extra-network tags kept: the infotext shows them)
+    negative_prompts: list[str]
+    rng: ImageRNG
+
+    @property
+    def size(self) -> int:
+        return len(self.seeds)
+
+
+class Plan:
+    """What a job does differently. Subclasses set ``kind`` and implement ``sample``."""
+
+    kind: saving.OutputKind = saving.TXT2IMG
+    progress_steps: int = 0  # sampling steps of one batch, for the progress bar
+
+    def width_height(self) -> tuple[int, int]:
+        """Size of the initial noise (the first pass / the processed area)."""
+        raise NotImplementedError
+
+    def prepare(self, job: Job) -> None:
+        """Once per job, before the first batch (encode the init image, infotext values, ...)."""
+
+    def sample(self, job: Job, batch: Batch) -> torch.Tensor | list[Image.Image]:
+        """The batch's final latents, or finished images when there is nothing to sample."""
+        raise NotImplementedError
+
+    def finish_image(self, job: Job, batch: Batch, index_in_batch: int, image: Image.Image) -> Image.Image:
+        return image
+
+    def extra_outputs(self, job: Job) -> list[tuple[Image.Image, str]]:
+        """Images shown after the results (masks), with their infotext; not saved as samples."""
+        return []
+
+
+@dataclass
+class Job:
+    """The state of one running job, handed to the plan's hooks."""
+
+    p: GenerationParams
+    ctx: ProcessingContext
+    sampler: Any
+    schedule: Any
+    schedule_label: str
+    extra: dict[str, Any] = field(default_factory=dict)  # extra generation params (infotext, info.extra...)
+    comments: list[str] = field(default_factory=list)
+    encoders: EncoderCache | None = None
+    job_timestamp: str = ""
+
+    @property
+    def model(self) -> Any:
+        return self.ctx.model
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return self.ctx.settings
+
+    @property
+    def use_old_scheduling(self) -> bool:
+        return bool(self.settings.get("use_old_scheduling", False))
+
+    def new_scheduler(self, sampler: Any = None, schedule: Any = None) -> Any:
+        """A fresh scheduler (they are stateful) for the job's or the given sampler."""
+        return build_scheduler(sampler or self.sampler, schedule or self.schedule, self.model.scheduler_config)
+
+    def noise_streams(self, batch: Batch, width: int, height: int) -> ImageRNG:
+        """The batch's noise streams for a latent of ``width`` x ``height`` pixels (a hires pass draws its own)."""
+        p, s = self.p, self.settings
+        return ImageRNG((LATENT_CHANNELS, height // LATENT_FACTOR, width // LATENT_FACTOR), batch.seeds,
+                        subseeds=batch.subseeds, subseed_strength=p.subseed_strength,
+                        seed_resize_from_h=p.seed_resize_from_h, seed_resize_from_w=p.seed_resize_from_w,
+                        source=s.get("randn_source", "GPU"), device=self.model.device,
+                        eta_noise_seed_delta=int(s.get("eta_noise_seed_delta", 0)))
+
+    @contextlib.contextmanager
+    def networks(self, prompts: list[str]) -> Iterator[tuple[PromptEncoder, list[str]]]:
+        """Activate the extra networks of ``prompts`` (from the first, as A1111 does) for the ``with`` block; yields
+        the encoder for them and the prompts without their tags."""
+        clip_prompts, networks = extra_networks.strip_batch(prompts)
+        with extra_networks.activated(self.model, networks, self.ctx.loras) as activation:
+            self.extra.update(activation.infotext)
+            note(self.comments, activation.messages)
+            assert self.encoders is not None
+            yield self.encoders.get(activation.key), clip_prompts
+
+    def conditioning(self, encoder: PromptEncoder, prompts: list[str], negative_prompts: list[str],
+                     evaluations: int, hires_evaluations: int | None = None) -> BatchConditioning:
+        # Schedules count model evaluations, as A1111's do (second-order samplers evaluate ~twice a step).
+        return BatchConditioning(encoder, prompts, negative_prompts, evaluations, hires_steps=hires_evaluations,
+                                 use_old_scheduling=self.use_old_scheduling)
+
+    def denoiser(self, conditioning: BatchConditioning, width: int, height: int,
+                 image_conditioning: torch.Tensor | None = None, cfg_scale: float | None = None) -> GuidedDenoiser:
+        time_ids, neg_time_ids = sdxl_time_ids(self.model, width, height, conditioning.batch_size)
+        return GuidedDenoiser(self.model, conditioning, self.p.cfg_scale if cfg_scale is None else cfg_scale,
+                              time_ids, neg_time_ids, image_conditioning, hooks=self.ctx.denoiser_hooks)
+
+    def decode(self, latents: torch.Tensor) -> list[torch.Tensor]:
+        if self.ctx.nan_check:
+            check_finite(latents, "Unet")
+        return decode_latents(self.model, latents, auto_upcast=bool(self.settings.get("auto_vae_precision", True)))
+
+    @torch.inference_mode()
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Pixels in [-1, 1] (B, 3, H, W) -> scaled latents (float32), one image at a time to bound memory."""
+        vae = self.model.vae
+        scaling = float(getattr(vae.config, "scaling_factor", 0.18215))
+        shift = getattr(vae.config, "shift_factor", None) or 0.0
+        out = []
+        for image in images:
+            x = image[None].to(self.model.device, self.model.vae_dtype)
+            latent = vae.encode(x).latent_dist.mode().float()
+            out.append((latent - shift) * scaling)
+        return torch.cat(out)
+
+    def infotext(self, *, prompt: str, negative_prompt: str, seed: int, subseed: int) -> str:
+        return create_infotext(self.p, self.ctx, prompt=prompt, negative_prompt=negative_prompt, seed=seed,
+                               subseed=subseed, sampler_name=self.sampler.name, schedule_label=self.schedule_label,
+                               extra=self.extra)
+
+
+def run_job(p: GenerationParams, ctx: ProcessingContext, plan: Plan) -> Processed:
+    """Generate ``n_iter`` batches of ``batch_size`` images. Interrupt keeps the images already finished."""
+    settings = ctx.settings
+    sampler, schedule = samplers.resolve_sampler(p.sampler_name, p.scheduler)
+    job = Job(p=p, ctx=ctx, sampler=sampler, schedule=schedule,
+              schedule_label=samplers.effective_schedule_label(sampler, schedule), comments=list(ctx.comments))
+    count = p.n_iter * p.batch_size
+    seed, subseed = fix_seed(p.seed), fix_seed(p.subseed)
+    # A1111: with a variation strength every image keeps the seed and the variation seeds advance instead.
+    all_seeds = [seed + (i if p.subseed_strength == 0 else 0) for i in range(count)]
+    all_subseeds = [subseed + i for i in range(count)]
+    prompt, negative_prompt = apply_styles(ctx.styles, p.prompt, p.negative_prompt, p.styles)
+    all_prompts = [prompt] * count
+    all_negative = [negative_prompt] * count
+    job_timestamp = job.job_timestamp = datetime.now().strftime("%Y%m%d%H%M%S")
+    job.encoders = EncoderCache(ctx.model, settings, ctx.embeddings)
+    outdir = saving.output_dir(settings, ctx.data_dir, plan.kind, grid=False)
+    save_samples = settings.get("samples_save", True) and not p.do_not_save_samples
+    emphasis = str(settings.get("emphasis", "Original"))
+    if emphasis != "Original" and any(c in prompt + negative_prompt for c in "(["):
+        job.extra["Emphasis"] = emphasis
+    if job.use_old_scheduling:
+        job.extra["Old prompt editing timelines"] = True
+    plan.prepare(job)
+
+    images, infotexts, saved = [], [], []
+    ctx.progress.begin(job_count=p.n_iter, steps=plan.progress_steps or p.steps)
+    interrupted = False
+    width, height = plan.width_height()
+    for n in range(p.n_iter):
+        if ctx.progress.interrupted:
+            interrupted = True
+            break
+        ctx.progress.next_job(n, steps=plan.progress_steps or p.steps)
+        lo, hi = n * p.batch_size, (n + 1) * p.batch_size
+        batch = Batch(number=n, first_index=lo, seeds=all_seeds[lo:hi], subseeds=all_subseeds[lo:hi],
+                      prompts=all_prompts[lo:hi], negative_prompts=all_negative[lo:hi], rng=None)  # type: ignore
+        batch.rng = job.noise_streams(batch, width, height)
+        try:
+            result = plan.sample(job, batch)
+        except Interrupted:
+            interrupted = True
+            break
+        ti_hashes = job.encoders.ti_hashes()
+        if ti_hashes and settings.get("textual_inversion_add_hashes_to_infotext", True):
+            job.extra["TI hashes"] = ti_hashes
+        decoded = [to_pil(t) for t in job.decode(result)] if isinstance(result, torch.Tensor) else result
+        for i, image in enumerate(decoded):
+            index = lo + i
+            text = job.infotext(prompt=all_prompts[index], negative_prompt=all_negative[index],
+                                seed=all_seeds[index], subseed=all_subseeds[index])
+            image = plan.finish_image(job, batch, i, image)
+            image.info["parameters"] = text
+            path = None
+            if save_samples:
+                fields = fields_for_name(job, all_seeds[index], all_prompts[index], job_timestamp, n)
+                path = saving.save_image(image, outdir, settings=settings, fields=fields, infotext=text)
+            saved.append(path)
+            images.append(image)
+            infotexts.append(text)
+        ctx.progress.next_job(n + 1)  # the batch is complete even when skipped mid-way
+
+    index_of_first_image = 0
+    want_grid = (settings.get("return_grid", True) or settings.get("grid_save", True)) and not p.do_not_save_grid
+    grid_wanted = want_grid and (len(images) > 1 or (images and not settings.get("grid_only_if_multiple", True)))
+    if grid_wanted:
+        rows = saving.grid_rows(len(images), p.batch_size, int(settings.get("n_rows", -1)),
+                                 bool(settings.get("grid_prevent_empty_spots", False)))
+        grid = saving.image_grid(images, rows)
+        grid_text = job.infotext(prompt=prompt, negative_prompt=negative_prompt, seed=all_seeds[0],
+                                 subseed=all_subseeds[0])
+        grid.info["parameters"] = grid_text
+        grid_path = None
+        if settings.get("grid_save", True):
+            grid_dir = saving.output_dir(settings, ctx.data_dir, plan.kind, grid=True)
+            fields = fields_for_name(job, all_seeds[0], prompt, job_timestamp, 0)
+            grid_path = saving.save_image(grid, grid_dir, settings=settings, fields=fields, infotext=grid_text,
+                                          grid=True)
+        if settings.get("return_grid", True):
+            images.insert(0, grid)
+            saved.insert(0, grid_path)
+            infotexts.insert(0, grid_text)
+            index_of_first_image = 1
+    for image, text in plan.extra_outputs(job) if images else []:
+        images.append(image)
+        saved.append(None)
+        infotexts.append(text)
+
+    if ctx.save_params_txt and infotexts:
+        try:
+            from modules import fileio
+
+            fileio.atomic_write_text(ctx.data_dir / "params.txt", infotexts[index_of_first_image], backup=False)
+        except OSError as err:
+            log.warning("could not write params.txt: %s", err)
+
+    return Processed(
+        images=images, infotexts=infotexts, prompt=prompt, negative_prompt=negative_prompt, seed=all_seeds[0],
+        subseed=all_subseeds[0], all_prompts=all_prompts, all_negative_prompts=all_negative, all_seeds=all_seeds,
+        all_subseeds=all_subseeds, params=p, sampler_name=sampler.name, schedule_label=job.schedule_label,
+        checkpoint=ctx.checkpoint, index_of_first_image=index_of_first_image, saved_paths=saved,
+        job_timestamp=job_timestamp, version=ctx.version,
+        clip_skip=int(settings.get("CLIP_stop_at_last_layers", 1)), extra_generation_params=job.extra,
+        interrupted=interrupted, comments=job.comments, vae_name=ctx.vae_infotext.get("VAE"),
+        vae_hash=ctx.vae_infotext.get("VAE hash"),
+        is_using_inpainting_conditioning=bool(ctx.model.kind.inpainting))
+
+
+def create_infotext(p: GenerationParams, ctx: ProcessingContext, *, prompt: str, negative_prompt: str, seed: int,
+                    subseed: int, sampler_name: str, schedule_label: str, extra: dict[str, Any]) -> str:
+    """The ``parameters`` text, keys in A1111's fixed order; None values are left out."""
+    s = ctx.settings
+    clip_skip = int(s.get("CLIP_stop_at_last_layers", 1))
+    ensd = int(s.get("eta_noise_seed_delta", 0))
+    rng_source = s.get("randn_source", "GPU")
+    denoising = getattr(p, "denoising_strength", None)
+    hires = bool(getattr(p, "enable_hr", False))
+    is_img2img = hasattr(p, "init_images")
+    base = {
+        "Steps": p.steps,
+        "Sampler": sampler_name,
+        "Schedule type": schedule_label,
+        "CFG scale": number(p.cfg_scale, ctx.from_api),
+        "Seed": seed,
+        "Size": f"{p.width}x{p.height}",
+        "Model hash": ctx.checkpoint.shorthash if s.get("add_model_hash_to_info", True) else None,
+        "Model": ctx.checkpoint.model_name if s.get("add_model_name_to_info", True) else None,
+        "VAE hash": ctx.vae_infotext.get("VAE hash") if s.get("add_vae_hash_to_info", True) else None,
+        "VAE": ctx.vae_infotext.get("VAE") if s.get("add_vae_name_to_info", True) else None,
+        "Variation seed": subseed if p.subseed_strength > 0 else None,
+        "Variation seed strength": number(p.subseed_strength, ctx.from_api) if p.subseed_strength > 0 else None,
+        "Seed resize from": (f"{p.seed_resize_from_w}x{p.seed_resize_from_h}"
+                             if p.seed_resize_from_w > 0 and p.seed_resize_from_h > 0 else None),
+        # txt2img prints it only with hires fix (where it is the second pass's), img2img always
+        "Denoising strength": number(denoising, ctx.from_api) if denoising is not None and (hires or is_img2img)
+        else None,
+        "Conditional mask weight": (s.get("inpainting_mask_weight", 1.0)
+                                    if is_img2img and ctx.model.kind.inpainting else None),
+        "Clip skip": clip_skip if clip_skip > 1 else None,
+        "ENSD": ensd if ensd != 0 else None,
+        "RNG": rng_source if rng_source != "GPU" else None,
+        "Version": ctx.version if s.get("add_version_to_infotext", True) else None,
+    }
+    return infotext_mod.build_infotext(prompt, negative_prompt, infotext_mod.ordered_params(base, extra))
+
+
+def fields_for_name(job: Job, seed: int, prompt: str, job_timestamp: str, batch_number: int) -> dict[str, Any]:
+    p, ctx = job.p, job.ctx
+    return {
+        "seed": seed, "prompt": prompt, "negative_prompt": p.negative_prompt, "steps": p.steps, "cfg": p.cfg_scale,
+        "width": p.width, "height": p.height, "sampler": job.sampler.name, "model_name": ctx.checkpoint.model_name,
+        "model_hash": ctx.checkpoint.shorthash or "", "job_timestamp": job_timestamp, "batch_number": batch_number,
+        "styles": p.styles, "date": datetime.now(),
+        "prompt_words_limit": ctx.settings.get("directories_max_prompt_words", 8),
+    }
+
+
+def sdxl_time_ids(model: Any, width: int, height: int, batch: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    if not model.is_sdxl:
+        return None, None
+    if model.kind.family == "sdxl_refiner":  # size, crop, aesthetic score (A1111 defaults 6.0 / 2.5)
+        pos = [height, width, 0, 0, 6.0]
+        neg = [height, width, 0, 0, 2.5]
+    else:
+        pos = neg = [height, width, 0, 0, height, width]
+    make = lambda v: torch.tensor([v] * batch, device=model.device, dtype=model.dtype)  # noqa: E731
+    return make(pos), make(neg)
+
+
+def apply_styles(styles: Any, prompt: str, negative_prompt: str, names: list[str]) -> tuple[str, str]:
+    """Prompt styles merged into the prompts before anything parses them (A1111 ``setup_prompts``)."""
+    if styles is None or not names:
+        return prompt, negative_prompt
+    return styles.apply_styles_to_prompt(prompt, names), styles.apply_negative_styles_to_prompt(negative_prompt, names)
+
+
+def note(comments: list[str], messages: list[str]) -> None:
+    for message in messages:
+        if message not in comments:
+            comments.append(message)
+
+
+class EncoderCache:
+    """One PromptEncoder per set of active extra networks: text-encoder LoRAs change what a text encodes, so
+    batches with the same networks share cached conditioning and batches with others do not."""
+
+    def __init__(self, model: Any, settings: dict[str, Any], embeddings: Any) -> None:
+        self.model, self.settings, self.embeddings = model, settings, embeddings
+        self._encoders: dict[Any, PromptEncoder] = {}
+
+    def get(self, key: Any) -> PromptEncoder:
+        if key not in self._encoders:
+            self._encoders[key] = PromptEncoder(
+                self.model, clip_skip=int(self.settings.get("CLIP_stop_at_last_layers", 1)),
+                emphasis=str(self.settings.get("emphasis", "Original")),
+                comma_backtrack=int(self.settings.get("comma_padding_backtrack", 20)),
+                embeddings=self.embeddings.vectors() if self.embeddings is not None else None)
+        return self._encoders[key]
+
+    def ti_hashes(self) -> str | None:
+        """A1111's ``TI hashes`` value for the embeddings the prompts used."""
+        used = sorted({name for enc in self._encoders.values() for name in enc.used_embeddings})
+        return self.embeddings.ti_hashes(used) if self.embeddings is not None and used else None
+
+
+def live_preview(model: Any) -> Any:
+    """A latent -> PIL function for JobProgress, matching the model's latent space."""
+    return lambda latents: cheap_preview(latents, sdxl=model.is_sdxl)
