@@ -264,7 +264,7 @@ def test_exif_rotated_image_is_used_upright(sd1, tmp_path):
     loaded = Image.open(io.BytesIO(buf.getvalue()))
     out = run(sd1, tmp_path, init_images=[loaded], denoising_strength=0.0, width=64, height=96)
     assert np.abs(px(out.images[0]).astype(int) - px(ImageOps.exif_transpose(loaded))).mean() < 3
-    assert np.abs(px(out.images[0]).astype(int) - px(upright)).mean() < 12
+    assert np.abs(px(out.images[0]).astype(int) - px(upright)).mean() < 30  # JPEG noise ~14; rotated ~128
 
 
 def test_image_much_larger_than_the_generation_size(sd1, tmp_path):
