@@ -19,7 +19,7 @@ from modules.models.registry import CheckpointRegistry
 from modules.options import Options
 from modules.paths import Paths
 from modules.processing.context import CheckpointIdentity, ProcessingContext
-from modules.processing.params import Txt2ImgParams
+from modules.processing.params import Img2ImgParams, Txt2ImgParams
 from modules.processing.progress import JobProgress
 
 log = logging.getLogger(__name__)
@@ -62,8 +62,25 @@ class Runtime:
 
         return self.jobs.submit("load-checkpoint", run, description=f"Load {info.title}")
 
-    def submit_txt2img(self, params: Txt2ImgParams, *, from_api: bool = False, save: bool = True) -> Job:
-        """Queue a txt2img job. Validation of names and overrides happens here, before queueing."""
+    def submit_txt2img(self, params: Txt2ImgParams, *, from_api: bool = False) -> Job:
+        """Queue a txt2img job. Names, overrides and hires settings are checked here, before queueing."""
+        from modules.processing.txt2img import check_txt2img, txt2img
+
+        check_txt2img(params, current_checkpoint=self.manager.info.title if self.manager.info else None)
+        return self._submit_generation("txt2img", params, lambda ctx: txt2img(params, ctx), from_api=from_api)
+
+    def submit_img2img(self, params: Img2ImgParams, *, from_api: bool = False) -> Job:
+        """Queue an img2img/inpainting job (``params.init_images`` already decoded)."""
+        from modules.errors import FieldError
+        from modules.processing.img2img import img2img
+
+        if not params.init_images:
+            raise FieldError("init_images", "at least one init image is required")
+        return self._submit_generation("img2img", params, lambda ctx: img2img(params, ctx), from_api=from_api)
+
+    def _submit_generation(self, kind: str, params: Any, process: Any, *, from_api: bool) -> Job:
+        """The common path of every generation: settings snapshot with validated overrides, checkpoint choice,
+        VAE, embeddings, then ``process(ctx)`` on the job queue."""
         from modules import samplers
 
         samplers.resolve_sampler(params.sampler_name, params.scheduler)  # raises UnknownSamplerError early
@@ -74,11 +91,11 @@ class Runtime:
             self.manager.resolve(wanted)  # 422 for unknown names before the job is queued
         if not params.override_settings_restore_afterwards and params.override_settings:
             self.options.apply(params.override_settings, from_api=from_api)
-        progress = JobProgress(job="txt2img", preview_every=int(settings.get("show_progress_every_n_steps", 10))
+        progress = JobProgress(job=kind, preview_every=int(settings.get("show_progress_every_n_steps", 10))
                                if settings.get("live_previews_enable", True) else 0)
 
         def run(job: Job) -> Any:
-            from modules.processing.txt2img import live_preview, txt2img
+            from modules.processing.generation import live_preview
 
             job.progress.set_textinfo("Loading model" if self.manager.model is None else "")
             # A configured checkpoint that no longer exists falls back to the loaded/first one, as in A1111.
@@ -87,7 +104,7 @@ class Runtime:
             if not overridden:
                 self._remember_checkpoint(info.title)
             job.progress._latent_preview = live_preview(model)
-            comments = []
+            comments: list[str] = []
             vae_switcher = self._select_vae(model, settings, comments)
             ctx = ProcessingContext(
                 model=model,
@@ -105,9 +122,9 @@ class Runtime:
                 vae_infotext=vae_switcher.infotext() if vae_switcher is not None else {},
                 comments=comments,
             )
-            return txt2img(params, ctx)
+            return process(ctx)
 
-        return self.jobs.submit("txt2img", run, description=params.prompt[:80], progress=progress)
+        return self.jobs.submit(kind, run, description=params.prompt[:80], progress=progress)
 
     def _select_vae(self, model: Any, settings: dict[str, Any], comments: list[str]) -> Any:
         """Put the VAE the settings ask for into the loaded model (no checkpoint reload). A VAE file that cannot be

@@ -13,11 +13,13 @@ from fastapi.responses import JSONResponse
 from modules import samplers
 from modules.api import schemas
 from modules.api.auth import BasicAuth, parse_credentials
-from modules.api.images import BadImage, encode_pil_to_base64
+from modules.api.images import BadImage, decode_base64_to_image, encode_pil_to_base64
+from modules.errors import FieldError
 from modules.jobs import JobFailed, QueueFull
 from modules.models.manager import CheckpointNotFound, NoCheckpointError
 from modules.models.types import ModelFileError
 from modules.options import OptionError
+from modules.processing import outpainting
 from modules.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,11 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _bad_option(_: Request, err: OptionError) -> JSONResponse:
         return _field_error(422, err.field, str(err))
 
+    @app.exception_handler(FieldError)
+    async def _bad_field(_: Request, err: FieldError) -> JSONResponse:
+        extra = {"choices": err.choices} if err.choices is not None else {}
+        return _field_error(422, err.field, str(err), **extra)
+
     @app.exception_handler(BadImage)
     async def _bad_image(_: Request, err: BadImage) -> JSONResponse:
         return _field_error(400, err.field, str(err))
@@ -57,6 +64,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(JobFailed)
     async def _job_failed(_: Request, err: JobFailed) -> JSONResponse:
+        if isinstance(err.cause, FieldError):  # found while preparing the job (e.g. an unusable image)
+            return _field_error(422, err.cause.field, str(err.cause))
         if isinstance(err.cause, ModelFileError):  # the checkpoint file is bad, not the server
             return _field_error(422, "sd_model_checkpoint", str(err), kind=err.cause.kind)
         status = 422 if isinstance(err.cause, ValueError) else 500
@@ -74,6 +83,16 @@ def _sd_model_item(info: Any) -> schemas.SDModelItem:
                                sha256=info.sha256, filename=str(info.path), config=None)
 
 
+def _no_unknown_script(name: str | None, titles: tuple[str, ...]) -> str | None:
+    """The script title ``script_name`` matches (case-insensitive, as A1111); unknown names are a 422."""
+    if not name:
+        return None
+    for title in titles:
+        if title.lower() == name.lower():
+            return title
+    raise FieldError("script_name", f"unknown script {name!r}", list(titles))
+
+
 def build_router(rt: Runtime) -> APIRouter:
     auth = BasicAuth(parse_credentials(getattr(rt.args, "api_auth", None)))
     router = APIRouter(prefix="/sdapi/v1", dependencies=[Depends(auth)], tags=["sdapi"])
@@ -82,14 +101,33 @@ def build_router(rt: Runtime) -> APIRouter:
         # Waiting happens off the event loop so /progress keeps answering while the job runs.
         return await asyncio.to_thread(job.wait)
 
+    def images_response(req: Any, processed: Any, echo: dict[str, Any]) -> schemas.ImagesResponse:
+        images = [encode_pil_to_base64(im) for im in processed.images] if req.send_images else []
+        return schemas.ImagesResponse(images=images, parameters=echo, info=processed.js())
+
     @router.post("/txt2img", response_model=schemas.ImagesResponse)
     async def txt2img(req: schemas.Txt2ImgRequest) -> schemas.ImagesResponse:
+        _no_unknown_script(req.script_name, ())
         params = req.to_params()
-        job = rt.submit_txt2img(params, from_api=True)
-        processed = await wait_job(job)
-        images = [encode_pil_to_base64(im) for im in processed.images] if req.send_images else []
+        processed = await wait_job(rt.submit_txt2img(params, from_api=True))
+        return images_response(req, processed, req.model_dump())
+
+    @router.post("/img2img", response_model=schemas.ImagesResponse)
+    async def img2img(req: schemas.Img2ImgRequest) -> schemas.ImagesResponse:
+        if not req.init_images:
+            return _field_error(404, "init_images", "Init image not found")  # A1111's status for this case
+        init_images = [decode_base64_to_image(data, f"init_images.{i}") for i, data in enumerate(req.init_images)]
+        mask = decode_base64_to_image(req.mask, "mask") if req.mask else None
+        params = req.to_params(init_images, mask)
+        script = _no_unknown_script(req.script_name, (outpainting.TITLE,))
+        if script == outpainting.TITLE:
+            params = outpainting.apply(params, req.script_args)
+        processed = await wait_job(rt.submit_img2img(params, from_api=True))
         echo = req.model_dump()
-        return schemas.ImagesResponse(images=images, parameters=echo, info=processed.js())
+        if not req.include_init_images:  # A1111 leaves the (large) images out of the echo unless asked
+            echo["init_images"] = None
+            echo["mask"] = None
+        return images_response(req, processed, echo)
 
     @router.get("/sd-models", response_model=list[schemas.SDModelItem])
     async def sd_models() -> list[schemas.SDModelItem]:

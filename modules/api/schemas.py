@@ -10,10 +10,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from modules.processing.params import Txt2ImgParams
+from modules.processing.params import GenerationParams, Img2ImgParams, Txt2ImgParams
 
 
-class Txt2ImgRequest(Txt2ImgParams):
+class _ApiFields(BaseModel):
+    """What A1111's API adds to the processing fields, with its API defaults (steps 50, sampler "Euler")."""
+
     steps: int = Field(50, ge=1, le=500, description="Sampling steps")
     sampler_name: str | None = Field(None, max_length=100, description="Sampling method; falls back to sampler_index")
     scheduler: str | None = Field(None, max_length=100, description="Schedule type")
@@ -26,13 +28,40 @@ class Txt2ImgRequest(Txt2ImgParams):
     force_task_id: str | None = Field(None, max_length=200)
     infotext: str | None = Field(None, max_length=200_000)
 
-    def to_params(self) -> Txt2ImgParams:
-        data = self.model_dump(include=set(Txt2ImgParams.model_fields))
+    def _params_data(self, model: type[GenerationParams], exclude: set[str] = frozenset()) -> dict[str, Any]:
+        data = self.model_dump(include=set(model.model_fields) - set(exclude))
         data["sampler_name"] = self.sampler_name or self.sampler_index
         # A1111: the API writes files only when asked to.
-        data["do_not_save_samples"] = self.do_not_save_samples or not self.save_images
-        data["do_not_save_grid"] = self.do_not_save_grid or not self.save_images
-        return Txt2ImgParams(**data)
+        data["do_not_save_samples"] = self.do_not_save_samples or not self.save_images  # type: ignore[attr-defined]
+        data["do_not_save_grid"] = self.do_not_save_grid or not self.save_images  # type: ignore[attr-defined]
+        return data
+
+
+class Txt2ImgRequest(_ApiFields, Txt2ImgParams):
+    denoising_strength: float = Field(0.75, ge=0.0, le=1.0, description="Denoising strength of the hires pass")
+    hr_upscaler: str | None = Field(None, max_length=200, description="Hires upscaler (default: Latent)")
+    firstphase_width: int = Field(0, ge=0, le=4096, description="Legacy, ignored")
+    firstphase_height: int = Field(0, ge=0, le=4096, description="Legacy, ignored")
+
+    def to_params(self) -> Txt2ImgParams:
+        return Txt2ImgParams(**self._params_data(Txt2ImgParams))
+
+
+class Img2ImgRequest(_ApiFields, Img2ImgParams):
+    """A1111's img2img request: images as base64 or data URIs; API defaults for the inpaint fields differ from
+    the UI's (only masked, padding 0, masked content fill)."""
+
+    init_images: list[str] | None = Field(None, max_length=64, description="Base64 images (plain or data URI)")
+    mask: str | None = Field(None, description="Base64 mask image; white = repaint")
+    inpainting_fill: int = Field(0, ge=0, le=3, description="Masked content: 0 fill, 1 original, 2 latent noise, "
+                                                              "3 latent nothing")
+    inpaint_full_res: bool = Field(True, description="Inpaint area: only masked")
+    inpaint_full_res_padding: int = Field(0, ge=0, le=1024, description="Only masked padding, pixels")
+    include_init_images: bool = Field(False, description="Echo init_images and mask in `parameters`")
+
+    def to_params(self, init_images: list[Any], mask: Any) -> Img2ImgParams:
+        data = self._params_data(Img2ImgParams, exclude={"init_images", "mask"})
+        return Img2ImgParams(**data, init_images=init_images, mask=mask)
 
 
 class ImagesResponse(BaseModel):
