@@ -137,6 +137,8 @@ def builtin_options() -> dict[str, OptionInfo]:
         "save_txt": OptionInfo(False, "Create a text file with infotext next to every image", SAVING),
         "save_images_before_highres_fix": OptionInfo(False, "Save copy of each image before applying highres fix.",
                                                      SAVING),
+        "save_selected_only": OptionInfo(True, "When using 'Save' button, only save a single selected image",
+                                         SAVING),
         "jpeg_quality": OptionInfo(80, "Quality for saved jpeg and webp images", SAVING, minimum=1, maximum=100),
         # Paths (restricted: never writable over the API)
         "outdir_samples": OptionInfo("", "Output directory for images; if empty, defaults to three directories below",

@@ -61,7 +61,7 @@ def test_values_from_full_infotext():
         "prompt": "a castle on a hill", "negative_prompt": "blurry, lowres", "sampler_name": "Euler a",
         "scheduler": "Automatic", "steps": 31, "cfg_scale": 6.5, "seed": 1234567890, "width": 640, "height": 768,
         "batch_size": 2, "subseed": 42, "subseed_strength": 0.3, "seed_resize_from_w": 512,
-        "seed_resize_from_h": 512, "show_extra": True,
+        "seed_resize_from_h": 512, "show_extra": True, "enable_hr": False,  # A1111 unticks hires on paste
     }
     # The values make a valid generation request.
     params = params_from_values({**values, "styles": [], "n_iter": 1})
@@ -95,7 +95,22 @@ def test_prompt_only_text():
     values = tab.txt2img_values_from_infotext("just a prompt, with a comma")
     # As A1111: no Sampler key -> the default sampler, schedule Automatic.
     assert values == {"prompt": "just a prompt, with a comma", "negative_prompt": "", "show_extra": False,
-                      "sampler_name": samplers.DEFAULT_SAMPLER, "scheduler": "Automatic"}
+                      "sampler_name": samplers.DEFAULT_SAMPLER, "scheduler": "Automatic", "enable_hr": False}
+
+
+def test_hires_and_inpaint_values_are_pasted():
+    text = ("a cat\nSteps: 20, Sampler: Euler, CFG scale: 7, Seed: 1, Size: 512x512, Denoising strength: 0.55, "
+            "Hires upscale: 1.5, Hires steps: 12, Hires upscaler: Latent (bicubic)")
+    values = tab.txt2img_values_from_infotext(text)
+    assert values["enable_hr"] is True and values["hr_scale"] == 1.5 and values["hr_second_pass_steps"] == 12
+    assert values["hr_upscaler"] == "Latent (bicubic)" and values["denoising_strength"] == 0.55
+    assert values["hr_sampler_name"] == "Use same sampler"
+    inpaint = tab.txt2img_values_from_infotext(
+        "x\nSteps: 20, Sampler: Euler, CFG scale: 7, Seed: 1, Size: 512x512, Denoising strength: 0.75, "
+        "Mask blur: 8, Masked content: latent noise, Inpaint area: Only masked, Masked area padding: 16")
+    assert inpaint["enable_hr"] is False and inpaint["mask_blur"] == 8
+    assert (inpaint["inpainting_fill"], inpaint["inpaint_full_res"], inpaint["inpaint_full_res_padding"],
+            inpaint["inpainting_mask_invert"]) == ("latent noise", "Only masked", 16, "Inpaint masked")
 
 
 def test_styles_only_when_they_exist(tmp_path):

@@ -25,6 +25,11 @@ def ui_strings(demo) -> set[str]:
                 found.add(value.strip())
         if type(block).__name__ in ("Button", "DownloadButton", "UploadButton") and isinstance(block.value, str):
             found.add(block.value.strip())
+        if type(block).__name__ in ("Radio", "CheckboxGroup"):  # their choices are UI text, never file names
+            for choice in getattr(block, "choices", None) or []:
+                label = choice[0] if isinstance(choice, (tuple, list)) else choice
+                if isinstance(label, str):
+                    found.add(label.strip())
     return {s for s in found if s and not _NOT_TEXT.match(s)}
 
 

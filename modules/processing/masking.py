@@ -34,6 +34,21 @@ def sketch_mask(original: Image.Image, sketched: Image.Image, threshold: int = 0
     return Image.fromarray(np.where(changed, 255, 0).astype(np.uint8), "L")
 
 
+def inpaint_sketch(original: Image.Image, sketched: Image.Image, mask_transparency: float, blur: float
+                   ) -> tuple[Image.Image, Image.Image]:
+    """Inpaint sketch (A1111): the mask is what the user painted; the init image is the sketch blended softly over
+    the original, and "Mask transparency" (0-100) weakens the mask."""
+    from PIL import ImageEnhance
+
+    original = imageops.flatten(original).resize(sketched.size)
+    sketched = imageops.flatten(sketched)
+    mask = sketch_mask(original, sketched)
+    mask = ImageEnhance.Brightness(mask).enhance(1 - mask_transparency / 100)
+    soften = ImageFilter.GaussianBlur(blur)
+    init = Image.composite(sketched.filter(soften), original, mask.filter(soften))
+    return init, mask
+
+
 def gaussian_kernel_size(sigma: float) -> int:
     """The kernel width A1111 hands to OpenCV for a blur radius: 2 * int(2.5 * sigma + 0.5) + 1."""
     return 2 * int(2.5 * sigma + 0.5) + 1

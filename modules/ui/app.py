@@ -17,6 +17,7 @@ from modules.options import OptionError
 from modules.runtime import Runtime
 from modules.ui.pnginfo_tab import build_pnginfo_tab
 from modules.ui.settings_tab import build_settings_tab
+from modules.ui.img2img_tab import build_img2img_tab
 from modules.ui.txt2img_tab import build_txt2img_tab, error_html
 
 CSS = """
@@ -98,6 +99,20 @@ def first_run_message(rt: Runtime) -> str:
     return f"<div id='first_run_notice'>{text}</div>"
 
 
+def wire_send_buttons(rt: Runtime, panels: list[Any], img2img: Any, tabs: Any) -> None:
+    """🖼️ / 🎨️ under every gallery: the chosen image and its infotext into img2img or Inpaint."""
+    from modules.ui import output_actions, send_to
+
+    for panel in panels:
+        for target, button in panel.send_buttons.items():
+            def on_send(gallery: Any, selected: Any, info: Any, target: str = target) -> list[Any]:
+                image, text = output_actions.image_and_infotext(gallery, selected, info)
+                return send_to.updates(image, text, img2img, target, rt.styles)
+
+            button.click(on_send, inputs=[panel.gallery, panel.selected, panel.generation_info],
+                         outputs=send_to.outputs(img2img, target, tabs), queue=False, show_progress="hidden")
+
+
 def build_ui(rt: Runtime) -> gr.Blocks:
     with gr.Blocks(title="Stable Diffusion", analytics_enabled=False) as demo:
         with gr.Row(elem_id="quicksettings"):
@@ -114,15 +129,18 @@ def build_ui(rt: Runtime) -> gr.Blocks:
         download = gr.Button("Download v1-5-pruned-emaonly.safetensors", elem_id="download_sd_model",
                              visible=bool(first_run_message(rt)) and
                              not getattr(rt.args, "no_download_sd_model", False))
-        with gr.Tabs(elem_id="tabs") as tabs:  # A1111's order; img2img and Extras arrive with their issues
+        with gr.Tabs(elem_id="tabs") as tabs:  # A1111's order; Extras arrives with its issue
             with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img"):
                 txt2img = build_txt2img_tab(rt)
+            with gr.Tab("img2img", id="img2img", elem_id="tab_img2img"):
+                img2img = build_img2img_tab(rt)
             with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
-                build_pnginfo_tab(rt, txt2img, tabs)
+                build_pnginfo_tab(rt, txt2img, tabs, img2img)
             with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
                 settings = build_settings_tab(rt)
 
         gr.HTML(footer_html(rt), elem_id="footer_block")
+        wire_send_buttons(rt, [txt2img.output, img2img.output], img2img, tabs)
 
         def on_refresh() -> tuple[Any, str, Any, Any]:
             rt.registry.refresh()

@@ -122,6 +122,48 @@ def txt2img_values_from_infotext(text: str | None, styles: Any = None) -> dict[s
             if value is not None:
                 out[field] = value
     out["show_extra"] = "Variation seed" in d or "Seed resize from-1" in d
+    out.update(_hires_values(d))
+    out.update(_img2img_values(d))
+    return out
+
+
+HIRES_KEYS = ("Hires upscale", "Hires upscaler", "Hires steps")  # "Hires resize-1" is always filled in (0)
+
+
+def _hires_values(d: Mapping[str, Any]) -> dict[str, Any]:
+    """The hires fix fields: a denoising strength with hires keys turns the checkbox on (A1111's paste rule)."""
+    if "Denoising strength" not in d or not (any(k in d for k in HIRES_KEYS) or d.get("Hires resize-1")):
+        return {"enable_hr": False}
+    out: dict[str, Any] = {"enable_hr": True, "hr_sampler_name": str(d.get("Hires sampler") or "Use same sampler"),
+                           "hr_scheduler": str(d.get("Hires schedule type") or "Use same scheduler"),
+                           "hr_prompt": str(d.get("Hires prompt", "")),
+                           "hr_negative_prompt": str(d.get("Hires negative prompt", ""))}
+    for field, key, convert in (("hr_scale", "Hires upscale", _float), ("hr_second_pass_steps", "Hires steps", _int),
+                                ("hr_resize_x", "Hires resize-1", _int), ("hr_resize_y", "Hires resize-2", _int),
+                                ("denoising_strength", "Denoising strength", _float)):
+        value = convert(d.get(key)) if key in d else None
+        if value is not None:
+            out[field] = value
+    if "Hires upscaler" in d:
+        out["hr_upscaler"] = str(d["Hires upscaler"])
+    return out
+
+
+def _img2img_values(d: Mapping[str, Any]) -> dict[str, Any]:
+    """img2img/inpaint fields; radios take their labels (A1111's defaults fill what is absent)."""
+    out: dict[str, Any] = {}
+    if "Denoising strength" in d:
+        value = _float(d["Denoising strength"])
+        if value is not None:
+            out["denoising_strength"] = value
+    if "Mask blur" in d and _int(d["Mask blur"]) is not None:
+        out["mask_blur"] = _int(d["Mask blur"])
+    if "Mask blur" in d:  # parsing fills in the other inpaint keys' defaults; Mask blur means a mask was used
+        out["inpainting_mask_invert"] = str(d.get("Mask mode", "Inpaint masked"))
+        out["inpainting_fill"] = str(d.get("Masked content", "original"))
+        out["inpaint_full_res"] = str(d.get("Inpaint area", "Whole picture"))
+        padding = _int(d.get("Masked area padding", 32))
+        out["inpaint_full_res_padding"] = 32 if padding is None else padding
     return out
 
 
@@ -143,7 +185,8 @@ def send_to_txt2img_updates(text: str | None, field_components: Mapping[str, Any
     return updates
 
 
-def build_pnginfo_tab(rt: Any, txt2img_controls: Any, tabs: Any = None) -> PngInfoControls:
+def build_pnginfo_tab(rt: Any, txt2img_controls: Any, tabs: Any = None,
+                      img2img_controls: Any = None) -> PngInfoControls:
     """Build the tab inside the current ``gr.Tab``. With ``tabs`` (the app's ``gr.Tabs``), sending switches to the
     txt2img tab (id ``"txt2img"``)."""
     with gr.Row(equal_height=False):
@@ -155,7 +198,12 @@ def build_pnginfo_tab(rt: Any, txt2img_controls: Any, tabs: Any = None) -> PngIn
         with gr.Column(variant="panel"):
             info = gr.HTML("", elem_id="pnginfo_html", elem_classes=["infotext"])
             generation_info = gr.State(None)
-            send = gr.Button("Send to txt2img", elem_id="pnginfo_send_to_txt2img")
+            with gr.Row():
+                send = gr.Button("Send to txt2img", elem_id="pnginfo_send_to_txt2img")
+                send_img2img = gr.Button("Send to img2img", elem_id="pnginfo_send_to_img2img",
+                                         visible=img2img_controls is not None)
+                send_inpaint = gr.Button("Send to inpaint", elem_id="pnginfo_send_to_inpaint",
+                                         visible=img2img_controls is not None)
 
     image.change(read_image_info, inputs=[image], outputs=[info, generation_info], queue=False,
                  show_progress="hidden")
@@ -172,6 +220,20 @@ def build_pnginfo_tab(rt: Any, txt2img_controls: Any, tabs: Any = None) -> PngIn
         return updates
 
     send.click(on_send, inputs=[generation_info], outputs=outputs, queue=False, show_progress="hidden")
+    if img2img_controls is not None and tabs is not None:
+        from modules.ui import send_to
+
+        for button, target in ((send_img2img, "img2img"), (send_inpaint, "inpaint")):
+            def on_send_image(path: str | None, text: str | None, target: str = target) -> list[Any]:
+                picture = None
+                if path:
+                    with Image.open(path) as opened:
+                        picture = opened.copy()
+                return send_to.updates(picture, text, img2img_controls, target, getattr(rt, "styles", None))
+
+            button.click(on_send_image, inputs=[image, generation_info],
+                         outputs=send_to.outputs(img2img_controls, target, tabs), queue=False,
+                         show_progress="hidden")
     return PngInfoControls(image, info, generation_info, send)
 
 

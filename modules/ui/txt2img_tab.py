@@ -1,24 +1,22 @@
 """The txt2img tab: A1111's controls, labels and defaults, one typed parameter object per click.
 
-The Generate handler streams: it queues the job on the shared queue, then yields progress (step, total, ETA, queue
-position, live preview) until the job ends, then the saved PNGs and their infotext.
+The Generate handler streams (``common.stream_job``): it queues the job on the shared queue, then yields progress
+(step, total, ETA, queue position, live preview) until the job ends, then the saved PNGs and their infotext.
 """
 
 from __future__ import annotations
 
-import html
-import threading
-import time
 from dataclasses import dataclass
 from typing import Any, Iterator
 
 import gradio as gr
-from pydantic import ValidationError
 
 from modules import samplers
-from modules.jobs import DONE, JobFailed, QueueFull
+from modules.processing import upscale
 from modules.processing.params import Txt2ImgParams
 from modules.runtime import Runtime
+from modules.ui import common
+from modules.ui.common import error_html  # noqa: F401  (re-exported for app.py)
 
 
 @dataclass
@@ -33,125 +31,92 @@ class Txt2ImgControls:
     infotext: Any
     progress: Any
     preview: Any
-
-
-def progress_html(step: int, steps: int, job_no: int, job_count: int, eta: float, textinfo: str,
-                  queue_position: int) -> str:
-    if queue_position > 0:
-        return f'<div class="progress-text">In queue: position {queue_position}</div>'
-    pct = 0 if not steps else min(100, int(100 * ((job_no + step / steps) / max(1, job_count))))
-    batch = f" Batch {job_no + 1}/{job_count}" if job_count > 1 else ""
-    text = html.escape(textinfo) if textinfo else f"Step {step}/{steps}{batch} · ETA {eta:.0f}s"
-    return (f'<div class="progress-bar" role="progressbar" aria-valuenow="{pct}">'
-            f'<div class="progress-fill" style="width:{pct}%"></div>'
-            f'<span class="progress-text">{pct}% · {text}</span></div>')
+    output: common.OutputPanel | None = None
 
 
 def params_from_values(values: dict[str, Any]) -> Txt2ImgParams:
-    """UI numbers arrive as floats; whole numbers go to int fields. Validation errors are user-readable."""
-    data = dict(values)
-    for key in ("seed", "subseed", "steps", "width", "height", "batch_size", "n_iter", "seed_resize_from_w",
-                "seed_resize_from_h"):
-        if data.get(key) is not None:
-            data[key] = int(data[key])
-    if isinstance(data.get("cfg_scale"), float) and data["cfg_scale"].is_integer():
-        data["cfg_scale"] = int(data["cfg_scale"])
-    data["styles"] = list(data.get("styles") or [])
-    if not data.pop("show_extra", False):
-        data.update(subseed=-1, subseed_strength=0.0, seed_resize_from_w=0, seed_resize_from_h=0)
+    """The tab's values as one typed object. Validation errors are user-readable (``common.stream_job``)."""
+    data = common.ui_values(values)
+    if data.get("hr_sampler_name") == "Use same sampler":
+        data["hr_sampler_name"] = None
+    if data.get("hr_scheduler") == "Use same scheduler":
+        data["hr_scheduler"] = None
     return Txt2ImgParams(**data)
 
 
-def describe_validation(err: ValidationError) -> str:
-    parts = []
-    for e in err.errors():
-        field = ".".join(str(x) for x in e.get("loc", ()))
-        parts.append(f"{field}: {e.get('msg')}")
-    return "; ".join(parts)
+def hires_resolution_html(width: float, height: float, scale: float, rx: float, ry: float) -> str:
+    """A1111's upscaled-resolution line under the hires controls (an arrow instead of English words)."""
+    from modules.processing.txt2img import HiresTarget
+
+    try:
+        p = Txt2ImgParams(width=int(width), height=int(height), hr_scale=float(scale), hr_resize_x=int(rx or 0),
+                          hr_resize_y=int(ry or 0))
+        target = HiresTarget.of(p)
+    except (ValueError, ZeroDivisionError):
+        return ""
+    w = target.width - target.trim_x * 8
+    h = target.height - target.trim_y * 8
+    return (f"<span class='hires-resolution'><b>{int(width)}x{int(height)}</b> → "
+            f"<b>{w // 8 * 8}x{h // 8 * 8}</b></span>")
+
+
+def build_hires_controls(rt: Runtime, f: dict[str, Any]) -> Any:
+    tab = "txt2img"
+    with gr.Accordion("Hires. fix", open=False, elem_id=f"{tab}_hr"):
+        f["enable_hr"] = gr.Checkbox(False, label="Hires. fix", elem_id=f"{tab}_enable_hr")
+        with gr.Row():
+            f["hr_upscaler"] = gr.Dropdown(upscale.hires_upscaler_names(), value=upscale.DEFAULT_LATENT_MODE,
+                                           label="Upscaler", elem_id=f"{tab}_hr_upscaler")
+            f["hr_second_pass_steps"] = gr.Slider(0, 150, value=0, step=1, label="Hires steps",
+                                                  elem_id=f"{tab}_hires_steps")
+            f["denoising_strength"] = gr.Slider(0, 1, value=0.7, step=0.01, label="Denoising strength",
+                                                elem_id=f"{tab}_denoising_strength")
+        with gr.Row():
+            f["hr_scale"] = gr.Slider(1, 4, value=2.0, step=0.05, label="Upscale by", elem_id=f"{tab}_hr_scale")
+            f["hr_resize_x"] = gr.Slider(0, 2048, value=0, step=8, label="Resize width to",
+                                         elem_id=f"{tab}_hr_resize_x")
+            f["hr_resize_y"] = gr.Slider(0, 2048, value=0, step=8, label="Resize height to",
+                                         elem_id=f"{tab}_hr_resize_y")
+        resolution = gr.HTML(hires_resolution_html(512, 512, 2.0, 0, 0), elem_id=f"{tab}_hr_resolution")
+        with gr.Row(visible=bool(rt.options.get("hires_fix_show_sampler", False))):
+            f["hr_sampler_name"] = gr.Dropdown(["Use same sampler"] + [s.name for s in samplers.SAMPLERS],
+                                               value="Use same sampler", label="Hires sampling method",
+                                               elem_id="hr_sampler")
+            f["hr_scheduler"] = gr.Dropdown(["Use same scheduler"] + [s.label for s in samplers.SCHEDULES],
+                                            value="Use same scheduler", label="Hires schedule type",
+                                            elem_id="hr_scheduler")
+        with gr.Row(visible=bool(rt.options.get("hires_fix_show_prompts", False))):
+            f["hr_prompt"] = gr.Textbox(label="Hires prompt", elem_id="hires_prompt", lines=3,
+                                        placeholder="Prompt for hires fix pass.\nLeave empty to use the same prompt "
+                                                    "as in first pass.")
+            f["hr_negative_prompt"] = gr.Textbox(label="Hires negative prompt", elem_id="hires_neg_prompt", lines=3,
+                                                 placeholder="Negative prompt for hires fix pass.\nLeave empty to "
+                                                             "use the same negative prompt as in first pass.")
+    size_inputs = [f["width"], f["height"], f["hr_scale"], f["hr_resize_x"], f["hr_resize_y"]]
+    for component in size_inputs:
+        component.change(hires_resolution_html, inputs=size_inputs, outputs=[resolution], queue=False,
+                         show_progress="hidden")
+    return resolution
 
 
 def build_txt2img_tab(rt: Runtime) -> Txt2ImgControls:
-    sampler_choices = [s.name for s in samplers.SAMPLERS if s.name not in rt.options.get("hide_samplers", [])]
-    schedule_choices = [s.label for s in samplers.SCHEDULES]
+    tab = "txt2img"
     f: dict[str, Any] = {}
-    with gr.Row(elem_id="txt2img_toprow"):
-        with gr.Column(scale=6):
-            f["prompt"] = gr.Textbox(label="Prompt", elem_id="txt2img_prompt", lines=3,
-                                     placeholder="Prompt (press Ctrl+Enter to generate)")
-            f["negative_prompt"] = gr.Textbox(label="Negative prompt", elem_id="txt2img_neg_prompt", lines=2,
-                                              placeholder="Negative prompt")
-            with gr.Row():
-                token_counter = gr.HTML("<span class='token-count'>0/75</span>", elem_id="txt2img_token_counter")
-                negative_counter = gr.HTML("<span class='token-count'>0/75</span>",
-                                           elem_id="txt2img_negative_token_counter")
-            with gr.Row():
-                f["styles"] = gr.Dropdown(style_names(rt), value=[], multiselect=True, label="Styles",
-                                          elem_id="txt2img_styles", scale=4)
-                refresh_styles = gr.Button("🔄", elem_id="txt2img_styles_refresh", min_width=40, scale=0)
-        with gr.Column(scale=1, min_width=160):
-            generate = gr.Button("Generate", variant="primary", elem_id="txt2img_generate")
-            with gr.Row():
-                interrupt = gr.Button("Interrupt", elem_id="txt2img_interrupt")
-                skip = gr.Button("Skip", elem_id="txt2img_skip")
-            # ↙: read generation parameters from the prompt, or from the last generation if the prompt is empty
-            paste = gr.Button("↙️", elem_id="txt2img_paste", min_width=40)
+    last_seed: dict[str, int] = {}
+    row = common.build_prompt_row(rt, tab, f)
     with gr.Row():
         with gr.Column(scale=1):
-            with gr.Row():
-                f["sampler_name"] = gr.Dropdown(sampler_choices, value="DPM++ 2M", label="Sampling method",
-                                                elem_id="txt2img_sampling")
-                f["scheduler"] = gr.Dropdown(schedule_choices, value="Automatic", label="Schedule type",
-                                             elem_id="txt2img_scheduler")
-            f["steps"] = gr.Slider(1, 150, value=20, step=1, label="Sampling steps", elem_id="txt2img_steps")
-            with gr.Row():
-                with gr.Column(scale=4):
-                    f["width"] = gr.Slider(64, 2048, value=512, step=8, label="Width", elem_id="txt2img_width")
-                    f["height"] = gr.Slider(64, 2048, value=512, step=8, label="Height", elem_id="txt2img_height")
-                swap = gr.Button("⇅", elem_id="txt2img_res_switch_btn", min_width=40, scale=0)
-                with gr.Column(scale=2):
-                    f["n_iter"] = gr.Slider(1, 100, value=1, step=1, label="Batch count", elem_id="txt2img_batch_count")
-                    f["batch_size"] = gr.Slider(1, 8, value=1, step=1, label="Batch size", elem_id="txt2img_batch_size")
-            f["cfg_scale"] = gr.Slider(1, 30, value=7, step=0.5, label="CFG Scale", elem_id="txt2img_cfg_scale")
-            with gr.Row():
-                f["seed"] = gr.Number(value=-1, label="Seed", precision=0, elem_id="txt2img_seed")
-                random_seed = gr.Button("🎲️", elem_id="txt2img_random_seed", min_width=40, scale=0)
-                reuse_seed = gr.Button("♻️", elem_id="txt2img_reuse_seed", min_width=40, scale=0)
-                f["show_extra"] = gr.Checkbox(False, label="Extra", elem_id="txt2img_subseed_show")
-            with gr.Group(visible=False) as extra_group:
-                with gr.Row():
-                    f["subseed"] = gr.Number(value=-1, label="Variation seed", precision=0, elem_id="txt2img_subseed")
-                    f["subseed_strength"] = gr.Slider(0, 1, value=0, step=0.01, label="Variation strength",
-                                                      elem_id="txt2img_subseed_strength")
-                with gr.Row():
-                    f["seed_resize_from_w"] = gr.Slider(0, 2048, value=0, step=8, label="Resize seed from width",
-                                                        elem_id="txt2img_seed_resize_from_w")
-                    f["seed_resize_from_h"] = gr.Slider(0, 2048, value=0, step=8, label="Resize seed from height",
-                                                        elem_id="txt2img_seed_resize_from_h")
+            common.build_sampler_controls(rt, tab, f)
+            common.build_size_and_batch(tab, f)
+            f["cfg_scale"] = gr.Slider(1, 30, value=7, step=0.5, label="CFG Scale", elem_id=f"{tab}_cfg_scale")
+            common.build_seed_controls(tab, f, last_seed)
+            build_hires_controls(rt, f)
         with gr.Column(scale=1):
-            progress = gr.HTML("", elem_id="txt2img_progress")
-            preview = gr.Image(label="Preview", visible=False, interactive=False, elem_id="txt2img_preview",
-                               format="png")
-            gallery = gr.Gallery(label="Output", format="png", columns=2, elem_id="txt2img_gallery",
-                                 interactive=False)
-            infotext = gr.HTML("", elem_id="html_info_txt2img")
+            output = common.build_output_panel(tab)
+    common.wire_prompt_row(rt, row, f)
+    from modules.processing import saving
 
-    swap.click(lambda w, h: (h, w), inputs=[f["width"], f["height"]], outputs=[f["width"], f["height"]])
-    f["prompt"].change(lambda text, steps: token_counter_html(rt, text, steps), inputs=[f["prompt"], f["steps"]],
-                       outputs=[token_counter], queue=False, show_progress="hidden")
-    f["negative_prompt"].change(lambda text, steps: token_counter_html(rt, text, steps),
-                                inputs=[f["negative_prompt"], f["steps"]], outputs=[negative_counter], queue=False,
-                                show_progress="hidden")
-
-    def reload_styles(selected: list[str]) -> Any:
-        rt.styles.reload()
-        names = style_names(rt)
-        return gr.update(choices=names, value=[s for s in selected or [] if s in names])
-
-    refresh_styles.click(reload_styles, inputs=[f["styles"]], outputs=[f["styles"]], queue=False)
-    random_seed.click(lambda: -1, outputs=[f["seed"]])
-    f["show_extra"].change(lambda v: gr.update(visible=bool(v)), inputs=[f["show_extra"]], outputs=[extra_group])
-    last_seed: dict[str, int] = {}
-    reuse_seed.click(lambda s: last_seed.get("seed", s), inputs=[f["seed"]], outputs=[f["seed"]])
+    common.wire_output_panel(rt, output, saving.TXT2IMG)
 
     inputs = list(f.values())
     names = list(f.keys())
@@ -168,104 +133,18 @@ def build_txt2img_tab(rt: Runtime) -> Txt2ImgControls:
                 text = ""
         return send_to_txt2img_updates(text, f, rt.styles)
 
-    paste.click(paste_params, inputs=[f["prompt"]], outputs=inputs, queue=False)
+    row.paste.click(paste_params, inputs=[f["prompt"]], outputs=inputs, queue=False)
 
-    def generate_fn(*values: Any) -> Iterator[tuple[Any, Any, Any, Any]]:
-        try:
-            params = params_from_values(dict(zip(names, values)))
-            job = rt.submit_txt2img(params)
-        except ValidationError as err:
-            yield gr.update(), error_html(describe_validation(err)), "", gr.update(visible=False)
-            return
-        except (ValueError, QueueFull, RuntimeError) as err:
-            yield gr.update(), error_html(str(err)), "", gr.update(visible=False)
-            return
-        shown_preview = -1
-        while not job._done.wait(0.25):
-            snap = job.progress.snapshot()
-            update_preview: Any = gr.update()
-            if snap.preview_id != shown_preview:
-                image = job.progress.preview_image()
-                if image is not None:
-                    shown_preview = snap.preview_id
-                    update_preview = gr.update(value=image, visible=True)
-            yield (gr.update(), "", progress_html(snap.sampling_step, snap.sampling_steps, snap.job_no, snap.job_count,
-                                                  snap.eta_relative, snap.textinfo, rt.jobs.position(job)),
-                   update_preview)
-        try:
-            processed = job.wait()
-        except JobFailed as err:
-            yield gr.update(), error_html(str(err)), "", gr.update(visible=False)
-            return
-        if processed.all_seeds:
-            last_seed["seed"] = processed.all_seeds[0]
-        shown = gallery_items(processed)
-        text = processed.infotexts[processed.index_of_first_image] if processed.infotexts else ""
-        notes = list(processed.comments)
-        if processed.interrupted:
-            notes.append("Interrupted: finished images were kept.")
-        note = "".join(f"<p class='comments'>{html.escape(n)}</p>" for n in notes)
-        yield shown, note + infotext_html(text), "", gr.update(visible=False)
+    def generate_fn(*values: Any) -> Iterator[common.Outputs]:
+        yield from common.stream_job(
+            rt, lambda: rt.submit_txt2img(params_from_values(dict(zip(names, values)))), last_seed)
 
-    generate.click(generate_fn, inputs=inputs, outputs=[gallery, infotext, progress, preview],
-                   concurrency_limit=None, show_progress="hidden")
-    interrupt.click(lambda: rt.jobs.interrupt_current(), queue=False)
-    skip.click(lambda: rt.jobs.skip_current(), queue=False)
-    return Txt2ImgControls(f, generate, interrupt, skip, gallery, infotext, progress, preview)
+    row.generate.click(generate_fn, inputs=inputs,
+                       outputs=[output.gallery, output.infotext, output.progress, output.preview,
+                                output.generation_info],
+                       concurrency_limit=None, show_progress="hidden")
+    return Txt2ImgControls(f, row.generate, row.interrupt, row.skip, output.gallery, output.infotext,
+                           output.progress, output.preview, output)
 
 
-def style_names(rt: Runtime) -> list[str]:
-    return list(rt.styles.styles) if rt.styles is not None else []
-
-
-def token_counter_html(rt: Runtime, text: str, steps: float | None) -> str:
-    """A1111's ``N/75`` counter, with the loaded model's tokenizer (or the bundled CLIP one before any load)."""
-    from modules.processing.conditioning import prompt_token_count
-
-    model = rt.manager.model
-    try:
-        tokenizer = (model.tokenizer or model.tokenizer_2) if model is not None else _bundled_tokenizer()
-        count, most = prompt_token_count(tokenizer, text or "", int(steps or 20),
-                                         emphasis=str(rt.options.get("emphasis", "Original")),
-                                         comma_backtrack=int(rt.options.get("comma_padding_backtrack", 20)))
-    except Exception:  # a counter must never break typing
-        return "<span class='token-count'>?/75</span>"
-    return f"<span class='token-count'>{count}/{most}</span>"
-
-
-_TOKENIZER: list[Any] = []
-_TOKENIZER_LOCK = threading.Lock()  # both counters may ask at once; transformers' lazy import is not thread-safe
-
-
-def _bundled_tokenizer() -> Any:
-    with _TOKENIZER_LOCK:
-        if not _TOKENIZER:
-            from modules.models import configs
-
-            _TOKENIZER.append(configs.load_tokenizer())
-        return _TOKENIZER[0]
-
-
-def gallery_items(processed: Any) -> list[Any]:
-    """Saved PNG files when they exist (their infotext survives download), else the in-memory images."""
-    return [str(path) if path is not None else image
-            for image, path in zip(processed.images, processed.saved_paths)]
-
-
-def infotext_html(text: str) -> str:
-    return f"<div class='infotext'><p>{html.escape(text).replace(chr(10), '<br>')}</p></div>"
-
-
-def error_html(message: str) -> str:
-    return f"<div class='error'><p><b>Error:</b> {html.escape(message)}</p></div>"
-
-
-def wait_for(job: Any, timeout: float = 600) -> Any:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if job._done.wait(0.5):
-            return job
-    return job
-
-
-__all__ = ["build_txt2img_tab", "params_from_values", "DONE"]
+__all__ = ["build_txt2img_tab", "params_from_values", "Txt2ImgControls"]

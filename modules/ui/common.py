@@ -1,0 +1,321 @@
+"""Pieces every generation tab shares: the prompt row, sampling and seed controls, the output panel, and the
+streaming Generate handler (queue the job, yield progress and previews, then the saved PNGs and their infotext).
+
+Each tab is built from these with its own ``tab`` prefix (``txt2img``/``img2img``), giving A1111's element ids.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import gradio as gr
+from pydantic import ValidationError
+
+from modules import samplers
+from modules.jobs import JobFailed, QueueFull
+from modules.runtime import Runtime
+
+INT_FIELDS = ("seed", "subseed", "steps", "width", "height", "batch_size", "n_iter", "seed_resize_from_w",
+              "seed_resize_from_h", "hr_second_pass_steps", "hr_resize_x", "hr_resize_y", "mask_blur",
+              "inpaint_full_res_padding")
+
+TEXT_FIELDS = ("prompt", "negative_prompt", "hr_prompt", "hr_negative_prompt")
+
+
+@dataclass
+class PromptRow:
+    generate: Any
+    interrupt: Any
+    skip: Any
+    paste: Any
+    token_counter: Any
+    negative_counter: Any
+    refresh_styles: Any
+
+
+@dataclass
+class OutputPanel:
+    progress: Any
+    preview: Any
+    gallery: Any
+    infotext: Any
+    generation_info: Any  # gr.State: the infotext of the shown results, for send-to and save
+    open_folder: Any
+    save: Any
+    save_zip: Any
+    download: Any
+    send_buttons: dict[str, Any] = field(default_factory=dict)
+    selected: Any = None  # gr.State: index of the gallery image the user clicked
+
+
+def build_prompt_row(rt: Runtime, tab: str, f: dict[str, Any]) -> PromptRow:
+    """Prompt and negative prompt with token counters, styles, Generate / Interrupt / Skip and ↙."""
+    with gr.Row(elem_id=f"{tab}_toprow"):
+        with gr.Column(scale=6):
+            f["prompt"] = gr.Textbox(label="Prompt", elem_id=f"{tab}_prompt", lines=3,
+                                     placeholder="Prompt (press Ctrl+Enter to generate)")
+            f["negative_prompt"] = gr.Textbox(label="Negative prompt", elem_id=f"{tab}_neg_prompt", lines=2,
+                                              placeholder="Negative prompt")
+            with gr.Row():
+                token_counter = gr.HTML("<span class='token-count'>0/75</span>", elem_id=f"{tab}_token_counter")
+                negative_counter = gr.HTML("<span class='token-count'>0/75</span>",
+                                           elem_id=f"{tab}_negative_token_counter")
+            with gr.Row():
+                f["styles"] = gr.Dropdown(style_names(rt), value=[], multiselect=True, label="Styles",
+                                          elem_id=f"{tab}_styles", scale=4)
+                refresh_styles = gr.Button("🔄", elem_id=f"{tab}_styles_refresh", min_width=40, scale=0)
+        with gr.Column(scale=1, min_width=160):
+            generate = gr.Button("Generate", variant="primary", elem_id=f"{tab}_generate")
+            with gr.Row():
+                interrupt = gr.Button("Interrupt", elem_id=f"{tab}_interrupt")
+                skip = gr.Button("Skip", elem_id=f"{tab}_skip")
+            # ↙: read generation parameters from the prompt, or from the last generation if the prompt is empty
+            paste = gr.Button("↙️", elem_id=f"{tab}_paste", min_width=40)
+    return PromptRow(generate, interrupt, skip, paste, token_counter, negative_counter, refresh_styles)
+
+
+def build_sampler_controls(rt: Runtime, tab: str, f: dict[str, Any]) -> None:
+    sampler_choices = [s.name for s in samplers.SAMPLERS if s.name not in rt.options.get("hide_samplers", [])]
+    with gr.Row():
+        f["sampler_name"] = gr.Dropdown(sampler_choices, value="DPM++ 2M", label="Sampling method",
+                                        elem_id=f"{tab}_sampling")
+        f["scheduler"] = gr.Dropdown([s.label for s in samplers.SCHEDULES], value="Automatic", label="Schedule type",
+                                     elem_id=f"{tab}_scheduler")
+    f["steps"] = gr.Slider(1, 150, value=20, step=1, label="Sampling steps", elem_id=f"{tab}_steps")
+
+
+def build_size_and_batch(tab: str, f: dict[str, Any]) -> Any:
+    """Width/Height with ⇅, batch count and size. Returns the swap button."""
+    with gr.Row():
+        with gr.Column(scale=4):
+            f["width"] = gr.Slider(64, 2048, value=512, step=8, label="Width", elem_id=f"{tab}_width")
+            f["height"] = gr.Slider(64, 2048, value=512, step=8, label="Height", elem_id=f"{tab}_height")
+        swap = gr.Button("⇅", elem_id=f"{tab}_res_switch_btn", min_width=40, scale=0)
+        with gr.Column(scale=2):
+            f["n_iter"] = gr.Slider(1, 100, value=1, step=1, label="Batch count", elem_id=f"{tab}_batch_count")
+            f["batch_size"] = gr.Slider(1, 8, value=1, step=1, label="Batch size", elem_id=f"{tab}_batch_size")
+    swap.click(lambda w, h: (h, w), inputs=[f["width"], f["height"]], outputs=[f["width"], f["height"]])
+    return swap
+
+
+def build_seed_controls(tab: str, f: dict[str, Any], last_seed: dict[str, int]) -> None:
+    """Seed with 🎲 (random) and ♻️ (last seed), and the "Extra" variation-seed section."""
+    with gr.Row():
+        f["seed"] = gr.Number(value=-1, label="Seed", precision=0, elem_id=f"{tab}_seed")
+        random_seed = gr.Button("🎲️", elem_id=f"{tab}_random_seed", min_width=40, scale=0)
+        reuse_seed = gr.Button("♻️", elem_id=f"{tab}_reuse_seed", min_width=40, scale=0)
+        f["show_extra"] = gr.Checkbox(False, label="Extra", elem_id=f"{tab}_subseed_show")
+    with gr.Group(visible=False) as extra_group:
+        with gr.Row():
+            f["subseed"] = gr.Number(value=-1, label="Variation seed", precision=0, elem_id=f"{tab}_subseed")
+            f["subseed_strength"] = gr.Slider(0, 1, value=0, step=0.01, label="Variation strength",
+                                              elem_id=f"{tab}_subseed_strength")
+        with gr.Row():
+            f["seed_resize_from_w"] = gr.Slider(0, 2048, value=0, step=8, label="Resize seed from width",
+                                                elem_id=f"{tab}_seed_resize_from_w")
+            f["seed_resize_from_h"] = gr.Slider(0, 2048, value=0, step=8, label="Resize seed from height",
+                                                elem_id=f"{tab}_seed_resize_from_h")
+    random_seed.click(lambda: -1, outputs=[f["seed"]])
+    reuse_seed.click(lambda s: last_seed.get("seed", s), inputs=[f["seed"]], outputs=[f["seed"]])
+    f["show_extra"].change(lambda v: gr.update(visible=bool(v)), inputs=[f["show_extra"]], outputs=[extra_group])
+
+
+SEND_TARGETS = {"img2img": "🖼️", "inpaint": "🎨️"}  # 📐 send to extras arrives with the Extras tab
+
+
+def build_output_panel(tab: str) -> OutputPanel:
+    progress = gr.HTML("", elem_id=f"{tab}_progress")
+    preview = gr.Image(label="Preview", visible=False, interactive=False, elem_id=f"{tab}_preview", format="png")
+    gallery = gr.Gallery(label="Output", format="png", columns=2, elem_id=f"{tab}_gallery", interactive=False)
+    with gr.Row(elem_id=f"image_buttons_{tab}"):
+        open_folder = gr.Button("📂", elem_id=f"{tab}_open_folder", min_width=40)
+        save = gr.Button("💾", elem_id=f"save_{tab}", min_width=40)
+        save_zip = gr.Button("🗃️", elem_id=f"save_zip_{tab}", min_width=40)
+        send = {target: gr.Button(icon, elem_id=f"{tab}_send_to_{target}", min_width=40)
+                for target, icon in SEND_TARGETS.items()}
+    download = gr.File(label=None, show_label=False, visible=False, interactive=False, elem_id=f"download_files_{tab}")
+    infotext = gr.HTML("", elem_id=f"html_info_{tab}")
+    generation_info = gr.State(None)
+    selected = gr.State(None)
+    return OutputPanel(progress, preview, gallery, infotext, generation_info, open_folder, save, save_zip, download,
+                       send, selected)
+
+
+def wire_output_panel(rt: Runtime, panel: OutputPanel, kind: Any) -> None:
+    """📂 / 💾 / 🗃️ and the gallery selection (send-to buttons are wired by the app, which knows the tabs)."""
+    from modules.ui import output_actions as actions
+
+    def on_select(evt: gr.SelectData) -> int:
+        return int(evt.index) if isinstance(evt.index, int) else int(evt.index[0])
+
+    panel.gallery.select(on_select, outputs=[panel.selected], queue=False, show_progress="hidden")
+    panel.gallery.change(lambda: None, outputs=[panel.selected], queue=False, show_progress="hidden")
+
+    def on_open() -> str:
+        if getattr(rt.args, "hide_ui_dir_config", False):
+            return error_html("Opening folders is disabled (--hide-ui-dir-config).")
+        folder = actions.output_folder(rt.options.as_dict(), rt.paths.data_dir, kind)
+        return f"<p class='comments'>{html.escape(actions.open_folder(folder))}</p>"
+
+    def on_save(gallery: Any, selected: int | None, info: Any) -> tuple[Any, Any]:
+        try:
+            files = actions.save_images(gallery, selected, info, rt.options.as_dict(), rt.paths.data_dir)
+        except OSError as err:
+            return gr.update(visible=False), error_html(f"Could not save: {err}")
+        return gr.update(value=files or None, visible=bool(files)), (
+            f"<p class='comments'>💾 {len(files)}</p>" if files else "")
+
+    def on_zip(gallery: Any) -> Any:
+        archive = actions.zip_images(gallery)
+        return gr.update(value=archive, visible=archive is not None)
+
+    panel.open_folder.click(on_open, outputs=[panel.progress], queue=False)
+    panel.save.click(on_save, inputs=[panel.gallery, panel.selected, panel.generation_info],
+                     outputs=[panel.download, panel.progress], queue=False)
+    panel.save_zip.click(on_zip, inputs=[panel.gallery], outputs=[panel.download], queue=False)
+
+
+def wire_prompt_row(rt: Runtime, row: PromptRow, f: dict[str, Any]) -> None:
+    f["prompt"].change(lambda text, steps: token_counter_html(rt, text, steps), inputs=[f["prompt"], f["steps"]],
+                       outputs=[row.token_counter], queue=False, show_progress="hidden")
+    f["negative_prompt"].change(lambda text, steps: token_counter_html(rt, text, steps),
+                                inputs=[f["negative_prompt"], f["steps"]], outputs=[row.negative_counter],
+                                queue=False, show_progress="hidden")
+
+    def reload_styles(selected: list[str]) -> Any:
+        rt.styles.reload()
+        names = style_names(rt)
+        return gr.update(choices=names, value=[s for s in selected or [] if s in names])
+
+    row.refresh_styles.click(reload_styles, inputs=[f["styles"]], outputs=[f["styles"]], queue=False)
+    row.interrupt.click(lambda: rt.jobs.interrupt_current(), queue=False)
+    row.skip.click(lambda: rt.jobs.skip_current(), queue=False)
+
+
+def ui_values(values: dict[str, Any]) -> dict[str, Any]:
+    """UI numbers arrive as floats; whole numbers go to int fields, the hidden "Extra" section counts as unset."""
+    data = dict(values)
+    for key in INT_FIELDS:
+        if data.get(key) is not None:
+            data[key] = int(data[key])
+    if isinstance(data.get("cfg_scale"), float) and data["cfg_scale"].is_integer():
+        data["cfg_scale"] = int(data["cfg_scale"])
+    for key in TEXT_FIELDS:
+        if key in data and data[key] is None:  # an untouched textbox may arrive as None
+            data[key] = ""
+    data["styles"] = list(data.get("styles") or [])
+    if not data.pop("show_extra", False):
+        data.update(subseed=-1, subseed_strength=0.0, seed_resize_from_w=0, seed_resize_from_h=0)
+    return data
+
+
+Outputs = tuple[Any, Any, Any, Any, Any]  # gallery, infotext html, progress html, preview, generation info
+
+
+def stream_job(rt: Runtime, submit: Callable[[], Any], last_seed: dict[str, int]) -> Iterator[Outputs]:
+    """Queue the job ``submit()`` returns and yield (gallery, infotext, progress, preview, info) until it ends.
+    Bad input becomes a readable message in the infotext area; nothing else on the page changes."""
+    try:
+        job = submit()
+    except ValidationError as err:
+        yield gr.update(), error_html(describe_validation(err)), "", gr.update(visible=False), gr.update()
+        return
+    except (ValueError, QueueFull, RuntimeError, OSError) as err:
+        yield gr.update(), error_html(str(err)), "", gr.update(visible=False), gr.update()
+        return
+    shown_preview = -1
+    while not job._done.wait(0.25):
+        snap = job.progress.snapshot()
+        update_preview: Any = gr.update()
+        if snap.preview_id != shown_preview:
+            image = job.progress.preview_image()
+            if image is not None:
+                shown_preview = snap.preview_id
+                update_preview = gr.update(value=image, visible=True)
+        yield (gr.update(), "", progress_html(snap.sampling_step, snap.sampling_steps, snap.job_no, snap.job_count,
+                                              snap.eta_relative, snap.textinfo, rt.jobs.position(job)),
+               update_preview, gr.update())
+    try:
+        processed = job.wait()
+    except JobFailed as err:
+        yield gr.update(), error_html(str(err)), "", gr.update(visible=False), gr.update()
+        return
+    if processed.all_seeds:
+        last_seed["seed"] = processed.all_seeds[0]
+    text = processed.infotexts[processed.index_of_first_image] if processed.infotexts else ""
+    notes = list(processed.comments)
+    if processed.interrupted:
+        notes.append("Interrupted: finished images were kept.")
+    note = "".join(f"<p class='comments'>{html.escape(n)}</p>" for n in notes)
+    info = {"infotexts": list(processed.infotexts), "index_of_first_image": processed.index_of_first_image,
+            "paths": [str(p) if p is not None else None for p in processed.saved_paths]}
+    yield gallery_items(processed), note + infotext_html(text), "", gr.update(visible=False), info
+
+
+def progress_html(step: int, steps: int, job_no: int, job_count: int, eta: float, textinfo: str,
+                  queue_position: int) -> str:
+    if queue_position > 0:
+        return f'<div class="progress-text">In queue: position {queue_position}</div>'
+    pct = 0 if not steps else min(100, int(100 * ((job_no + step / steps) / max(1, job_count))))
+    batch = f" Batch {job_no + 1}/{job_count}" if job_count > 1 else ""
+    text = html.escape(textinfo) if textinfo else f"Step {step}/{steps}{batch} · ETA {eta:.0f}s"
+    return (f'<div class="progress-bar" role="progressbar" aria-valuenow="{pct}">'
+            f'<div class="progress-fill" style="width:{pct}%"></div>'
+            f'<span class="progress-text">{pct}% · {text}</span></div>')
+
+
+def describe_validation(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(x) for x in e.get("loc", ()))
+        parts.append(f"{loc}: {e.get('msg')}")
+    return "; ".join(parts)
+
+
+def style_names(rt: Runtime) -> list[str]:
+    return list(rt.styles.styles) if rt.styles is not None else []
+
+
+def token_counter_html(rt: Runtime, text: str, steps: float | None) -> str:
+    """A1111's ``N/75`` counter, with the loaded model's tokenizer (or the bundled CLIP one before any load)."""
+    from modules.processing.conditioning import prompt_token_count
+
+    model = rt.manager.model
+    try:
+        tokenizer = (model.tokenizer or model.tokenizer_2) if model is not None else _bundled_tokenizer()
+        count, most = prompt_token_count(tokenizer, text or "", int(steps or 20),
+                                         emphasis=str(rt.options.get("emphasis", "Original")),
+                                         comma_backtrack=int(rt.options.get("comma_padding_backtrack", 20)))
+    except Exception:  # a counter must never break typing
+        return "<span class='token-count'>?/75</span>"
+    return f"<span class='token-count'>{count}/{most}</span>"
+
+
+_TOKENIZER: list[Any] = []
+_TOKENIZER_LOCK = threading.Lock()  # both counters may ask at once; transformers' lazy import is not thread-safe
+
+
+def _bundled_tokenizer() -> Any:
+    with _TOKENIZER_LOCK:
+        if not _TOKENIZER:
+            from modules.models import configs
+
+            _TOKENIZER.append(configs.load_tokenizer())
+        return _TOKENIZER[0]
+
+
+def gallery_items(processed: Any) -> list[Any]:
+    """Saved PNG files when they exist (their infotext survives download), else the in-memory images."""
+    return [str(path) if path is not None else image
+            for image, path in zip(processed.images, processed.saved_paths)]
+
+
+def infotext_html(text: str) -> str:
+    return f"<div class='infotext'><p>{html.escape(text).replace(chr(10), '<br>')}</p></div>"
+
+
+def error_html(message: str) -> str:
+    return f"<div class='error'><p><b>Error:</b> {html.escape(message)}</p></div>"

@@ -1,0 +1,115 @@
+"""The buttons under a result gallery: 📂 open the output folder, 💾 save, 🗃️ zip, and send-to (image + parameters
+to another tab). Plain functions over the gallery's value so they are tested without a browser.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, Sequence
+
+from PIL import Image
+
+from modules import fileio
+from modules.processing import saving
+
+log = logging.getLogger(__name__)
+
+
+def gallery_paths(gallery: Sequence[Any] | None) -> list[Path]:
+    """File paths of a gallery value (gradio gives ``(path, caption)`` pairs, or paths)."""
+    out = []
+    for item in gallery or []:
+        value = item[0] if isinstance(item, (tuple, list)) else item
+        if isinstance(value, dict):
+            value = value.get("path") or value.get("name")
+        if isinstance(value, (str, os.PathLike)):
+            out.append(Path(value))
+    return out
+
+
+def chosen(gallery: Sequence[Any] | None, selected: int | None, info: dict[str, Any] | None) -> int | None:
+    """The index the user selected, else the first image that is not the grid."""
+    paths = gallery_paths(gallery)
+    if not paths:
+        return None
+    if selected is not None and 0 <= selected < len(paths):
+        return selected
+    first = int((info or {}).get("index_of_first_image", 0))
+    return first if first < len(paths) else 0
+
+
+def image_and_infotext(gallery: Sequence[Any] | None, selected: int | None, info: dict[str, Any] | None
+                       ) -> tuple[Image.Image | None, str]:
+    """The chosen image (loaded) and its infotext, for send-to."""
+    index = chosen(gallery, selected, info)
+    if index is None:
+        return None, ""
+    path = gallery_paths(gallery)[index]
+    with Image.open(path) as opened:
+        image = opened.copy()
+    texts = (info or {}).get("infotexts") or []
+    text = texts[index] if index < len(texts) else str(image.info.get("parameters", ""))
+    return image, text
+
+
+def save_images(gallery: Sequence[Any] | None, selected: int | None, info: dict[str, Any] | None,
+                settings: dict[str, Any], data_dir: Path) -> list[str]:
+    """💾: copy the selected image (or all, A1111's ``save_selected_only`` off) to ``outdir_save`` (log/images),
+    infotext kept, never overwriting; returns the copies for download."""
+    paths = gallery_paths(gallery)
+    index = chosen(gallery, selected, info)
+    if index is None:
+        return []
+    wanted = [paths[index]] if settings.get("save_selected_only", True) else paths
+    folder = Path(settings.get("outdir_save") or "log/images")
+    folder = folder if folder.is_absolute() else data_dir / folder
+    folder.mkdir(parents=True, exist_ok=True)
+    copies = []
+    for path in wanted:
+        copies.append(str(fileio.write_new_file(folder / path.name, path.read_bytes())))
+    return copies
+
+
+def zip_images(gallery: Sequence[Any] | None) -> str | None:
+    """🗃️: every image of the gallery in one zip (in a temp folder gradio may serve), PNG chunks intact."""
+    paths = gallery_paths(gallery)
+    if not paths:
+        return None
+    target = Path(tempfile.mkdtemp(prefix="sd-zip-")) / "images.zip"
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED) as archive:
+        used: set[str] = set()
+        for path in paths:
+            name = path.name
+            while name in used:
+                name = f"{Path(name).stem}-1{path.suffix}"
+            used.add(name)
+            archive.write(path, arcname=name)
+    return str(target)
+
+
+def output_folder(settings: dict[str, Any], data_dir: Path, kind: saving.OutputKind) -> Path:
+    return saving.output_dir(settings, data_dir, kind, grid=False)
+
+
+def open_folder(path: Path) -> str:
+    """📂: open ``path`` in the file manager of the machine the server runs on (as A1111 does); a message when
+    that is impossible (a server without a desktop)."""
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        if sys.platform == "win32":
+            os.startfile(str(path))  # type: ignore[attr-defined]  # noqa: S606
+        elif sys.platform == "darwin":
+            subprocess.Popen(["open", str(path)])  # noqa: S603, S607
+        else:
+            subprocess.Popen(["xdg-open", str(path)], stdout=subprocess.DEVNULL,  # noqa: S603, S607
+                             stderr=subprocess.DEVNULL)
+    except OSError as err:
+        log.info("could not open %s: %s", path, err)
+        return f"Could not open the folder on this machine; the images are in {path}"
+    return f"Opened {path}"
