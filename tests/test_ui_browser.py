@@ -12,6 +12,7 @@ import os
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 from playwright.sync_api import Page, expect, sync_playwright
@@ -289,21 +290,85 @@ def test_paste_button_and_keyboard_shortcuts(page: Page, server, js_errors):
     assert js_errors == []
 
 
+def set_numbers(page: Page, values: dict[str, str]) -> None:
+    for elem_id, value in values.items():
+        box = number_input(page, elem_id)
+        box.fill(value)
+        box.press("Enter")
+
+
+def test_inpaint_upload_paint_a_mask_and_generate(page: Page, server, js_errors, tmp_path):
+    rng = np.random.RandomState(0)
+    original = Image.fromarray(rng.randint(0, 255, (64, 64, 3)).astype(np.uint8))
+    source = tmp_path / "photo.png"
+    original.save(source)
+    page.get_by_role("tab", name="img2img", exact=True).first.click()
+    page.get_by_role("tab", name="Inpaint", exact=True).click()
+    expect(page.locator("#img2img_mask_blur")).to_be_visible()  # inpaint controls show in inpaint modes only
+    editor = page.locator("#img2maskimg")
+    editor.locator("input[type=file]").set_input_files(str(source))
+    editor.locator("button[aria-label=Brush]").click()
+    canvas = editor.locator("canvas").first
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    scale = min(box["width"], box["height"]) / 64
+    left, top = box["x"] + (box["width"] - 64 * scale) / 2, box["y"] + (box["height"] - 64 * scale) / 2
+    page.mouse.move(left + 6 * scale, top + 6 * scale)
+    page.mouse.down()
+    for x in range(6, 20, 2):  # a short stroke near the top-left corner
+        page.mouse.move(left + x * scale, top + 8 * scale, steps=2)
+    page.mouse.up()
+    set_numbers(page, {"img2img_width": "64", "img2img_height": "64", "img2img_steps": "2", "img2img_mask_blur": "0",
+                       "img2img_denoising_strength": "0.9"})
+    page.locator("#img2img_generate").click()
+    info = page.locator("#html_info_img2img")
+    expect(info).to_contain_text("Masked content: original")
+    expect(info).to_contain_text("Denoising strength: 0.9")
+    saved = sorted((server.data_dir / "outputs" / "img2img-images").rglob("*.png"))[-1]
+    result = np.asarray(Image.open(saved).convert("RGB")).astype(int)
+    changed = np.any(result != np.asarray(original).astype(int), axis=2)
+    assert changed.sum() > 20  # the painted area was repainted
+    ys, xs = np.nonzero(changed)
+    assert ys.max() < 48 and xs.max() < 56  # ... and only there: the far corner is the original, pixel for pixel
+    assert not changed[48:, :].any() and not changed[:, 56:].any()
+    assert js_errors == []
+
+
+def test_send_to_img2img_carries_image_and_parameters(page: Page, server, js_errors):
+    page.get_by_role("tab", name="txt2img").first.click()
+    set_tiny_size(page)
+    page.locator("#txt2img_prompt textarea").fill("a lamp to send on")
+    page.locator("#txt2img_generate").click()
+    expect(page.locator("#html_info_txt2img")).to_contain_text("a lamp to send on")
+    seed = re.search(r"Seed: (\d+)", page.locator("#html_info_txt2img").inner_text()).group(1)
+    page.locator("#txt2img_send_to_img2img").click()
+    expect(page.locator("#tab_img2img")).to_be_visible()
+    expect(page.locator("#img2img_prompt textarea")).to_have_value("a lamp to send on")
+    expect(page.locator("#img2img_seed input")).to_have_value(seed)
+    expect(page.locator("#img2img_image img")).to_be_visible()
+    set_numbers(page, {"img2img_steps": "2", "img2img_width": "64", "img2img_height": "64"})
+    page.locator("#img2img_generate").click()
+    expect(page.locator("#html_info_img2img")).to_contain_text("a lamp to send on")
+    expect(page.locator("#html_info_img2img")).to_contain_text(f"Seed: {seed}")
+    page.get_by_role("tab", name="txt2img").first.click()
+    assert js_errors == []
+
+
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"  # git-ignored
 
 
 def test_screenshots_of_each_tab_in_english_and_zh_cn(page: Page, server, js_errors):
     """Kept as test artifacts (not committed) so a person can look at every tab in both languages."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    tabs = {"txt2img": "txt2img", "PNG Info": "pnginfo", "Settings": "settings"}
-    zh_names = {"txt2img": "文生图", "PNG Info": "图片信息", "Settings": "设置"}
+    tabs = {"txt2img": "txt2img", "img2img": "img2img", "PNG Info": "pnginfo", "Settings": "settings"}
+    zh_names = {"txt2img": "文生图", "img2img": "图生图", "PNG Info": "图片信息", "Settings": "设置"}
     for language in ("None", "zh_CN"):
         server.request("POST", "/sdapi/v1/options", {"localization": language})
         page.reload(wait_until="load")
         page.locator("#txt2img_generate").wait_for(state="visible")
         for english, slug in tabs.items():
             name = zh_names[english] if language == "zh_CN" else english
-            page.get_by_role("tab", name=name).click()
+            page.get_by_role("tab", name=name, exact=True).first.click()
             expect(page.locator(f"#tab_{slug}")).to_be_visible()
             shot = ARTIFACTS / f"{slug}-{'zh_CN' if language == 'zh_CN' else 'en'}.png"
             page.screenshot(path=str(shot), full_page=True)

@@ -1,0 +1,151 @@
+"""The img2img tab's handlers without a browser: each mode's components -> one Img2ImgParams, batch inputs, and the
+output-panel actions (save, zip, send-to)."""
+
+from __future__ import annotations
+
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from modules.errors import FieldError
+from modules.processing import saving
+from modules.ui import img2img_tab as tab
+from modules.ui import output_actions as actions
+
+VALUES = {"prompt": "a cat", "negative_prompt": "", "styles": [], "resize_mode": "Crop and resize", "mask_blur": 0,
+          "inpainting_mask_invert": "Inpaint not masked", "inpainting_fill": "latent noise",
+          "inpaint_full_res": "Only masked", "inpaint_full_res_padding": 8, "sampler_name": "Euler",
+          "scheduler": "Automatic", "steps": 4.0, "width": 64.0, "height": 64.0, "n_iter": 1.0, "batch_size": 1.0,
+          "cfg_scale": 7.0, "denoising_strength": 0.5, "seed": -1.0, "show_extra": False, "subseed": -1.0,
+          "subseed_strength": 0.0, "seed_resize_from_w": 0.0, "seed_resize_from_h": 0.0, "scale_by": 1.0,
+          "resize_tab": 0, "mask_alpha": 0, "script_name": "None", "outpaint_pixels": 32, "outpaint_mask_blur": 4,
+          "outpaint_fill": "fill", "outpaint_directions": ["left"]}
+
+
+def picture(w=80, h=48, colour=(10, 120, 200)) -> Image.Image:
+    return Image.new("RGBA", (w, h), colour + (255,))
+
+
+def stroke_layer(size, box) -> Image.Image:
+    layer = Image.new("RGBA", size, (0, 0, 0, 0))
+    layer.paste((255, 255, 255, 255), box)
+    return layer
+
+
+def test_img2img_mode_uses_the_image_and_no_mask():
+    p = tab.params_from_ui(tab.IMG2IMG, {"img2img_image": picture()}, VALUES)
+    assert p.init_images[0].size == (80, 48) and p.mask is None
+    assert (p.resize_mode, p.inpainting_fill, p.inpaint_full_res, p.inpainting_mask_invert) == (1, 2, True, 1)
+    assert p.steps == 4 and isinstance(p.steps, int) and p.cfg_scale == 7
+
+
+def test_inpaint_mode_mask_is_the_brush_strokes():
+    editor = {"background": picture(), "layers": [stroke_layer((80, 48), (10, 10, 30, 20))], "composite": picture()}
+    p = tab.params_from_ui(tab.INPAINT, {"img2maskimg": editor}, VALUES)
+    mask = np.asarray(p.mask)
+    assert mask[15, 20] == 255 and mask[40, 70] == 0 and mask.sum() == 255 * 20 * 10
+
+
+def test_sketch_mode_uses_the_composite():
+    composite = picture(colour=(200, 0, 0))
+    p = tab.params_from_ui(tab.SKETCH, {"img2img_sketch": {"background": picture(), "layers": [],
+                                                           "composite": composite}}, VALUES)
+    assert p.init_images[0].getpixel((0, 0))[:3] == (200, 0, 0) and p.mask is None
+
+
+def test_inpaint_sketch_mask_is_the_changed_pixels():
+    background = picture()
+    sketched = background.copy()
+    sketched.paste((255, 0, 0, 255), (40, 10, 60, 30))
+    p = tab.params_from_ui(tab.INPAINT_SKETCH, {"inpaint_sketch": {"background": background, "layers": [],
+                                                                   "composite": sketched}}, VALUES)
+    mask = np.asarray(p.mask)
+    assert mask[20, 50] == 255 and mask[5, 5] == 0
+    transparent = tab.params_from_ui(tab.INPAINT_SKETCH, {"inpaint_sketch": {
+        "background": background, "layers": [], "composite": sketched}}, {**VALUES, "mask_alpha": 50})
+    assert 120 <= np.asarray(transparent.mask)[20, 50] <= 135  # Mask transparency 50% halves the mask
+
+
+def test_inpaint_upload_needs_both_images():
+    mask = Image.new("L", (80, 48), 255)
+    p = tab.params_from_ui(tab.INPAINT_UPLOAD, {"img_inpaint_base": picture(), "img_inpaint_mask": mask}, VALUES)
+    assert p.mask is mask
+    with pytest.raises(FieldError) as err:
+        tab.params_from_ui(tab.INPAINT_UPLOAD, {"img_inpaint_base": picture(), "img_inpaint_mask": None}, VALUES)
+    assert err.value.field == "mask"
+
+
+def test_missing_image_is_a_readable_error():
+    with pytest.raises(FieldError) as err:
+        tab.params_from_ui(tab.INPAINT, {"img2maskimg": None}, VALUES)
+    assert "Inpaint" in str(err.value)
+
+
+def test_resize_by_scales_the_init_image_size():
+    p = tab.params_from_ui(tab.IMG2IMG, {"img2img_image": picture(100, 60)},
+                           {**VALUES, "resize_tab": 1, "scale_by": 1.5})
+    assert (p.width, p.height) == (144, 88)  # 150x90 onto the latent grid (multiples of 8)
+
+
+def test_outpainting_script_extends_the_canvas():
+    p = tab.params_from_ui(tab.IMG2IMG, {"img2img_image": picture(64, 64)},
+                           {**VALUES, "script_name": "Poor man's outpainting"})
+    assert (p.width, p.height) == (96, 64) and p.mask is not None and p.init_images[0].size == (96, 64)
+    assert np.asarray(p.mask)[:, :32].min() == 255 and p.inpaint_full_res is False
+
+
+def test_batch_inputs_pairs_masks_by_name(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "masks").mkdir()
+    for name in ("b.png", "a.jpg"):
+        picture().convert("RGB").save(tmp_path / "in" / name)
+    (tmp_path / "in" / "notes.txt").write_text("not an image")
+    Image.new("L", (8, 8)).save(tmp_path / "masks" / "a.png")
+    pairs = tab.batch_inputs(None, str(tmp_path / "in"), str(tmp_path / "masks"))
+    assert [(p.name, m.name if m else None) for p, m in pairs] == [("a.jpg", "a.png"), ("b.png", None)]
+    with pytest.raises(FieldError):
+        tab.batch_inputs(None, str(tmp_path / "missing"), "")
+
+
+# --------------------------------------------------------------------------------------------- output actions
+
+
+def saved_gallery(tmp_path, n=3):
+    paths = []
+    for i in range(n):
+        image = Image.new("RGB", (8, 8), (i * 40, 0, 0))
+        paths.append(saving.save_image(image, tmp_path / "out", settings={"save_to_dirs": False}, fields={"seed": i},
+                                       infotext=f"image {i}"))
+    return [(str(p), None) for p in paths], {"infotexts": [f"image {i}" for i in range(n)],
+                                             "index_of_first_image": 1}
+
+
+def test_save_copies_the_selected_image_with_its_infotext(tmp_path):
+    gallery, info = saved_gallery(tmp_path)
+    copies = actions.save_images(gallery, 2, info, {"save_selected_only": True, "outdir_save": "log/images"},
+                                 tmp_path)
+    assert len(copies) == 1 and "log/images" in copies[0].replace("\\", "/")
+    assert Image.open(copies[0]).info["parameters"] == "image 2"
+    again = actions.save_images(gallery, 2, info, {"save_selected_only": True}, tmp_path)
+    assert again[0] != copies[0]  # never over an earlier save
+    every = actions.save_images(gallery, None, info, {"save_selected_only": False}, tmp_path)
+    assert len(every) == 3
+
+
+def test_zip_holds_every_image(tmp_path):
+    gallery, _ = saved_gallery(tmp_path)
+    archive = actions.zip_images(gallery)
+    with zipfile.ZipFile(archive) as z:
+        assert len(z.namelist()) == 3
+    assert actions.zip_images([]) is None
+
+
+def test_send_to_picks_the_selection_or_the_first_non_grid_image(tmp_path):
+    gallery, info = saved_gallery(tmp_path)
+    image, text = actions.image_and_infotext(gallery, None, info)
+    assert text == "image 1" and image.getpixel((0, 0)) == (40, 0, 0)
+    _, text = actions.image_and_infotext(gallery, 0, info)
+    assert text == "image 0"
+    assert actions.image_and_infotext([], None, None) == (None, "")
