@@ -14,7 +14,7 @@ from typing import Any
 from modules import infotext
 from modules.hashing import HashCache
 from modules.jobs import Job, JobQueue
-from modules.models.manager import ModelManager
+from modules.models.manager import CheckpointNotFound, ModelManager
 from modules.models.registry import CheckpointRegistry
 from modules.options import Options
 from modules.paths import Paths
@@ -89,6 +89,7 @@ class Runtime:
         overridden = bool(params.override_settings.get("sd_model_checkpoint"))
         if overridden:
             self.manager.resolve(wanted)  # 422 for unknown names before the job is queued
+        refiner_info = self._refiner_info(params)
         if not params.override_settings_restore_afterwards and params.override_settings:
             self.options.apply(params.override_settings, from_api=from_api)
         progress = JobProgress(job=kind, preview_every=int(settings.get("show_progress_every_n_steps", 10))
@@ -104,6 +105,7 @@ class Runtime:
             if not overridden:
                 self._remember_checkpoint(info.title)
             job.progress._latent_preview = live_preview(model)
+            refiner = self._load_refiner(model, info, refiner_info)
             comments: list[str] = []
             vae_switcher = self._select_vae(model, settings, comments)
             ctx = ProcessingContext(
@@ -121,10 +123,39 @@ class Runtime:
                 styles=self.styles,
                 vae_infotext=vae_switcher.infotext() if vae_switcher is not None else {},
                 comments=comments,
+                refiner=refiner,
+                refiner_checkpoint=identity_of(refiner_info) if refiner is not None else None,
+                refiner_embeddings=(self.embeddings.load_for(refiner)
+                                    if refiner is not None and self.embeddings is not None else None),
             )
             return process(ctx)
 
         return self.jobs.submit(kind, run, description=params.prompt[:80], progress=progress)
+
+    def _refiner_info(self, params: Any) -> Any:
+        """The refiner checkpoint a request names (422 naming ``refiner_checkpoint`` when unknown), or None."""
+        from modules.errors import FieldError
+
+        name = params.refiner_checkpoint
+        if name in (None, "", "None"):
+            return None
+        try:
+            return self.manager.resolve(name)
+        except CheckpointNotFound as err:
+            raise FieldError("refiner_checkpoint", f"checkpoint {name!r} not found", err.choices) from err
+
+    def _load_refiner(self, model: Any, info: Any, refiner_info: Any) -> Any:
+        """The refiner model for a job: none when it is the job's own checkpoint (A1111 then does nothing);
+        refused when its latent space differs from the model's (an SD1.5 refiner cannot continue SDXL latents)."""
+        from modules.errors import FieldError
+
+        if refiner_info is None or refiner_info.path == info.path:
+            return None
+        refiner = self.manager.load_secondary(refiner_info)
+        if refiner.is_sdxl != model.is_sdxl:
+            raise FieldError("refiner_checkpoint", f"{refiner_info.title} ({refiner.kind.label}) cannot refine a "
+                                                   f"{model.kind.label} image: their latent spaces differ")
+        return refiner
 
     def _select_vae(self, model: Any, settings: dict[str, Any], comments: list[str]) -> Any:
         """Put the VAE the settings ask for into the loaded model (no checkpoint reload). A VAE file that cannot be

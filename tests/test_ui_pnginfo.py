@@ -62,6 +62,7 @@ def test_values_from_full_infotext():
         "scheduler": "Automatic", "steps": 31, "cfg_scale": 6.5, "seed": 1234567890, "width": 640, "height": 768,
         "batch_size": 2, "subseed": 42, "subseed_strength": 0.3, "seed_resize_from_w": 512,
         "seed_resize_from_h": 512, "show_extra": True, "enable_hr": False,  # A1111 unticks hires on paste
+        "refiner_enabled": False,
     }
     # The values make a valid generation request.
     params = params_from_values({**values, "styles": [], "n_iter": 1})
@@ -95,7 +96,8 @@ def test_prompt_only_text():
     values = tab.txt2img_values_from_infotext("just a prompt, with a comma")
     # As A1111: no Sampler key -> the default sampler, schedule Automatic.
     assert values == {"prompt": "just a prompt, with a comma", "negative_prompt": "", "show_extra": False,
-                      "sampler_name": samplers.DEFAULT_SAMPLER, "scheduler": "Automatic", "enable_hr": False}
+                      "sampler_name": samplers.DEFAULT_SAMPLER, "scheduler": "Automatic", "enable_hr": False,
+                      "refiner_enabled": False}
 
 
 def test_hires_and_inpaint_values_are_pasted():
@@ -128,7 +130,8 @@ def test_styles_only_when_they_exist(tmp_path):
 def _fake_rt(tmp_path):
     csv = tmp_path / "styles.csv"
     csv.write_text("name,prompt,negative_prompt\n", encoding="utf-8")
-    return SimpleNamespace(options={}, styles=StyleDatabase([csv]), manager=SimpleNamespace(model=None))
+    return SimpleNamespace(options={}, styles=StyleDatabase([csv]), manager=SimpleNamespace(model=None),
+                           registry=SimpleNamespace(list=lambda: []), args=SimpleNamespace())
 
 
 def test_tab_builds_and_send_switches_to_txt2img(tmp_path):

@@ -54,6 +54,7 @@ class ModelManager:
         self._loading: Any = None
         self.last_error: str | None = None
         self.load_seconds: float | None = None
+        self._secondary: tuple[Any, LoadedModel] | None = None  # (info, model) of the refiner
 
     def status(self) -> ManagerStatus:
         with self._lock:
@@ -123,10 +124,31 @@ class ModelManager:
             self._on_loaded(model, info)
         return model
 
+    def load_secondary(self, info: Any) -> LoadedModel:
+        """A second model next to the loaded one (the SDXL refiner), kept for the next job; one at a time, so a
+        different refiner replaces it. Call on the job worker. The configured checkpoint is not changed."""
+        from modules.models import loader
+
+        with self._lock:
+            current = self._secondary
+        if current is not None and current[0].path == info.path:
+            return current[1]
+        with self._lock:
+            self._secondary = None  # free the old refiner before loading the next
+        gc.collect()
+        if self.hashing:
+            self.registry.ensure_hash(info)
+        model = (self._load_fn or loader.load_checkpoint)(info.path, self.device_policy)
+        with self._lock:
+            self._secondary = (info, model)
+        log.info("Loaded refiner %s (%s)", info.title, model.kind.label)
+        return model
+
     def unload(self) -> None:
         with self._lock:
             self.model = None
             self.info = None
+            self._secondary = None
         gc.collect()
         from modules.jobs import _free_accelerator_memory
 

@@ -43,6 +43,9 @@ class ProcessingContext:
     styles: Any = None  # StyleDatabase for ``params.styles``
     vae_infotext: dict[str, str] = field(default_factory=dict)  # {"VAE hash": ..., "VAE": ...} of an external VAE
     comments: list[str] = field(default_factory=list)  # notes for the user (unknown LoRA, VAE fallback, ...)
+    refiner: Any = None  # LoadedModel of the refiner checkpoint, when the job uses one
+    refiner_checkpoint: CheckpointIdentity | None = None
+    refiner_embeddings: Any = None  # EmbeddingSet fitted to ``refiner``
 
 
 @dataclass

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 from PIL import Image
@@ -149,6 +150,35 @@ class Job:
         return GuidedDenoiser(self.model, conditioning, self.p.cfg_scale if cfg_scale is None else cfg_scale,
                               time_ids, neg_time_ids, image_conditioning, hooks=self.ctx.denoiser_hooks)
 
+    def with_refiner(self, denoiser: GuidedDenoiser, make_conditioning: Callable[[PromptEncoder], BatchConditioning],
+                     evaluations: int, width: int, height: int) -> Any:
+        """The pass's denoiser, handing over to the refiner checkpoint once ``refiner_switch_at`` of its
+        ``evaluations`` are done (A1111's refiner: the refiner's own text encoder, time ids and UNet for the rest).
+        Without a refiner, ``denoiser`` itself."""
+        refiner, identity = self.ctx.refiner, self.ctx.refiner_checkpoint
+        if refiner is None or identity is None:
+            return denoiser
+        switch_at = float(self.p.refiner_switch_at or 0.8)
+        switch_step = math.ceil(evaluations * switch_at)
+        if switch_step >= evaluations:
+            return denoiser
+
+        def build() -> GuidedDenoiser:
+            self.extra["Refiner"] = f"{identity.model_name} [{identity.shorthash}]" if identity.shorthash \
+                else identity.model_name
+            self.extra["Refiner switch at"] = switch_at
+            embeddings = self.ctx.refiner_embeddings
+            encoder = PromptEncoder(refiner, clip_skip=int(self.settings.get("CLIP_stop_at_last_layers", 1)),
+                                    emphasis=str(self.settings.get("emphasis", "Original")),
+                                    comma_backtrack=int(self.settings.get("comma_padding_backtrack", 20)),
+                                    embeddings=embeddings.vectors() if embeddings is not None else None)
+            conditioning = make_conditioning(encoder)
+            time_ids, neg_time_ids = sdxl_time_ids(refiner, width, height, conditioning.batch_size)
+            return GuidedDenoiser(refiner, conditioning, self.p.cfg_scale, time_ids, neg_time_ids, None,
+                                  hooks=self.ctx.denoiser_hooks)
+
+        return RefinerSwitch(denoiser, build, switch_step)
+
     def decode(self, latents: torch.Tensor) -> list[torch.Tensor]:
         if self.ctx.nan_check:
             check_finite(latents, "Unet")
@@ -171,6 +201,26 @@ class Job:
         return create_infotext(self.p, self.ctx, prompt=prompt, negative_prompt=negative_prompt, seed=seed,
                                subseed=subseed, sampler_name=self.sampler.name, schedule_label=self.schedule_label,
                                extra=self.extra)
+
+
+class RefinerSwitch:
+    """A denoiser that is ``base`` for the first ``switch_step`` evaluations and then the refiner (built on first
+    use, so a job interrupted before the switch never encodes for it). The evaluation count carries over, so
+    prompt-editing schedules continue where they were."""
+
+    def __init__(self, base: GuidedDenoiser, build: Callable[[], GuidedDenoiser], switch_step: int) -> None:
+        self.base, self.build, self.switch_step = base, build, switch_step
+        self.refiner: GuidedDenoiser | None = None
+
+    @property
+    def step(self) -> int:
+        return (self.refiner or self.base).step
+
+    def __call__(self, x: torch.Tensor, t: Any) -> torch.Tensor:
+        if self.refiner is None and self.base.step >= self.switch_step:
+            self.refiner = self.build()
+            self.refiner.step = self.base.step
+        return (self.refiner or self.base)(x, t)
 
 
 def run_job(p: GenerationParams, ctx: ProcessingContext, plan: Plan) -> Processed:

@@ -200,6 +200,9 @@ class Img2ImgPlan(Plan):
             conditioning = job.conditioning(encoder, clip_prompts, batch.negative_prompts, evaluations)
             ic = self.image_conditioning
             denoiser = job.denoiser(conditioning, p.width, p.height, None if ic is None else ic[:batch.size])
+            denoiser = job.with_refiner(
+                denoiser, lambda enc: job.conditioning(enc, clip_prompts, batch.negative_prompts, evaluations),
+                len(scheduler.timesteps) - start, p.width, p.height)
             x, _ = denoise(scheduler, denoiser, x, batch.rng.generators, ctx.progress, self.run_steps,
                            after_step=put_back_unmasked if keep is not None else None, seeds=batch.seeds,
                            start=start)

@@ -42,6 +42,8 @@ class GenerationParams(BaseModel):
     do_not_save_grid: bool = False
     override_settings: dict[str, Any] = Field(default_factory=dict)
     override_settings_restore_afterwards: bool = True
+    refiner_checkpoint: str | None = Field(None, max_length=500, description="Refiner checkpoint (SDXL refiner)")
+    refiner_switch_at: float | None = Field(None, ge=0.01, le=1.0, description="Refiner switch at (fraction)")
 
 
 class Txt2ImgParams(GenerationParams):
@@ -60,8 +62,6 @@ class Txt2ImgParams(GenerationParams):
     hr_prompt: str = Field("", max_length=MAX_PROMPT_CHARS, description="Hires prompt; empty = the prompt")
     hr_negative_prompt: str = Field("", max_length=MAX_PROMPT_CHARS,
                                     description="Hires negative prompt; empty = the negative prompt")
-    refiner_checkpoint: str | None = Field(None, max_length=500, description="Refiner checkpoint")
-    refiner_switch_at: float | None = Field(None, ge=0.01, le=1.0, description="Refiner switch at (fraction)")
 
 
 class Img2ImgParams(GenerationParams):

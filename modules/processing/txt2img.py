@@ -127,9 +127,14 @@ class Txt2ImgPlan(Plan):
         scheduler.set_timesteps(p.steps, device=model.device)
         latents = batch.rng.first().to(model.device, torch.float32) * scheduler.init_noise_sigma
         with job.networks(batch.prompts) as (encoder, clip_prompts):
-            conditioning = job.conditioning(encoder, clip_prompts, batch.negative_prompts, len(scheduler.timesteps))
+            evaluations = len(scheduler.timesteps)
+            conditioning = job.conditioning(encoder, clip_prompts, batch.negative_prompts, evaluations)
             denoiser = job.denoiser(conditioning, p.width, p.height,
                                     self._image_conditioning(job, batch.size, p.width, p.height))
+            if not self.hires:  # with hires fix the refiner works on the second pass (A1111's default)
+                denoiser = job.with_refiner(
+                    denoiser, lambda enc: job.conditioning(enc, clip_prompts, batch.negative_prompts, evaluations),
+                    evaluations, p.width, p.height)
             latents, completed = denoise(scheduler, denoiser, latents, batch.rng.generators, ctx.progress, p.steps,
                                          seeds=batch.seeds)
         if not self.hires or not completed:  # a skip skips the hires pass too, as in A1111
@@ -168,10 +173,15 @@ class Txt2ImgPlan(Plan):
         with job.networks(hr_prompts) as (encoder, clip_prompts):
             # A1111's hires timeline: [a:b:12] counts on from the first pass's steps, [a:b:1.5] is halfway
             # through the hires pass.
+            evaluations = len(scheduler.timesteps) - start
             conditioning = job.conditioning(encoder, clip_prompts, hr_negative, p.steps,
-                                            hires_evaluations=len(scheduler.timesteps) - start)
+                                            hires_evaluations=evaluations)
             denoiser = job.denoiser(conditioning, width, height,
                                     self._image_conditioning(job, batch.size, width, height))
+            denoiser = job.with_refiner(
+                denoiser, lambda enc: job.conditioning(enc, clip_prompts, hr_negative, p.steps,
+                                                       hires_evaluations=evaluations),
+                evaluations, width, height)
             x, _ = denoise(scheduler, denoiser, x, batch.rng.generators, ctx.progress, self.hr_steps,
                            seeds=batch.seeds, start=start, step_offset=p.steps)
         return x

@@ -123,6 +123,19 @@ def build_seed_controls(tab: str, f: dict[str, Any], last_seed: dict[str, int]) 
     f["show_extra"].change(lambda v: gr.update(visible=bool(v)), inputs=[f["show_extra"]], outputs=[extra_group])
 
 
+def build_refiner_controls(rt: Runtime, tab: str, f: dict[str, Any]) -> None:
+    """A1111's Refiner accordion: a second checkpoint (an SDXL refiner) that takes over at "Switch at"."""
+    titles = [c.title for c in rt.registry.list()]
+    refiners = [t for t in titles if "refiner" in t.lower()]
+    with gr.Accordion("Refiner", open=False, elem_id=f"{tab}_refiner"):
+        f["refiner_enabled"] = gr.Checkbox(False, label="Refiner", elem_id=f"{tab}_enable_refiner")
+        with gr.Row():
+            f["refiner_checkpoint"] = gr.Dropdown(titles, value=(refiners or [None])[0], label="Checkpoint",
+                                                  elem_id=f"{tab}_checkpoint", allow_custom_value=False)
+            f["refiner_switch_at"] = gr.Slider(0.01, 1.0, value=0.8, step=0.01, label="Switch at",
+                                               elem_id=f"{tab}_switch_at")
+
+
 SEND_TARGETS = {"img2img": "🖼️", "inpaint": "🎨️"}  # 📐 send to extras arrives with the Extras tab
 
 
@@ -207,6 +220,8 @@ def ui_values(values: dict[str, Any]) -> dict[str, Any]:
         if key in data and data[key] is None:  # an untouched textbox may arrive as None
             data[key] = ""
     data["styles"] = list(data.get("styles") or [])
+    if not data.pop("refiner_enabled", True):
+        data.update(refiner_checkpoint=None, refiner_switch_at=None)
     if not data.pop("show_extra", False):
         data.update(subseed=-1, subseed_strength=0.0, seed_resize_from_w=0, seed_resize_from_h=0)
     return data

@@ -250,6 +250,7 @@ def build_img2img_tab(rt: Runtime) -> Img2ImgControls:
             f["denoising_strength"] = gr.Slider(0, 1, value=0.75, step=0.01, label="Denoising strength",
                                                 elem_id="img2img_denoising_strength")
             common.build_seed_controls(tab, f, last_seed)
+            common.build_refiner_controls(rt, tab, f)
             f["script_name"] = gr.Dropdown(list(SCRIPTS), value="None", label="Script", elem_id="img2img_script")
             with gr.Group(visible=False) as outpaint_controls:
                 f["outpaint_pixels"] = gr.Slider(8, 256, value=128, step=8, label="Pixels to expand",

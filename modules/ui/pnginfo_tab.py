@@ -124,6 +124,9 @@ def txt2img_values_from_infotext(text: str | None, styles: Any = None) -> dict[s
     out["show_extra"] = "Variation seed" in d or "Seed resize from-1" in d
     out.update(_hires_values(d))
     out.update(_img2img_values(d))
+    out["refiner_enabled"] = "Refiner" in d
+    if "Refiner switch at" in d and _float(d["Refiner switch at"]) is not None:
+        out["refiner_switch_at"] = _float(d["Refiner switch at"])
     return out
 
 

@@ -111,6 +111,7 @@ def build_txt2img_tab(rt: Runtime) -> Txt2ImgControls:
             f["cfg_scale"] = gr.Slider(1, 30, value=7, step=0.5, label="CFG Scale", elem_id=f"{tab}_cfg_scale")
             common.build_seed_controls(tab, f, last_seed)
             build_hires_controls(rt, f)
+            common.build_refiner_controls(rt, tab, f)
         with gr.Column(scale=1):
             output = common.build_output_panel(tab)
     common.wire_prompt_row(rt, row, f)
