@@ -149,3 +149,47 @@ def test_send_to_picks_the_selection_or_the_first_non_grid_image(tmp_path):
     _, text = actions.image_and_infotext(gallery, 0, info)
     assert text == "image 0"
     assert actions.image_and_infotext([], None, None) == (None, "")
+
+
+def test_batch_png_info_takes_the_chosen_parameters():
+    geninfo = "a red barn\nNegative prompt: fog\nSteps: 33, Sampler: Euler a, CFG scale: 5.5, Seed: 42, Model hash: abc1234567"
+    base = {"prompt": "photo of", "negative_prompt": "blurry", "seed": -1, "steps": 20, "cfg_scale": 7}
+    out = tab.apply_png_info(base, geninfo, ["Prompt", "Seed", "Sampler"])
+    assert out["prompt"] == "photo of a red barn" and out["seed"] == 42 and out["sampler_name"] == "Euler a"
+    assert out["steps"] == 20 and out["negative_prompt"] == "blurry" and "override_settings" not in out
+    every = tab.apply_png_info(base, geninfo, list(tab.PNG_INFO_PROPS))
+    assert every["negative_prompt"] == "blurry fog" and every["cfg_scale"] == 5.5 and every["steps"] == 33
+    assert every["override_settings"] == {"sd_model_checkpoint": "abc1234567"}
+    assert tab.apply_png_info(base, None, ["Prompt"]) == base
+
+
+def test_batch_from_directory_writes_results_under_the_input_names(tmp_path):
+    from modules.cmd_args import parse_args
+    from modules.runtime import build_runtime
+    from tests.support.tiny_checkpoints import write_tiny_checkpoint
+
+    write_tiny_checkpoint("sd1", tmp_path / "data" / "models" / "Stable-diffusion", "tiny")
+    rt = build_runtime(parse_args(["--data-dir", str(tmp_path / "data")], environ={}))
+    try:
+        source, masks, target = tmp_path / "in", tmp_path / "masks", tmp_path / "out"
+        source.mkdir()
+        masks.mkdir()
+        for name in ("one", "two"):
+            Image.new("RGB", (64, 64), (200, 30, 30)).save(source / f"{name}.png")
+        mask = Image.new("L", (64, 64))
+        mask.paste(255, (0, 0, 32, 32))
+        mask.save(masks / "one.png")
+        (source / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+        values = {**VALUES, "inpaint_full_res": "Whole picture", "inpainting_mask_invert": "Inpaint masked",
+                  "inpainting_fill": "original", "denoising_strength": 0.8, "steps": 2.0}
+        outputs = list(tab.run_batch(rt, values, None, str(source), str(target), str(masks), {}))
+        written = sorted(p.name for p in target.iterdir())
+        assert written == ["one.png", "two.png"]  # the unreadable file is reported, the others are done
+        assert any("Error" in str(o[1]) for o in outputs)
+        one = np.asarray(Image.open(target / "one.png").convert("RGB")).astype(int)
+        assert (one[40:, 40:] == (200, 30, 30)).all()  # outside its mask: the input
+        assert Image.open(target / "two.png").info["parameters"].startswith("a cat")
+        again = list(tab.run_batch(rt, values, None, str(source), str(target), "", {}))
+        assert again and len(list(target.iterdir())) == 4  # a second run never overwrites the first
+    finally:
+        rt.jobs.stop()

@@ -158,6 +158,34 @@ def batch_inputs(files: list[Any] | None, input_dir: str, mask_dir: str) -> list
     return out
 
 
+PNG_INFO_PROPS = ("Prompt", "Negative prompt", "Seed", "CFG scale", "Sampler", "Steps", "Model hash")
+
+
+def apply_png_info(data: dict[str, Any], geninfo: str | None, props: list[str]) -> dict[str, Any]:
+    """Batch "PNG info": take the chosen parameters from an image's infotext (A1111: its prompts are appended to
+    the tab's, the others replace them; a model hash selects that checkpoint for the image)."""
+    from modules import infotext
+
+    if not geninfo:
+        return data
+    parsed = {k: v for k, v in infotext.parse_infotext(geninfo).items() if k in props}
+    out = dict(data)
+    if "Prompt" in parsed:
+        out["prompt"] = f"{data.get('prompt', '')} {parsed['Prompt']}".strip()
+    if "Negative prompt" in parsed:
+        out["negative_prompt"] = f"{data.get('negative_prompt', '')} {parsed['Negative prompt']}".strip()
+    for field, key, convert in (("seed", "Seed", int), ("cfg_scale", "CFG scale", float), ("steps", "Steps", int),
+                                ("sampler_name", "Sampler", str)):
+        if key in parsed:
+            try:
+                out[field] = convert(float(parsed[key])) if convert is not str else str(parsed[key])
+            except (TypeError, ValueError):
+                pass
+    if "Model hash" in parsed:
+        out["override_settings"] = {**data.get("override_settings", {}), "sd_model_checkpoint": str(parsed["Model hash"])}
+    return out
+
+
 # ------------------------------------------------------------------------------------------------------- UI
 
 
@@ -219,6 +247,15 @@ def build_img2img_tab(rt: Runtime) -> Img2ImgControls:
                             batch_masks = gr.Textbox(label="Inpaint batch mask directory (required for inpaint "
                                                            "batch processing only)",
                                                      elem_id="img2img_batch_inpaint_mask_dir", interactive=not hidden)
+                    with gr.Accordion("PNG info", open=False):
+                        png_info_on = gr.Checkbox(False, label="Append png info to prompts",
+                                                  elem_id="img2img_batch_use_png_info")
+                        png_info_dir = gr.Textbox(label="PNG info directory", elem_id="img2img_batch_png_info_dir",
+                                                  placeholder="Leave empty to use input directory",
+                                                  interactive=not hidden)
+                        png_info_props = gr.CheckboxGroup(list(PNG_INFO_PROPS), value=[],
+                                                          label="Parameters to take from png info",
+                                                          elem_id="img2img_batch_png_info_props")
             copy = _copy_buttons(["img2img_image", "img2img_sketch", "img2maskimg", "inpaint_sketch"])
             f["resize_mode"] = gr.Radio(list(imageops.RESIZE_MODES), value="Just resize", label="Resize mode",
                                         elem_id="resize_mode")
@@ -307,15 +344,17 @@ def build_img2img_tab(rt: Runtime) -> Img2ImgControls:
 
     names = list(f.keys())
     inputs = list(f.values())
-    batch_components = [batch_files, batch_input, batch_output, batch_masks]
+    batch_components = [batch_files, batch_input, batch_output, batch_masks, png_info_on, png_info_dir,
+                        png_info_props]
 
     def generate_fn(mode_index: int, *values: Any) -> Iterator[common.Outputs]:
         n_images, n_fields = len(image_keys), len(names)
         image_values = dict(zip(image_keys, values[:n_images]))
         field_values = dict(zip(names, values[n_images:n_images + n_fields]))
-        files, input_dir, output_dir, mask_dir = values[n_images + n_fields:]
+        files, input_dir, output_dir, mask_dir, use_png, png_dir, props = values[n_images + n_fields:]
         if mode_index == BATCH:
-            yield from run_batch(rt, field_values, files, input_dir, output_dir, mask_dir, last_seed)
+            png_info = (png_dir or "", list(props or [])) if use_png else None
+            yield from run_batch(rt, field_values, files, input_dir, output_dir, mask_dir, last_seed, png_info)
             return
         yield from common.stream_job(
             rt, lambda: rt.submit_img2img(params_from_ui(mode_index, image_values, field_values)), last_seed)
@@ -328,9 +367,13 @@ def build_img2img_tab(rt: Runtime) -> Img2ImgControls:
 
 
 def run_batch(rt: Runtime, values: dict[str, Any], files: list[Any] | None, input_dir: str, output_dir: str,
-              mask_dir: str, last_seed: dict[str, int]) -> Iterator[common.Outputs]:
+              mask_dir: str, last_seed: dict[str, int], png_info: tuple[str, list[str]] | None = None
+              ) -> Iterator[common.Outputs]:
     """Batch mode: one job per image (its mask by name when a mask folder is given), results shown together; with
-    an output directory the results are also written there under the input's name, never over a file."""
+    an output directory the results are also written there under the input's name, never over a file. With
+    ``png_info`` (folder, parameters), each image's infotext (or that of the same name in the folder) supplies
+    those parameters."""
+    from modules.image_metadata import read_generation_info
     from modules import fileio
     from modules.processing.saving import encode_image
 
@@ -348,6 +391,7 @@ def run_batch(rt: Runtime, values: dict[str, Any], files: list[Any] | None, inpu
     for number, (path, mask_path) in enumerate(items):
         def submit(path: Path = path, mask_path: Path | None = mask_path) -> Any:
             with Image.open(path) as opened:
+                geninfo, _ = read_generation_info(opened)
                 image = imageops.normalize_input(opened)
                 image.load()
             mask = None
@@ -355,12 +399,26 @@ def run_batch(rt: Runtime, values: dict[str, Any], files: list[Any] | None, inpu
                 with Image.open(mask_path) as opened:
                     mask = opened.copy()
             data, _ = split_values(values)
+            if png_info is not None:
+                folder, props = png_info
+                if folder:
+                    info_path = Path(folder).expanduser() / path.name
+                    info_text = None
+                    if info_path.is_file():
+                        with Image.open(info_path) as opened:
+                            info_text, _ = read_generation_info(opened)
+                else:
+                    info_text = geninfo
+                data = apply_png_info(data, info_text, props)
+                wanted = data.get("override_settings", {}).get("sd_model_checkpoint")
+                if wanted and rt.registry.get(wanted) is None:  # an unknown model hash is ignored, as in A1111
+                    data["override_settings"].pop("sd_model_checkpoint")
             return rt.submit_img2img(Img2ImgParams(**data, init_images=[image], mask=mask))
 
         for out in common.stream_job(rt, submit, last_seed):
             last = out
             gallery_update, info_html, progress, preview, info = out
-            if isinstance(info, dict):  # finished: collect its images
+            if isinstance(info, dict) and "infotexts" in info:  # finished (gr.update() is a dict too)
                 if output_dir:
                     target = Path(output_dir).expanduser()
                     target.mkdir(parents=True, exist_ok=True)
