@@ -12,8 +12,9 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from modules.cmd_args import parse_args
+from tests.support.api_client import api_client
 from tests.support.tiny_checkpoints import write_tiny_checkpoint
-from webui import create_app, start_background_load
+from webui import create_app
 
 
 @pytest.fixture(scope="module")
@@ -27,12 +28,8 @@ def data_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(data_dir):
-    args = parse_args(["--nowebui", "--api", "--data-dir", str(data_dir)], environ={})
-    app = create_app(args)
-    start_background_load(app)
-    with TestClient(app) as c:
+    with api_client(data_dir) as c:
         yield c
-    app.state.runtime.jobs.stop()
 
 
 def decode(b64: str) -> Image.Image:

@@ -152,7 +152,8 @@ def test_whole_picture_inpaint_keeps_pixels_outside_the_blurred_mask(request, tm
     result = px(out.images[0])
     assert np.array_equal(result[keep], px(init)[keep])
     assert not np.array_equal(result[~keep], px(init)[~keep])
-    assert "Mask blur: 4" in out.infotexts[0] and f"Masked content: " in out.infotexts[0]
+    content = ("fill", "original", "latent noise", "latent nothing")[fill]
+    assert "Mask blur: 4" in out.infotexts[0] and f"Masked content: {content}," in out.infotexts[0] + ","
 
 
 def test_inpaint_not_masked_inverts(sd1, tmp_path):

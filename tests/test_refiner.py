@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from fastapi.testclient import TestClient
 
-from modules.cmd_args import parse_args
 from modules.processing.context import CheckpointIdentity, ProcessingContext
 from modules.processing.img2img import img2img
 from modules.processing.params import Img2ImgParams, Txt2ImgParams
 from modules.processing.txt2img import txt2img
+from tests.support.api_client import api_client
 from tests.support.engine import default_settings, load_tiny
 from tests.support.tiny_checkpoints import write_tiny_checkpoint
-from webui import create_app, start_background_load
 
 
 @pytest.fixture(scope="module")
@@ -86,13 +84,8 @@ def client(tmp_path_factory):
     write_tiny_checkpoint("sdxl", folder, "base")
     write_tiny_checkpoint("sdxl-refiner", folder, "refiner")
     write_tiny_checkpoint("sd1", folder, "sd15")
-    args = parse_args(["--nowebui", "--api", "--data-dir", str(root), "--ckpt", str(folder / "base.safetensors")],
-                      environ={})
-    app = create_app(args)
-    start_background_load(app)
-    with TestClient(app) as c:
+    with api_client(root, ["--ckpt", str(folder / "base.safetensors")]) as c:
         yield c
-    app.state.runtime.jobs.stop()
 
 
 BASE = {"prompt": "a cat", "width": 64, "height": 64, "steps": 4, "seed": 1, "sampler_name": "Euler",

@@ -189,6 +189,14 @@ def apply_png_info(data: dict[str, Any], geninfo: str | None, props: list[str]) 
 # ------------------------------------------------------------------------------------------------------- UI
 
 
+def _editor(label: str, elem_id: str, colour_brush: bool) -> Any:
+    """An image editor; PNG so the pixels outside the mask arrive exactly. Inpaint's brush is plain white (the
+    mask); the sketch modes get a colour brush."""
+    brush = gr.Brush(color_mode="defaults") if colour_brush else gr.Brush(colors=["#ffffff"], color_mode="fixed")
+    return gr.ImageEditor(label=label, type="pil", image_mode="RGBA", sources=["upload", "clipboard"],
+                          elem_id=elem_id, format="png", height=480, brush=brush, layers=False)
+
+
 def _copy_buttons(tab_ids: list[str]) -> dict[str, Any]:
     with gr.Row(elem_classes=["copy-image-to"]):
         gr.HTML("<span class='copy-to-label'>Copy image to:</span>")
@@ -211,21 +219,12 @@ def build_img2img_tab(rt: Runtime) -> Img2ImgControls:
                                                        sources=["upload", "clipboard"], elem_id="img2img_image",
                                                        format="png", height=480)
                 with gr.Tab("Sketch", id="img2img_img2img_sketch_tab") as t1:
-                    images["img2img_sketch"] = gr.ImageEditor(label="Image for img2img", type="pil",
-                                                              image_mode="RGBA", sources=["upload", "clipboard"],
-                                                              elem_id="img2img_sketch", format="png", height=480,
-                                                              brush=gr.Brush(color_mode="defaults"), layers=False)
+                    images["img2img_sketch"] = _editor("Image for img2img", "img2img_sketch", colour_brush=True)
                 with gr.Tab("Inpaint", id="img2img_inpaint_tab") as t2:
-                    images["img2maskimg"] = gr.ImageEditor(label="Image for inpainting with mask", type="pil",
-                                                           image_mode="RGBA", sources=["upload", "clipboard"],
-                                                           elem_id="img2maskimg", format="png", height=480,
-                                                           brush=gr.Brush(colors=["#ffffff"], color_mode="fixed"),
-                                                           layers=False)
+                    images["img2maskimg"] = _editor("Image for inpainting with mask", "img2maskimg",
+                                                    colour_brush=False)
                 with gr.Tab("Inpaint sketch", id="img2img_inpaint_sketch_tab") as t3:
-                    images["inpaint_sketch"] = gr.ImageEditor(label="Color sketch inpainting", type="pil",
-                                                              image_mode="RGBA", sources=["upload", "clipboard"],
-                                                              elem_id="inpaint_sketch", format="png", height=480,
-                                                              brush=gr.Brush(color_mode="defaults"), layers=False)
+                    images["inpaint_sketch"] = _editor("Color sketch inpainting", "inpaint_sketch", colour_brush=True)
                 with gr.Tab("Inpaint upload", id="img2img_inpaint_upload_tab") as t4:
                     images["img_inpaint_base"] = gr.Image(label="Image for img2img", type="pil", image_mode="RGBA",
                                                           sources=["upload"], elem_id="img_inpaint_base",
