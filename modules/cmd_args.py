@@ -178,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
                        ("codeformer", "CodeFormer"), ("swinir", "SwinIR"), ("dat", "DAT")):
         _add(g, n, f"--{name}-models-path", help=f"extra folder of {what} models", default=None)
     _add(g, i, "--ui-settings-file", help="settings file (default: <data-dir>/config.json)", default=None)
-    _add(g, n, "--ui-config-file", help="UI defaults file (default: <data-dir>/ui-config.json)", default=None)
+    _add(g, i, "--ui-config-file", help="UI defaults file (default: <data-dir>/ui-config.json)", default=None)
     _add(g, i, "--styles-file", "append", "styles CSV file or glob; repeatable (default: <data-dir>/styles.csv)")
 
     g = p.add_argument_group("precision and devices")

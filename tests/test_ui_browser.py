@@ -354,6 +354,30 @@ def test_send_to_img2img_carries_image_and_parameters(page: Page, server, js_err
     assert js_errors == []
 
 
+def test_generate_forever_repeats_until_cancelled(page: Page, server, js_errors):
+    import time
+
+    page.get_by_role("tab", name="txt2img").first.click()
+    set_tiny_size(page)
+    folder = server.data_dir / "outputs" / "txt2img-images"
+    count = lambda: len(list(folder.rglob("*.png")))  # noqa: E731
+    before = count()
+    page.locator("#txt2img_generate").click(button="right")
+    page.locator("#context_menu").get_by_text("Generate forever").click()
+    deadline = time.time() + 60
+    while count() < before + 3 and time.time() < deadline:
+        time.sleep(0.2)
+    assert count() >= before + 3  # it went on by itself
+    page.locator("#txt2img_generate").click(button="right")
+    page.locator("#context_menu").get_by_text("Cancel generate forever").click()
+    expect(page.locator("#txt2img_progress")).to_be_empty()
+    time.sleep(1.5)
+    settled = count()
+    time.sleep(2)
+    assert count() == settled  # and stopped
+    assert js_errors == []
+
+
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"  # git-ignored
 
 

@@ -42,6 +42,17 @@ def demo(tmp_path_factory):
     return build_ui(rt)
 
 
+def test_zh_cn_translates_text_that_appears_later():
+    """Progress, queue, interrupt and error words are rendered apart from their numbers, so they translate."""
+    from modules.ui import common
+
+    zh = json.loads((ROOT / "localizations" / "zh_CN.json").read_text(encoding="utf-8"))
+    assert [s for s in common.LATER_STRINGS if s not in zh] == []
+    html_text = common.progress_html(3, 20, 0, 2, 5.0, "", 0)
+    assert "<span class='ui-text'>Step</span> 3/20" in html_text and "<span class='ui-text'>ETA</span>" in html_text
+    assert "<span class='ui-text'>In queue: position</span> 2" in common.progress_html(0, 0, 0, 0, 0, "", 2)
+
+
 def test_zh_cn_translates_every_rendered_string(demo):
     zh = json.loads((ROOT / "localizations" / "zh_CN.json").read_text(encoding="utf-8"))
     strings = ui_strings(demo)

@@ -18,6 +18,7 @@ from modules.runtime import Runtime
 from modules.ui.pnginfo_tab import build_pnginfo_tab
 from modules.ui.settings_tab import build_settings_tab
 from modules.ui.img2img_tab import build_img2img_tab
+from modules.ui.common import words
 from modules.ui.txt2img_tab import build_txt2img_tab, error_html
 
 CSS = """
@@ -51,6 +52,38 @@ SHORTCUTS_JS = """() => {
     e.preventDefault();
     button.click();
   }, true);
+
+  // "Generate forever": right-click Generate (A1111's context menu). The flag lives in the page; after each run
+  // the Generate event's .then() calls next(), which clicks Generate again while the flag is set.
+  const forever = window.sdGenerateForever = {tabs: {},
+    next(tab) { if (this.tabs[tab]) setTimeout(() => document.getElementById(tab + "_generate")?.click(), 200); }};
+  const menu = document.createElement("div");
+  menu.id = "context_menu";
+  menu.style.cssText = "position:fixed;display:none;z-index:10000;background:var(--background-fill-primary);" +
+    "border:1px solid var(--border-color-primary);border-radius:6px;padding:4px 0;box-shadow:0 2px 8px #0003";
+  document.body.appendChild(menu);
+  const hide = () => { menu.style.display = "none"; };
+  document.addEventListener("click", hide);
+  document.addEventListener("contextmenu", (e) => {
+    const button = e.target.closest && e.target.closest("#txt2img_generate, #img2img_generate");
+    if (!button) { hide(); return; }
+    e.preventDefault();
+    const tab = button.id.replace(/_generate$/, "");
+    const item = (text, action) => {
+      const div = document.createElement("div");
+      div.className = "context-menu-item";
+      div.textContent = text;
+      div.style.cssText = "padding:4px 14px;cursor:pointer;white-space:nowrap";
+      div.addEventListener("click", () => { action(); hide(); });
+      return div;
+    };
+    menu.replaceChildren(forever.tabs[tab]
+      ? item("Cancel generate forever", () => { forever.tabs[tab] = false; })
+      : item("Generate forever", () => { forever.tabs[tab] = true; button.click(); }));
+    menu.style.left = e.clientX + "px";
+    menu.style.top = e.clientY + "px";
+    menu.style.display = "block";
+  });
 }"""
 
 
@@ -99,6 +132,28 @@ def first_run_message(rt: Runtime) -> str:
     return f"<div id='first_run_notice'>{text}</div>"
 
 
+def ui_config_path(rt: Runtime) -> Path:
+    explicit = getattr(rt.args, "ui_config_file", None)
+    if not explicit:
+        return rt.paths.ui_config_file
+    path = Path(explicit).expanduser()
+    return path if path.is_absolute() else rt.paths.data_dir / path
+
+
+def apply_ui_config(rt: Runtime, tabs: dict[str, dict[str, Any]]) -> Any:
+    """ui-config.json's defaults onto the tabs' controls (missing keys are written back with the built-in ones)."""
+    from modules.ui.ui_config import UiConfig
+
+    config = UiConfig(ui_config_path(rt))
+    if config.quarantined is not None:
+        rt.startup_notes.append(f"ui-config.json could not be read and was kept as {config.quarantined.name}; "
+                                "UI defaults are in use.")
+    for tab, fields in tabs.items():
+        config.apply_tab(tab, fields)
+    config.save()
+    return config
+
+
 def wire_send_buttons(rt: Runtime, panels: list[Any], img2img: Any, tabs: Any) -> None:
     """🖼️ / 🎨️ under every gallery: the chosen image and its infotext into img2img or Inpaint."""
     from modules.ui import output_actions, send_to
@@ -140,6 +195,7 @@ def build_ui(rt: Runtime) -> gr.Blocks:
                 settings = build_settings_tab(rt)
 
         gr.HTML(footer_html(rt), elem_id="footer_block")
+        apply_ui_config(rt, {"txt2img": txt2img.fields, "img2img": img2img.fields})
         wire_send_buttons(rt, [txt2img.output, img2img.output], img2img, tabs)
 
         def on_refresh() -> tuple[Any, str, Any, Any]:
@@ -160,11 +216,11 @@ def build_ui(rt: Runtime) -> gr.Blocks:
                 yield error_html(str(err))
                 return
             while not job._done.wait(0.3):
-                yield f"<span class='progress-text'>Loading {html.escape(title)}…</span>"
+                yield f"<span class='progress-text'>{words('Loading')} {html.escape(title)}…</span>"
             try:
                 job.wait()
                 seconds = rt.manager.load_seconds or 0
-                yield f"<span class='progress-text'>Loaded in {seconds:.1f} s</span>"
+                yield f"<span class='progress-text'>{words('Loaded in')} {seconds:.1f} s</span>"
             except JobFailed as err:
                 yield error_html(f"{err}. The previous model stays loaded.")
 
@@ -182,14 +238,14 @@ def build_ui(rt: Runtime) -> gr.Blocks:
             while not job._done.wait(0.5):
                 total = state["total"]
                 pct = f"{100 * state['done'] / total:.1f}%" if total else f"{state['done'] / 2**20:.0f} MiB"
-                yield f"<span class='progress-text'>Downloading… {pct}</span>"
+                yield f"<span class='progress-text'>{words('Downloading…')} {pct}</span>"
             try:
                 job.wait()
             except JobFailed as err:
                 yield error_html(str(err))
                 return
             rt.registry.refresh()
-            yield "<span class='progress-text'>Downloaded. Select it in the checkpoint list.</span>"
+            yield f"<span class='progress-text'>{words('Downloaded. Select it in the checkpoint list.')}</span>"
 
         def on_setting(key: str, label: str) -> Any:
             def apply(value: Any) -> str:
@@ -199,7 +255,8 @@ def build_ui(rt: Runtime) -> gr.Blocks:
                     rt.options.apply({key: value})
                 except ValueError as err:
                     return error_html(str(err))
-                return f"<span class='progress-text'>{label}: {html.escape(str(value))} (from the next image)</span>"
+                return (f"<span class='progress-text'>{words(label)}: {html.escape(str(value))} "
+                        f"{words('(from the next image)')}</span>")
             return apply
 
         on_vae = on_setting("sd_vae", "VAE")

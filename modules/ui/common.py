@@ -208,6 +208,12 @@ def wire_prompt_row(rt: Runtime, row: PromptRow, f: dict[str, Any]) -> None:
     row.skip.click(lambda: rt.jobs.skip_current(), queue=False)
 
 
+def continue_forever(event: Any, tab: str) -> None:
+    """After a Generate finishes, "Generate forever" (right-click menu on Generate, see app.SHORTCUTS_JS) clicks
+    it again; the browser keeps the flag, the server does nothing special."""
+    event.then(None, js=f"() => {{ if (window.sdGenerateForever) window.sdGenerateForever.next('{tab}'); }}")
+
+
 def ui_values(values: dict[str, Any]) -> dict[str, Any]:
     """UI numbers arrive as floats; whole numbers go to int fields, the hidden "Extra" section counts as unset."""
     data = dict(values)
@@ -264,19 +270,32 @@ def stream_job(rt: Runtime, submit: Callable[[], Any], last_seed: dict[str, int]
     notes = list(processed.comments)
     if processed.interrupted:
         notes.append("Interrupted: finished images were kept.")
-    note = "".join(f"<p class='comments'>{html.escape(n)}</p>" for n in notes)
+    note = "".join(f"<p class='comments'>{words(n)}</p>" for n in notes)
     info = {"infotexts": list(processed.infotexts), "index_of_first_image": processed.index_of_first_image,
             "paths": [str(p) if p is not None else None for p in processed.saved_paths]}
     yield gallery_items(processed), note + infotext_html(text), "", gr.update(visible=False), info
 
 
+# Text shown while or after a job runs. Fixed words sit in their own elements, apart from the numbers, so the page's
+# localization translates them like any label (``LATER_STRINGS`` are checked against zh_CN.json by the tests).
+LATER_STRINGS = ("In queue: position", "Step", "Batch", "ETA", "Interrupted: finished images were kept.", "Error:",
+                 "Loading model", "Loading", "Loaded in", "Downloading…",
+                 "Downloaded. Select it in the checkpoint list.", "(from the next image)", "Generate forever",
+                 "Cancel generate forever")
+
+
+def words(text: str) -> str:
+    """A fixed UI phrase as its own element (translatable as a whole)."""
+    return f"<span class='ui-text'>{html.escape(text)}</span>"
+
+
 def progress_html(step: int, steps: int, job_no: int, job_count: int, eta: float, textinfo: str,
                   queue_position: int) -> str:
     if queue_position > 0:
-        return f'<div class="progress-text">In queue: position {queue_position}</div>'
+        return f'<div class="progress-text">{words("In queue: position")} {queue_position}</div>'
     pct = 0 if not steps else min(100, int(100 * ((job_no + step / steps) / max(1, job_count))))
-    batch = f" Batch {job_no + 1}/{job_count}" if job_count > 1 else ""
-    text = html.escape(textinfo) if textinfo else f"Step {step}/{steps}{batch} · ETA {eta:.0f}s"
+    batch = f" {words('Batch')} {job_no + 1}/{job_count}" if job_count > 1 else ""
+    text = words(textinfo) if textinfo else f"{words('Step')} {step}/{steps}{batch} · {words('ETA')} {eta:.0f}s"
     return (f'<div class="progress-bar" role="progressbar" aria-valuenow="{pct}">'
             f'<div class="progress-fill" style="width:{pct}%"></div>'
             f'<span class="progress-text">{pct}% · {text}</span></div>')
@@ -333,4 +352,4 @@ def infotext_html(text: str) -> str:
 
 
 def error_html(message: str) -> str:
-    return f"<div class='error'><p><b>Error:</b> {html.escape(message)}</p></div>"
+    return f"<div class='error'><p><b>{html.escape('Error:')}</b> {html.escape(message)}</p></div>"

@@ -358,10 +358,11 @@ def build_img2img_tab(rt: Runtime) -> Img2ImgControls:
         yield from common.stream_job(
             rt, lambda: rt.submit_img2img(params_from_ui(mode_index, image_values, field_values)), last_seed)
 
-    row.generate.click(generate_fn, inputs=[mode, *image_list, *inputs, *batch_components],
+    generating = row.generate.click(generate_fn, inputs=[mode, *image_list, *inputs, *batch_components],
                        outputs=[output.gallery, output.infotext, output.progress, output.preview,
                                 output.generation_info],
                        concurrency_limit=None, show_progress="hidden")
+    common.continue_forever(generating, "img2img")
     return Img2ImgControls(f, images, mode, mode_tabs, row.generate, output, inpaint_controls, mode_outputs)
 
 

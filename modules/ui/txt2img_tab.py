@@ -140,10 +140,11 @@ def build_txt2img_tab(rt: Runtime) -> Txt2ImgControls:
         yield from common.stream_job(
             rt, lambda: rt.submit_txt2img(params_from_values(dict(zip(names, values)))), last_seed)
 
-    row.generate.click(generate_fn, inputs=inputs,
+    generating = row.generate.click(generate_fn, inputs=inputs,
                        outputs=[output.gallery, output.infotext, output.progress, output.preview,
                                 output.generation_info],
                        concurrency_limit=None, show_progress="hidden")
+    common.continue_forever(generating, "txt2img")
     return Txt2ImgControls(f, row.generate, row.interrupt, row.skip, output.gallery, output.infotext,
                            output.progress, output.preview, output)
 

@@ -14,9 +14,11 @@ async function applyLocalization() {
   if (map.rtl === true) document.documentElement.setAttribute("dir", "rtl");
   const skipTags = new Set(["SCRIPT", "STYLE", "TEXTAREA", "CODE"]);
   // Dropdowns of names: their labels are translated, their options and chosen values are not.
-  const nameLists = ["setting_sd_model_checkpoint", "setting_sd_vae", "txt2img_styles", "txt2img_sampling"];
+  const tabs = ["txt2img", "img2img"];
+  const nameLists = ["setting_sd_model_checkpoint", "setting_sd_vae", "hr_sampler", "txt2img_hr_upscaler",
+                     ...tabs.flatMap((t) => [t + "_styles", t + "_sampling", t + "_checkpoint"])];
   // Generated text (infotext, PNG info) is data, never UI text.
-  const dataBlocks = ["html_info_txt2img", "txt2img_gallery", "pnginfo_html"];
+  const dataBlocks = ["pnginfo_html", ...tabs.flatMap((t) => ["html_info_" + t, t + "_gallery"])];
   const ignoredSelector = [
     ...nameLists.flatMap((id) => ["#" + id + " ul", "#" + id + " .token", "#" + id + " [role=option]"]),
     ...dataBlocks.map((id) => "#" + id),
