@@ -62,21 +62,33 @@ class Runtime:
 
         return self.jobs.submit("load-checkpoint", run, description=f"Load {info.title}")
 
-    def submit_txt2img(self, params: Txt2ImgParams, *, from_api: bool = False) -> Job:
-        """Queue a txt2img job. Names, overrides and hires settings are checked here, before queueing."""
+    def submit_txt2img(self, params: Txt2ImgParams, *, from_api: bool = False, script: Any = None) -> Job:
+        """Queue a txt2img job. Names, overrides and hires settings are checked here, before queueing.
+        ``script``: parsed arguments of "Prompts from file or textbox" (``prompts_from_file.ScriptArgs``)."""
         from modules.processing.txt2img import check_txt2img, txt2img
 
         check_txt2img(params, current_checkpoint=self.manager.info.title if self.manager.info else None)
-        return self._submit_generation("txt2img", params, lambda ctx: txt2img(params, ctx), from_api=from_api)
+        return self._submit_generation("txt2img", params, self._processor(params, txt2img, script),
+                                       from_api=from_api)
 
-    def submit_img2img(self, params: Img2ImgParams, *, from_api: bool = False) -> Job:
+    def submit_img2img(self, params: Img2ImgParams, *, from_api: bool = False, script: Any = None) -> Job:
         """Queue an img2img/inpainting job (``params.init_images`` already decoded)."""
         from modules.errors import FieldError
         from modules.processing.img2img import img2img
 
         if not params.init_images:
             raise FieldError("init_images", "at least one init image is required")
-        return self._submit_generation("img2img", params, lambda ctx: img2img(params, ctx), from_api=from_api)
+        return self._submit_generation("img2img", params, self._processor(params, img2img, script),
+                                       from_api=from_api)
+
+    @staticmethod
+    def _processor(params: Any, process: Any, script: Any) -> Any:
+        if script is None:
+            return lambda ctx: process(params, ctx)
+        from modules.processing import prompts_from_file
+
+        prompts_from_file.check(params, script)  # every line is valid before anything is queued
+        return lambda ctx: prompts_from_file.run(params, script, ctx, process)
 
     def _submit_generation(self, kind: str, params: Any, process: Any, *, from_api: bool) -> Job:
         """The common path of every generation: settings snapshot with validated overrides, checkpoint choice,

@@ -19,7 +19,7 @@ from modules.jobs import JobFailed, QueueFull
 from modules.models.manager import CheckpointNotFound, NoCheckpointError
 from modules.models.types import ModelFileError
 from modules.options import OptionError
-from modules.processing import outpainting
+from modules.processing import outpainting, prompts_from_file
 from modules.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -107,9 +107,10 @@ def build_router(rt: Runtime) -> APIRouter:
 
     @router.post("/txt2img", response_model=schemas.ImagesResponse)
     async def txt2img(req: schemas.Txt2ImgRequest) -> schemas.ImagesResponse:
-        _no_unknown_script(req.script_name, ())
+        script = _no_unknown_script(req.script_name, (prompts_from_file.TITLE,))
         params = req.to_params()
-        processed = await wait_job(rt.submit_txt2img(params, from_api=True))
+        lines = prompts_from_file.parse_args(req.script_args) if script == prompts_from_file.TITLE else None
+        processed = await wait_job(rt.submit_txt2img(params, from_api=True, script=lines))
         return images_response(req, processed, req.model_dump())
 
     @router.post("/img2img", response_model=schemas.ImagesResponse)
@@ -119,10 +120,11 @@ def build_router(rt: Runtime) -> APIRouter:
         init_images = [decode_base64_to_image(data, f"init_images.{i}") for i, data in enumerate(req.init_images)]
         mask = decode_base64_to_image(req.mask, "mask") if req.mask else None
         params = req.to_params(init_images, mask)
-        script = _no_unknown_script(req.script_name, (outpainting.TITLE,))
+        script = _no_unknown_script(req.script_name, (outpainting.TITLE, prompts_from_file.TITLE))
         if script == outpainting.TITLE:
             params = outpainting.apply(params, req.script_args)
-        processed = await wait_job(rt.submit_img2img(params, from_api=True))
+        lines = prompts_from_file.parse_args(req.script_args) if script == prompts_from_file.TITLE else None
+        processed = await wait_job(rt.submit_img2img(params, from_api=True, script=lines))
         echo = req.model_dump()
         if not req.include_init_images:  # A1111 leaves the (large) images out of the echo unless asked
             echo["init_images"] = None

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from modules.errors import FieldError
-from modules.processing import imageops, masking, outpainting
+from modules.processing import imageops, masking, outpainting, prompts_from_file
 from modules.processing.img2img import INPAINT_AREAS, MASK_MODES, MASKED_CONTENT
 from modules.processing.params import Img2ImgParams
 from modules.runtime import Runtime
@@ -25,7 +25,7 @@ from modules.ui import common
 MODES = ("img2img", "Sketch", "Inpaint", "Inpaint sketch", "Inpaint upload", "Batch")
 IMG2IMG, SKETCH, INPAINT, INPAINT_SKETCH, INPAINT_UPLOAD, BATCH = range(6)
 INPAINT_MODES = (INPAINT, INPAINT_SKETCH, INPAINT_UPLOAD, BATCH)
-SCRIPTS = ("None", outpainting.TITLE)
+SCRIPTS = ("None", outpainting.TITLE, prompts_from_file.TITLE)
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 
@@ -101,7 +101,7 @@ def init_and_mask(mode: int, images: Mapping[str, Any], mask_transparency: float
 
 
 UI_ONLY_FIELDS = ("scale_by", "resize_tab", "mask_alpha", "script_name", "outpaint_pixels", "outpaint_mask_blur",
-                  "outpaint_fill", "outpaint_directions")
+                  "outpaint_fill", "outpaint_directions", *common.PROMPTS_FROM_FILE_FIELDS)
 RADIOS = (("inpainting_fill", MASKED_CONTENT), ("inpaint_full_res", INPAINT_AREAS),
           ("inpainting_mask_invert", MASK_MODES), ("resize_mode", imageops.RESIZE_MODES))
 
@@ -119,7 +119,13 @@ def split_values(values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, A
 
 def params_from_ui(mode: int, images: Mapping[str, Any], values: Mapping[str, Any]) -> Img2ImgParams:
     """One typed parameter object from the tab: the mode's image and mask, the radios' indices, resize by/to."""
+    return params_and_script(mode, images, values)[0]
+
+
+def params_and_script(mode: int, images: Mapping[str, Any], values: Mapping[str, Any]) -> tuple[Img2ImgParams, Any]:
+    """The parameters and the "Prompts from file" arguments (None unless that script is chosen)."""
     data, ui = split_values(values)
+    script = common.script_call(dict(ui))
     image, mask = init_and_mask(mode, images, float(ui.get("mask_alpha") or 0), int(data.get("mask_blur") or 0))
     if mode not in INPAINT_MODES:
         mask = None
@@ -133,7 +139,7 @@ def params_from_ui(mode: int, images: Mapping[str, Any], values: Mapping[str, An
         params = outpainting.apply(params, [ui.get("outpaint_pixels", 128), ui.get("outpaint_mask_blur", 4),
                                             ui.get("outpaint_fill", "fill"),
                                             list(ui.get("outpaint_directions") or [])])
-    return params
+    return params, script
 
 
 def batch_inputs(files: list[Any] | None, input_dir: str, mask_dir: str) -> list[tuple[Path, Path | None]]:
@@ -299,6 +305,7 @@ def build_img2img_tab(rt: Runtime) -> Img2ImgControls:
                                                             value=list(outpainting.DIRECTIONS),
                                                             label="Outpainting direction",
                                                             elem_id="img2img_outpaint_direction")
+            pff_group = common.build_prompts_from_file_controls(tab, f)
         with gr.Column(scale=1):
             output = common.build_output_panel(tab)
     common.wire_prompt_row(rt, row, f)
@@ -313,8 +320,10 @@ def build_img2img_tab(rt: Runtime) -> Img2ImgControls:
                              show_progress="hidden")
     resize_to.select(lambda: 0, outputs=[f["resize_tab"]], queue=False, show_progress="hidden")
     resize_by.select(lambda: 1, outputs=[f["resize_tab"]], queue=False, show_progress="hidden")
-    f["script_name"].change(lambda s: gr.update(visible=s == outpainting.TITLE), inputs=[f["script_name"]],
-                            outputs=[outpaint_controls], queue=False, show_progress="hidden")
+    f["script_name"].change(lambda s: (gr.update(visible=s == outpainting.TITLE),
+                                       gr.update(visible=s == prompts_from_file.TITLE)),
+                            inputs=[f["script_name"]], outputs=[outpaint_controls, pff_group], queue=False,
+                            show_progress="hidden")
 
     image_list = list(images.values())
     image_keys = list(images.keys())
@@ -355,8 +364,11 @@ def build_img2img_tab(rt: Runtime) -> Img2ImgControls:
             png_info = (png_dir or "", list(props or [])) if use_png else None
             yield from run_batch(rt, field_values, files, input_dir, output_dir, mask_dir, last_seed, png_info)
             return
-        yield from common.stream_job(
-            rt, lambda: rt.submit_img2img(params_from_ui(mode_index, image_values, field_values)), last_seed)
+        def submit() -> Any:
+            params, script = params_and_script(mode_index, image_values, field_values)
+            return rt.submit_img2img(params, script=script)
+
+        yield from common.stream_job(rt, submit, last_seed)
 
     generating = row.generate.click(generate_fn, inputs=[mode, *image_list, *inputs, *batch_components],
                        outputs=[output.gallery, output.infotext, output.progress, output.preview,

@@ -12,11 +12,14 @@ from typing import Any, Iterator
 import gradio as gr
 
 from modules import samplers
-from modules.processing import upscale
+from modules.processing import prompts_from_file, upscale
 from modules.processing.params import Txt2ImgParams
 from modules.runtime import Runtime
 from modules.ui import common
 from modules.ui.common import error_html  # noqa: F401  (re-exported for app.py)
+
+
+SCRIPTS = ("None", prompts_from_file.TITLE)
 
 
 @dataclass
@@ -36,12 +39,18 @@ class Txt2ImgControls:
 
 def params_from_values(values: dict[str, Any]) -> Txt2ImgParams:
     """The tab's values as one typed object. Validation errors are user-readable (``common.stream_job``)."""
+    return params_and_script(values)[0]
+
+
+def params_and_script(values: dict[str, Any]) -> tuple[Txt2ImgParams, Any]:
+    """The parameters and the chosen script's arguments (None for "None")."""
     data = common.ui_values(values)
+    script = common.script_call(data)
     if data.get("hr_sampler_name") == "Use same sampler":
         data["hr_sampler_name"] = None
     if data.get("hr_scheduler") == "Use same scheduler":
         data["hr_scheduler"] = None
-    return Txt2ImgParams(**data)
+    return Txt2ImgParams(**data), script
 
 
 def hires_resolution_html(width: float, height: float, scale: float, rx: float, ry: float) -> str:
@@ -112,6 +121,8 @@ def build_txt2img_tab(rt: Runtime) -> Txt2ImgControls:
             common.build_seed_controls(tab, f, last_seed)
             build_hires_controls(rt, f)
             common.build_refiner_controls(rt, tab, f)
+            f["script_name"] = gr.Dropdown(list(SCRIPTS), value="None", label="Script", elem_id=f"{tab}_script")
+            script_group = common.build_prompts_from_file_controls(tab, f)
         with gr.Column(scale=1):
             output = common.build_output_panel(tab)
     common.wire_prompt_row(rt, row, f)
@@ -136,9 +147,15 @@ def build_txt2img_tab(rt: Runtime) -> Txt2ImgControls:
 
     row.paste.click(paste_params, inputs=[f["prompt"]], outputs=inputs, queue=False)
 
+    f["script_name"].change(lambda s: gr.update(visible=s == prompts_from_file.TITLE), inputs=[f["script_name"]],
+                            outputs=[script_group], queue=False, show_progress="hidden")
+
+    def submit(values: tuple[Any, ...]) -> Any:
+        params, script = params_and_script(dict(zip(names, values)))
+        return rt.submit_txt2img(params, script=script)
+
     def generate_fn(*values: Any) -> Iterator[common.Outputs]:
-        yield from common.stream_job(
-            rt, lambda: rt.submit_txt2img(params_from_values(dict(zip(names, values)))), last_seed)
+        yield from common.stream_job(rt, lambda: submit(values), last_seed)
 
     generating = row.generate.click(generate_fn, inputs=inputs,
                        outputs=[output.gallery, output.infotext, output.progress, output.preview,
