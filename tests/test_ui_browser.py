@@ -203,6 +203,9 @@ def test_zh_cn_localization_applies_after_reload(page: Page, server, js_errors):
         expect(page.locator("#txt2img_generate")).to_have_text("生成")
         expect(page.locator("#txt2img_prompt")).to_contain_text("提示词")
         expect(page.locator("#txt2img_steps")).to_contain_text("迭代步数")
+        expect(page.locator("#txt2img_gallery")).to_contain_text("输出")  # a gallery's label is UI text
+        expect(page.locator("#txt2img_hr")).to_contain_text("高分辨率修复")
+        expect(page.get_by_text("Built with Gradio")).to_be_hidden()  # gradio's own footer is not ours
         expect(page.locator("#txt2img_prompt textarea")).to_have_attribute("placeholder", "提示词（按 Ctrl+Enter 生成）")
         # Names are not UI text: the checkpoint and the sampler keep theirs.
         expect(page.locator("#setting_sd_model_checkpoint input")).to_have_value(re.compile(r"^tiny\.safetensors"))

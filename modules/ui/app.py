@@ -31,6 +31,7 @@ CSS = """
 #quicksettings{align-items:flex-end}
 .token-count{font-size:.8em;opacity:.7}
 .comments{font-size:.9em;color:var(--body-text-color-subdued)}
+footer{display:none !important}
 """
 
 # A1111's shortcuts in a prompt box: Ctrl+Enter (Cmd+Enter) generates, Alt+Enter skips, Esc interrupts. Gradio's

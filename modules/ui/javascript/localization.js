@@ -17,8 +17,9 @@ async function applyLocalization() {
   const tabs = ["txt2img", "img2img"];
   const nameLists = ["setting_sd_model_checkpoint", "setting_sd_vae", "hr_sampler", "txt2img_hr_upscaler",
                      ...tabs.flatMap((t) => [t + "_styles", t + "_sampling", t + "_checkpoint"])];
-  // Generated text (infotext, PNG info) is data, never UI text.
-  const dataBlocks = ["pnginfo_html", ...tabs.flatMap((t) => ["html_info_" + t, t + "_gallery"])];
+  // Generated text (infotext, PNG info) is data, never UI text. (Galleries show no captions: their label and
+  // buttons are UI text and are translated.)
+  const dataBlocks = ["pnginfo_html", ...tabs.map((t) => "html_info_" + t)];
   const ignoredSelector = [
     ...nameLists.flatMap((id) => ["#" + id + " ul", "#" + id + " .token", "#" + id + " [role=option]"]),
     ...dataBlocks.map((id) => "#" + id),
