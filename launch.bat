@@ -26,6 +26,7 @@ for /f "usebackq delims=" %%L in (`findstr /r /i /c:"^ *set " "%ROOT%webui-user.
 :user_done
 
 if not defined REQS_FILE set "REQS_FILE=requirements.txt"
+if not defined NODEPS_FILE set "NODEPS_FILE=requirements-nodeps.txt"
 set "SKIP_INSTALL="
 set "REINSTALL_TORCH="
 set "EXIT_AFTER="
@@ -95,7 +96,7 @@ goto :install_done
 if not exist "%REQS_FILE%" goto :no_reqs
 if not defined STAMP_DIR goto :install
 if defined REINSTALL_TORCH goto :install
-%PY% -c "import hashlib, sys, pathlib; h = hashlib.sha256(pathlib.Path(sys.argv[1]).read_bytes()).hexdigest(); s = pathlib.Path(sys.argv[2]); sys.exit(0 if s.is_file() and s.read_text().strip() == h else 1)" "%REQS_FILE%" "%STAMP_DIR%\.requirements.sha256"
+%PY% -c "import hashlib, sys, pathlib; h = hashlib.sha256(b''.join(pathlib.Path(f).read_bytes() for f in sys.argv[1:3] if pathlib.Path(f).is_file())).hexdigest(); s = pathlib.Path(sys.argv[3]); sys.exit(0 if s.is_file() and s.read_text().strip() == h else 1)" "%REQS_FILE%" "%NODEPS_FILE%" "%STAMP_DIR%\.requirements.sha256"
 if errorlevel 1 goto :install
 echo Requirements unchanged since the last install
 goto :install_done
@@ -160,8 +161,14 @@ echo Installing requirements from %REQS_FILE%
 set "PIP_RC=%errorlevel%"
 del "%CONSTRAINTS%" >nul 2>&1
 if not "%PIP_RC%"=="0" goto :reqs_failed
+rem Packages whose declared dependencies must not be installed (spandrel's torchvision: see the file).
+if not exist "%NODEPS_FILE%" goto :nodeps_done
+echo Installing %NODEPS_FILE% without dependencies
+%PY% -m pip install --no-deps -r "%NODEPS_FILE%"
+if errorlevel 1 goto :reqs_failed
+:nodeps_done
 if not defined STAMP_DIR goto :install_done
-%PY% -c "import hashlib, sys, pathlib; pathlib.Path(sys.argv[2]).write_text(hashlib.sha256(pathlib.Path(sys.argv[1]).read_bytes()).hexdigest() + '\n')" "%REQS_FILE%" "%STAMP_DIR%\.requirements.sha256" 2>nul
+%PY% -c "import hashlib, sys, pathlib; pathlib.Path(sys.argv[3]).write_text(hashlib.sha256(b''.join(pathlib.Path(f).read_bytes() for f in sys.argv[1:3] if pathlib.Path(f).is_file())).hexdigest() + '\n')" "%REQS_FILE%" "%NODEPS_FILE%" "%STAMP_DIR%\.requirements.sha256" 2>nul
 
 :install_done
 if not defined EXIT_AFTER goto :start

@@ -25,6 +25,7 @@ fi
 PYTHON="${PYTHON:-${python_cmd:-}}"
 VENV_DIR="${VENV_DIR:-${venv_dir:-venv}}"
 REQS_FILE="${REQS_FILE:-requirements.txt}"
+NODEPS_FILE="${NODEPS_FILE:-requirements-nodeps.txt}"
 # webui.py reads COMMANDLINE_ARGS from its environment; a webui-user.sh may set it without "export".
 if [[ -n "${COMMANDLINE_ARGS+x}" ]]; then export COMMANDLINE_ARGS; fi
 
@@ -93,8 +94,8 @@ else
 fi
 
 # --- packages --------------------------------------------------------------------------------------------------------
-file_sha256() {
-    "$PY" -c 'import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest())' "$1"
+file_sha256() {  # of every file given that exists (requirements.txt and requirements-nodeps.txt)
+    "$PY" -c 'import hashlib, os, sys; print(hashlib.sha256(b"".join(open(f, "rb").read() for f in sys.argv[1:] if os.path.isfile(f))).hexdigest())' "$@"
 }
 
 install_packages() {
@@ -137,12 +138,17 @@ install_packages() {
         die "could not install the requirements; fix the error above and run launch.sh again"
     fi
     rm -f "$constraints"
+    # Packages whose declared dependencies must not be installed (spandrel's torchvision: see the file).
+    if [[ -f "$NODEPS_FILE" ]]; then
+        echo "Installing $NODEPS_FILE without dependencies"
+        "$PY" -m pip install --no-deps -r "$NODEPS_FILE" || die "could not install $NODEPS_FILE"
+    fi
 }
 
 if [[ $skip_install == 1 ]]; then
     echo "Skipping package installation (--skip-install)"
 else
-    want="$(file_sha256 "$REQS_FILE" 2>/dev/null)" || want="missing"
+    want="$(file_sha256 "$REQS_FILE" "$NODEPS_FILE" 2>/dev/null)" || want="missing"
     have=""
     [[ -n "$stamp_dir" && -f "$stamp_dir/.requirements.sha256" ]] && have="$(<"$stamp_dir/.requirements.sha256")"
     if [[ "$want" != "$have" || $reinstall_torch == 1 ]]; then

@@ -176,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add(g, i, "--localizations-dir", help="extra folder of localization .json files", default=None)
     for name, what in (("esrgan", "ESRGAN"), ("realesrgan", "RealESRGAN"), ("gfpgan", "GFPGAN"),
                        ("codeformer", "CodeFormer"), ("swinir", "SwinIR"), ("dat", "DAT")):
-        _add(g, n, f"--{name}-models-path", help=f"extra folder of {what} models", default=None)
+        _add(g, i, f"--{name}-models-path", help=f"extra folder of {what} models", default=None)
     _add(g, i, "--ui-settings-file", help="settings file (default: <data-dir>/config.json)", default=None)
     _add(g, i, "--ui-config-file", help="UI defaults file (default: <data-dir>/ui-config.json)", default=None)
     _add(g, i, "--styles-file", "append", "styles CSV file or glob; repeatable (default: <data-dir>/styles.csv)")

@@ -112,6 +112,7 @@ SD = ("sd", "Stable Diffusion")
 VAE = ("vae", "VAE")
 SAMPLER = ("sampler-params", "Sampler parameters")
 IMG2IMG = ("img2img", "img2img")
+UPSCALING = ("upscaling", "Upscaling")
 INFOTEXT = ("infotext", "Infotext")
 PREVIEW = ("ui", "Live previews")
 UI = ("ui_alternatives", "User interface")
@@ -188,6 +189,12 @@ def builtin_options() -> dict[str, OptionInfo]:
                                         IMG2IMG),
         "img2img_background_color": OptionInfo("#ffffff", "With img2img, fill transparent parts of the input image "
                                                           "with this color.", IMG2IMG),
+        # Upscaling
+        "ESRGAN_tile": OptionInfo(192, "Tile size for ESRGAN upscalers.", UPSCALING, minimum=0, maximum=512, step=16,
+                                  comment="0 = no tiling"),
+        "ESRGAN_tile_overlap": OptionInfo(8, "Tile overlap for ESRGAN upscalers.", UPSCALING, minimum=0, maximum=48),
+        "use_original_name_batch": OptionInfo(True, "Use original name for output filename during batch process in "
+                                                    "extras tab", SAVING),
         # Sampler parameters
         "eta_noise_seed_delta": OptionInfo(0, "Eta noise seed delta", SAMPLER, minimum=0, maximum=2**32 - 1,
                                            infotext="ENSD"),

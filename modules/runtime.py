@@ -38,6 +38,8 @@ class Runtime:
     embeddings: Any = None  # modules.models.embeddings.EmbeddingDatabase
     vaes: Any = None  # modules.models.vae.VaeRegistry
     styles: Any = None  # modules.styles.StyleDatabase
+    upscalers: Any = None  # modules.upscalers.registry.UpscalerRegistry
+    face_restorers: Any = None  # modules.upscalers.face_restoration.FaceRestorers
     version: str | None = None
     startup_notes: list[str] = field(default_factory=list)
 
@@ -67,8 +69,13 @@ class Runtime:
         ``script``: parsed arguments of "Prompts from file or textbox" (``prompts_from_file.ScriptArgs``)."""
         from modules.processing.txt2img import check_txt2img, txt2img
 
-        check_txt2img(params, current_checkpoint=self.manager.info.title if self.manager.info else None)
-        return self._submit_generation("txt2img", params, self._processor(params, txt2img, script),
+        check_txt2img(params, current_checkpoint=self.manager.info.title if self.manager.info else None,
+                      upscalers=self.upscalers)
+
+        def process(p: Any, ctx: ProcessingContext) -> Any:
+            return txt2img(p, ctx, self.upscalers)
+
+        return self._submit_generation("txt2img", params, self._processor(params, process, script),
                                        from_api=from_api)
 
     def submit_img2img(self, params: Img2ImgParams, *, from_api: bool = False, script: Any = None) -> Job:
@@ -143,6 +150,32 @@ class Runtime:
             return process(ctx)
 
         return self.jobs.submit(kind, run, description=params.prompt[:80], progress=progress)
+
+    def submit_extras(self, params: Any, images: list[tuple[Any, str]], *, save: bool = True,
+                      output_dir: Any = None) -> Job:
+        """Queue an Extras job over ``images`` ((PIL image, source name) pairs); returns (results, paths)."""
+        from modules.processing import postprocessing
+
+        postprocessing.check_request(params, self.upscalers, self.face_restorers)
+        settings = self.options.as_dict()
+
+        def run(job: Job) -> Any:
+            job.progress.begin(job_count=len(images), steps=1)
+            results, paths = [], []
+            for number, (image, name) in enumerate(images):
+                if job.progress.interrupted:
+                    break
+                job.progress.next_job(number)
+                result = postprocessing.run_extras(image, params, self.upscalers, self.face_restorers)
+                result.image.info.update({k: v for k, v in image.info.items() if isinstance(v, str)})
+                result.image.info["extras"] = result.infotext
+                results.append(result)
+                paths.append(postprocessing.save_extras(result, image.info, settings, self.paths.data_dir,
+                                                        basename=name, output_dir=output_dir) if save else None)
+            job.progress.next_job(len(images))
+            return results, paths
+
+        return self.jobs.submit("extras", run, description="Extras", progress=JobProgress(job="extras"))
 
     def _refiner_info(self, params: Any) -> Any:
         """The refiner checkpoint a request names (422 naming ``refiner_checkpoint`` when unknown), or None."""
@@ -245,9 +278,14 @@ def build_runtime(args: argparse.Namespace) -> Runtime:
     from modules import localization
 
     options.registry["localization"].choices = lambda: localization.names(paths.localization_dirs())
+    from modules.upscalers.face_restoration import FaceRestorers
+    from modules.upscalers.registry import UpscalerRegistry
+
+    upscalers = UpscalerRegistry.from_paths(paths, settings=options.as_dict, device_policy=policy)
     rt = Runtime(args=args, paths=paths, options=options, registry=registry, manager=manager, jobs=jobs,
                  hash_cache=cache, loras=LoraRegistry.from_paths(paths, cache, hashing=hashing),
                  embeddings=EmbeddingDatabase.from_paths(paths, cache, hashing=hashing), vaes=vaes,
                  styles=StyleDatabase(list(getattr(args, "styles_file", None) or []) or [paths.styles_file]),
+                 upscalers=upscalers, face_restorers=FaceRestorers.from_paths(paths),
                  version=infotext.version_string(paths.install_dir), startup_notes=notes)
     return rt

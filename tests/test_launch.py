@@ -132,6 +132,20 @@ def test_exit_installs_nothing_and_does_not_start(tree: Path) -> None:
     assert "Exiting because of --exit argument" in out.stdout
 
 
+def test_nodeps_requirements_are_installed_without_dependencies(tree: Path) -> None:
+    (tree / "requirements-nodeps.txt").write_text("spandrel==0.4.2\n")
+    run(tree, "--exit", env={"FAKE_TORCH_VERSION": "2.13.0+cpu"})
+    pips = [ln for ln in log_lines(tree) if ln.startswith("pip")]
+    assert pips[-1] == "pip install --no-deps -r requirements-nodeps.txt"
+    # a change to the no-deps file alone is a change of requirements
+    (tree.parent / "log.txt").unlink()
+    run(tree, "--exit", env={"FAKE_TORCH_VERSION": "2.13.0+cpu"})
+    assert log_lines(tree) == []
+    (tree / "requirements-nodeps.txt").write_text("spandrel==0.4.3\n")
+    run(tree, "--exit", env={"FAKE_TORCH_VERSION": "2.13.0+cpu"})
+    assert "pip install --no-deps -r requirements-nodeps.txt" in log_lines(tree)
+
+
 def test_install_only_when_requirements_change(tree: Path) -> None:
     venv = tree.parent / "venv"
     out = run(tree, "--exit")

@@ -381,14 +381,40 @@ def test_generate_forever_repeats_until_cancelled(page: Page, server, js_errors)
     assert js_errors == []
 
 
+def test_extras_upscales_with_real_esrgan_and_keeps_the_parameters(page: Page, server, js_errors):
+    page.get_by_role("tab", name="txt2img").first.click()
+    set_tiny_size(page)
+    page.locator("#txt2img_prompt textarea").fill("a shell for extras")
+    page.locator("#txt2img_generate").click()
+    expect(page.locator("#html_info_txt2img")).to_contain_text("a shell for extras")
+    page.locator("#txt2img_send_to_extras").click()
+    expect(page.locator("#tab_extras")).to_be_visible()
+    expect(page.locator("#extras_image img")).to_be_visible()
+    page.locator("#extras_upscaler_1 input").fill("R-ESRGAN AnimeVideo")
+    page.locator("#extras_upscaler_1 input").press("Enter")
+    box = number_input(page, "extras_upscaling_resize")
+    box.fill("2")
+    box.press("Enter")
+    page.locator("#extras_generate").click()
+    expect(page.locator("#html_info_x")).to_contain_text("Postprocess upscaler: R-ESRGAN AnimeVideo")
+    saved = sorted((server.data_dir / "outputs" / "extras-images").glob("*.png"))[-1]
+    with Image.open(saved) as result:
+        assert result.size == (128, 128)
+        assert result.info["parameters"].startswith("a shell for extras\n")
+        assert "Postprocess upscale by: 2" in result.info["extras"]
+    page.get_by_role("tab", name="txt2img").first.click()
+    assert js_errors == []
+
+
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"  # git-ignored
 
 
 def test_screenshots_of_each_tab_in_english_and_zh_cn(page: Page, server, js_errors):
     """Kept as test artifacts (not committed) so a person can look at every tab in both languages."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    tabs = {"txt2img": "txt2img", "img2img": "img2img", "PNG Info": "pnginfo", "Settings": "settings"}
-    zh_names = {"txt2img": "文生图", "img2img": "图生图", "PNG Info": "图片信息", "Settings": "设置"}
+    tabs = {"txt2img": "txt2img", "img2img": "img2img", "Extras": "extras", "PNG Info": "pnginfo",
+            "Settings": "settings"}
+    zh_names = {"txt2img": "文生图", "img2img": "图生图", "Extras": "后期处理", "PNG Info": "图片信息", "Settings": "设置"}
     for language in ("None", "zh_CN"):
         server.request("POST", "/sdapi/v1/options", {"localization": language})
         page.reload(wait_until="load")

@@ -131,6 +131,54 @@ def build_router(rt: Runtime) -> APIRouter:
             echo["mask"] = None
         return images_response(req, processed, echo)
 
+    def extras_params(req: Any) -> Any:
+        from modules.processing.postprocessing import ExtrasParams
+
+        return ExtrasParams(**req.model_dump(include=set(ExtrasParams.model_fields)))
+
+    def extras_html(results: list[Any]) -> str:
+        import html as html_mod
+
+        return "".join(f"<p>{html_mod.escape(r.infotext)}</p>" for r in results)
+
+    @router.post("/extra-single-image", response_model=schemas.ExtrasSingleImageResponse)
+    async def extra_single_image(req: schemas.ExtrasSingleImageRequest) -> schemas.ExtrasSingleImageResponse:
+        image = decode_base64_to_image(req.image, "image")
+        results, _ = await wait_job(rt.submit_extras(extras_params(req), [(image, "")], save=False))
+        encoded = encode_pil_to_base64(results[0].image) if req.show_extras_results else None
+        return schemas.ExtrasSingleImageResponse(html_info=extras_html(results), image=encoded)
+
+    @router.post("/extra-batch-images", response_model=schemas.ExtrasBatchImagesResponse)
+    async def extra_batch_images(req: schemas.ExtrasBatchImagesRequest) -> schemas.ExtrasBatchImagesResponse:
+        images = [(decode_base64_to_image(item.data, f"imageList.{i}.data"), item.name)
+                  for i, item in enumerate(req.imageList)]
+        results, _ = await wait_job(rt.submit_extras(extras_params(req), images, save=False))
+        encoded = [encode_pil_to_base64(r.image) for r in results] if req.show_extras_results else []
+        return schemas.ExtrasBatchImagesResponse(html_info=extras_html(results), images=encoded)
+
+    @router.get("/upscalers", response_model=list[schemas.UpscalerItem])
+    def upscalers() -> list[schemas.UpscalerItem]:
+        items = [schemas.UpscalerItem(name=n, scale=4) for n in ("None", "Lanczos", "Nearest")]
+        for info in rt.upscalers.list():
+            items.append(schemas.UpscalerItem(name=info.name, model_name=info.model_name,
+                                              model_path=str(info.path) if info.path else None, scale=info.scale))
+        return items
+
+    @router.get("/realesrgan-models")
+    def realesrgan_models() -> list[dict[str, Any]]:
+        return [{"name": i.name, "path": str(i.path) if i.path else None, "scale": i.scale}
+                for i in rt.upscalers.list() if i.model_name == "RealESRGAN"]
+
+    @router.get("/latent-upscale-modes")
+    def latent_upscale_modes() -> list[dict[str, str]]:
+        from modules.processing.upscale import LATENT_MODES
+
+        return [{"name": name} for name in LATENT_MODES]
+
+    @router.get("/face-restorers")
+    def face_restorers() -> list[dict[str, str]]:
+        return rt.face_restorers.api_list()
+
     @router.get("/sd-models", response_model=list[schemas.SDModelItem])
     async def sd_models() -> list[schemas.SDModelItem]:
         return [_sd_model_item(info) for info in rt.registry.list()]

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from modules.processing.params import GenerationParams, Img2ImgParams, Txt2ImgParams
+from modules.processing.postprocessing import ExtrasParams
 
 
 class _ApiFields(BaseModel):
@@ -62,6 +63,43 @@ class Img2ImgRequest(_ApiFields, Img2ImgParams):
     def to_params(self, init_images: list[Any], mask: Any) -> Img2ImgParams:
         data = self._params_data(Img2ImgParams, exclude={"init_images", "mask"})
         return Img2ImgParams(**data, init_images=init_images, mask=mask)
+
+
+class ExtrasSingleImageRequest(ExtrasParams):
+    """A1111's extra-single-image request (API default: upscaling_resize 2)."""
+
+    upscaling_resize: float = Field(2.0, ge=1.0, le=8.0, description="Resize (scale by)")
+    show_extras_results: bool = Field(True, description="Return the result images")
+    image: str = Field("", description="Base64 image (plain or data URI)")
+
+
+class ExtrasImageItem(BaseModel):
+    data: str = Field(..., description="Base64 image (plain or data URI)")
+    name: str = Field("", max_length=500, description="File name (used for the output name)")
+
+
+class ExtrasBatchImagesRequest(ExtrasParams):
+    upscaling_resize: float = Field(2.0, ge=1.0, le=8.0, description="Resize (scale by)")
+    show_extras_results: bool = Field(True, description="Return the result images")
+    imageList: list[ExtrasImageItem] = Field(default_factory=list, max_length=64)  # noqa: N815 - A1111's name
+
+
+class ExtrasSingleImageResponse(BaseModel):
+    html_info: str
+    image: str | None = None
+
+
+class ExtrasBatchImagesResponse(BaseModel):
+    html_info: str
+    images: list[str]
+
+
+class UpscalerItem(BaseModel):
+    name: str
+    model_name: str | None = None
+    model_path: str | None = None
+    model_url: str | None = None
+    scale: float | None = None
 
 
 class ImagesResponse(BaseModel):

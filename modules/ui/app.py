@@ -17,6 +17,7 @@ from modules.options import OptionError
 from modules.runtime import Runtime
 from modules.ui.pnginfo_tab import build_pnginfo_tab
 from modules.ui.settings_tab import build_settings_tab
+from modules.ui.extras_tab import build_extras_tab
 from modules.ui.img2img_tab import build_img2img_tab
 from modules.ui.common import words
 from modules.ui.txt2img_tab import build_txt2img_tab, error_html
@@ -155,12 +156,27 @@ def apply_ui_config(rt: Runtime, tabs: dict[str, dict[str, Any]]) -> Any:
     return config
 
 
-def wire_send_buttons(rt: Runtime, panels: list[Any], img2img: Any, tabs: Any) -> None:
-    """🖼️ / 🎨️ under every gallery: the chosen image and its infotext into img2img or Inpaint."""
+def wire_send_buttons(rt: Runtime, panels: list[Any], img2img: Any, tabs: Any, extras: Any = None) -> None:
+    """🖼️ / 🎨️ / 📐 under every gallery: the chosen image and its infotext into img2img, Inpaint or Extras."""
     from modules.ui import output_actions, send_to
 
     for panel in panels:
         for target, button in panel.send_buttons.items():
+            if target == "extras":
+                if extras is None:
+                    continue
+
+                def on_extras(gallery: Any, selected: Any, info: Any) -> list[Any]:
+                    image, _ = output_actions.image_and_infotext(gallery, selected, info)
+                    if image is None:
+                        return [gr.update()] * 4
+                    return [gr.update(value=image), 0, gr.Tabs(selected="extras_single_tab"),
+                            gr.Tabs(selected="extras")]
+
+                button.click(on_extras, inputs=[panel.gallery, panel.selected, panel.generation_info],
+                             outputs=[extras.image, extras.mode, extras.tabs, tabs], queue=False,
+                             show_progress="hidden")
+                continue
             def on_send(gallery: Any, selected: Any, info: Any, target: str = target) -> list[Any]:
                 image, text = output_actions.image_and_infotext(gallery, selected, info)
                 return send_to.updates(image, text, img2img, target, rt.styles)
@@ -190,14 +206,16 @@ def build_ui(rt: Runtime) -> gr.Blocks:
                 txt2img = build_txt2img_tab(rt)
             with gr.Tab("img2img", id="img2img", elem_id="tab_img2img"):
                 img2img = build_img2img_tab(rt)
+            with gr.Tab("Extras", id="extras", elem_id="tab_extras"):
+                extras = build_extras_tab(rt)
             with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
-                build_pnginfo_tab(rt, txt2img, tabs, img2img)
+                build_pnginfo_tab(rt, txt2img, tabs, img2img, extras)
             with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
                 settings = build_settings_tab(rt)
 
         gr.HTML(footer_html(rt), elem_id="footer_block")
         apply_ui_config(rt, {"txt2img": txt2img.fields, "img2img": img2img.fields})
-        wire_send_buttons(rt, [txt2img.output, img2img.output], img2img, tabs)
+        wire_send_buttons(rt, [txt2img.output, img2img.output], img2img, tabs, extras)
 
         def on_refresh() -> tuple[Any, str, Any, Any]:
             rt.registry.refresh()

@@ -175,7 +175,7 @@ def script_call(data: dict[str, Any]) -> Any:
     return prompts_from_file.parse_args([bool(args[0]), bool(args[1]), args[2] or "start", args[3] or ""])
 
 
-SEND_TARGETS = {"img2img": "🖼️", "inpaint": "🎨️"}  # 📐 send to extras arrives with the Extras tab
+SEND_TARGETS = {"img2img": "🖼️", "inpaint": "🎨️", "extras": "📐"}
 
 
 def build_output_panel(tab: str) -> OutputPanel:
@@ -320,7 +320,12 @@ def stream_job(rt: Runtime, submit: Callable[[], Any], last_seed: dict[str, int]
 LATER_STRINGS = ("In queue: position", "Step", "Batch", "ETA", "Interrupted: finished images were kept.", "Error:",
                  "Loading model", "Loading", "Loaded in", "Downloading…",
                  "Downloaded. Select it in the checkpoint list.", "(from the next image)", "Generate forever",
-                 "Cancel generate forever")
+                 "Cancel generate forever", "GFPGAN weights are not installed: put them in",
+                 "CodeFormer weights are not installed: put them in",
+                 "GFPGAN weights were found, but face detection and alignment (facexlib) are not available in this "
+                 "version, so faces cannot be restored yet",
+                 "CodeFormer weights were found, but face detection and alignment (facexlib) are not available in "
+                 "this version, so faces cannot be restored yet")
 
 
 def words(text: str) -> str:

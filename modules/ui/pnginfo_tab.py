@@ -189,7 +189,7 @@ def send_to_txt2img_updates(text: str | None, field_components: Mapping[str, Any
 
 
 def build_pnginfo_tab(rt: Any, txt2img_controls: Any, tabs: Any = None,
-                      img2img_controls: Any = None) -> PngInfoControls:
+                      img2img_controls: Any = None, extras_controls: Any = None) -> PngInfoControls:
     """Build the tab inside the current ``gr.Tab``. With ``tabs`` (the app's ``gr.Tabs``), sending switches to the
     txt2img tab (id ``"txt2img"``)."""
     with gr.Row(equal_height=False):
@@ -207,6 +207,8 @@ def build_pnginfo_tab(rt: Any, txt2img_controls: Any, tabs: Any = None,
                                          visible=img2img_controls is not None)
                 send_inpaint = gr.Button("Send to inpaint", elem_id="pnginfo_send_to_inpaint",
                                          visible=img2img_controls is not None)
+                send_extras = gr.Button("Send to extras", elem_id="pnginfo_send_to_extras",
+                                        visible=extras_controls is not None)
 
     image.change(read_image_info, inputs=[image], outputs=[info, generation_info], queue=False,
                  show_progress="hidden")
@@ -237,6 +239,18 @@ def build_pnginfo_tab(rt: Any, txt2img_controls: Any, tabs: Any = None,
             button.click(on_send_image, inputs=[image, generation_info],
                          outputs=send_to.outputs(img2img_controls, target, tabs), queue=False,
                          show_progress="hidden")
+    if extras_controls is not None and tabs is not None:
+        def on_send_extras(path: str | None) -> list[Any]:
+            if not path:
+                return [gr.update()] * 4
+            with Image.open(path) as opened:
+                picture = opened.copy()
+                picture.info = dict(opened.info)  # the parameters chunk travels with it
+            return [gr.update(value=picture), 0, gr.Tabs(selected="extras_single_tab"), gr.Tabs(selected="extras")]
+
+        send_extras.click(on_send_extras, inputs=[image],
+                          outputs=[extras_controls.image, extras_controls.mode, extras_controls.tabs, tabs],
+                          queue=False, show_progress="hidden")
     return PngInfoControls(image, info, generation_info, send)
 
 

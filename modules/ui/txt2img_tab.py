@@ -74,8 +74,9 @@ def build_hires_controls(rt: Runtime, f: dict[str, Any]) -> Any:
     with gr.Accordion("Hires. fix", open=False, elem_id=f"{tab}_hr"):
         f["enable_hr"] = gr.Checkbox(False, label="Hires. fix", elem_id=f"{tab}_enable_hr")
         with gr.Row():
-            f["hr_upscaler"] = gr.Dropdown(upscale.hires_upscaler_names(), value=upscale.DEFAULT_LATENT_MODE,
-                                           label="Upscaler", elem_id=f"{tab}_hr_upscaler")
+            f["hr_upscaler"] = gr.Dropdown(upscale.hires_upscaler_names(getattr(rt, "upscalers", None)),
+                                           value=upscale.DEFAULT_LATENT_MODE, label="Upscaler",
+                                           elem_id=f"{tab}_hr_upscaler")
             f["hr_second_pass_steps"] = gr.Slider(0, 150, value=0, step=1, label="Hires steps",
                                                   elem_id=f"{tab}_hires_steps")
             f["denoising_strength"] = gr.Slider(0, 1, value=0.7, step=0.01, label="Denoising strength",

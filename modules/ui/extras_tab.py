@@ -1,0 +1,182 @@
+"""The Extras tab: upscale single images, uploads or a folder with upscaler 1 and 2, as A1111's Extras tab does.
+
+Results go to ``outputs/extras-images`` (or the batch's output folder) with an ``extras`` chunk beside the original
+``parameters``. Face restoration controls say why they cannot run when their weights or detector are missing.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import gradio as gr
+from PIL import Image
+from pydantic import ValidationError
+
+from modules.errors import FieldError
+from modules.jobs import JobFailed, QueueFull
+from modules.processing import postprocessing
+from modules.runtime import Runtime
+from modules.ui import common
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+
+@dataclass
+class ExtrasControls:
+    fields: dict[str, Any]
+    image: Any  # the single-image input, target of "send to extras"
+    mode: Any  # gr.State: 0 single, 1 batch, 2 directory
+    tabs: Any
+    generate: Any
+    gallery: Any
+    info: Any
+
+
+def restorer_note(parts: tuple[str, Path | None] | None) -> str:
+    if parts is None:
+        return ""
+    phrase, folder = parts
+    where = f" <code>{html.escape(str(folder))}</code>" if folder is not None else ""
+    return f"<p class='comments'>{common.words(phrase)}{where}</p>"
+
+
+def params_from_values(values: dict[str, Any]) -> postprocessing.ExtrasParams:
+    data = dict(values)
+    for key in ("upscaling_resize_w", "upscaling_resize_h", "max_side_length", "resize_mode"):
+        if data.get(key) is not None:
+            data[key] = int(data[key])
+    return postprocessing.ExtrasParams(**data)
+
+
+def directory_images(input_dir: str) -> list[Path]:
+    folder = Path(input_dir).expanduser()
+    if not folder.is_dir():
+        raise FieldError("extras_batch_input_dir", f"{folder} is not a folder")
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def _open(path: Path | str) -> Image.Image:
+    with Image.open(path) as opened:
+        opened.load()
+        image = opened.copy()
+        image.info = dict(opened.info)
+    return image
+
+
+def build_extras_tab(rt: Runtime) -> ExtrasControls:
+    f: dict[str, Any] = {}
+    mode = gr.State(0)
+    names = postprocessing.upscaler_names(rt.upscalers)
+    restorers = rt.face_restorers.status() if rt.face_restorers is not None else {}
+    with gr.Row():
+        with gr.Column(scale=1):
+            with gr.Tabs(elem_id="mode_extras") as tabs:
+                with gr.Tab("Single Image", id="extras_single_tab") as single_tab:
+                    image = gr.Image(label="Source", type="pil", image_mode=None, sources=["upload", "clipboard"],
+                                     elem_id="extras_image", format="png")
+                with gr.Tab("Batch Process", id="extras_batch_process_tab") as batch_tab:
+                    files = gr.File(label="Batch Process", file_count="multiple", file_types=["image"],
+                                    elem_id="extras_image_batch")
+                with gr.Tab("Batch from Directory", id="extras_batch_directory_tab") as dir_tab:
+                    hidden = bool(getattr(rt.args, "hide_ui_dir_config", False))
+                    input_dir = gr.Textbox(label="Input directory", elem_id="extras_batch_input_dir",
+                                           interactive=not hidden)
+                    output_dir = gr.Textbox(label="Output directory", elem_id="extras_batch_output_dir",
+                                            interactive=not hidden)
+                    show_results = gr.Checkbox(True, label="Show result images", elem_id="extras_show_extras_results")
+            generate = gr.Button("Generate", variant="primary", elem_id="extras_generate")
+            with gr.Accordion("Upscale", open=True, elem_id="extras_upscale"):
+                with gr.Tabs(elem_id="extras_resize_mode"):
+                    with gr.Tab("Scale by", id="extras_scale_by_tab") as scale_by:
+                        f["upscaling_resize"] = gr.Slider(1.0, 8.0, value=4, step=0.05, label="Resize",
+                                                          elem_id="extras_upscaling_resize")
+                        f["max_side_length"] = gr.Number(0, label="Max side length", precision=0,
+                                                         elem_id="extras_upscale_max_side_length")
+                    with gr.Tab("Scale to", id="extras_scale_to_tab") as scale_to:
+                        with gr.Row():
+                            f["upscaling_resize_w"] = gr.Slider(64, 8192, value=512, step=8, label="Width",
+                                                                elem_id="extras_upscaling_resize_w")
+                            f["upscaling_resize_h"] = gr.Slider(64, 8192, value=512, step=8, label="Height",
+                                                                elem_id="extras_upscaling_resize_h")
+                        f["upscaling_crop"] = gr.Checkbox(True, label="Crop to fit", elem_id="extras_upscaling_crop")
+                f["resize_mode"] = gr.State(0)
+                with gr.Row():
+                    f["upscaler_1"] = gr.Dropdown(names, value="None", label="Upscaler 1", elem_id="extras_upscaler_1")
+                    f["upscaler_2"] = gr.Dropdown(names, value="None", label="Upscaler 2", elem_id="extras_upscaler_2")
+                f["extras_upscaler_2_visibility"] = gr.Slider(0.0, 1.0, value=0.0, step=0.001,
+                                                              label="Upscaler 2 visibility",
+                                                              elem_id="extras_upscaler_2_visibility")
+            with gr.Accordion("GFPGAN", open=False, elem_id="extras_gfpgan"):
+                f["gfpgan_enabled"] = gr.Checkbox(False, label="GFPGAN", elem_id="extras_enable_gfpgan")
+                f["gfpgan_visibility"] = gr.Slider(0.0, 1.0, value=1.0, step=0.001, label="Visibility",
+                                                   elem_id="extras_gfpgan_visibility")
+                gr.HTML(restorer_note(restorers.get("GFPGAN")))
+            with gr.Accordion("CodeFormer", open=False, elem_id="extras_codeformer"):
+                f["codeformer_enabled"] = gr.Checkbox(False, label="CodeFormer", elem_id="extras_enable_codeformer")
+                f["codeformer_visibility"] = gr.Slider(0.0, 1.0, value=1.0, step=0.001, label="Visibility",
+                                                       elem_id="extras_codeformer_visibility")
+                f["codeformer_weight"] = gr.Slider(0.0, 1.0, value=0.0, step=0.001,
+                                                   label="Weight (0 = maximum effect, 1 = minimum effect)",
+                                                   elem_id="extras_codeformer_weight")
+                gr.HTML(restorer_note(restorers.get("CodeFormer")))
+        with gr.Column(scale=1):
+            progress = gr.HTML("", elem_id="extras_progress")
+            gallery = gr.Gallery(label="Result", format="png", columns=2, elem_id="extras_gallery",
+                                 interactive=False)
+            info = gr.HTML("", elem_id="html_info_x")
+
+    for index, tab in enumerate((single_tab, batch_tab, dir_tab)):
+        tab.select(lambda i=index: i, outputs=[mode], queue=False, show_progress="hidden")
+    scale_by.select(lambda: 0, outputs=[f["resize_mode"]], queue=False, show_progress="hidden")
+    scale_to.select(lambda: 1, outputs=[f["resize_mode"]], queue=False, show_progress="hidden")
+    field_names = list(f)
+
+    def generate_fn(mode_index: int, single: Any, uploads: Any, in_dir: str, out_dir: str, show: bool,
+                    *values: Any) -> Iterator[tuple[Any, Any, Any]]:
+        data = dict(zip(field_names, values))
+        if not data.pop("gfpgan_enabled"):
+            data["gfpgan_visibility"] = 0.0
+        if not data.pop("codeformer_enabled"):
+            data["codeformer_visibility"] = 0.0
+        try:
+            params = params_from_values(data)
+            target = None
+            if mode_index == 0:
+                if single is None:
+                    raise FieldError("image", "upload an image first")
+                images = [(single, "")]
+            elif mode_index == 1:
+                images = [(_open(getattr(u, "name", u)), Path(getattr(u, "name", u)).stem) for u in uploads or []]
+            else:
+                if getattr(rt.args, "hide_ui_dir_config", False):
+                    raise FieldError("extras_batch_input_dir", "batch directories are disabled (--hide-ui-dir-config)")
+                images = [(_open(p), p.stem) for p in directory_images(in_dir)]
+                target = Path(out_dir).expanduser() if out_dir else None
+            if not images:
+                raise FieldError("image", "no images to process")
+            job = rt.submit_extras(params, images, output_dir=target)
+        except ValidationError as err:
+            yield gr.update(), common.error_html(common.describe_validation(err)), ""
+            return
+        except (ValueError, QueueFull, OSError) as err:
+            yield gr.update(), common.error_html(str(err)), ""
+            return
+        while not job._done.wait(0.25):
+            snap = job.progress.snapshot()
+            yield gr.update(), gr.update(), common.progress_html(snap.job_no, max(1, snap.job_count), 0, 1, 0, "",
+                                                                 rt.jobs.position(job))
+        try:
+            results, paths = job.wait()
+        except JobFailed as err:
+            yield gr.update(), common.error_html(str(err)), ""
+            return
+        shown = [str(p) if p is not None else r.image for r, p in zip(results, paths)]
+        text = "".join(f"<p>{html.escape(r.infotext)}</p>" for r in results[:1])
+        yield (shown if (mode_index != 2 or show) else []), f"<div class='infotext'>{text}</div>", ""
+
+    generate.click(generate_fn, inputs=[mode, image, files, input_dir, output_dir, show_results, *f.values()],
+                   outputs=[gallery, info, progress], concurrency_limit=None, show_progress="hidden")
+    return ExtrasControls(f, image, mode, tabs, generate, gallery, info)
