@@ -4,7 +4,6 @@ installed offline like any requirement), converted to PyTorch and checked agains
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
