@@ -138,6 +138,8 @@ def builtin_options() -> dict[str, OptionInfo]:
         "save_txt": OptionInfo(False, "Create a text file with infotext next to every image", SAVING),
         "save_images_before_highres_fix": OptionInfo(False, "Save copy of each image before applying highres fix.",
                                                      SAVING),
+        "use_original_name_batch": OptionInfo(True, "Use original name for output filename during batch process in "
+                                                    "extras tab", SAVING),
         "save_selected_only": OptionInfo(True, "When using 'Save' button, only save a single selected image",
                                          SAVING),
         "jpeg_quality": OptionInfo(80, "Quality for saved jpeg and webp images", SAVING, minimum=1, maximum=100),
@@ -193,8 +195,6 @@ def builtin_options() -> dict[str, OptionInfo]:
         "ESRGAN_tile": OptionInfo(192, "Tile size for ESRGAN upscalers.", UPSCALING, minimum=0, maximum=512, step=16,
                                   comment="0 = no tiling"),
         "ESRGAN_tile_overlap": OptionInfo(8, "Tile overlap for ESRGAN upscalers.", UPSCALING, minimum=0, maximum=48),
-        "use_original_name_batch": OptionInfo(True, "Use original name for output filename during batch process in "
-                                                    "extras tab", SAVING),
         # Sampler parameters
         "eta_noise_seed_delta": OptionInfo(0, "Eta noise seed delta", SAMPLER, minimum=0, maximum=2**32 - 1,
                                            infotext="ENSD"),

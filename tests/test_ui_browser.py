@@ -373,11 +373,15 @@ def test_generate_forever_repeats_until_cancelled(page: Page, server, js_errors)
     assert count() >= before + 3  # it went on by itself
     page.locator("#txt2img_generate").click(button="right")
     page.locator("#context_menu").get_by_text("Cancel generate forever").click()
-    expect(page.locator("#txt2img_progress")).to_be_empty()
-    time.sleep(1.5)
-    settled = count()
+    # The run in flight finishes; then nothing more starts.
+    settled, stable_since = count(), time.time()
+    while time.time() - stable_since < 3 and time.time() < deadline + 30:
+        time.sleep(0.2)
+        if count() != settled:
+            settled, stable_since = count(), time.time()
     time.sleep(2)
-    assert count() == settled  # and stopped
+    assert count() == settled
+    expect(page.locator("#txt2img_progress")).to_be_empty()
     assert js_errors == []
 
 
