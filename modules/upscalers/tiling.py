@@ -60,5 +60,9 @@ def upscale_tiled(network: Network, image: Image.Image, scale: int, tile: int, o
             window = (wy[:, None] * wx[None, :])[..., None]
             result[y * scale:(y + h) * scale, x * scale:(x + w) * scale] += out * window
             weight[y * scale:(y + h) * scale, x * scale:(x + w) * scale] += window
-    result /= np.maximum(weight, 1e-8)
-    return Image.fromarray(np.round(result * 255.0).astype(np.uint8))
+    np.maximum(weight, 1e-8, out=weight)
+    result /= weight
+    del weight
+    result *= 255.0  # in place: the output is the largest thing in memory, never copy it as floats
+    np.round(result, out=result)
+    return Image.fromarray(result.astype(np.uint8))
