@@ -88,14 +88,13 @@ class Runtime:
         return self._submit_generation("img2img", params, self._processor(params, img2img, script),
                                        from_api=from_api)
 
-    @staticmethod
-    def _processor(params: Any, process: Any, script: Any) -> Any:
+    def _processor(self, params: Any, process: Any, script: Any) -> Any:
+        """``process(params, ctx)``, or the chosen script running it (``prompts_from_file.ScriptArgs``,
+        ``sd_upscale.SdUpscaleArgs``); the script's own checks run before anything is queued."""
         if script is None:
             return lambda ctx: process(params, ctx)
-        from modules.processing import prompts_from_file
-
-        prompts_from_file.check(params, script)  # every line is valid before anything is queued
-        return lambda ctx: prompts_from_file.run(params, script, ctx, process)
+        script.check(params)
+        return lambda ctx: script.run(params, ctx, process, self.upscalers)
 
     def _submit_generation(self, kind: str, params: Any, process: Any, *, from_api: bool) -> Job:
         """The common path of every generation: settings snapshot with validated overrides, checkpoint choice,

@@ -19,7 +19,7 @@ from modules.jobs import JobFailed, QueueFull
 from modules.models.manager import CheckpointNotFound, NoCheckpointError
 from modules.models.types import ModelFileError
 from modules.options import OptionError
-from modules.processing import outpainting, prompts_from_file
+from modules.processing import outpainting, prompts_from_file, sd_upscale
 from modules.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -120,11 +120,17 @@ def build_router(rt: Runtime) -> APIRouter:
         init_images = [decode_base64_to_image(data, f"init_images.{i}") for i, data in enumerate(req.init_images)]
         mask = decode_base64_to_image(req.mask, "mask") if req.mask else None
         params = req.to_params(init_images, mask)
-        script = _no_unknown_script(req.script_name, (outpainting.TITLE, prompts_from_file.TITLE))
+        script = _no_unknown_script(req.script_name, (outpainting.TITLE, prompts_from_file.TITLE, sd_upscale.TITLE))
         if script == outpainting.TITLE:
             params = outpainting.apply(params, req.script_args)
-        lines = prompts_from_file.parse_args(req.script_args) if script == prompts_from_file.TITLE else None
-        processed = await wait_job(rt.submit_img2img(params, from_api=True, script=lines))
+        runner = None
+        if script == prompts_from_file.TITLE:
+            runner = prompts_from_file.parse_args(req.script_args)
+        elif script == sd_upscale.TITLE:
+            from modules.processing.postprocessing import upscaler_names
+
+            runner = sd_upscale.parse_args(req.script_args, upscaler_names(rt.upscalers))
+        processed = await wait_job(rt.submit_img2img(params, from_api=True, script=runner))
         echo = req.model_dump()
         if not req.include_init_images:  # A1111 leaves the (large) images out of the echo unless asked
             echo["init_images"] = None

@@ -246,6 +246,7 @@ def run_job(p: GenerationParams, ctx: ProcessingContext, plan: Plan) -> Processe
         job.extra["Emphasis"] = emphasis
     if job.use_old_scheduling:
         job.extra["Old prompt editing timelines"] = True
+    job.extra.update(p.extra_generation_params)
     plan.prepare(job)
 
     images, infotexts, saved = [], [], []

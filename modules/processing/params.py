@@ -42,6 +42,8 @@ class GenerationParams(BaseModel):
     do_not_save_grid: bool = False
     override_settings: dict[str, Any] = Field(default_factory=dict)
     override_settings_restore_afterwards: bool = True
+    # What scripts add to the infotext (A1111's p.extra_generation_params); never taken from API requests.
+    extra_generation_params: dict[str, Any] = Field(default_factory=dict, exclude=True)
     refiner_checkpoint: str | None = Field(None, max_length=500, description="Refiner checkpoint (SDXL refiner)")
     refiner_switch_at: float | None = Field(None, ge=0.01, le=1.0, description="Refiner switch at (fraction)")
 

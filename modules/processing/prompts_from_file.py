@@ -41,6 +41,13 @@ class ScriptArgs:
     position: str  # "start" or "end"
     lines: list[dict[str, Any]]
 
+    def check(self, p: GenerationParams) -> None:
+        check(p, self)
+
+    def run(self, p: GenerationParams, ctx: ProcessingContext,
+            process: Callable[[GenerationParams, ProcessingContext], Processed], upscalers: Any = None) -> Processed:
+        return run(p, self, ctx, process)
+
 
 def _convert(kind: Any, text: str) -> Any:
     if kind == _BOOL:
@@ -116,7 +123,7 @@ def line_params(p: GenerationParams, line: dict[str, Any], position: str, number
         if values.get(key) and own:
             values[key] = f"{values[key]} {own}" if position == "start" else f"{own} {values[key]}"
     try:
-        return type(p)(**{**p.model_dump(), **values})
+        return type(p)(**{**p.model_dump(), **values, "extra_generation_params": p.extra_generation_params})
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(x) for x in first.get("loc", ()))

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from modules.errors import FieldError
-from modules.processing import imageops, masking, outpainting, prompts_from_file
+from modules.processing import imageops, masking, outpainting, prompts_from_file, sd_upscale
 from modules.processing.img2img import INPAINT_AREAS, MASK_MODES, MASKED_CONTENT
 from modules.processing.params import Img2ImgParams
 from modules.runtime import Runtime
@@ -25,7 +25,8 @@ from modules.ui import common
 MODES = ("img2img", "Sketch", "Inpaint", "Inpaint sketch", "Inpaint upload", "Batch")
 IMG2IMG, SKETCH, INPAINT, INPAINT_SKETCH, INPAINT_UPLOAD, BATCH = range(6)
 INPAINT_MODES = (INPAINT, INPAINT_SKETCH, INPAINT_UPLOAD, BATCH)
-SCRIPTS = ("None", outpainting.TITLE, prompts_from_file.TITLE)
+SCRIPTS = ("None", outpainting.TITLE, prompts_from_file.TITLE, sd_upscale.TITLE)
+SD_UPSCALE_NOTE = "Will upscale the image by the selected scale factor; use width and height sliders to set tile size"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 
@@ -101,7 +102,8 @@ def init_and_mask(mode: int, images: Mapping[str, Any], mask_transparency: float
 
 
 UI_ONLY_FIELDS = ("scale_by", "resize_tab", "mask_alpha", "script_name", "outpaint_pixels", "outpaint_mask_blur",
-                  "outpaint_fill", "outpaint_directions", *common.PROMPTS_FROM_FILE_FIELDS)
+                  "outpaint_fill", "outpaint_directions", *common.PROMPTS_FROM_FILE_FIELDS, "sdu_overlap",
+                  "sdu_upscaler", "sdu_scale")
 RADIOS = (("inpainting_fill", MASKED_CONTENT), ("inpaint_full_res", INPAINT_AREAS),
           ("inpainting_mask_invert", MASK_MODES), ("resize_mode", imageops.RESIZE_MODES))
 
@@ -122,10 +124,14 @@ def params_from_ui(mode: int, images: Mapping[str, Any], values: Mapping[str, An
     return params_and_script(mode, images, values)[0]
 
 
-def params_and_script(mode: int, images: Mapping[str, Any], values: Mapping[str, Any]) -> tuple[Img2ImgParams, Any]:
-    """The parameters and the "Prompts from file" arguments (None unless that script is chosen)."""
+def params_and_script(mode: int, images: Mapping[str, Any], values: Mapping[str, Any],
+                      upscaler_names: list[str] | None = None) -> tuple[Img2ImgParams, Any]:
+    """The parameters and the chosen script's runner (None unless a running script is chosen)."""
     data, ui = split_values(values)
     script = common.script_call(dict(ui))
+    if ui.get("script_name") == sd_upscale.TITLE:
+        script = sd_upscale.parse_args(["", ui.get("sdu_overlap", 64), ui.get("sdu_upscaler", "None"),
+                                        ui.get("sdu_scale", 2.0)], upscaler_names or ["None"])
     image, mask = init_and_mask(mode, images, float(ui.get("mask_alpha") or 0), int(data.get("mask_blur") or 0))
     if mode not in INPAINT_MODES:
         mask = None
@@ -193,6 +199,12 @@ def apply_png_info(data: dict[str, Any], geninfo: str | None, props: list[str]) 
 
 
 # ------------------------------------------------------------------------------------------------------- UI
+
+
+def postprocessing_names(rt: Any) -> list[str]:
+    from modules.processing.postprocessing import upscaler_names
+
+    return upscaler_names(getattr(rt, "upscalers", None))
 
 
 def _editor(label: str, elem_id: str, colour_brush: bool) -> Any:
@@ -306,6 +318,14 @@ def build_img2img_tab(rt: Runtime) -> Img2ImgControls:
                                                             label="Outpainting direction",
                                                             elem_id="img2img_outpaint_direction")
             pff_group = common.build_prompts_from_file_controls(tab, f)
+            with gr.Group(visible=False) as sdu_controls:
+                gr.HTML(f"<p class='comments'>{common.words(SD_UPSCALE_NOTE)}</p>")
+                f["sdu_overlap"] = gr.Slider(0, 256, value=64, step=16, label="Tile overlap",
+                                             elem_id="img2img_sd_upscale_overlap")
+                f["sdu_scale"] = gr.Slider(1.0, 4.0, value=2.0, step=0.05, label="Scale Factor",
+                                           elem_id="img2img_sd_upscale_scale_factor")
+                f["sdu_upscaler"] = gr.Dropdown(postprocessing_names(rt), value="None", label="Upscaler",
+                                                elem_id="img2img_sd_upscale_upscaler_index")
         with gr.Column(scale=1):
             output = common.build_output_panel(tab)
     common.wire_prompt_row(rt, row, f)
@@ -321,9 +341,10 @@ def build_img2img_tab(rt: Runtime) -> Img2ImgControls:
     resize_to.select(lambda: 0, outputs=[f["resize_tab"]], queue=False, show_progress="hidden")
     resize_by.select(lambda: 1, outputs=[f["resize_tab"]], queue=False, show_progress="hidden")
     f["script_name"].change(lambda s: (gr.update(visible=s == outpainting.TITLE),
-                                       gr.update(visible=s == prompts_from_file.TITLE)),
-                            inputs=[f["script_name"]], outputs=[outpaint_controls, pff_group], queue=False,
-                            show_progress="hidden")
+                                       gr.update(visible=s == prompts_from_file.TITLE),
+                                       gr.update(visible=s == sd_upscale.TITLE)),
+                            inputs=[f["script_name"]], outputs=[outpaint_controls, pff_group, sdu_controls],
+                            queue=False, show_progress="hidden")
 
     image_list = list(images.values())
     image_keys = list(images.keys())
@@ -365,7 +386,7 @@ def build_img2img_tab(rt: Runtime) -> Img2ImgControls:
             yield from run_batch(rt, field_values, files, input_dir, output_dir, mask_dir, last_seed, png_info)
             return
         def submit() -> Any:
-            params, script = params_and_script(mode_index, image_values, field_values)
+            params, script = params_and_script(mode_index, image_values, field_values, postprocessing_names(rt))
             return rt.submit_img2img(params, script=script)
 
         yield from common.stream_job(rt, submit, last_seed)
