@@ -293,6 +293,39 @@ def test_paste_button_and_keyboard_shortcuts(page: Page, server, js_errors):
     assert js_errors == []
 
 
+def test_progress_bar_and_live_preview_advance(page: Page, server, js_errors):
+    import time
+
+    status, _ = server.request("POST", "/sdapi/v1/options", {"show_progress_every_n_steps": 1})
+    assert status == 200
+    try:
+        page.reload(wait_until="load")
+        page.locator("#txt2img_generate").wait_for(state="visible")
+        set_tiny_size(page)
+        number_input(page, "txt2img_steps").fill("150")
+        number_input(page, "txt2img_steps").press("Enter")
+        page.locator("#txt2img_generate").click()
+        bar = page.locator("#txt2img_progress [role=progressbar]")
+        expect(bar).to_be_visible()
+        seen = []
+        deadline = time.time() + 30
+        while time.time() < deadline and len(set(seen)) < 3:
+            value = bar.get_attribute("aria-valuenow") if bar.count() else None
+            if value is not None:
+                seen.append(int(value))
+            time.sleep(0.3)
+        assert len(set(seen)) >= 3 and seen == sorted(seen), seen  # it moves, and only forward
+        expect(page.locator("#txt2img_preview img")).to_be_visible()  # the live preview shows during the job
+        expect(page.locator("#txt2img_progress")).to_contain_text("ETA")
+        page.locator("#txt2img_interrupt").click()
+        expect(page.locator("#html_info_txt2img")).to_contain_text("Interrupted")
+    finally:
+        server.request("POST", "/sdapi/v1/options", {"show_progress_every_n_steps": 10})
+    number_input(page, "txt2img_steps").fill("2")
+    number_input(page, "txt2img_steps").press("Enter")
+    assert js_errors == []
+
+
 def set_numbers(page: Page, values: dict[str, str]) -> None:
     for elem_id, value in values.items():
         box = number_input(page, elem_id)
