@@ -166,6 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     host = server_name(args)
     port = choose_port(host, server_port(args), explicit=args.port is not None)
     app = create_app(args)
+    runtime = app.state.runtime
     start_background_load(app)
 
     import uvicorn
@@ -183,6 +184,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         app = StripSubpath(app, root_path)
     uvicorn.run(app, host=host, port=port, root_path=root_path, timeout_keep_alive=args.timeout_keep_alive,
                 log_level="warning")
+    if runtime.restart_requested:  # /sdapi/v1/server-restart: the same command again
+        log.info("Restarting")
+        os.execv(sys.executable, [sys.executable, *sys.argv])
     return 0
 
 

@@ -159,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add(g, i, "--api-auth", help='API login "user:password", or several as "u1:p1,u2:p2" (HTTP Basic)', default=None)
     _add(g, i, "--api-log", "bool", "log every API request")
     _add(g, i, "--nowebui", "bool", f"serve only the API, no UI (default port {DEFAULT_API_ONLY_PORT})")
-    _add(g, n, "--api-server-stop", "bool", "enable /sdapi/v1/server-stop, -restart and -kill")
+    _add(g, i, "--api-server-stop", "bool", "enable /sdapi/v1/server-stop, -restart and -kill")
     _add(g, i, "--skip-load-model-at-start", "bool", "do not load a checkpoint at startup (first request loads it)")
 
     g = p.add_argument_group("paths")

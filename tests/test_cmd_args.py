@@ -160,8 +160,10 @@ def test_every_contract_flag_is_known() -> None:
     assert missing == []
     assert set(FLAG_STATUS.values()) == {IMPLEMENTED, NOT_YET_EFFECTIVE, LAUNCHER, NO_EFFECT}
     assert FLAG_STATUS["--insecure-no-auth"] == IMPLEMENTED
-    assert {"--medvram", "--lowvram", "--medvram-sdxl", "--api-server-stop"} <= {
+    assert {"--medvram", "--lowvram", "--medvram-sdxl"} <= {
         f for f, s in FLAG_STATUS.items() if s == NOT_YET_EFFECTIVE}
+    assert {"--api-server-stop", "--ui-config-file", "--esrgan-models-path"} <= {
+        f for f, s in FLAG_STATUS.items() if s == IMPLEMENTED}
     assert {f for f, s in FLAG_STATUS.items() if s == LAUNCHER} == {"--skip-install", "--reinstall-torch", "--exit", "-f"}
 
 

@@ -185,6 +185,10 @@ def build_router(rt: Runtime) -> APIRouter:
     def face_restorers() -> list[dict[str, str]]:
         return rt.face_restorers.api_list()
 
+    from modules.api.info_routes import build_info_router
+
+    router.include_router(build_info_router(rt))
+
     @router.get("/sd-models", response_model=list[schemas.SDModelItem])
     async def sd_models() -> list[schemas.SDModelItem]:
         return [_sd_model_item(info) for info in rt.registry.list()]

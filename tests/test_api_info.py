@@ -1,0 +1,88 @@
+"""The rest of /sdapi/v1 in-process: png-info, memory, scripts, script-info, extensions, hypernetworks,
+interrogate; server-stop/-restart/-kill exist only with --api-server-stop."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import pytest
+from PIL import Image, PngImagePlugin
+
+from tests.support.api_client import api_client
+from tests.support.tiny_checkpoints import write_tiny_checkpoint
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    write_tiny_checkpoint("sd1", root / "models" / "Stable-diffusion", "tiny")
+    with api_client(root) as c:
+        yield c
+
+
+def png_with(text: str | None, **chunks: str) -> str:
+    info = PngImagePlugin.PngInfo()
+    if text is not None:
+        info.add_text("parameters", text)
+    for key, value in chunks.items():
+        info.add_text(key, value)
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buf, format="PNG", pnginfo=info)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def test_png_info(client):
+    text = "a cat\nNegative prompt: ugly\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 5, Size: 512x512"
+    r = client.post("/sdapi/v1/png-info", json={"image": "data:image/png;base64," + png_with(text, extras="x: 1")})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["info"] == text and body["items"] == {"extras": "x: 1"}
+    assert body["parameters"]["Prompt"] == "a cat" and body["parameters"]["Seed"] == "5"  # strings, as A1111
+    assert body["parameters"]["Size-1"] == "512"
+    empty = client.post("/sdapi/v1/png-info", json={"image": png_with(None)}).json()
+    assert empty["info"] == "" and empty["parameters"] == {}
+    assert client.post("/sdapi/v1/png-info", json={"image": ""}).status_code == 404
+    assert client.post("/sdapi/v1/png-info", json={"image": "***"}).status_code == 400
+
+
+def test_memory(client):
+    body = client.get("/sdapi/v1/memory").json()
+    assert set(body) == {"ram", "cuda"} and body["ram"]["total"] > body["ram"]["used"] > 0
+
+
+def test_scripts_and_script_info(client):
+    scripts = client.get("/sdapi/v1/scripts").json()
+    assert scripts == {"txt2img": ["prompts from file or textbox"],
+                       "img2img": ["poor man's outpainting", "prompts from file or textbox", "sd upscale"]}
+    info = client.get("/sdapi/v1/script-info").json()
+    upscale = next(s for s in info if s["name"] == "sd upscale")
+    assert upscale["is_img2img"] is True and upscale["is_alwayson"] is False
+    assert set(upscale["args"][1]) == {"label", "value", "minimum", "maximum", "step", "choices"}
+    assert "R-ESRGAN 4x+" in upscale["args"][2]["choices"]
+
+
+def test_lists_without_features(client):
+    assert client.get("/sdapi/v1/extensions").json() == []
+    assert client.get("/sdapi/v1/hypernetworks").json() == []
+
+
+def test_interrogate_says_it_is_not_available(client):
+    r = client.post("/sdapi/v1/interrogate", json={"image": png_with(None), "model": "clip"})
+    assert r.status_code == 501 and "none is installed" in r.json()["detail"]
+    assert client.post("/sdapi/v1/interrogate", json={"image": png_with(None), "model": "blip9"}).status_code == 404
+
+
+def test_server_control_needs_the_flag(client):
+    for route in ("server-stop", "server-restart", "server-kill"):
+        assert client.post(f"/sdapi/v1/{route}").status_code == 404
+
+
+def test_server_stop_with_the_flag(tmp_path):
+    from tests.support.server import running_server
+
+    with running_server(tmp_path, ["--api", "--api-server-stop", "--skip-load-model-at-start"]) as server:
+        status, body = server.request("POST", "/sdapi/v1/server-stop")
+        assert status == 200 and body == "Stopping."
+        server.process.wait(timeout=30)
+        assert server.process.returncode == 0
