@@ -72,7 +72,10 @@ def create_app(args: Any) -> Any:  # -> FastAPI
     install_error_handlers(app)
     _add_http_middleware(app, args)
     if args.api or args.nowebui:  # as in A1111, /sdapi/v1 is served only when asked for
+        from modules.api.jobs_routes import build_jobs_router
+
         app.include_router(build_router(rt))
+        app.include_router(build_jobs_router(rt))  # ours: the async job API beside it
     app.include_router(build_lora_router(rt))  # A1111 has these two even without --api
 
     @app.get("/internal/ping", include_in_schema=False)

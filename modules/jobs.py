@@ -50,6 +50,8 @@ class Job:
     started: float | None = None
     finished: float | None = None
     number: int = 0
+    cancel_requested: bool = False
+    respond: Callable[[Any], Any] | None = None  # the async API's result -> response body (set by the API)
     _done: threading.Event = field(default_factory=threading.Event, repr=False)
 
     @property
@@ -70,8 +72,9 @@ class Job:
 class JobQueue:
     """FIFO queue, one worker. ``max_pending`` bounds the jobs waiting (not counting the running one)."""
 
-    def __init__(self, max_pending: int = 64, keep_finished: int = 100) -> None:
+    def __init__(self, max_pending: int = 64, keep_finished: int = 100, keep_seconds: float = 3600.0) -> None:
         self.max_pending = max_pending
+        self.keep_seconds = keep_seconds  # finished jobs (and their images) are forgotten after this long
         self._pending: deque[Job] = deque()
         self._finished: deque[Job] = deque(maxlen=keep_finished)
         self._by_id: dict[str, Job] = {}
@@ -106,6 +109,11 @@ class JobQueue:
         with self._cv:
             if len(self._pending) >= self.max_pending:
                 raise QueueFull(f"{len(self._pending)} jobs are already waiting")
+            existing = self._by_id.get(job.id)
+            if existing is not None and existing.status in (QUEUED, RUNNING):
+                from modules.errors import FieldError
+
+                raise FieldError("force_task_id", f"a job with id {job.id!r} is already {existing.status}")
             job.number = next(self._counter)
             self._pending.append(job)
             self._by_id[job.id] = job
@@ -126,6 +134,13 @@ class JobQueue:
     def current(self) -> Job | None:
         with self._cv:
             return self._current
+
+    def jobs(self) -> list[Job]:
+        """Every job still known: finished (oldest first), the running one, then the queue in order."""
+        with self._cv:
+            self._forget_old()
+            running = [self._current] if self._current is not None else []
+            return [*self._finished, *running, *self._pending]
 
     def pending_count(self) -> int:
         with self._cv:
@@ -150,9 +165,11 @@ class JobQueue:
                 return False
             if job.status == QUEUED:
                 self._pending.remove(job)
+                job.cancel_requested = True
                 self._settle(job, CANCELLED, error="cancelled before it started")
                 return True
-        job.progress.interrupt()
+            job.cancel_requested = True
+        job.progress.interrupt()  # the images finished so far are kept as its result
         return True
 
     def interrupt_current(self) -> None:
@@ -166,11 +183,21 @@ class JobQueue:
             current.progress.skip()
 
     # -- worker ---------------------------------------------------------------------------------------------
+    def _forget_old(self) -> None:
+        cutoff = time.time() - self.keep_seconds
+        while self._finished and (self._finished[0].finished or 0) < cutoff:
+            old = self._finished.popleft()
+            if self._by_id.get(old.id) is old:
+                del self._by_id[old.id]
+
     def _settle(self, job: Job, status: str, error: str | None = None) -> None:
+        if job.cancel_requested and status == DONE:
+            status, error = CANCELLED, "cancelled while running; the images finished before are kept"
         job.status = status
         job.error = error
         job.finished = time.time()
         self._finished.append(job)
+        self._forget_old()
         # Forget old finished jobs so the id map stays bounded.
         keep = {j.id for j in self._finished} | {j.id for j in self._pending}
         if self._current is not None:

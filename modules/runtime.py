@@ -65,7 +65,8 @@ class Runtime:
 
         return self.jobs.submit("load-checkpoint", run, description=f"Load {info.title}")
 
-    def submit_txt2img(self, params: Txt2ImgParams, *, from_api: bool = False, script: Any = None) -> Job:
+    def submit_txt2img(self, params: Txt2ImgParams, *, from_api: bool = False, script: Any = None,
+                       job_id: str | None = None) -> Job:
         """Queue a txt2img job. Names, overrides and hires settings are checked here, before queueing.
         ``script``: parsed arguments of "Prompts from file or textbox" (``prompts_from_file.ScriptArgs``)."""
         from modules.processing.txt2img import check_txt2img, txt2img
@@ -77,9 +78,10 @@ class Runtime:
             return txt2img(p, ctx, self.upscalers)
 
         return self._submit_generation("txt2img", params, self._processor(params, process, script),
-                                       from_api=from_api)
+                                       from_api=from_api, job_id=job_id)
 
-    def submit_img2img(self, params: Img2ImgParams, *, from_api: bool = False, script: Any = None) -> Job:
+    def submit_img2img(self, params: Img2ImgParams, *, from_api: bool = False, script: Any = None,
+                       job_id: str | None = None) -> Job:
         """Queue an img2img/inpainting job (``params.init_images`` already decoded)."""
         from modules.errors import FieldError
         from modules.processing.img2img import img2img
@@ -87,7 +89,7 @@ class Runtime:
         if not params.init_images:
             raise FieldError("init_images", "at least one init image is required")
         return self._submit_generation("img2img", params, self._processor(params, img2img, script),
-                                       from_api=from_api)
+                                       from_api=from_api, job_id=job_id)
 
     def _processor(self, params: Any, process: Any, script: Any) -> Any:
         """``process(params, ctx)``, or the chosen script running it (``prompts_from_file.ScriptArgs``,
@@ -97,7 +99,8 @@ class Runtime:
         script.check(params)
         return lambda ctx: script.run(params, ctx, process, self.upscalers)
 
-    def _submit_generation(self, kind: str, params: Any, process: Any, *, from_api: bool) -> Job:
+    def _submit_generation(self, kind: str, params: Any, process: Any, *, from_api: bool,
+                           job_id: str | None = None) -> Job:
         """The common path of every generation: settings snapshot with validated overrides, checkpoint choice,
         VAE, embeddings, then ``process(ctx)`` on the job queue."""
         from modules import samplers
@@ -149,7 +152,7 @@ class Runtime:
             )
             return process(ctx)
 
-        return self.jobs.submit(kind, run, description=params.prompt[:80], progress=progress)
+        return self.jobs.submit(kind, run, description=params.prompt[:80], progress=progress, job_id=job_id)
 
     def submit_extras(self, params: Any, images: list[tuple[Any, str]], *, save: bool = True,
                       output_dir: Any = None) -> Job:

@@ -144,3 +144,14 @@ def test_bad_hires_values_are_422_naming_the_field(client, payload, field):
     r = client.post("/sdapi/v1/txt2img", json={**BASE, "enable_hr": True, **payload})
     assert r.status_code == 422
     assert r.json()["detail"][0]["loc"][-1] == field
+
+
+def test_infotext_field_fills_what_the_request_does_not_set(client):
+    infotext = "a fox in snow\nNegative prompt: blurry\nSteps: 3, Sampler: Euler a, CFG scale: 5, Seed: 99, Size: 64x72"
+    r = client.post("/sdapi/v1/txt2img", json={"infotext": infotext, "steps": 2})
+    assert r.status_code == 200, r.text
+    info = json.loads(r.json()["info"])
+    assert info["prompt"] == "a fox in snow" and info["negative_prompt"] == "blurry" and info["seed"] == 99
+    assert info["steps"] == 2  # the request's own value wins
+    assert (info["width"], info["height"]) == (64, 72) and info["sampler_name"] == "Euler a"
+    assert info["cfg_scale"] == 5.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, Callable
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -93,33 +93,35 @@ def _no_unknown_script(name: str | None, titles: tuple[str, ...]) -> str | None:
     raise FieldError("script_name", f"unknown script {name!r}", list(titles))
 
 
-def build_router(rt: Runtime) -> APIRouter:
-    auth = BasicAuth(parse_credentials(getattr(rt.args, "api_auth", None)))
-    router = APIRouter(prefix="/sdapi/v1", dependencies=[Depends(auth)], tags=["sdapi"])
+Respond = Callable[[Any], Any]
 
-    async def wait_job(job: Any) -> Any:
-        # Waiting happens off the event loop so /progress keeps answering while the job runs.
-        return await asyncio.to_thread(job.wait)
 
-    def images_response(req: Any, processed: Any, echo: dict[str, Any]) -> schemas.ImagesResponse:
+class Submissions:
+    """Request -> queued job plus the function that turns the job's result into A1111's response body. The
+    synchronous /sdapi/v1 routes wait and respond; the async job API returns the job at once and responds later."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    @staticmethod
+    def _images(req: Any, processed: Any, echo: dict[str, Any]) -> schemas.ImagesResponse:
         images = [encode_pil_to_base64(im) for im in processed.images] if req.send_images else []
         return schemas.ImagesResponse(images=images, parameters=echo, info=processed.js())
 
-    @router.post("/txt2img", response_model=schemas.ImagesResponse)
-    async def txt2img(req: schemas.Txt2ImgRequest) -> schemas.ImagesResponse:
+    def txt2img(self, req: schemas.Txt2ImgRequest) -> tuple[Any, Respond]:
         script = _no_unknown_script(req.script_name, (prompts_from_file.TITLE,))
-        params = req.to_params()
+        params = apply_request_infotext(req).to_params()
         lines = prompts_from_file.parse_args(req.script_args) if script == prompts_from_file.TITLE else None
-        processed = await wait_job(rt.submit_txt2img(params, from_api=True, script=lines))
-        return images_response(req, processed, req.model_dump())
+        job = self.rt.submit_txt2img(params, from_api=True, script=lines, job_id=req.force_task_id)
+        echo = req.model_dump()
+        return job, lambda processed: self._images(req, processed, echo)
 
-    @router.post("/img2img", response_model=schemas.ImagesResponse)
-    async def img2img(req: schemas.Img2ImgRequest) -> schemas.ImagesResponse:
+    def img2img(self, req: schemas.Img2ImgRequest) -> tuple[Any, Respond]:
         if not req.init_images:
-            return _field_error(404, "init_images", "Init image not found")  # A1111's status for this case
+            raise FieldError("init_images", "Init image not found")
         init_images = [decode_base64_to_image(data, f"init_images.{i}") for i, data in enumerate(req.init_images)]
         mask = decode_base64_to_image(req.mask, "mask") if req.mask else None
-        params = req.to_params(init_images, mask)
+        params = apply_request_infotext(req).to_params(init_images, mask)
         script = _no_unknown_script(req.script_name, (outpainting.TITLE, prompts_from_file.TITLE, sd_upscale.TITLE))
         if script == outpainting.TITLE:
             params = outpainting.apply(params, req.script_args)
@@ -129,38 +131,106 @@ def build_router(rt: Runtime) -> APIRouter:
         elif script == sd_upscale.TITLE:
             from modules.processing.postprocessing import upscaler_names
 
-            runner = sd_upscale.parse_args(req.script_args, upscaler_names(rt.upscalers))
-        processed = await wait_job(rt.submit_img2img(params, from_api=True, script=runner))
+            runner = sd_upscale.parse_args(req.script_args, upscaler_names(self.rt.upscalers))
+        job = self.rt.submit_img2img(params, from_api=True, script=runner, job_id=req.force_task_id)
         echo = req.model_dump()
         if not req.include_init_images:  # A1111 leaves the (large) images out of the echo unless asked
             echo["init_images"] = None
             echo["mask"] = None
-        return images_response(req, processed, echo)
+        return job, lambda processed: self._images(req, processed, echo)
 
-    def extras_params(req: Any) -> Any:
+    @staticmethod
+    def _extras_params(req: Any) -> Any:
         from modules.processing.postprocessing import ExtrasParams
 
         return ExtrasParams(**req.model_dump(include=set(ExtrasParams.model_fields)))
 
-    def extras_html(results: list[Any]) -> str:
+    @staticmethod
+    def _extras_html(results: list[Any]) -> str:
         import html as html_mod
 
         return "".join(f"<p>{html_mod.escape(r.infotext)}</p>" for r in results)
 
+    def extras_single(self, req: schemas.ExtrasSingleImageRequest) -> tuple[Any, Respond]:
+        image = decode_base64_to_image(req.image, "image")
+        job = self.rt.submit_extras(self._extras_params(req), [(image, "")], save=False)
+
+        def respond(done: Any) -> schemas.ExtrasSingleImageResponse:
+            results, _ = done
+            encoded = encode_pil_to_base64(results[0].image) if req.show_extras_results and results else None
+            return schemas.ExtrasSingleImageResponse(html_info=self._extras_html(results), image=encoded)
+
+        return job, respond
+
+    def extras_batch(self, req: schemas.ExtrasBatchImagesRequest) -> tuple[Any, Respond]:
+        images = [(decode_base64_to_image(item.data, f"imageList.{i}.data"), item.name)
+                  for i, item in enumerate(req.imageList)]
+        job = self.rt.submit_extras(self._extras_params(req), images, save=False)
+
+        def respond(done: Any) -> schemas.ExtrasBatchImagesResponse:
+            results, _ = done
+            encoded = [encode_pil_to_base64(r.image) for r in results] if req.show_extras_results else []
+            return schemas.ExtrasBatchImagesResponse(html_info=self._extras_html(results), images=encoded)
+
+        return job, respond
+
+
+def apply_request_infotext(req: Any) -> Any:
+    """A1111's ``infotext`` request field: parameters it names fill the fields the request did not set."""
+    if not req.infotext:
+        return req
+    from modules import infotext
+
+    parsed = infotext.parse_infotext(req.infotext)
+    given = req.model_fields_set
+    mapping = {"prompt": "Prompt", "negative_prompt": "Negative prompt", "steps": "Steps", "cfg_scale": "CFG scale",
+               "seed": "Seed", "sampler_name": "Sampler", "scheduler": "Schedule type", "width": "Size-1",
+               "height": "Size-2", "subseed": "Variation seed", "subseed_strength": "Variation seed strength",
+               "denoising_strength": "Denoising strength"}
+    update: dict[str, Any] = {}
+    for field_name, key in mapping.items():
+        if field_name in given or key not in parsed or field_name not in type(req).model_fields:
+            continue
+        update[field_name] = parsed[key]
+    overrides = dict(req.override_settings)
+    if "Clip skip" in parsed and "CLIP_stop_at_last_layers" not in overrides and str(parsed["Clip skip"]) != "1":
+        overrides["CLIP_stop_at_last_layers"] = int(parsed["Clip skip"])
+    if overrides != req.override_settings:
+        update["override_settings"] = overrides
+    return type(req).model_validate({**req.model_dump(), **update}) if update else req
+
+
+def build_router(rt: Runtime) -> APIRouter:
+    auth = BasicAuth(parse_credentials(getattr(rt.args, "api_auth", None)))
+    router = APIRouter(prefix="/sdapi/v1", dependencies=[Depends(auth)], tags=["sdapi"])
+
+    async def wait_job(job: Any) -> Any:
+        # Waiting happens off the event loop so /progress keeps answering while the job runs.
+        return await asyncio.to_thread(job.wait)
+
+    submit = Submissions(rt)
+
+    @router.post("/txt2img", response_model=schemas.ImagesResponse)
+    async def txt2img(req: schemas.Txt2ImgRequest) -> schemas.ImagesResponse:
+        job, respond = submit.txt2img(req)
+        return respond(await wait_job(job))
+
+    @router.post("/img2img", response_model=schemas.ImagesResponse)
+    async def img2img(req: schemas.Img2ImgRequest) -> schemas.ImagesResponse:
+        if not req.init_images:
+            return _field_error(404, "init_images", "Init image not found")  # A1111's status for this case
+        job, respond = submit.img2img(req)
+        return respond(await wait_job(job))
+
     @router.post("/extra-single-image", response_model=schemas.ExtrasSingleImageResponse)
     async def extra_single_image(req: schemas.ExtrasSingleImageRequest) -> schemas.ExtrasSingleImageResponse:
-        image = decode_base64_to_image(req.image, "image")
-        results, _ = await wait_job(rt.submit_extras(extras_params(req), [(image, "")], save=False))
-        encoded = encode_pil_to_base64(results[0].image) if req.show_extras_results else None
-        return schemas.ExtrasSingleImageResponse(html_info=extras_html(results), image=encoded)
+        job, respond = submit.extras_single(req)
+        return respond(await wait_job(job))
 
     @router.post("/extra-batch-images", response_model=schemas.ExtrasBatchImagesResponse)
     async def extra_batch_images(req: schemas.ExtrasBatchImagesRequest) -> schemas.ExtrasBatchImagesResponse:
-        images = [(decode_base64_to_image(item.data, f"imageList.{i}.data"), item.name)
-                  for i, item in enumerate(req.imageList)]
-        results, _ = await wait_job(rt.submit_extras(extras_params(req), images, save=False))
-        encoded = [encode_pil_to_base64(r.image) for r in results] if req.show_extras_results else []
-        return schemas.ExtrasBatchImagesResponse(html_info=extras_html(results), images=encoded)
+        job, respond = submit.extras_batch(req)
+        return respond(await wait_job(job))
 
     @router.get("/upscalers", response_model=list[schemas.UpscalerItem])
     def upscalers() -> list[schemas.UpscalerItem]:
