@@ -155,3 +155,9 @@ def test_infotext_field_fills_what_the_request_does_not_set(client):
     assert info["steps"] == 2  # the request's own value wins
     assert (info["width"], info["height"]) == (64, 72) and info["sampler_name"] == "Euler a"
     assert info["cfg_scale"] == 5.0
+
+
+def test_unknown_alwayson_script_is_422_as_in_a1111(client):
+    r = client.post("/sdapi/v1/txt2img", json={**BASE, "alwayson_scripts": {"ADetailer": {"args": []}}})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "alwayson_scripts"]
+    assert client.post("/sdapi/v1/txt2img", json={**BASE, "steps": 1, "alwayson_scripts": {}}).status_code == 200

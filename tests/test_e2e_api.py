@@ -141,3 +141,66 @@ def test_bad_request_is_422_naming_the_field_and_server_keeps_serving(api):
     assert any(e["loc"][-1] == "width" for e in detail), detail
     good = tiny_txt2img(api, seed=5)
     assert good.image.size == (64, 64) and good.info["seed"] == 5
+
+
+def test_img2img_with_a_mask_through_the_client(api):
+    rng = np.random.RandomState(0)
+    init = Image.fromarray(rng.randint(0, 255, (64, 64, 3)).astype(np.uint8))
+    mask = Image.new("L", (64, 64))
+    mask.paste(255, (16, 16, 40, 40))
+    result = api.img2img(images=[init], mask_image=mask, prompt="a patch", width=64, height=64, steps=2, seed=7,
+                         denoising_strength=0.9, mask_blur=0, inpaint_full_res=False)
+    out = np.asarray(result.image.convert("RGB"))
+    keep = np.asarray(mask) == 0
+    assert np.array_equal(out[keep], np.asarray(init)[keep])
+    assert result.info["denoising_strength"] == 0.9 and "Mask blur: 0" in result.info["infotexts"][0]
+
+
+def test_extras_png_info_and_lists_through_the_client(api):
+    generated = tiny_txt2img(api, seed=11).image
+    upscaled = api.extra_single_image(image=generated, upscaler_1="R-ESRGAN AnimeVideo", upscaling_resize=2)
+    assert upscaled.image.size == (128, 128)
+    batch = api.extra_batch_images(images=[generated, generated], upscaler_1="Lanczos", upscaling_resize=2)
+    assert [im.size for im in batch.images] == [(128, 128), (128, 128)]
+    info = api.png_info(generated)
+    assert "Seed: 11" in info.info and info.parameters["Seed"] == "11"
+    assert {"R-ESRGAN 4x+", "Lanczos"} <= {u["name"] for u in api.get_upscalers()}
+    assert "Euler a" in api.util_get_sampler_names() and "karras" in api.util_get_scheduler_names()
+    assert api.get_loras() == [] and api.get_hypernetworks() == []
+    assert api.get_scripts()["img2img"] == ["poor man's outpainting", "prompts from file or textbox", "sd upscale"]
+    assert "ram" in api.get_memory()
+
+
+def test_progress_during_a_job_and_interrupt_through_the_client(api, server):
+    import threading
+    import time
+
+    outcome: dict = {}
+
+    def generate() -> None:
+        outcome["result"] = api.txt2img(prompt="a long one", width=64, height=64, steps=150, n_iter=10, seed=1)
+
+    worker = threading.Thread(target=generate)
+    worker.start()
+    poller = webuiapi.WebUIApi(host="127.0.0.1", port=server.port)
+    poller.session.trust_env = False
+    try:
+        deadline = time.time() + 60
+        seen, waits = [], []
+        while time.time() < deadline and len(seen) < 20:
+            started = time.perf_counter()
+            progress = poller.get_progress()
+            waits.append(time.perf_counter() - started)
+            if progress["state"]["sampling_step"] > 0:
+                seen.append(progress["state"]["sampling_step"] + 1000 * progress["state"]["job_no"])
+            time.sleep(0.1)
+        # A second client polling every 100 ms is answered at once while the first one's job runs.
+        assert len(seen) >= 20 and seen[-1] > seen[0]
+        assert max(waits) < 1.0 and sorted(waits)[len(waits) // 2] < 0.2
+        api.interrupt()
+        worker.join(60)
+        assert not worker.is_alive()
+        assert outcome["result"].info["all_seeds"][0] == 1  # the finished part comes back
+    finally:
+        poller.session.close()
+        api.interrupt()

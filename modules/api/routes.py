@@ -109,6 +109,7 @@ class Submissions:
         return schemas.ImagesResponse(images=images, parameters=echo, info=processed.js())
 
     def txt2img(self, req: schemas.Txt2ImgRequest) -> tuple[Any, Respond]:
+        _no_alwayson_scripts(req.alwayson_scripts)
         script = _no_unknown_script(req.script_name, (prompts_from_file.TITLE,))
         params = apply_request_infotext(req).to_params()
         lines = prompts_from_file.parse_args(req.script_args) if script == prompts_from_file.TITLE else None
@@ -119,6 +120,7 @@ class Submissions:
     def img2img(self, req: schemas.Img2ImgRequest) -> tuple[Any, Respond]:
         if not req.init_images:
             raise FieldError("init_images", "Init image not found")
+        _no_alwayson_scripts(req.alwayson_scripts)
         init_images = [decode_base64_to_image(data, f"init_images.{i}") for i, data in enumerate(req.init_images)]
         mask = decode_base64_to_image(req.mask, "mask") if req.mask else None
         params = apply_request_infotext(req).to_params(init_images, mask)
@@ -198,6 +200,12 @@ def apply_request_infotext(req: Any) -> Any:
     if overrides != req.override_settings:
         update["override_settings"] = overrides
     return type(req).model_validate({**req.model_dump(), **update}) if update else req
+
+
+def _no_alwayson_scripts(scripts: dict[str, Any]) -> None:
+    """No always-on scripts are installed yet: naming one is A1111's 422 ("always on script ... not found")."""
+    for name in scripts:
+        raise FieldError("alwayson_scripts", f"always on script {name} not found", [])
 
 
 def build_router(rt: Runtime) -> APIRouter:
