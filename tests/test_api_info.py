@@ -78,11 +78,26 @@ def test_server_control_needs_the_flag(client):
         assert client.post(f"/sdapi/v1/{route}").status_code == 404
 
 
-def test_server_stop_with_the_flag(tmp_path):
-    from tests.support.server import running_server
+def test_server_stop_restart_and_kill_with_the_flag(tmp_path):
+    import time
 
-    with running_server(tmp_path, ["--api", "--api-server-stop", "--skip-load-model-at-start"]) as server:
+    from tests.support.server import _ping, running_server
+
+    with running_server(tmp_path, ["--api", "--api-server-stop", "--skip-load-model-at-start",
+                                   "--nowebui"]) as server:
+        status, body = server.request("POST", "/sdapi/v1/server-restart")
+        assert status == 200 and body == "Restarting."
+        deadline = time.time() + 60
+        time.sleep(1.0)  # the old process stops listening first
+        while time.time() < deadline and not _ping(server.port):
+            time.sleep(0.2)
+        assert _ping(server.port) and server.process.poll() is None  # the same process, serving again
         status, body = server.request("POST", "/sdapi/v1/server-stop")
         assert status == 200 and body == "Stopping."
         server.process.wait(timeout=30)
         assert server.process.returncode == 0
+    with running_server(tmp_path, ["--api", "--api-server-stop", "--skip-load-model-at-start",
+                                   "--nowebui"]) as server:
+        status, body = server.request("POST", "/sdapi/v1/server-kill")
+        assert status == 200 and body == "Killing."
+        server.process.wait(timeout=30)

@@ -172,3 +172,29 @@ def test_a_lora_added_while_running_is_found_without_refresh(setup):
     write_lora(rt.paths.data_dir / "models" / "Lora" / "late", "newcomer", kohya_lora(shapes, seed=9))
     _, info = generate(client, prompt="a cat <lora:newcomer:1>")
     assert re.search(r'Lora hashes: "newcomer: [0-9a-f]{12}"', info["infotexts"][0])
+
+
+def test_refresh_endpoints_pick_up_files_added_while_running(setup):
+    client, rt = setup
+    root = rt.paths.data_dir
+    model = rt.manager.model
+    write_lora(root / "models" / "Lora", "latecomer", kohya_lora(
+        {k: tuple(getattr(model, c).get_submodule(n).weight.shape) for k, (c, n) in LORA_LAYERS.items()}, seed=9))
+    assert client.post("/sdapi/v1/refresh-loras").status_code == 200
+    assert "latecomer" in {x["name"] for x in client.get("/sdapi/v1/loras").json()}
+    save_vae_file(root / "models" / "VAE" / "second.safetensors", perturbed(model.vae.state_dict(), 6))
+    assert client.post("/sdapi/v1/refresh-vae").status_code == 200
+    assert "second.safetensors" in {v["model_name"] for v in client.get("/sdapi/v1/sd-vae").json()}
+    save_a1111_pt(root / "embeddings" / "newword.pt", vectors(1, model.text_encoder.config.hidden_size, seed=8))
+    assert client.post("/sdapi/v1/refresh-embeddings").status_code == 200
+    assert "newword" in client.get("/sdapi/v1/embeddings").json()["loaded"]
+
+
+def test_unload_and_reload_checkpoint(setup):
+    client, rt = setup
+    assert client.post("/sdapi/v1/unload-checkpoint").json() == {}
+    assert rt.manager.model is None
+    _, info = generate(client)  # the next generation loads it again
+    assert rt.manager.model is not None and info["sd_model_name"] == "base"
+    assert client.post("/sdapi/v1/reload-checkpoint").json() == {}
+    assert rt.manager.model is not None
