@@ -21,6 +21,7 @@ from modules.processing import postprocessing
 from modules.runtime import Runtime
 from modules.ui import common
 
+NOTHING_TO_DO = "Nothing was changed: choose Upscaler 1 (or enable a face restorer)."
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 
@@ -174,7 +175,9 @@ def build_extras_tab(rt: Runtime) -> ExtrasControls:
             yield gr.update(), common.error_html(str(err)), ""
             return
         shown = [str(p) if p is not None else r.image for r, p in zip(results, paths)]
-        text = "".join(f"<p>{html.escape(r.infotext)}</p>" for r in results[:1])
+        text = "".join(f"<p>{html.escape(r.infotext)}</p>" for r in results[:1] if r.infotext)
+        if not text:  # no upscaler chosen and no restoration: the image is unchanged, say so
+            text = f"<p class='comments'>{common.words(NOTHING_TO_DO)}</p>"
         yield (shown if (mode_index != 2 or show) else []), f"<div class='infotext'>{text}</div>", ""
 
     generate.click(generate_fn, inputs=[mode, image, files, input_dir, output_dir, show_results, *f.values()],
