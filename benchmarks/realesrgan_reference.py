@@ -22,11 +22,10 @@ from PIL import Image  # noqa: E402
 
 
 def main() -> int:
-    import ncnn
-
     from modules.upscalers import ncnn_convert
     from modules.upscalers.registry import BUNDLED_REALESRGAN, _ncnn_dir
     from modules.upscalers.spandrel_import import import_spandrel
+    from tests.support.ncnn_reference import run_ncnn
     from tests.test_upscalers import laplacian_variance, pattern
 
     folder = _ncnn_dir()
@@ -43,15 +42,9 @@ def main() -> int:
         sd = (ncnn_convert.rrdbnet_state_dict if layout == "rrdbnet" else ncnn_convert.srvgg_state_dict)(layers)
         descriptor = spandrel.ModelLoader().load_from_state_dict(sd)
         seconds = time.perf_counter() - started
-        net = ncnn.Net()
-        net.load_param(str(folder / f"{ncnn_stem}.param"))
-        net.load_model(str(folder / f"{ncnn_stem}.bin"))
-        extractor = net.create_extractor()
-        extractor.input("data", ncnn.Mat(x))
-        _, out = extractor.extract("output")
         with torch.no_grad():
             ours = descriptor.model.eval()(torch.from_numpy(x)[None])[0].numpy()
-        diff = np.abs(ours - np.array(out))
+        diff = np.abs(ours - run_ncnn(folder, ncnn_stem, x))
         print(f"{name:<24} {seconds:>9.2f} {descriptor.architecture.name:<14} {diff.max():>11.2e} {diff.mean():>11.2e}")
         models[name] = descriptor
     truth = pattern(256)

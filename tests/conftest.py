@@ -8,6 +8,19 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_api_client(tmp_path_factory):
+    """An in-process /sdapi/v1 client over a data folder with one tiny sd1 checkpoint (one per test module)."""
+    from tests.support.api_client import api_client
+    from tests.support.tiny_checkpoints import write_tiny_checkpoint
+
+    root = tmp_path_factory.mktemp("data")
+    write_tiny_checkpoint("sd1", root / "models" / "Stable-diffusion", "tiny")
+    with api_client(root) as client:
+        yield client
 
 
 def pytest_collection_modifyitems(config, items):

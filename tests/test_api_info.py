@@ -9,16 +9,11 @@ import io
 import pytest
 from PIL import Image, PngImagePlugin
 
-from tests.support.api_client import api_client
-from tests.support.tiny_checkpoints import write_tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    write_tiny_checkpoint("sd1", root / "models" / "Stable-diffusion", "tiny")
-    with api_client(root) as c:
-        yield c
+def client(tiny_api_client):
+    return tiny_api_client
 
 
 def png_with(text: str | None, **chunks: str) -> str:

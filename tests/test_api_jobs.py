@@ -10,19 +10,14 @@ import time
 import pytest
 from PIL import Image
 
-from tests.support.api_client import api_client
-from tests.support.tiny_checkpoints import write_tiny_checkpoint
 
 SMALL = {"prompt": "a lamp", "width": 64, "height": 64, "steps": 2, "seed": 3}
 LONG = {"prompt": "a long one", "width": 64, "height": 64, "steps": 150, "seed": 3, "n_iter": 20}
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    write_tiny_checkpoint("sd1", root / "models" / "Stable-diffusion", "tiny")
-    with api_client(root) as c:
-        yield c
+def client(tiny_api_client):
+    return tiny_api_client
 
 
 def wait_status(client, job_id, statuses, timeout=60):

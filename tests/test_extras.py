@@ -14,8 +14,6 @@ from modules.errors import FieldError
 from modules.processing import postprocessing as pp
 from modules.upscalers.face_restoration import FaceRestorers
 from modules.upscalers.registry import UpscalerRegistry
-from tests.support.api_client import api_client
-from tests.support.tiny_checkpoints import write_tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -112,11 +110,8 @@ def b64(image: Image.Image) -> str:
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    write_tiny_checkpoint("sd1", root / "models" / "Stable-diffusion", "tiny")
-    with api_client(root) as c:
-        yield c
+def client(tiny_api_client):
+    return tiny_api_client
 
 
 def test_api_lists(client):

@@ -15,6 +15,7 @@ from modules.upscalers import ncnn_convert
 from modules.upscalers.registry import BUNDLED_REALESRGAN, UpscalerRegistry, _ncnn_dir
 from modules.upscalers.spandrel_import import import_spandrel
 from modules.upscalers.tiling import upscale_tiled
+from tests.support.ncnn_reference import run_ncnn
 from tests.support.tiny_files import save_malicious_pickle
 
 NCNN = _ncnn_dir()
@@ -52,40 +53,24 @@ def test_the_wheel_is_installed_and_listed_with_a1111_names(registry):
 
 @pytest.mark.parametrize("name,stem,ncnn_stem,layout", BUNDLED_REALESRGAN)
 def test_converted_weights_match_the_ncnn_reference(name, stem, ncnn_stem, layout):
-    import ncnn
-
     layers = ncnn_convert.read_weights(NCNN / f"{ncnn_stem}.param", NCNN / f"{ncnn_stem}.bin")
     sd = (ncnn_convert.rrdbnet_state_dict if layout == "rrdbnet" else ncnn_convert.srvgg_state_dict)(layers)
     descriptor = import_spandrel().ModelLoader().load_from_state_dict(sd)
     assert descriptor.scale == 4 and descriptor.purpose == "SR"
     x = np.random.RandomState(0).rand(3, 20, 24).astype(np.float32)
-    net = ncnn.Net()
-    net.load_param(str(NCNN / f"{ncnn_stem}.param"))
-    net.load_model(str(NCNN / f"{ncnn_stem}.bin"))
-    extractor = net.create_extractor()
-    extractor.input("data", ncnn.Mat(x))
-    _, out = extractor.extract("output")
     with torch.no_grad():
         ours = descriptor.model.eval()(torch.from_numpy(x)[None])[0].numpy()
-    reference = np.array(out)
+    reference = run_ncnn(NCNN, ncnn_stem, x)
     assert ours.shape == reference.shape == (3, 80, 96)
     assert np.abs(ours - reference).max() < 1e-3  # fp16 weights either way; measured ~5e-6
 
 
 def test_x4plus_on_a_downscaled_picture_matches_ncnn_and_is_sharper_than_lanczos(registry):
-    import ncnn
-
     truth = pattern(256)
     small = truth.resize((64, 64), Image.Resampling.BICUBIC)
     ours = registry.upscale("R-ESRGAN 4x+", small, 4)
-    net = ncnn.Net()
-    net.load_param(str(NCNN / "REALESRGAN_X4PLUS_UP4X.param"))
-    net.load_model(str(NCNN / "REALESRGAN_X4PLUS_UP4X.bin"))
-    extractor = net.create_extractor()
-    x = np.ascontiguousarray(np.asarray(small, dtype=np.float32).transpose(2, 0, 1) / 255.0)
-    extractor.input("data", ncnn.Mat(x))
-    _, out = extractor.extract("output")
-    reference = np.clip(np.array(out).transpose(1, 2, 0), 0, 1) * 255.0
+    x = np.asarray(small, dtype=np.float32).transpose(2, 0, 1) / 255.0
+    reference = np.clip(run_ncnn(NCNN, "REALESRGAN_X4PLUS_UP4X", x).transpose(1, 2, 0), 0, 1) * 255.0
     assert ours.size == (256, 256)
     assert np.abs(np.asarray(ours, dtype=np.float64) - reference).max() <= 1.0  # the 8-bit rounding
     lanczos = small.resize((256, 256), Image.Resampling.LANCZOS)
