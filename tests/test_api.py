@@ -126,6 +126,34 @@ def test_options_round_trip_and_checkpoint_switch(client, data_dir):
     assert config["jpeg_quality"] == 90 and "beta" in config["sd_model_checkpoint"]
 
 
+def test_checkpoint_switch_through_options_is_a_job_that_progress_reports(client):
+    import threading
+
+    models = {m["model_name"]: m["title"] for m in client.get("/sdapi/v1/sd-models").json()}
+    deadline = time.time() + 60
+    current = None
+    while current is None and time.time() < deadline:  # the startup load first
+        current = client.get("/sdapi/v1/options").json()["sd_model_checkpoint"]
+        time.sleep(0.05)
+    target = next(t for name, t in models.items() if not current.startswith(t.split(" [")[0]))
+    done = threading.Event()
+    answers: list = []
+
+    def switch() -> None:
+        answers.append(client.post("/sdapi/v1/options", json={"sd_model_checkpoint": target}).status_code)
+        done.set()
+
+    threading.Thread(target=switch).start()
+    seen = set()
+    while not done.is_set():
+        info = client.get("/sdapi/v1/progress?skip_current_image=true").json()
+        if info.get("textinfo"):
+            seen.add(info["textinfo"])
+        time.sleep(0.01)
+    assert answers == [200]
+    assert any(t.startswith("Loading ") and target.split(" [")[0] in t for t in seen), seen
+
+
 @pytest.mark.parametrize("payload, field", [
     ({"sd_model_checkpoint": "../../etc/passwd"}, "sd_model_checkpoint"),
     ({"outdir_txt2img_samples": "/tmp/x"}, "outdir_txt2img_samples"),
