@@ -35,6 +35,10 @@ class JobFailed(RuntimeError):
         self.cause = cause
 
 
+class JobCancelled(JobFailed):
+    """The job was cancelled (through the job API) before it finished."""
+
+
 @dataclass
 class Job:
     kind: str
@@ -65,7 +69,7 @@ class Job:
         if self.status == FAILED:
             raise JobFailed(self.error or "job failed", self.exception)
         if self.status == CANCELLED:
-            raise JobFailed("job was cancelled")
+            raise JobCancelled("job was cancelled")
         return self.result
 
 

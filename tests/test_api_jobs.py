@@ -119,3 +119,16 @@ def test_force_task_id_names_the_job_and_cannot_collide_with_a_live_one(client):
     finally:
         client.delete("/api/v1/jobs/task(mine)")
     wait_status(client, "task(mine)", {"cancelled"})
+
+
+def test_a_sync_request_whose_job_is_cancelled_gets_409(client):
+    import threading
+
+    answer: list = []
+    thread = threading.Thread(target=lambda: answer.append(client.post("/sdapi/v1/txt2img", json={
+        **LONG, "force_task_id": "sync-one"})))
+    thread.start()
+    wait_status(client, "sync-one", {"running"})
+    client.delete("/api/v1/jobs/sync-one")
+    thread.join(60)
+    assert answer and answer[0].status_code == 409 and answer[0].json()["error"] == "Cancelled"

@@ -15,7 +15,7 @@ from modules.api import schemas
 from modules.api.auth import BasicAuth, parse_credentials
 from modules.api.images import BadImage, decode_base64_to_image, encode_pil_to_base64
 from modules.errors import FieldError
-from modules.jobs import JobFailed, QueueFull
+from modules.jobs import JobCancelled, JobFailed, QueueFull
 from modules.models.manager import CheckpointNotFound, NoCheckpointError
 from modules.models.types import ModelFileError
 from modules.options import OptionError
@@ -64,6 +64,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(JobFailed)
     async def _job_failed(_: Request, err: JobFailed) -> JSONResponse:
+        if isinstance(err, JobCancelled):  # cancelled through the job API while this request waited for it
+            return JSONResponse(status_code=409, content={"error": "Cancelled", "detail": str(err)})
         if isinstance(err.cause, FieldError):  # found while preparing the job (e.g. an unusable image)
             return _field_error(422, err.cause.field, str(err.cause))
         if isinstance(err.cause, ModelFileError):  # the checkpoint file is bad, not the server
