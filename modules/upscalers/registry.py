@@ -68,7 +68,8 @@ class UpscalerRegistry:
         self.cache_dir = cache_dir
         self.settings = settings or (lambda: {})
         self.device_policy = device_policy
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # the listing; never held while a model loads or runs
+        self._model_lock = threading.Lock()  # loading and running the one loaded model
         self._items: dict[str, UpscalerInfo] = {}
         self._loaded: tuple[str, Any] | None = None
         self.refresh()
@@ -131,7 +132,7 @@ class UpscalerRegistry:
         s = self.settings()
         tile, overlap = int(s.get("ESRGAN_tile", 192)), int(s.get("ESRGAN_tile_overlap", 8))
         device, dtype = self._device(descriptor)
-        with self._lock:  # one image at a time through the shared model
+        with self._model_lock:  # one image at a time through the shared model
             return upscale_tiled(descriptor.model, image, factor, tile, overlap, device, dtype)
 
     def _device(self, descriptor: Any) -> tuple[Any, Any]:
@@ -143,14 +144,15 @@ class UpscalerRegistry:
         return parameter.device, parameter.dtype
 
     def _descriptor(self, name: str) -> Any:
-        with self._lock:
-            info = self._items.get(name)
-            if info is None:
-                raise UpscaleError("upscaler", f"unknown upscaler {name!r}; available: {', '.join(self.names())}")
-            if info.error is not None:
-                raise UpscaleError("upscaler", f"{name} cannot be used: {info.error}")
-            if self._loaded is not None and self._loaded[0] == name:
-                return self._loaded[1]
+        info = self.get(name)
+        if info is None:
+            raise UpscaleError("upscaler", f"unknown upscaler {name!r}; available: {', '.join(self.names())}")
+        if info.error is not None:
+            raise UpscaleError("upscaler", f"{name} cannot be used: {info.error}")
+        with self._model_lock:
+            loaded = self._loaded
+            if loaded is not None and loaded[0] == name:
+                return loaded[1]
             self._loaded = None
             try:
                 descriptor = self._load(info)
