@@ -187,11 +187,13 @@ class Img2ImgPlan(Plan):
             init = init * keep + noise * (1.0 - keep)
         elif keep is not None and p.inpainting_fill == LATENT_NOTHING:
             init = init * keep
-        x = add_noise(scheduler, init, noise * self._noise_multiplier(job.settings), start)
+        start_noise = noise * self._noise_multiplier(job.settings)
+        x = add_noise(scheduler, init, start_noise, start)
         last = len(scheduler.timesteps) - start - 1
 
         def put_back_unmasked(i: int, latents: torch.Tensor) -> torch.Tensor:
-            target = init if i >= last else add_noise(scheduler, init, noise, start + i + 1)
+            # the unmasked area follows the original's own noised trajectory, and ends exactly on it
+            target = init if i >= last else add_noise(scheduler, init, start_noise, start + i + 1)
             return target * keep + latents * (1.0 - keep)
 
         fixed = bool(job.settings.get("img2img_fix_steps", False))
