@@ -118,11 +118,11 @@ class Job:
         """A fresh scheduler (they are stateful) for the job's or the given sampler."""
         return build_scheduler(sampler or self.sampler, schedule or self.schedule, self.model.scheduler_config)
 
-    def noise_streams(self, batch: Batch, width: int, height: int) -> ImageRNG:
-        """The batch's noise streams for a latent of ``width`` x ``height`` pixels (a hires pass draws its own)."""
+    def noise_streams(self, seeds: list[int], subseeds: list[int], width: int, height: int) -> ImageRNG:
+        """Noise streams for a batch's latent of ``width`` x ``height`` pixels (a hires pass draws its own)."""
         p, s = self.p, self.settings
-        return ImageRNG((LATENT_CHANNELS, height // LATENT_FACTOR, width // LATENT_FACTOR), batch.seeds,
-                        subseeds=batch.subseeds, subseed_strength=p.subseed_strength,
+        return ImageRNG((LATENT_CHANNELS, height // LATENT_FACTOR, width // LATENT_FACTOR), seeds,
+                        subseeds=subseeds, subseed_strength=p.subseed_strength,
                         seed_resize_from_h=p.seed_resize_from_h, seed_resize_from_w=p.seed_resize_from_w,
                         source=s.get("randn_source", "GPU"), device=self.model.device,
                         eta_noise_seed_delta=int(s.get("eta_noise_seed_delta", 0)))
@@ -212,10 +212,6 @@ class RefinerSwitch:
         self.base, self.build, self.switch_step = base, build, switch_step
         self.refiner: GuidedDenoiser | None = None
 
-    @property
-    def step(self) -> int:
-        return (self.refiner or self.base).step
-
     def __call__(self, x: torch.Tensor, t: Any) -> torch.Tensor:
         if self.refiner is None and self.base.step >= self.switch_step:
             self.refiner = self.build()
@@ -259,9 +255,9 @@ def run_job(p: GenerationParams, ctx: ProcessingContext, plan: Plan) -> Processe
             break
         ctx.progress.next_job(n, steps=plan.progress_steps or p.steps)
         lo, hi = n * p.batch_size, (n + 1) * p.batch_size
-        batch = Batch(number=n, first_index=lo, seeds=all_seeds[lo:hi], subseeds=all_subseeds[lo:hi],
-                      prompts=all_prompts[lo:hi], negative_prompts=all_negative[lo:hi], rng=None)  # type: ignore
-        batch.rng = job.noise_streams(batch, width, height)
+        seeds, subseeds = all_seeds[lo:hi], all_subseeds[lo:hi]
+        batch = Batch(number=n, first_index=lo, seeds=seeds, subseeds=subseeds, prompts=all_prompts[lo:hi],
+                      negative_prompts=all_negative[lo:hi], rng=job.noise_streams(seeds, subseeds, width, height))
         try:
             result = plan.sample(job, batch)
         except Interrupted:

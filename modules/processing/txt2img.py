@@ -156,7 +156,7 @@ class Txt2ImgPlan(Plan):
         height, width = latents.shape[2] * LATENT_FACTOR, latents.shape[3] * LATENT_FACTOR
         if p.denoising_strength == 0:
             return latents
-        noise = job.noise_streams(batch, width, height).first().to(model.device, torch.float32)
+        noise = job.noise_streams(batch.seeds, batch.subseeds, width, height).first().to(model.device, torch.float32)
         scheduler = job.new_scheduler(self.hr_sampler, self.hr_schedule)
         total, run = img2img_steps(self.hr_steps, p.denoising_strength, fix_steps=True)
         start = img2img_start(scheduler, total, run, model.device)
