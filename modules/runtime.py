@@ -111,7 +111,9 @@ class Runtime:
         overridden = bool(params.override_settings.get("sd_model_checkpoint"))
         if overridden:
             self.manager.resolve(wanted)  # 422 for unknown names before the job is queued
-        refiner_info = self._refiner_info(params)
+        refiner_info = self._other_checkpoint("refiner_checkpoint", params.refiner_checkpoint)
+        hires_info = (self._other_checkpoint("hr_checkpoint_name", getattr(params, "hr_checkpoint_name", None))
+                      if getattr(params, "enable_hr", False) else None)
         if not params.override_settings_restore_afterwards and params.override_settings:
             self.options.apply(params.override_settings, from_api=from_api)
         progress = JobProgress(job=kind, preview_every=int(settings.get("show_progress_every_n_steps", 10))
@@ -127,7 +129,13 @@ class Runtime:
             if not overridden:
                 self._remember_checkpoint(info.title)
             job.progress._latent_preview = live_preview(model)
-            refiner = self._load_refiner(model, info, refiner_info)
+            refiner = self._load_second(model, info, refiner_info, "refiner_checkpoint")
+            hires = self._load_second(model, info, hires_info, "hr_checkpoint_name")
+            if refiner is not None and hires is not None and refiner is not hires:
+                from modules.errors import FieldError
+
+                raise FieldError("hr_checkpoint_name", "a hires checkpoint and a refiner that are two more "
+                                                       "checkpoints cannot be combined; choose one of them")
             comments: list[str] = []
             vae_switcher = self._select_vae(model, settings, comments)
             ctx = ProcessingContext(
@@ -149,6 +157,10 @@ class Runtime:
                 refiner_checkpoint=identity_of(refiner_info) if refiner is not None else None,
                 refiner_embeddings=(self.embeddings.load_for(refiner)
                                     if refiner is not None and self.embeddings is not None else None),
+                hires_model=hires,
+                hires_checkpoint=identity_of(hires_info) if hires is not None else None,
+                hires_embeddings=(self.embeddings.load_for(hires)
+                                  if hires is not None and self.embeddings is not None else None),
             )
             return process(ctx)
 
@@ -180,30 +192,30 @@ class Runtime:
 
         return self.jobs.submit("extras", run, description="Extras", progress=JobProgress(job="extras"))
 
-    def _refiner_info(self, params: Any) -> Any:
-        """The refiner checkpoint a request names (422 naming ``refiner_checkpoint`` when unknown), or None."""
+    def _other_checkpoint(self, field_name: str, name: str | None) -> Any:
+        """The second checkpoint a request names (refiner, hires checkpoint): 422 naming the field when unknown;
+        None for nothing / "None" / "Use same checkpoint"."""
         from modules.errors import FieldError
 
-        name = params.refiner_checkpoint
-        if name in (None, "", "None"):
+        if name in (None, "", "None", "Use same checkpoint"):
             return None
         try:
             return self.manager.resolve(name)
         except CheckpointNotFound as err:
-            raise FieldError("refiner_checkpoint", f"checkpoint {name!r} not found", err.choices) from err
+            raise FieldError(field_name, f"checkpoint {name!r} not found", err.choices) from err
 
-    def _load_refiner(self, model: Any, info: Any, refiner_info: Any) -> Any:
-        """The refiner model for a job: none when it is the job's own checkpoint (A1111 then does nothing);
-        refused when its latent space differs from the model's (an SD1.5 refiner cannot continue SDXL latents)."""
+    def _load_second(self, model: Any, info: Any, other: Any, field_name: str) -> Any:
+        """The second model for a job: none when it is the job's own checkpoint (A1111 then does nothing);
+        refused when its latent space differs from the model's (SD1.5 latents cannot continue SDXL ones)."""
         from modules.errors import FieldError
 
-        if refiner_info is None or refiner_info.path == info.path:
+        if other is None or other.path == info.path:
             return None
-        refiner = self.manager.load_secondary(refiner_info)
-        if refiner.is_sdxl != model.is_sdxl:
-            raise FieldError("refiner_checkpoint", f"{refiner_info.title} ({refiner.kind.label}) cannot refine a "
-                                                   f"{model.kind.label} image: their latent spaces differ")
-        return refiner
+        second = self.manager.load_secondary(other)
+        if second.is_sdxl != model.is_sdxl:
+            raise FieldError(field_name, f"{other.title} ({second.kind.label}) cannot continue a "
+                                         f"{model.kind.label} image: their latent spaces differ")
+        return second
 
     def _select_vae(self, model: Any, settings: dict[str, Any], comments: list[str]) -> Any:
         """Put the VAE the settings ask for into the loaded model (no checkpoint reload). A VAE file that cannot be

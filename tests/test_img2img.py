@@ -348,8 +348,20 @@ def test_hires_inpainting_model(inpainting, tmp_path):
     assert out.images[0].size == (96, 96)
 
 
-@pytest.mark.parametrize("field,value", [("hr_upscaler", "ESRGAN_9x"), ("hr_sampler_name", "Nope"),
-                                         ("hr_checkpoint_name", "other.safetensors")])
+def test_hires_checkpoint_takes_over_the_second_pass(sd1, tmp_path):
+    other = load_tiny(write_tiny_checkpoint("sd1", tmp_path / "other", "other", seed=7))
+    p = Txt2ImgParams(prompt="a cat", width=64, height=64, steps=3, seed=9, sampler_name="Euler", enable_hr=True,
+                      hr_scale=1.5, hr_second_pass_steps=2)
+    same = txt2img(p, context(sd1, tmp_path))
+    ctx = context(sd1, tmp_path)
+    ctx.hires_model, ctx.hires_checkpoint = other, CheckpointIdentity("other [abcdef0123]", "other", "abcdef0123")
+    switched = txt2img(p, ctx)
+    assert switched.images[0].size == (96, 96)
+    assert "Hires checkpoint: other [abcdef0123]" in switched.infotexts[0]
+    assert not np.array_equal(px(same.images[0]), px(switched.images[0]))
+
+
+@pytest.mark.parametrize("field,value", [("hr_upscaler", "ESRGAN_9x"), ("hr_sampler_name", "Nope")])
 def test_hires_bad_names_are_refused_naming_the_field(field, value):
     p = Txt2ImgParams(prompt="x", enable_hr=True, **{field: value})
     with pytest.raises(ValueError) as err:

@@ -115,6 +115,18 @@ def test_api_refiner_from_another_latent_space_is_refused(client):
     assert client.post("/sdapi/v1/txt2img", json={**BASE, "steps": 1}).status_code == 200  # still serving
 
 
+def test_api_hires_checkpoint(client):
+    body = {**BASE, "enable_hr": True, "hr_scale": 1.5, "hr_second_pass_steps": 1, "steps": 2}
+    r = client.post("/sdapi/v1/txt2img", json={**body, "hr_checkpoint_name": "refiner"})
+    assert r.status_code == 200, r.text
+    assert "Hires checkpoint: refiner [" in r.json()["info"]
+    assert client.post("/sdapi/v1/txt2img", json={**body, "hr_checkpoint_name": "Use same checkpoint"}
+                       ).status_code == 200
+    for name, status in (("nope", 422), ("sd15", 422)):
+        bad = client.post("/sdapi/v1/txt2img", json={**body, "hr_checkpoint_name": name})
+        assert bad.status_code == status and bad.json()["detail"][0]["loc"] == ["body", "hr_checkpoint_name"]
+
+
 def test_api_refiner_same_as_base_does_nothing(client):
     r = client.post("/sdapi/v1/txt2img", json={**BASE, "refiner_checkpoint": "base", "refiner_switch_at": 0.5})
     assert r.status_code == 200 and "Refiner" not in r.json()["info"]

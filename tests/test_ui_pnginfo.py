@@ -131,7 +131,7 @@ def _fake_rt(tmp_path):
     csv = tmp_path / "styles.csv"
     csv.write_text("name,prompt,negative_prompt\n", encoding="utf-8")
     return SimpleNamespace(options={}, styles=StyleDatabase([csv]), manager=SimpleNamespace(model=None),
-                           registry=SimpleNamespace(list=lambda: []), args=SimpleNamespace())
+                           registry=SimpleNamespace(list=lambda: []), args=SimpleNamespace())  # no checkpoints
 
 
 def test_tab_builds_and_send_switches_to_txt2img(tmp_path):

@@ -12,6 +12,7 @@ back over the original). Everything else is this one readable sequence:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 from dataclasses import dataclass, field
@@ -105,6 +106,15 @@ class Job:
     @property
     def model(self) -> Any:
         return self.ctx.model
+
+    def on_model(self, model: Any, embeddings: Any) -> Job:
+        """The same job on another model (the hires checkpoint): its own prompt encoders; the infotext values and
+        comments are shared with this job."""
+        other = Job(p=self.p, ctx=dataclasses.replace(self.ctx, model=model, embeddings=embeddings),
+                    sampler=self.sampler, schedule=self.schedule, schedule_label=self.schedule_label,
+                    extra=self.extra, comments=self.comments, job_timestamp=self.job_timestamp)
+        other.encoders = EncoderCache(model, self.settings, embeddings)
+        return other
 
     @property
     def settings(self) -> dict[str, Any]:

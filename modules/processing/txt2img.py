@@ -114,6 +114,10 @@ class Txt2ImgPlan(Plan):
             job.extra["Hires prompt"] = p.hr_prompt
         if p.hr_negative_prompt and p.hr_negative_prompt != p.negative_prompt:
             job.extra["Hires negative prompt"] = p.hr_negative_prompt
+        identity = job.ctx.hires_checkpoint
+        if job.ctx.hires_model is not None and identity is not None:
+            job.extra["Hires checkpoint"] = (f"{identity.model_name} [{identity.shorthash}]" if identity.shorthash
+                                             else identity.model_name)
 
     def _image_conditioning(self, job: Job, batch: int, width: int, height: int) -> torch.Tensor | None:
         key = (batch, width, height)
@@ -141,23 +145,27 @@ class Txt2ImgPlan(Plan):
             return latents
         return self._hires_pass(job, batch, latents)
 
-    def _hires_pass(self, job: Job, batch: Batch, latents: torch.Tensor) -> torch.Tensor:
-        p, ctx, model = self.p, job.ctx, job.model
+    def _hires_pass(self, job: Job, batch: Batch, latents: torch.Tensor) -> Any:
+        p = self.p
         if job.settings.get("save_images_before_highres_fix", False) and not p.do_not_save_samples:
             self._save_first_pass(job, batch, latents)
+        # A hires checkpoint (same latent space) takes over from here: its text encoder, UNet and VAE.
+        other = job.ctx.hires_model is not None
+        hr_job = job.on_model(job.ctx.hires_model, job.ctx.hires_embeddings) if other else job
+        ctx, model = hr_job.ctx, hr_job.model
         lh, lw = self.target.latent_size
         if upscale.is_latent(self.upscaler):
             latents = upscale.upscale_latents(latents, self.upscaler, lh, lw)
         else:
             resize = upscale.pixel_upscaler(self.upscaler, self.upscalers)
             images = [resize(to_pil(t), lw * LATENT_FACTOR, lh * LATENT_FACTOR) for t in job.decode(latents)]
-            latents = job.encode(pil_to_tensor(images))
+            latents = hr_job.encode(pil_to_tensor(images))
         latents = self.target.trim(latents)
         height, width = latents.shape[2] * LATENT_FACTOR, latents.shape[3] * LATENT_FACTOR
         if p.denoising_strength == 0:
-            return latents
+            return [to_pil(t) for t in hr_job.decode(latents)] if other else latents
         noise = job.noise_streams(batch.seeds, batch.subseeds, width, height).first().to(model.device, torch.float32)
-        scheduler = job.new_scheduler(self.hr_sampler, self.hr_schedule)
+        scheduler = hr_job.new_scheduler(self.hr_sampler, self.hr_schedule)
         total, run = img2img_steps(self.hr_steps, p.denoising_strength, fix_steps=True)
         start = img2img_start(scheduler, total, run, model.device)
         x = add_noise(scheduler, latents, noise, start)
@@ -170,20 +178,23 @@ class Txt2ImgPlan(Plan):
             text = (styles.apply_negative_styles_to_prompt(p.hr_negative_prompt, p.styles) if styles is not None
                     else p.hr_negative_prompt)
             hr_negative = [text] * batch.size
-        with job.networks(hr_prompts) as (encoder, clip_prompts):
+        with hr_job.networks(hr_prompts) as (encoder, clip_prompts):
             # A1111's hires timeline: [a:b:12] counts on from the first pass's steps, [a:b:1.5] is halfway
             # through the hires pass.
             evaluations = len(scheduler.timesteps) - start
-            conditioning = job.conditioning(encoder, clip_prompts, hr_negative, p.steps,
-                                            hires_evaluations=evaluations)
-            denoiser = job.denoiser(conditioning, width, height,
-                                    self._image_conditioning(job, batch.size, width, height))
-            denoiser = job.with_refiner(
-                denoiser, lambda enc: job.conditioning(enc, clip_prompts, hr_negative, p.steps,
-                                                       hires_evaluations=evaluations),
+            conditioning = hr_job.conditioning(encoder, clip_prompts, hr_negative, p.steps,
+                                               hires_evaluations=evaluations)
+            conditioning_image = (whole_image_conditioning(hr_job, batch.size, width, height) if other
+                                  else self._image_conditioning(job, batch.size, width, height))
+            denoiser = hr_job.denoiser(conditioning, width, height, conditioning_image)
+            denoiser = hr_job.with_refiner(
+                denoiser, lambda enc: hr_job.conditioning(enc, clip_prompts, hr_negative, p.steps,
+                                                          hires_evaluations=evaluations),
                 evaluations, width, height)
             x, _ = denoise(scheduler, denoiser, x, batch.rng.generators, ctx.progress, self.hr_steps,
                            seeds=batch.seeds, start=start, step_offset=p.steps)
+        if other:  # decoded by the hires checkpoint's own VAE
+            return [to_pil(t) for t in hr_job.decode(x)]
         return x
 
     def _save_first_pass(self, job: Job, batch: Batch, latents: torch.Tensor) -> None:
@@ -215,9 +226,6 @@ def check_txt2img(p: Txt2ImgParams, current_checkpoint: str | None = None,
         return
     upscale.check_upscaler(p.hr_upscaler, upscalers)
     _hires_sampler(p)
-    if p.hr_checkpoint_name not in (None, "", SAME_CHECKPOINT) and p.hr_checkpoint_name != current_checkpoint:
-        raise FieldError("hr_checkpoint_name", "a different checkpoint for the hires pass is not supported yet; "
-                                               f"use {SAME_CHECKPOINT!r}")
     target = HiresTarget.of(p)
     if max(target.width, target.height) > 2 * 4096 or min(target.latent_size) < 1:
         raise FieldError("hr_scale", f"hires size {target.width}x{target.height} is out of range")

@@ -50,6 +50,8 @@ def params_and_script(values: dict[str, Any]) -> tuple[Txt2ImgParams, Any]:
         data["hr_sampler_name"] = None
     if data.get("hr_scheduler") == "Use same scheduler":
         data["hr_scheduler"] = None
+    if data.get("hr_checkpoint_name") == "Use same checkpoint":
+        data["hr_checkpoint_name"] = None
     return Txt2ImgParams(**data), script
 
 
@@ -89,6 +91,9 @@ def build_hires_controls(rt: Runtime, f: dict[str, Any]) -> Any:
                                          elem_id=f"{tab}_hr_resize_y")
         resolution = gr.HTML(hires_resolution_html(512, 512, 2.0, 0, 0), elem_id=f"{tab}_hr_resolution")
         with gr.Row(visible=bool(rt.options.get("hires_fix_show_sampler", False))):
+            f["hr_checkpoint_name"] = gr.Dropdown(["Use same checkpoint"] + [c.title for c in rt.registry.list()],
+                                                  value="Use same checkpoint", label="Checkpoint",
+                                                  elem_id="hr_checkpoint")
             f["hr_sampler_name"] = gr.Dropdown(["Use same sampler"] + [s.name for s in samplers.SAMPLERS],
                                                value="Use same sampler", label="Hires sampling method",
                                                elem_id="hr_sampler")

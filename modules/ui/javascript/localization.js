@@ -15,7 +15,7 @@ async function applyLocalization() {
   const skipTags = new Set(["SCRIPT", "STYLE", "TEXTAREA", "CODE"]);
   // Dropdowns of names: their labels are translated, their options and chosen values are not.
   const tabs = ["txt2img", "img2img"];
-  const nameLists = ["setting_sd_model_checkpoint", "setting_sd_vae", "hr_sampler", "txt2img_hr_upscaler",
+  const nameLists = ["setting_sd_model_checkpoint", "setting_sd_vae", "hr_sampler", "hr_checkpoint", "txt2img_hr_upscaler",
                      "extras_upscaler_1", "extras_upscaler_2", "img2img_sd_upscale_upscaler_index",
                      ...tabs.flatMap((t) => [t + "_styles", t + "_sampling", t + "_checkpoint"])];
   // Generated text (infotext, PNG info) is data, never UI text. (Galleries show no captions: their label and
