@@ -301,6 +301,6 @@ def build_runtime(args: argparse.Namespace) -> Runtime:
                  hash_cache=cache, loras=LoraRegistry.from_paths(paths, cache, hashing=hashing),
                  embeddings=EmbeddingDatabase.from_paths(paths, cache, hashing=hashing), vaes=vaes,
                  styles=StyleDatabase(list(getattr(args, "styles_file", None) or []) or [paths.styles_file]),
-                 upscalers=upscalers, face_restorers=FaceRestorers.from_paths(paths),
+                 upscalers=upscalers, face_restorers=FaceRestorers.from_paths(paths, policy),
                  version=infotext.version_string(paths.install_dir), startup_notes=notes)
     return rt

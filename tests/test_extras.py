@@ -78,7 +78,7 @@ def test_unknown_upscaler_and_unavailable_face_restoration_name_their_field(regi
     (tmp_path / "Codeformer" / "codeformer-v0.1.0.pth").write_bytes(b"x")
     with pytest.raises(FieldError) as err:
         pp.check_request(pp.ExtrasParams(codeformer_visibility=0.5), registry, restorers)
-    assert "face detection" in str(err.value)
+    assert "detection_Resnet50_Final.pth" in str(err.value)  # weights alone are not enough: the detector too
 
 
 def test_save_keeps_parameters_and_adds_extras(registry, tmp_path):

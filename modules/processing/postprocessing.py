@@ -142,7 +142,7 @@ def check_request(p: ExtrasParams, registry: Any, face_restorers: Any) -> None:
     """Everything that can be refused before the job is queued."""
     check_upscalers(p, registry)
     if face_restorers is not None:
-        face_restorers.restore(None, p, {})
+        face_restorers.check(p)
 
 
 def save_extras(result: ExtrasResult, source_info: Mapping[str, Any], settings: Mapping[str, Any], data_dir: Path,

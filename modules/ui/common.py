@@ -322,10 +322,9 @@ LATER_STRINGS = ("In queue: position", "Step", "Batch", "ETA", "Interrupted: fin
                  "Downloaded. Select it in the checkpoint list.", "(from the next image)", "Generate forever",
                  "Cancel generate forever", "GFPGAN weights are not installed: put them in",
                  "CodeFormer weights are not installed: put them in",
-                 "GFPGAN weights were found, but face detection and alignment (facexlib) are not available in this "
-                 "version, so faces cannot be restored yet",
-                 "CodeFormer weights were found, but face detection and alignment (facexlib) are not available in "
-                 "this version, so faces cannot be restored yet")
+                 "The face detector detection_Resnet50_Final.pth is not installed: put it in",
+                 "CodeFormer needs the spandrel_extra_arches package (non-commercial licence): pip install "
+                 "spandrel_extra_arches")
 
 
 def words(text: str) -> str:

@@ -37,7 +37,7 @@ class ExtrasControls:
 
 
 def restorer_note(parts: tuple[str, Path | None] | None) -> str:
-    if parts is None:
+    if parts is None:  # it can run
         return ""
     phrase, folder = parts
     where = f" <code>{html.escape(str(folder))}</code>" if folder is not None else ""
