@@ -92,6 +92,16 @@ def restorers(tmp_path_factory):
     save_file({k: v.half().contiguous() for k, v in gfpgan.state_dict().items()},
               str(root / "GFPGAN" / "GFPGANv1.4.safetensors"))
     torch.save(retinaface.RetinaFace().state_dict(), root / "GFPGAN" / "detection_Resnet50_Final.pth")
+    from modules.upscalers.spandrel_import import install_extra_arches
+
+    install_extra_arches()
+    from spandrel_extra_arches.architectures.CodeFormer import CodeFormer
+
+    (root / "Codeformer").mkdir()
+    codeformer = CodeFormer(dim_embd=512, n_head=8, n_layers=9, codebook_size=1024, latent_size=256,
+                            connect_list=["32", "64", "128", "256"], fix_modules=["quantize", "generator"])
+    save_file({k: v.half().contiguous() for k, v in codeformer.state_dict().items()},
+              str(root / "Codeformer" / "codeformer-v0.1.0.safetensors"))
     return FaceRestorers(root / "GFPGAN", root / "Codeformer")
 
 
@@ -104,6 +114,16 @@ def test_gfpgan_restores_only_the_face_and_visibility_blends(restorers):
     assert np.array_equal(a[:10], b[:10]) and np.array_equal(a[:, :10], b[:, :10])  # the rest is the input's
     half = np.asarray(restorers.apply("GFPGAN", image, 0.5, faces=[face]), dtype=np.int16)
     assert np.abs(half - (a + b) / 2).max() <= 1
+
+
+def test_codeformer_weight_changes_the_result(restorers):
+    image = scene(160)
+    face = Face((40, 40, 120, 120), 0.99, template_face(160, 0.2, 0.0, (80, 80)))
+    low = np.asarray(restorers.apply("CodeFormer", image, 1.0, weight=0.0, faces=[face]), dtype=np.int16)
+    high = np.asarray(restorers.apply("CodeFormer", image, 1.0, weight=1.0, faces=[face]), dtype=np.int16)
+    original = np.asarray(image, dtype=np.int16)
+    assert np.array_equal(low[:10], original[:10])  # outside the face: the input
+    assert np.abs(low[60:100, 60:100] - high[60:100, 60:100]).mean() > 0.5  # the fidelity weight reaches the net
 
 
 def test_restore_detects_then_restores_and_records_the_info(restorers):
@@ -125,7 +145,8 @@ def test_reasons_when_something_is_missing(tmp_path):
     (tmp_path / "Codeformer" / "codeformer-v0.1.0.pth").write_bytes(b"x")
     (tmp_path / "GFPGAN" / "detection_Resnet50_Final.pth").write_bytes(b"x")
     assert restorers.status()["GFPGAN"] is None  # it can run (the files are read on first use)
-    assert "spandrel_extra_arches" in restorers.status()["CodeFormer"][0]
+    assert restorers.status()["CodeFormer"] is None
+    empty = FaceRestorers(tmp_path / "none", tmp_path / "none2")
     with pytest.raises(FieldError) as err:
-        restorers.apply("CodeFormer", scene(64), 1.0)
-    assert err.value.field == "codeformer_visibility"
+        empty.apply("CodeFormer", scene(64), 1.0)
+    assert err.value.field == "codeformer_visibility" and "not installed" in str(err.value)

@@ -4,12 +4,14 @@ template, restore it, paste it back with a soft edge, and blend the result with 
 Weights are the files A1111 users already have: ``models/GFPGAN/GFPGANv1.4.pth`` (any ``GFPGAN*`` file), facexlib's
 detector ``detection_Resnet50_Final.pth`` (A1111 keeps it in ``models/GFPGAN``), and ``models/Codeformer/
 codeformer-v0.1.0.pth``. They load through the safe loader; GFPGAN's architecture comes from spandrel, CodeFormer's
-from ``spandrel_extra_arches`` (a separate, non-commercially licensed package) when it is installed. A restorer that
+from ``spandrel_extra_arches`` (MIT, but CodeFormer's own code is under S-Lab's non-commercial licence, as in
+A1111, which ships the same code). A restorer that
 cannot run says why, and a request that asks for it gets that message as an error naming its field.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 from dataclasses import dataclass
@@ -154,14 +156,12 @@ class FaceRestorers:
 
     def _network(self, restorer: FaceRestorer) -> Any:
         from modules.models.formats import load_state_dict
-        from modules.upscalers.spandrel_import import import_spandrel
+        from modules.upscalers.spandrel_import import import_spandrel, install_extra_arches
 
         if restorer.name not in self._models:
             spandrel = import_spandrel()
             if restorer.name == "CodeFormer":
-                import spandrel_extra_arches
-
-                spandrel_extra_arches.install()
+                install_extra_arches()
             descriptor = spandrel.ModelLoader().load_from_state_dict(load_state_dict(restorer.weights()[0]))
             if descriptor.purpose != "FaceSR":
                 raise FieldError(restorer.field, f"{restorer.weights()[0].name} is not a face restoration model "
@@ -180,10 +180,9 @@ class FaceRestorers:
         x = x.to(parameter.device, parameter.dtype)
         with torch.inference_mode():
             if restorer.name == "CodeFormer":
-                try:  # the original signature, which A1111 calls
-                    out = network(x, w=weight, adain=True)[0]
-                except TypeError:  # a port that names it differently
-                    out = network(x, weight=weight)[0]
+                # spandrel_extra_arches names the fidelity "weight" (the original code, which A1111 calls: "w")
+                name = "weight" if "weight" in inspect.signature(network.forward).parameters else "w"
+                out = network(x, **{name: weight})[0]
             else:
                 out = network(x, return_rgb=False)[0]
         out = ((out.float().clamp(-1, 1) + 1.0) * 127.5)[0].permute(1, 2, 0).cpu().numpy()

@@ -93,3 +93,17 @@ def import_spandrel() -> Any:
             if sys.modules.get(name) is module:
                 del sys.modules[name]
     return spandrel
+
+
+@functools.cache
+def install_extra_arches() -> Any:
+    """spandrel_extra_arches registered with spandrel's loader (once per process; it refuses a second time)."""
+    import_spandrel()
+    import spandrel_extra_arches
+
+    try:
+        spandrel_extra_arches.install()
+    except Exception as err:  # noqa: BLE001 - already registered (by us or by an extension): fine
+        if "Duplicate" not in type(err).__name__:
+            raise
+    return spandrel_extra_arches
