@@ -59,14 +59,24 @@ def _add_http_middleware(app: Any, args: Any) -> None:
         return response
 
 
-def create_app(args: Any) -> Any:  # -> FastAPI
-    """Build the whole application for ``args`` (used by main() and by the tests' real servers)."""
+def create_app(args: Any, extensions: list[Any] | None = None) -> Any:  # -> FastAPI
+    """Build the whole application for ``args`` (used by main() and by the tests' real servers). ``extensions``
+    are the ones main() already discovered (and ran preload.py of); otherwise they are discovered here."""
     from fastapi import FastAPI
 
+    from modules import extensions as ext_mod
+    from modules import script_callbacks, shared
     from modules.api.routes import build_lora_router, build_router, install_error_handlers
     from modules.runtime import build_runtime
 
     rt = build_runtime(args)
+    if extensions is None:
+        extensions = ext_mod.discover(rt.paths.data_dir, rt.options.as_dict(), args)
+    rt.extensions = extensions
+    ext_mod.run_installers(extensions, rt.paths.data_dir, skip=bool(getattr(args, "skip_install", False)))
+    shared.bind(rt)
+    ext_mod.load_scripts(extensions)
+    script_callbacks.call("ui_settings")  # extension options exist before Settings and config.json checks
     app = FastAPI(title="Stable Diffusion web UI", docs_url="/docs", redoc_url=None)
     app.state.runtime = rt
     install_error_handlers(app)
@@ -87,17 +97,39 @@ def create_app(args: Any) -> Any:  # -> FastAPI
         """The chosen localization's text map, read by the page on load (a setting change applies on reload)."""
         from modules import localization
 
-        return localization.load(rt.options.get("localization"), rt.paths.localization_dirs())
+        return localization.load(rt.options.get("localization"), localization_dirs(rt))
 
+    from modules.ui.extension_assets import add_asset_route, page_head
+
+    add_asset_route(app, rt)
+    demo = None
     if not args.nowebui:
         import gradio as gr
 
         from modules.ui.app import CSS, build_ui, page_js
 
+        script_callbacks.call("before_ui")
         demo = build_ui(rt)
         app = gr.mount_gradio_app(app, demo, path="/", auth=ui_credentials(args) or None, css=CSS,
-                                  js=page_js(args.theme), allowed_paths=[str(rt.paths.outputs_dir)])
+                                  js=page_js(args.theme), head=page_head(rt),
+                                  allowed_paths=[str(rt.paths.outputs_dir)])
+    script_callbacks.call("app_started", demo, app)  # how A1111 extensions add their HTTP routes
+    _mounts_last(app)
     return app
+
+
+def _mounts_last(app: Any) -> None:
+    """Routes extensions add after the UI is mounted at "/" must not be shadowed by that mount: keep mounts last."""
+    from starlette.routing import Mount
+
+    routes = app.router.routes
+    routes[:] = [r for r in routes if not isinstance(r, Mount)] + [r for r in routes if isinstance(r, Mount)]
+
+
+def localization_dirs(rt: Any) -> list[Any]:
+    """Core and --localizations-dir files, then those of the active extensions (A1111's merge order)."""
+    active = {e.path / "localizations" for e in rt.extensions if e.enabled}
+    return [d for d in rt.paths.localization_dirs() if d.parent.parent != rt.paths.extensions_dir or d in active]
 
 
 def start_background_load(app: Any) -> None:
@@ -161,14 +193,37 @@ class StripSubpath:
         await self.app(scope, receive, send)
 
 
+def discover_with_preload(argv: Sequence[str] | None) -> tuple[list[Any], Any]:
+    """The extensions, found before the command line is parsed for real, so their ``preload(parser)`` can add
+    flags (A1111): a lenient first parse only locates the data folder and the disable flags."""
+    from modules import extensions as ext_mod
+    from modules.cmd_args import build_parser, parse_args
+    from modules.options import Options
+    from modules.paths import Paths
+
+    parser = build_parser()
+    first = parse_args(argv, environ={**os.environ, "IGNORE_CMD_ARGS_ERRORS": "1"}, parser=build_parser(),
+                       warn=False, check_access=False)
+    paths = Paths.from_args(first)
+    options = Options(paths.config_file)
+    try:
+        options.load()
+    except Exception:  # noqa: BLE001 - a broken config is handled (quarantined) by the real start
+        pass
+    found = ext_mod.discover(paths.data_dir, options.as_dict(), first)
+    ext_mod.run_preloads(found, parser)
+    return found, parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from modules.cmd_args import parse_args, server_name, server_port
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    args = parse_args(argv)  # refuses a network-exposed server without auth; warns about no-effect flags
+    extensions, parser = discover_with_preload(argv)
+    args = parse_args(argv, parser=parser)  # refuses a network-exposed server without auth; warns about no-effect flags
     host = server_name(args)
     port = choose_port(host, server_port(args), explicit=args.port is not None)
-    app = create_app(args)
+    app = create_app(args, extensions)
     runtime = app.state.runtime
     start_background_load(app)
 

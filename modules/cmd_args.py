@@ -279,7 +279,8 @@ def split_commandline_args(value: str, windows: bool | None = None) -> list[str]
 
 
 def parse_args(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None, *,
-               parser: argparse.ArgumentParser | None = None, warn: bool = True) -> CmdOpts:
+               parser: argparse.ArgumentParser | None = None, warn: bool = True,
+               check_access: bool = True) -> CmdOpts:
     """Parse ``argv`` (default ``sys.argv[1:]``) followed by ``COMMANDLINE_ARGS`` from ``environ``.
 
     Unknown flags exit with an argparse error (status 2), unless ``IGNORE_CMD_ARGS_ERRORS`` is set (A1111). A
@@ -298,7 +299,7 @@ def parse_args(argv: Sequence[str] | None = None, environ: Mapping[str, str] | N
             log.warning("ignoring unknown arguments because IGNORE_CMD_ARGS_ERRORS is set: %s", " ".join(unknown))
     else:
         ns = parser.parse_args(args, namespace=ns)
-    problem = remote_access_error(ns)
+    problem = remote_access_error(ns) if check_access else None
     if problem:
         parser.error(problem)
     if warn:

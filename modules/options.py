@@ -117,6 +117,7 @@ INFOTEXT = ("infotext", "Infotext")
 PREVIEW = ("ui", "Live previews")
 UI = ("ui_alternatives", "User interface")
 SYSTEM = ("system", "System")
+EXTENSIONS = ("extensions", "Extensions")
 
 
 def builtin_options() -> dict[str, OptionInfo]:
@@ -221,6 +222,10 @@ def builtin_options() -> dict[str, OptionInfo]:
                                              needs_reload_ui=True),
         # System
         "samples_log_stdout": OptionInfo(False, "Always print all generation info to standard output", SYSTEM),
+        # Extensions (set on the Extensions tab; kept out of the Settings tab)
+        "disabled_extensions": OptionInfo([], "Disable these extensions", EXTENSIONS, kind="list"),
+        "disable_all_extensions": OptionInfo("none", "Disable all extensions (preserves the list of disabled "
+                                                     "extensions)", EXTENSIONS, choices=("none", "extra", "all")),
     }
 
 
@@ -243,6 +248,16 @@ class Options:
     def add_option(self, key: str, info: OptionInfo) -> None:
         with self._lock:
             self.registry[key] = info
+
+    def onchange(self, key: str, func: Callable[[], None], call: bool = True) -> None:
+        """A1111's ``opts.onchange``: ``func`` runs after ``key`` changes (and now, unless ``call`` is False)."""
+        with self._lock:
+            info = self.registry.get(key)
+            if info is None:
+                raise OptionError(key, "unknown setting")
+            info.onchange = func
+        if call:
+            func()
 
     def __contains__(self, key: str) -> bool:
         return key in self.registry or key in self.data

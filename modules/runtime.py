@@ -42,6 +42,7 @@ class Runtime:
     face_restorers: Any = None  # modules.upscalers.face_restoration.FaceRestorers
     version: str | None = None
     startup_notes: list[str] = field(default_factory=list)
+    extensions: list[Any] = field(default_factory=list)  # modules.extensions.Extension, discovered at start
     restart_requested: bool = False  # set by /sdapi/v1/server-restart; main() re-executes after shutdown
 
     # -- settings -------------------------------------------------------------------------------------------

@@ -116,7 +116,7 @@ def build_info_router(rt: Runtime) -> APIRouter:
 
     @router.get("/extensions")
     def extensions() -> list[dict[str, Any]]:
-        return []  # extensions arrive with their issue; A1111 lists only git-based ones
+        return [e.api_item() for e in rt.extensions]
 
     @router.get("/hypernetworks")
     def hypernetworks() -> list[dict[str, Any]]:

@@ -185,7 +185,21 @@ def wire_send_buttons(rt: Runtime, panels: list[Any], img2img: Any, tabs: Any, e
                          outputs=send_to.outputs(img2img, target, tabs), queue=False, show_progress="hidden")
 
 
+def extension_tabs() -> list[tuple[Any, str, str]]:
+    """(blocks, title, elem_id) of the tabs extensions add through on_ui_tabs; built before the page's own Blocks,
+    as in A1111, so each renders where it belongs."""
+    from modules import script_callbacks
+
+    tabs = []
+    for result in script_callbacks.call("ui_tabs"):
+        for item in result or []:
+            if isinstance(item, (tuple, list)) and len(item) >= 2:
+                tabs.append((item[0], str(item[1]), str(item[2]) if len(item) > 2 else str(item[1])))
+    return tabs
+
+
 def build_ui(rt: Runtime) -> gr.Blocks:
+    added_tabs = extension_tabs()
     with gr.Blocks(title="Stable Diffusion", analytics_enabled=False) as demo:
         with gr.Row(elem_id="quicksettings"):
             checkpoint = gr.Dropdown(checkpoint_titles(rt), value=current_checkpoint(rt),
@@ -210,8 +224,15 @@ def build_ui(rt: Runtime) -> gr.Blocks:
                 extras = build_extras_tab(rt)
             with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
                 build_pnginfo_tab(rt, txt2img, tabs, img2img, extras)
+            for blocks, title, elem_id in added_tabs:
+                with gr.Tab(title, id=elem_id, elem_id=f"tab_{elem_id}"):
+                    blocks.render()
             with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
                 settings = build_settings_tab(rt)
+            with gr.Tab("Extensions", id="extensions", elem_id="tab_extensions"):
+                from modules.ui.extensions_tab import build_extensions_tab
+
+                build_extensions_tab(rt)
 
         gr.HTML(footer_html(rt), elem_id="footer_block")
         apply_ui_config(rt, {"txt2img": txt2img.fields, "img2img": img2img.fields})

@@ -324,7 +324,8 @@ LATER_STRINGS = ("In queue: position", "Step", "Batch", "ETA", "Interrupted: fin
                  "CodeFormer weights are not installed: put them in",
                  "The face detector detection_Resnet50_Final.pth is not installed: put it in",
                  "CodeFormer needs the spandrel_extra_arches package (non-commercial licence): pip install "
-                 "spandrel_extra_arches")
+                 "spandrel_extra_arches", "No extensions are installed. Put them in", "enabled", "disabled",
+                 "Extension", "State", "Scripts", "Problems", "Restarting…")
 
 
 def words(text: str) -> str:

@@ -40,7 +40,8 @@ def elem_id_for(key: str) -> str:
 def visible_keys(options: Options, *, hide_dir_config: bool = False) -> list[str]:
     """Registry keys the tab shows, in registry order."""
     return [k for k, info in options.registry.items()
-            if k not in QUICKSETTINGS and not (hide_dir_config and info.restricted)]
+            if k not in QUICKSETTINGS and info.section[0] != "extensions"  # those are on the Extensions tab
+            and not (hide_dir_config and info.restricted)]
 
 
 def sections(options: Options, keys: Iterable[str]) -> list[tuple[tuple[str, str], list[str]]]:

@@ -1,0 +1,231 @@
+"""A1111 extensions: folders under ``<data-dir>/extensions`` (and ``extensions-builtin``) with ``install.py``,
+``preload.py``, ``scripts/*.py``, ``javascript/*.js|*.mjs``, ``style.css`` and ``localizations/*.json``.
+
+Which ones are active follows A1111: ``disabled_extensions`` and ``disable_all_extensions`` ("none"/"extra"/"all") in
+config.json, and ``--disable-all-extensions`` / ``--disable-extra-extensions``. An extension that fails anywhere
+(its installer, preload, a script that raises or hangs at import) is reported with the reason and skipped; the app
+always starts. Loading a script runs its top-level code, which registers callbacks through the A1111 facade
+(``modules.script_callbacks``, ``modules.scripts``, ``modules.shared``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import json
+import logging
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from modules.paths import INSTALL_DIR
+
+log = logging.getLogger(__name__)
+
+BUILTIN_DIR = INSTALL_DIR / "extensions-builtin"
+INSTALL_TIMEOUT = 600.0  # seconds an install.py may take
+# seconds a script may take to import before it is reported as hanging (tests shorten it)
+IMPORT_TIMEOUT = float(os.environ.get("WEBUI_EXTENSION_IMPORT_TIMEOUT", "30"))
+
+
+@dataclass
+class Extension:
+    name: str  # the folder name (what disabled_extensions lists)
+    path: Path
+    is_builtin: bool = False
+    enabled: bool = True
+    errors: list[str] = field(default_factory=list)  # what went wrong (installer, preload, scripts)
+    loaded_scripts: list[str] = field(default_factory=list)
+
+    def files(self, folder: str, suffixes: tuple[str, ...]) -> list[Path]:
+        directory = self.path / folder
+        if not directory.is_dir():
+            return []
+        return sorted((p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in suffixes),
+                      key=lambda p: p.name.lower())
+
+    def scripts(self) -> list[Path]:
+        return self.files("scripts", (".py",))
+
+    def javascript(self) -> list[Path]:
+        return self.files("javascript", (".js", ".mjs"))
+
+    def stylesheet(self) -> Path | None:
+        css = self.path / "style.css"
+        return css if css.is_file() else None
+
+    def api_item(self) -> dict[str, Any]:
+        """A1111's /sdapi/v1/extensions item (git details are not read yet)."""
+        return {"name": self.name, "remote": None, "branch": None, "commit_hash": None, "commit_date": None,
+                "version": "", "enabled": self.enabled}
+
+
+def extension_roots(data_dir: Path) -> list[tuple[Path, bool]]:
+    return [(BUILTIN_DIR, True), (data_dir / "extensions", False)]
+
+
+def discover(data_dir: Path, settings: dict[str, Any], args: Any = None) -> list[Extension]:
+    """Every extension folder, builtin first, each alphabetically, with ``enabled`` decided as in A1111."""
+    disabled = set(settings.get("disabled_extensions") or [])
+    mode = str(settings.get("disable_all_extensions") or "none")
+    if args is not None and getattr(args, "disable_all_extensions", False):
+        mode = "all"
+    elif args is not None and getattr(args, "disable_extra_extensions", False) and mode == "none":
+        mode = "extra"
+    found: list[Extension] = []
+    seen: set[str] = set()
+    for root, builtin in extension_roots(data_dir):
+        if not root.is_dir():
+            continue
+        for path in sorted(root.iterdir(), key=lambda p: p.name.lower()):
+            if not path.is_dir() or path.name.startswith((".", "__")):
+                continue
+            if path.name in seen:
+                log.error("extension %s exists twice; %s is ignored", path.name, path)
+                continue
+            seen.add(path.name)
+            enabled = path.name not in disabled and mode != "all" and not (mode == "extra" and not builtin)
+            found.append(Extension(path.name, path, is_builtin=builtin, enabled=enabled))
+    return found
+
+
+def active(extensions: Iterable[Extension]) -> list[Extension]:
+    return [e for e in extensions if e.enabled]
+
+
+# -- install.py --------------------------------------------------------------------------------------------------
+
+
+def _install_state(data_dir: Path) -> Path:
+    return data_dir / "cache" / "extensions-installed.json"
+
+
+def run_installers(extensions: Iterable[Extension], data_dir: Path, skip: bool = False) -> None:
+    """Run each active extension's install.py when it is new or changed since its last successful run (A1111 runs
+    it at every start; a hash keeps starts fast). Output goes to the log; a failure is recorded on the extension."""
+    if skip:
+        return
+    from modules import fileio
+
+    state_file = _install_state(data_dir)
+    try:
+        state = json.loads(state_file.read_text(encoding="utf-8")) if state_file.is_file() else {}
+    except (OSError, ValueError):
+        state = {}
+    changed = False
+    for ext in active(extensions):
+        installer = ext.path / "install.py"
+        if not installer.is_file():
+            continue
+        digest = hashlib.sha256(installer.read_bytes()).hexdigest()
+        if state.get(ext.name) == digest:
+            continue
+        started = time.perf_counter()
+        try:
+            done = subprocess.run([sys.executable, str(installer)], cwd=ext.path, capture_output=True, text=True,
+                                  timeout=INSTALL_TIMEOUT, env={**_env(), "PYTHONPATH": str(INSTALL_DIR)})
+        except subprocess.TimeoutExpired:
+            ext.errors.append(f"install.py did not finish in {INSTALL_TIMEOUT:.0f} s")
+            continue
+        except OSError as err:
+            ext.errors.append(f"install.py could not run: {err}")
+            continue
+        output = (done.stdout + done.stderr).strip()
+        if output:
+            log.info("install.py of %s:\n%s", ext.name, output[-4000:])
+        if done.returncode != 0:
+            ext.errors.append(f"install.py failed with exit code {done.returncode}: {output[-500:]}")
+            continue
+        log.info("install.py of %s done in %.1f s", ext.name, time.perf_counter() - started)
+        state[ext.name] = digest
+        changed = True
+    if changed:
+        try:
+            state_file.parent.mkdir(parents=True, exist_ok=True)
+            fileio.atomic_write_text(state_file, json.dumps(state, indent=2), backup=False)
+        except OSError as err:
+            log.warning("could not record extension installs: %s", err)
+
+
+def _env() -> dict[str, str]:
+    return dict(os.environ)
+
+
+# -- preload.py and scripts ----------------------------------------------------------------------------------------
+
+
+def _import_file(path: Path, module_name: str, timeout: float) -> tuple[Any, str | None]:
+    """Import ``path`` in a worker thread; (module, None), or (None, why) for an error or a hang."""
+    result: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            spec = importlib.util.spec_from_file_location(module_name, path)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[module_name] = module
+            spec.loader.exec_module(module)
+            result["module"] = module
+        except BaseException:  # noqa: BLE001 - an extension's failure is reported, never raised
+            sys.modules.pop(module_name, None)
+            result["error"] = traceback.format_exc(limit=4)
+
+    thread = threading.Thread(target=work, name=f"import {path.name}", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        return None, f"{path.name} did not finish importing in {timeout:.0f} s and was skipped"
+    if "error" in result:
+        return None, f"{path.name} raised at import:\n{result['error']}"
+    return result.get("module"), None
+
+
+def run_preloads(extensions: Iterable[Extension], parser: Any) -> None:
+    """``preload(parser)`` of each active extension, so its command-line flags exist before parsing."""
+    for ext in active(extensions):
+        preload = ext.path / "preload.py"
+        if not preload.is_file():
+            continue
+        module, error = _import_file(preload, f"extension_preload_{_ident(ext.name)}", IMPORT_TIMEOUT)
+        if error is None and module is not None and hasattr(module, "preload"):
+            try:
+                module.preload(parser)
+            except Exception:  # noqa: BLE001
+                error = "preload() raised:\n" + traceback.format_exc(limit=4)
+        if error:
+            ext.errors.append(error)
+            log.error("extension %s: %s", ext.name, error)
+
+
+def load_scripts(extensions: Iterable[Extension], timeout: float | None = None) -> None:
+    """Import every active extension's scripts/*.py with the extension folder on sys.path (extensions import
+    their own helper modules), recording what loaded and what failed."""
+    from modules import script_callbacks
+
+    for ext in active(extensions):
+        for script in ext.scripts():
+            added = str(ext.path) not in sys.path
+            if added:
+                sys.path.insert(0, str(ext.path))
+            try:
+                with script_callbacks.registering(ext.name, script):
+                    _, error = _import_file(script, f"extension_{_ident(ext.name)}_{_ident(script.stem)}",
+                                            IMPORT_TIMEOUT if timeout is None else timeout)
+            finally:
+                if added and str(ext.path) in sys.path:
+                    sys.path.remove(str(ext.path))
+            if error:
+                ext.errors.append(error)
+                log.error("extension %s: %s", ext.name, error.splitlines()[0])
+            else:
+                ext.loaded_scripts.append(script.name)
+
+
+def _ident(text: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in text)

@@ -1,0 +1,142 @@
+"""A1111's ``modules.script_callbacks`` for extensions: ``on_app_started(cb)``, ``on_ui_tabs(cb)``, ... Each
+registration remembers which extension script made it, and a callback that raises is reported and skipped: one
+broken extension never breaks a page, a job or the start.
+
+Called today: ``on_before_ui``, ``on_ui_settings``, ``on_ui_tabs``, ``on_app_started``, ``on_model_loaded``,
+``on_before_image_saved`` and ``on_image_saved``. The sampling-time callbacks (``on_cfg_denoiser`` and the others)
+are accepted and kept for the processing facade that calls them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+log = logging.getLogger(__name__)
+
+KINDS = ("app_started", "model_loaded", "ui_tabs", "ui_settings", "before_image_saved", "image_saved",
+         "cfg_denoiser", "cfg_denoised", "cfg_after_cfg", "before_component", "after_component", "infotext_pasted",
+         "script_unloaded", "before_ui", "before_reload", "image_grid", "extra_noise", "before_token_counter")
+
+
+@dataclass
+class Registered:
+    callback: Callable[..., Any]
+    name: str  # the extension and script that registered it
+    script: str = ""
+
+
+_callbacks: dict[str, list[Registered]] = {kind: [] for kind in KINDS}
+_current: dict[str, Any] = {"name": "", "script": ""}
+errors: list[str] = []  # callback failures, for the Extensions tab and the log
+
+
+@contextlib.contextmanager
+def registering(extension: str, script: Path | str) -> Iterator[None]:
+    """Attribute the registrations made while ``script`` is imported to ``extension``."""
+    previous = dict(_current)
+    _current.update(name=extension, script=str(script))
+    try:
+        yield
+    finally:
+        _current.update(previous)
+
+
+def _add(kind: str, callback: Callable[..., Any], name: str | None = None) -> None:
+    _callbacks[kind].append(Registered(callback, name or _current["name"] or getattr(callback, "__module__", ""),
+                                       _current["script"]))
+
+
+def callbacks(kind: str) -> list[Registered]:
+    return list(_callbacks[kind])
+
+
+def call(kind: str, *args: Any, **kwargs: Any) -> list[Any]:
+    """Run every callback of ``kind``; results in order (a failing one is logged and left out)."""
+    results = []
+    for item in _callbacks[kind]:
+        try:
+            results.append(item.callback(*args, **kwargs))
+        except Exception:  # noqa: BLE001 - an extension's failure must not stop the others
+            message = f"{item.name}: on_{kind} callback {getattr(item.callback, '__name__', '?')} raised:\n" \
+                      f"{traceback.format_exc(limit=4)}"
+            errors.append(message)
+            log.error(message)
+    return results
+
+
+def clear() -> None:
+    """Forget every registration (tests; a UI reload re-imports the scripts)."""
+    for kind in KINDS:
+        _callbacks[kind].clear()
+    errors.clear()
+
+
+def remove_current_script_callbacks() -> None:
+    script = _current["script"]
+    for kind in KINDS:
+        _callbacks[kind] = [r for r in _callbacks[kind] if r.script != script]
+
+
+def remove_callbacks_for_function(fn: Callable[..., Any]) -> None:
+    for kind in KINDS:
+        _callbacks[kind] = [r for r in _callbacks[kind] if r.callback is not fn]
+
+
+@dataclass
+class ImageSaveParams:
+    """What ``on_before_image_saved`` may change: the image, the file name and the PNG text (``pnginfo``)."""
+
+    image: Any
+    p: Any
+    filename: str
+    pnginfo: dict[str, Any] = field(default_factory=dict)
+
+
+def _registrar(kind: str) -> Callable[..., None]:
+    def register(callback: Callable[..., Any], *, name: str | None = None) -> None:
+        _add(kind, callback, name)
+
+    register.__name__ = f"on_{kind}"
+    register.__doc__ = f"Register ``callback`` for A1111's on_{kind}."
+    return register
+
+
+on_app_started = _registrar("app_started")
+on_model_loaded = _registrar("model_loaded")
+on_ui_tabs = _registrar("ui_tabs")
+on_ui_settings = _registrar("ui_settings")
+on_before_image_saved = _registrar("before_image_saved")
+on_image_saved = _registrar("image_saved")
+on_cfg_denoiser = _registrar("cfg_denoiser")
+on_cfg_denoised = _registrar("cfg_denoised")
+on_cfg_after_cfg = _registrar("cfg_after_cfg")
+on_infotext_pasted = _registrar("infotext_pasted")
+on_script_unloaded = _registrar("script_unloaded")
+on_before_ui = _registrar("before_ui")
+on_before_reload = _registrar("before_reload")
+on_image_grid = _registrar("image_grid")
+on_extra_noise = _registrar("extra_noise")
+on_before_token_counter = _registrar("before_token_counter")
+
+
+def on_before_component(callback: Callable[..., Any], *, name: str | None = None, elem_id: str | None = None) -> None:
+    _add("before_component", callback if elem_id is None else _for_elem(callback, elem_id), name)
+
+
+def on_after_component(callback: Callable[..., Any], *, name: str | None = None, elem_id: str | None = None) -> None:
+    _add("after_component", callback if elem_id is None else _for_elem(callback, elem_id), name)
+
+
+def _for_elem(callback: Callable[..., Any], elem_id: str) -> Callable[..., Any]:
+    def only(component: Any, **kwargs: Any) -> Any:
+        if kwargs.get("elem_id") == elem_id or getattr(component, "elem_id", None) == elem_id:
+            return callback(component, **kwargs)
+        return None
+
+    only.__name__ = getattr(callback, "__name__", "callback")
+    return only

@@ -1,0 +1,58 @@
+"""A1111's ``modules.shared`` for extensions: ``opts`` (the settings, with ``add_option``/``onchange``/``data``),
+``cmd_opts`` (the parsed flags), ``OptionInfo`` with A1111's signature, and ``state``.
+
+This module is only a facade for extension code: our own code receives the runtime explicitly and never reads it.
+``bind(runtime)`` fills it in when the app is built.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from modules import options as _options
+
+opts: Any = None  # modules.options.Options once bound
+cmd_opts: Any = None  # the parsed command line
+state: Any = None  # the job queue's view for extensions (interrupt/skip)
+runtime: Any = None
+
+
+class _State:
+    """The few members of A1111's ``shared.state`` extensions use to control a running job."""
+
+    def __init__(self, jobs: Any) -> None:
+        self._jobs = jobs
+
+    def interrupt(self) -> None:
+        self._jobs.interrupt_current()
+
+    def skip(self) -> None:
+        self._jobs.skip_current()
+
+    @property
+    def job_count(self) -> int:
+        current = self._jobs.current
+        return current.progress.snapshot().job_count if current is not None else 0
+
+
+def OptionInfo(default: Any = None, label: str = "", component: Any = None,  # noqa: N802 - A1111's name
+               component_args: Any = None, onchange: Callable[[], None] | None = None,
+               section: tuple[str, str] | None = None, refresh: Any = None, comment_before: str = "",
+               comment_after: str = "", infotext: str | None = None, restrict_api: bool = False,
+               category_id: str | None = None, **_: Any) -> _options.OptionInfo:
+    """A1111's ``shared.OptionInfo(default, label, component, component_args, ..., section=...)`` as ours; a Radio
+    or Dropdown's ``choices`` become the accepted values."""
+    args = component_args() if callable(component_args) else (component_args or {})
+    choices = args.get("choices") if isinstance(args, dict) else None
+    info = _options.OptionInfo(default, label, section or ("other", "Other"), choices=choices,
+                               restricted=restrict_api, infotext=infotext, comment=comment_after or comment_before,
+                               onchange=onchange)
+    if isinstance(args, dict):
+        info.minimum, info.maximum, info.step = args.get("minimum"), args.get("maximum"), args.get("step")
+    return info
+
+
+def bind(rt: Any) -> None:
+    """Point the facade at the running app (called once per app build)."""
+    global opts, cmd_opts, state, runtime
+    opts, cmd_opts, state, runtime = rt.options, rt.args, _State(rt.jobs), rt

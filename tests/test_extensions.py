@@ -1,0 +1,134 @@
+"""Extensions written the A1111 way (tests/fixtures/extensions) in a real app: discovery, enable/disable,
+install.py, preload.py flags, scripts registering callbacks through the facade, assets, localization, and broken
+extensions that never stop the start."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from modules import script_callbacks
+from modules.cmd_args import parse_args
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "extensions"
+
+
+def data_dir_with_extensions(root: Path, disabled: list[str] | None = None) -> Path:
+    shutil.copytree(FIXTURES, root / "extensions")
+    if disabled is not None:
+        import json
+
+        (root / "config.json").write_text(json.dumps({"disabled_extensions": disabled}), encoding="utf-8")
+    return root
+
+
+@pytest.fixture()
+def app_factory(tmp_path, monkeypatch):
+    monkeypatch.setattr("modules.extensions.IMPORT_TIMEOUT", 2.0)  # the hanging script is given up quickly
+    built = []
+
+    def build(*flags: str, disabled: list[str] | None = ("off-ext",)):
+        from webui import create_app, discover_with_preload
+
+        root = tmp_path / "data"
+        if not root.exists():
+            data_dir_with_extensions(root, list(disabled) if disabled is not None else None)
+        script_callbacks.clear()
+        argv = ["--data-dir", str(root), "--api", *flags]
+        found, parser = discover_with_preload(argv)
+        app = create_app(parse_args(argv, parser=parser, environ={}), found)
+        built.append(app)
+        return app, root
+
+    yield build
+    for app in built:
+        app.state.runtime.jobs.stop()
+    script_callbacks.clear()
+
+
+def test_extension_callbacks_settings_routes_and_failures(app_factory):
+    started = time.perf_counter()
+    app, root = app_factory()
+    assert time.perf_counter() - started < 30  # a hanging import is given up, the app is built
+    rt = app.state.runtime
+    by_name = {e.name: e for e in rt.extensions}
+    assert set(by_name) == {"bad-install", "broken-syntax", "demo-ext", "hangs", "off-ext", "raises"}
+    assert by_name["demo-ext"].loaded_scripts == ["demo.py"] and by_name["demo-ext"].errors == []
+    assert "SyntaxError" in by_name["broken-syntax"].errors[0]
+    assert "boom at import" in by_name["raises"].errors[0]
+    assert "did not finish importing" in by_name["hangs"].errors[0]
+    assert "exit code 3" in by_name["bad-install"].errors[0] and "cannot install" in by_name["bad-install"].errors[0]
+    assert by_name["off-ext"].enabled is False and by_name["off-ext"].loaded_scripts == []
+    with TestClient(app) as client:
+        hello = client.get("/demo-ext/hello").json()
+        assert hello["hello"] == "hi" and hello["mode"] == "calm" and hello["has_ui"] is True
+        assert client.get("/off-ext").status_code == 404  # a disabled extension's scripts never ran
+        # the extension's option is a real setting: validated, saved, shown in Settings
+        assert client.post("/sdapi/v1/options", json={"demo_ext_mode": "loud"}).status_code == 200
+        assert client.post("/sdapi/v1/options", json={"demo_ext_mode": "shout"}).status_code == 422
+        assert client.get("/demo-ext/hello").json()["mode"] == "loud"
+        listed = {e["name"]: e["enabled"] for e in client.get("/sdapi/v1/extensions").json()}
+        assert listed["demo-ext"] is True and listed["off-ext"] is False
+        js = client.get("/extension-assets/demo-ext/javascript/demo.js")
+        assert js.status_code == 200 and "demoExtLoaded" in js.text
+        assert client.get("/extension-assets/demo-ext/style.css").status_code == 200
+        assert client.get("/extension-assets/demo-ext/install.py").status_code == 404  # only assets are served
+        assert client.get("/extension-assets/off-ext/scripts/off.py").status_code == 404
+        page = client.get("/").text
+        assert "/extension-assets/demo-ext/javascript/demo.js" in page and "gradioApp" in page
+    assert (root / "extensions" / "demo-ext" / "installed.txt").read_text() == "1"
+
+
+def test_install_runs_once_preload_adds_flags_and_disable_all(app_factory):
+    app, root = app_factory("--demo-ext-flag")
+    assert app.state.runtime.args.demo_ext_flag is True  # added by preload.py before parsing
+    app_factory()
+    assert (root / "extensions" / "demo-ext" / "installed.txt").read_text() == "1"  # unchanged installer: not rerun
+    none, _ = app_factory("--disable-all-extensions")
+    assert all(not e.enabled for e in none.state.runtime.extensions)
+    assert script_callbacks.callbacks("app_started") == []
+
+
+def test_extension_localization_merges_only_for_active_extensions(app_factory):
+    from modules import localization
+    from webui import localization_dirs
+
+    app, _ = app_factory()
+    rt = app.state.runtime
+    merged = localization.load("zh_CN", localization_dirs(rt))
+    assert merged["Demo greeting"] == "演示问候" and merged["Generate"] == "生成"
+
+
+@pytest.mark.timeout(180)
+def test_extension_javascript_css_and_tab_reach_the_page(tmp_path):
+    """In Debian's chromium against a real server: the extension's script ran (and its onUiLoaded callback), its
+    stylesheet applies, its tab is there, and the Extensions tab lists it."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.support.server import make_data_dir, running_server
+    from tests.test_ui_browser import CHROMIUM, LAUNCH_ARGS
+
+    data_dir = make_data_dir(tmp_path / "srv", ["tiny"])
+    shutil.copytree(FIXTURES / "demo-ext", data_dir / "extensions" / "demo-ext")
+    with running_server(data_dir, ["--skip-load-model-at-start"]) as server, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(server.url + "/", wait_until="load")
+            page.locator("#txt2img_generate").wait_for(state="visible", timeout=30_000)
+            page.wait_for_function("window.demoExtLoaded === true && window.demoExtUiLoaded === true",
+                                   timeout=30_000)
+            page.get_by_role("tab", name="Demo tab").click()
+            markdown = page.locator("#demo_ext_markdown")
+            expect(markdown).to_contain_text("Demo tab content")
+            assert markdown.evaluate("e => getComputedStyle(e).outlineColor") == "rgb(1, 2, 3)"
+            page.get_by_role("tab", name="Extensions").click()
+            expect(page.locator("#extensions_installed_html")).to_contain_text("demo-ext")
+            page.get_by_role("tab", name="Settings").click()
+            expect(page.locator("#tab_settings")).to_contain_text("Demo extension")  # its settings section
+        finally:
+            browser.close()
