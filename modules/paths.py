@@ -13,6 +13,14 @@ from typing import Any
 
 INSTALL_DIR = Path(__file__).resolve().parent.parent
 
+# A1111's module-level names, for extensions (``modules.paths.script_path`` ...); ``modules.shared.bind`` points
+# data_path/models_path at the running app's folders. Our own code uses ``Paths`` objects instead.
+script_path = str(INSTALL_DIR)
+data_path = str(INSTALL_DIR)
+models_path = str(INSTALL_DIR / "models")
+extensions_dir = str(INSTALL_DIR / "extensions")
+extensions_builtin_dir = str(INSTALL_DIR / "extensions-builtin")
+
 # Model folder kinds, with the sub-folder names A1111 users know (``models/<name>``).
 MODEL_FOLDERS: dict[str, str] = {
     "checkpoints": "Stable-diffusion",

@@ -282,7 +282,11 @@ def build_runtime(args: argparse.Namespace) -> Runtime:
                                      precision=getattr(args, "precision", "autocast") or "autocast",
                                      use_cpu=list(getattr(args, "use_cpu", None) or []))
     hashing = not getattr(args, "no_hashing", False)
-    manager = ModelManager(registry, policy, hashing=hashing)
+    from modules import script_callbacks
+
+    # A1111's on_model_loaded(sd_model) for extensions (a failing callback is reported, never raised).
+    manager = ModelManager(registry, policy, hashing=hashing,
+                           on_loaded=lambda model, info: script_callbacks.call("model_loaded", model))
     jobs = JobQueue()
     from modules.models.embeddings import EmbeddingDatabase
     from modules.models.lora import LoraRegistry

@@ -2,9 +2,9 @@
 registration remembers which extension script made it, and a callback that raises is reported and skipped: one
 broken extension never breaks a page, a job or the start.
 
-Called today: ``on_before_ui``, ``on_ui_settings``, ``on_ui_tabs``, ``on_app_started``, ``on_model_loaded``,
-``on_before_image_saved`` and ``on_image_saved``. The sampling-time callbacks (``on_cfg_denoiser`` and the others)
-are accepted and kept for the processing facade that calls them.
+Called today: ``on_before_ui``, ``on_ui_settings``, ``on_ui_tabs``, ``on_app_started`` and ``on_model_loaded``
+(with our loaded model). The others (sampling-time ``on_cfg_denoiser`` ..., ``on_before_image_saved`` /
+``on_image_saved``, component callbacks) are accepted and kept for the processing facade that will call them.
 """
 
 from __future__ import annotations

@@ -55,4 +55,8 @@ def OptionInfo(default: Any = None, label: str = "", component: Any = None,  # n
 def bind(rt: Any) -> None:
     """Point the facade at the running app (called once per app build)."""
     global opts, cmd_opts, state, runtime
+    from modules import paths
+
     opts, cmd_opts, state, runtime = rt.options, rt.args, _State(rt.jobs), rt
+    paths.data_path, paths.models_path = str(rt.paths.data_dir), str(rt.paths.models_dir)
+    paths.extensions_dir = str(rt.paths.extensions_dir)

@@ -22,12 +22,13 @@ def client(tiny_api_client):
 
 def wait_status(client, job_id, statuses, timeout=60):
     deadline = time.time() + timeout
+    info: dict = {}
     while time.time() < deadline:
-        info = client.get(f"/api/v1/jobs/{job_id}").json()
-        if info["status"] in statuses:
+        info = client.get(f"/api/v1/jobs/{job_id}").json()  # 404 (no "status") until it is submitted
+        if info.get("status") in statuses:
             return info
         time.sleep(0.05)
-    raise AssertionError(f"job {job_id} stayed {info['status']}")
+    raise AssertionError(f"job {job_id} stayed {info.get('status')}")
 
 
 def test_enqueue_returns_at_once_and_the_result_matches_the_sync_api(client):

@@ -18,7 +18,10 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures" / "extensions"
 
 
 def data_dir_with_extensions(root: Path, disabled: list[str] | None = None) -> Path:
+    from tests.support.tiny_checkpoints import write_tiny_checkpoint
+
     shutil.copytree(FIXTURES, root / "extensions")
+    write_tiny_checkpoint("sd1", root / "models" / "Stable-diffusion", "tiny")
     if disabled is not None:
         import json
 
@@ -66,6 +69,9 @@ def test_extension_callbacks_settings_routes_and_failures(app_factory):
     with TestClient(app) as client:
         hello = client.get("/demo-ext/hello").json()
         assert hello["hello"] == "hi" and hello["mode"] == "calm" and hello["has_ui"] is True
+        assert hello["data_path"] == str(root)  # modules.paths, as extensions read it
+        rt.jobs.run("load", lambda job: rt.manager.ensure(None))  # a checkpoint load reaches on_model_loaded
+        assert client.get("/demo-ext/hello").json()["models_loaded"] == 1
         assert client.get("/off-ext").status_code == 404  # a disabled extension's scripts never ran
         # the extension's option is a real setting: validated, saved, shown in Settings
         assert client.post("/sdapi/v1/options", json={"demo_ext_mode": "loud"}).status_code == 200
