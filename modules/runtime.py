@@ -121,6 +121,7 @@ class Runtime:
                                if settings.get("live_previews_enable", True) else 0)
 
         def run(job: Job) -> Any:
+            from modules import script_callbacks
             from modules.processing.generation import live_preview
 
             job.progress.set_textinfo("Loading model" if self.manager.model is None else "")
@@ -158,6 +159,7 @@ class Runtime:
                 refiner_checkpoint=identity_of(refiner_info) if refiner is not None else None,
                 refiner_embeddings=(self.embeddings.load_for(refiner)
                                     if refiner is not None and self.embeddings is not None else None),
+                save_hooks=script_callbacks.save_hooks(),
                 hires_model=hires,
                 hires_checkpoint=identity_of(hires_info) if hires is not None else None,
                 hires_embeddings=(self.embeddings.load_for(hires)

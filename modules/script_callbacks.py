@@ -2,9 +2,10 @@
 registration remembers which extension script made it, and a callback that raises is reported and skipped: one
 broken extension never breaks a page, a job or the start.
 
-Called today: ``on_before_ui``, ``on_ui_settings``, ``on_ui_tabs``, ``on_app_started`` and ``on_model_loaded``
-(with our loaded model). The others (sampling-time ``on_cfg_denoiser`` ..., ``on_before_image_saved`` /
-``on_image_saved``, component callbacks) are accepted and kept for the processing facade that will call them.
+Called today: ``on_before_ui``, ``on_ui_settings``, ``on_ui_tabs``, ``on_app_started``, ``on_model_loaded`` (with
+our loaded model), ``on_before_image_saved`` and ``on_image_saved`` (txt2img/img2img samples and grids). The others
+(sampling-time ``on_cfg_denoiser`` ..., component callbacks) are accepted and kept for the processing facade that
+will call them.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -87,14 +88,15 @@ def remove_callbacks_for_function(fn: Callable[..., Any]) -> None:
         _callbacks[kind] = [r for r in _callbacks[kind] if r.callback is not fn]
 
 
-@dataclass
-class ImageSaveParams:
-    """What ``on_before_image_saved`` may change: the image, the file name and the PNG text (``pnginfo``)."""
+from modules.processing.saving import ImageSaveParams, SaveHooks  # noqa: E402, F401 - A1111 names, re-exported
 
-    image: Any
-    p: Any
-    filename: str
-    pnginfo: dict[str, Any] = field(default_factory=dict)
+
+def save_hooks() -> SaveHooks | None:
+    """The image-save hooks for a job: None when no extension registered one (saving stays on its fast path)."""
+    if not _callbacks["before_image_saved"] and not _callbacks["image_saved"]:
+        return None
+    return SaveHooks(before=lambda params: call("before_image_saved", params),
+                     after=lambda params: call("image_saved", params))
 
 
 def _registrar(kind: str) -> Callable[..., None]:

@@ -5,6 +5,7 @@ extensions that never stop the start."""
 from __future__ import annotations
 
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -72,6 +73,18 @@ def test_extension_callbacks_settings_routes_and_failures(app_factory):
         assert hello["data_path"] == str(root)  # modules.paths, as extensions read it
         rt.jobs.run("load", lambda job: rt.manager.ensure(None))  # a checkpoint load reaches on_model_loaded
         assert client.get("/demo-ext/hello").json()["models_loaded"] == 1
+        # on_before_image_saved renames the file and adds a chunk; on_image_saved sees the final name
+        r = client.post("/sdapi/v1/txt2img", json={"prompt": "x", "width": 64, "height": 64, "steps": 1,
+                                                   "save_images": True})
+        assert r.status_code == 200, r.text
+        saved = sorted((root / "outputs" / "txt2img-images").rglob("*.png"))
+        assert len(saved) == 1 and saved[0].name.endswith("-demo.png")
+        from PIL import Image
+
+        with Image.open(saved[0]) as im:
+            assert im.info["demo"] == "added by demo-ext" and im.info["parameters"].startswith("x\n")
+        demo_module = next(m for n, m in sys.modules.items() if n.endswith("demo_ext_demo"))
+        assert demo_module.SAVED == [str(saved[0])]
         assert client.get("/off-ext").status_code == 404  # a disabled extension's scripts never ran
         # the extension's option is a real setting: validated, saved, shown in Settings
         assert client.post("/sdapi/v1/options", json={"demo_ext_mode": "loud"}).status_code == 200

@@ -158,3 +158,24 @@ def test_api_bad_requests(client, payload, status, field):
     r = client.post("/sdapi/v1/extra-single-image", json=payload)
     assert r.status_code == status, r.text
     assert field in json.dumps(r.json()["detail"])
+
+
+def test_save_hooks_may_rename_inside_the_output_folder_only(tmp_path):
+    from modules.processing import saving
+
+    image = Image.new("RGB", (8, 8))
+    seen = []
+
+    def escape(params):
+        params.filename = str(tmp_path.parent / "outside.png")
+        params.pnginfo["parameters"] = "changed"
+
+    hooks = saving.SaveHooks(before=escape, after=lambda params: seen.append(params.filename))
+    path = saving.save_image(image, tmp_path / "out", settings={"save_to_dirs": False}, fields={"seed": 1},
+                             infotext="original", hooks=hooks)
+    assert path.parent == tmp_path / "out" and not (tmp_path.parent / "outside.png").exists()
+    assert Image.open(path).info["parameters"] == "changed" and seen == [str(path)]
+    inside = saving.SaveHooks(before=lambda params: setattr(params, "filename", str(tmp_path / "out" / "sub" / "x.png")))
+    moved = saving.save_image(image, tmp_path / "out", settings={"save_to_dirs": False}, fields={"seed": 2},
+                              infotext="t", hooks=inside)
+    assert moved == tmp_path / "out" / "sub" / "x.png"

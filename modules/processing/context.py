@@ -46,6 +46,7 @@ class ProcessingContext:
     refiner: Any = None  # LoadedModel of the refiner checkpoint, when the job uses one
     refiner_checkpoint: CheckpointIdentity | None = None
     refiner_embeddings: Any = None  # EmbeddingSet fitted to ``refiner``
+    save_hooks: Any = None  # saving.SaveHooks: extensions' on_before_image_saved / on_image_saved
     hires_model: Any = None  # LoadedModel of the hires checkpoint (``hr_checkpoint_name``), when it differs
     hires_checkpoint: CheckpointIdentity | None = None
     hires_embeddings: Any = None

@@ -286,7 +286,8 @@ def run_job(p: GenerationParams, ctx: ProcessingContext, plan: Plan) -> Processe
             path = None
             if save_samples:
                 fields = fields_for_name(job, all_seeds[index], all_prompts[index], job_timestamp, n)
-                path = saving.save_image(image, outdir, settings=settings, fields=fields, infotext=text)
+                path = saving.save_image(image, outdir, settings=settings, fields=fields, infotext=text,
+                                         hooks=ctx.save_hooks, p=p)
             saved.append(path)
             images.append(image)
             infotexts.append(text)
@@ -307,7 +308,7 @@ def run_job(p: GenerationParams, ctx: ProcessingContext, plan: Plan) -> Processe
             grid_dir = saving.output_dir(settings, ctx.data_dir, plan.kind, grid=True)
             fields = fields_for_name(job, all_seeds[0], prompt, job_timestamp, 0)
             grid_path = saving.save_image(grid, grid_dir, settings=settings, fields=fields, infotext=grid_text,
-                                          grid=True)
+                                          grid=True, hooks=ctx.save_hooks, p=p)
         if settings.get("return_grid", True):
             images.insert(0, grid)
             saved.insert(0, grid_path)

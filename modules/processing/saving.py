@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -20,6 +21,23 @@ from modules import fileio, filenames
 
 EXIF_USER_COMMENT = 0x9286
 EXIF_IFD = 0x8769
+
+
+@dataclass
+class ImageSaveParams:
+    """What a before-save hook (A1111's ``on_before_image_saved``) may change: the image, the file name (kept
+    inside the output folder) and the PNG text chunks (``pnginfo``, ``parameters`` included)."""
+
+    image: Any
+    p: Any
+    filename: str
+    pnginfo: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SaveHooks:
+    before: Any = None  # Callable[[ImageSaveParams], None]
+    after: Any = None  # called with the params of the file written
 
 
 @dataclass(frozen=True)
@@ -65,8 +83,11 @@ def output_dir(settings: Mapping[str, Any], data_dir: Path, kind: OutputKind, gr
 
 
 def save_image(image: Image.Image, directory: Path, *, settings: Mapping[str, Any], fields: Mapping[str, Any],
-               infotext: str | None, grid: bool = False, suffix: str = "") -> Path:
-    """Save one image with A1111's naming under ``directory`` and return the path written."""
+               infotext: str | None, grid: bool = False, suffix: str = "", hooks: SaveHooks | None = None,
+               p: Any = None) -> Path:
+    """Save one image with A1111's naming under ``directory`` and return the path written. ``hooks`` see (and may
+    change) the image, name and text chunks before, and the result after."""
+    root = directory
     to_dirs = settings.get("grid_save_to_dirs" if grid else "save_to_dirs", True)
     if to_dirs:
         sub = filenames.apply_pattern(settings.get("directories_filename_pattern") or "[date]", fields)
@@ -88,12 +109,41 @@ def save_image(image: Image.Image, directory: Path, *, settings: Mapping[str, An
     else:
         stem = f"{number:05}" + (f"-{decoration}" if decoration else "")
     stem = filenames.sanitize_filename_part(stem + suffix)
+    target = directory / f"{stem}.{fmt}"
+    extra: dict[str, str] = {}
+    params = None
+    if hooks is not None and (hooks.before or hooks.after):
+        params = ImageSaveParams(image, p, str(target), {"parameters": infotext} if infotext else {})
+        if hooks.before:
+            hooks.before(params)
+            image = params.image
+            infotext = params.pnginfo.get("parameters") if isinstance(params.pnginfo.get("parameters"), str) \
+                else None
+            extra = {k: v for k, v in params.pnginfo.items() if k != "parameters" and isinstance(v, str)}
+            target = _hooked_target(root, Path(params.filename), target)
     data = encode_image(image, fmt, infotext if settings.get("enable_pnginfo", True) else None,
-                        int(settings.get("jpeg_quality", 80)))
-    path = fileio.write_new_file(directory / f"{stem}.{fmt}", data)
+                        int(settings.get("jpeg_quality", 80)), extra_text=extra if fmt == "png" else None)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    path = fileio.write_new_file(target, data)
     if settings.get("save_txt") and infotext:
         fileio.write_new_file(path.with_suffix(".txt"), infotext.encode("utf-8"))
+    if params is not None and hooks is not None and hooks.after:
+        params.filename = str(path)
+        hooks.after(params)
     return path
+
+
+def _hooked_target(root: Path, wanted: Path, planned: Path) -> Path:
+    """A hook's new file name, kept inside the output folder (a name outside it keeps the planned one)."""
+    import logging
+
+    try:
+        relative = os.path.relpath(os.path.abspath(wanted), os.path.abspath(root))
+        return filenames.contained_path(root, relative)
+    except ValueError:
+        logging.getLogger(__name__).warning("a save hook asked for %s, outside %s; keeping %s", wanted, root,
+                                            planned.name)
+        return planned
 
 
 def grid_rows(count: int, batch_size: int, n_rows: int, prevent_empty_spots: bool = False) -> int:
