@@ -202,7 +202,9 @@ def discover_with_preload(argv: Sequence[str] | None) -> tuple[list[Any], Any]:
     from modules.paths import Paths
 
     parser = build_parser()
-    first = parse_args(argv, environ={**os.environ, "IGNORE_CMD_ARGS_ERRORS": "1"}, parser=build_parser(),
+    args = list(sys.argv[1:] if argv is None else argv)
+    without_help = [a for a in args if a not in ("-h", "--help")]  # --help is answered by the full parser
+    first = parse_args(without_help, environ={**os.environ, "IGNORE_CMD_ARGS_ERRORS": "1"}, parser=build_parser(),
                        warn=False, check_access=False)
     paths = Paths.from_args(first)
     options = Options(paths.config_file)

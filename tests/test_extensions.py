@@ -151,3 +151,13 @@ def test_extension_javascript_css_and_tab_reach_the_page(tmp_path):
             expect(page.locator("#tab_settings")).to_contain_text("Demo extension")  # its settings section
         finally:
             browser.close()
+
+
+def test_help_lists_flags_that_extensions_add(tmp_path, capsys):
+    from webui import main
+
+    shutil.copytree(FIXTURES / "demo-ext", tmp_path / "extensions" / "demo-ext")
+    with pytest.raises(SystemExit) as done:
+        main(["--data-dir", str(tmp_path), "--help"])
+    assert done.value.code == 0
+    assert "--demo-ext-flag" in capsys.readouterr().out
