@@ -17,9 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from modules.errors import FieldError
 from modules.processing import imageops, saving
+from modules.processing.upscale import PIXEL_UPSCALERS, pixel_upscaler
 
-PIXEL_UPSCALERS = {"None": Image.Resampling.LANCZOS, "Lanczos": Image.Resampling.LANCZOS,
-                   "Nearest": Image.Resampling.NEAREST}
 MAX_OUTPUT_SIDE = 16384
 MAX_OUTPUT_PIXELS = 8192 * 8192
 EXTRAS = saving.OutputKind("outdir_extras_samples", "outdir_extras_samples")
@@ -93,20 +92,7 @@ def upscale_once(image: Image.Image, name: str, scale: float, registry: Any) -> 
     if dest_w * dest_h > MAX_OUTPUT_PIXELS or max(dest_w, dest_h) > MAX_OUTPUT_SIDE:
         raise FieldError("upscaling_resize", f"the result would be {dest_w}x{dest_h}; the limit is "
                                              f"{MAX_OUTPUT_PIXELS // 1_000_000} megapixels, {MAX_OUTPUT_SIDE} per side")
-    if name in PIXEL_UPSCALERS:
-        if name == "None":
-            return image.resize((dest_w, dest_h), resample=Image.Resampling.LANCZOS)
-        return image.resize((dest_w, dest_h), resample=PIXEL_UPSCALERS[name])
-    for _ in range(3):
-        if image.width >= dest_w and image.height >= dest_h:
-            break
-        before = image.size
-        image = registry.upscale(name, image, scale)
-        if image.size == before:
-            break
-    if image.size != (dest_w, dest_h):
-        image = image.resize((dest_w, dest_h), resample=Image.Resampling.LANCZOS)
-    return image
+    return pixel_upscaler(name, registry, field="upscaler_1")(image, dest_w, dest_h)
 
 
 def run_extras(image: Image.Image, p: ExtrasParams, registry: Any, face_restorers: Any = None) -> ExtrasResult:

@@ -60,19 +60,26 @@ def upscale_latents(latents: torch.Tensor, name: str, height: int, width: int) -
     return torch.nn.functional.interpolate(latents, size=(height, width), mode=mode, **kwargs)
 
 
-def pixel_upscaler(name: str, models: ModelUpscalers | None = None) -> Callable[[Image.Image, int, int], Image.Image]:
-    """A function resizing an image to (width, height) with the pixel or model upscaler ``name``.
+MAX_MODEL_PASSES = 3  # A1111's ``Upscaler.upscale`` runs a model at most three times
 
-    "None" resizes with Lanczos too: A1111's hires pass must reach the target size whatever the upscaler."""
+
+def pixel_upscaler(name: str, models: ModelUpscalers | None = None,
+                   field: str = "hr_upscaler") -> Callable[[Image.Image, int, int], Image.Image]:
+    """A function resizing an image to (width, height) with the pixel or model upscaler ``name`` (hires fix,
+    Extras and SD upscale share it).
+
+    "None" resizes with Lanczos too: the result must reach the target size whatever the upscaler."""
     if name in _PIL_FILTERS or name == "None":
         resample = _PIL_FILTERS.get(name, Image.Resampling.LANCZOS)
         return lambda image, w, h: image.resize((w, h), resample=resample)
     if models is None or name not in models.names():
-        raise FieldError("hr_upscaler", f"unknown upscaler {name!r}", hires_upscaler_names(models))
+        raise FieldError(field, f"unknown upscaler {name!r}", hires_upscaler_names(models))
 
     def run(image: Image.Image, w: int, h: int) -> Image.Image:
         # Model upscalers have a fixed factor; repeat them until big enough, then fit exactly (A1111 ``upscale``).
-        while image.width < w or image.height < h:
+        for _ in range(MAX_MODEL_PASSES):
+            if image.width >= w and image.height >= h:
+                break
             bigger = models.upscale(name, image, max(w / image.width, h / image.height))
             if bigger.size == image.size:
                 break

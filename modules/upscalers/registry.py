@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,8 +101,8 @@ class UpscalerRegistry:
                     name = path.stem
                     while name in items:
                         name = f"{name} ({family})"
-                    items[name] = UpscalerInfo(name, family, path, _scale_from_name(path.stem),
-                                               error=_sniff_error(path))
+                    error = found.problem or _sniff_error(path, found.stat)  # the walk already stat()ed it
+                    items[name] = UpscalerInfo(name, family, path, _scale_from_name(path.stem), error=error)
         with self._lock:
             self._items = dict(sorted(items.items(), key=lambda kv: natural_sort_key(kv[0])))
             if self._loaded is not None and self._loaded[0] not in self._items:
@@ -221,13 +222,13 @@ class UpscalerRegistry:
         return state_dict
 
 
-def _sniff_error(path: Path) -> str | None:
-    """Why a file cannot be a model, from its first bytes (zero-byte, not safetensors/pickle, a device...)."""
+def _sniff_error(path: Path, st: os.stat_result | None) -> str | None:
+    """Why a regular file cannot be a model, from its size and first bytes (zero-byte, not safetensors/pickle)."""
     from modules.models.formats import sniff_format
     from modules.models.types import ModelFileError
 
     try:
-        if path.stat().st_size == 0:
+        if st is not None and st.st_size == 0:
             return "empty file"
         if sniff_format(path) == "unknown":
             return "not a model file (neither safetensors nor a PyTorch checkpoint)"
