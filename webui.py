@@ -76,6 +76,9 @@ def create_app(args: Any, extensions: list[Any] | None = None) -> Any:  # -> Fas
     ext_mod.run_installers(extensions, rt.paths.data_dir, skip=bool(getattr(args, "skip_install", False)))
     shared.bind(rt)
     ext_mod.load_scripts(extensions)
+    from modules import scripts
+
+    rt.script_runners = dict(zip(("txt2img", "img2img"), scripts.build_runners()))
     script_callbacks.call("ui_settings")  # extension options exist before Settings and config.json checks
     app = FastAPI(title="Stable Diffusion web UI", docs_url="/docs", redoc_url=None)
     app.state.runtime = rt

@@ -29,6 +29,7 @@ from modules.paths import INSTALL_DIR
 log = logging.getLogger(__name__)
 
 BUILTIN_DIR = INSTALL_DIR / "extensions-builtin"
+BUILTIN_SCRIPTS_DIR = INSTALL_DIR / "scripts"  # our own Script classes, loaded like A1111's scripts/ folder
 INSTALL_TIMEOUT = 600.0  # seconds an install.py may take
 # seconds a script may take to import before it is reported as hanging (tests shorten it)
 IMPORT_TIMEOUT = float(os.environ.get("WEBUI_EXTENSION_IMPORT_TIMEOUT", "30"))
@@ -206,8 +207,14 @@ def run_preloads(extensions: Iterable[Extension], parser: Any) -> None:
 def load_scripts(extensions: Iterable[Extension], timeout: float | None = None) -> None:
     """Import every active extension's scripts/*.py with the extension folder on sys.path (extensions import
     their own helper modules), recording what loaded and what failed."""
-    from modules import script_callbacks
+    from modules import script_callbacks, scripts
 
+    scripts.script_classes.clear()  # this load's Script subclasses only (an app rebuilt in one process)
+    for script in sorted(BUILTIN_SCRIPTS_DIR.glob("*.py")):  # ours (X/Y/Z plot, ...), before the extensions'
+        with script_callbacks.registering("builtin", script):
+            _, error = _import_file(script, f"builtin_script_{_ident(script.stem)}", IMPORT_TIMEOUT)
+        if error:
+            log.error("built-in script %s: %s", script.name, error)
     for ext in active(extensions):
         for script in ext.scripts():
             added = str(ext.path) not in sys.path

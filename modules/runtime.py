@@ -44,6 +44,8 @@ class Runtime:
     startup_notes: list[str] = field(default_factory=list)
     extensions: list[Any] = field(default_factory=list)  # modules.extensions.Extension, discovered at start
     restart_requested: bool = False  # set by /sdapi/v1/server-restart; main() re-executes after shutdown
+    # modules.scripts.ScriptRunner per tab ("txt2img", "img2img"): extension scripts, built after they load
+    script_runners: dict[str, Any] = field(default_factory=dict)
 
     # -- settings -------------------------------------------------------------------------------------------
     def job_settings(self, overrides: dict[str, Any] | None) -> dict[str, Any]:
@@ -67,9 +69,10 @@ class Runtime:
         return self.jobs.submit("load-checkpoint", run, description=f"Load {info.title}")
 
     def submit_txt2img(self, params: Txt2ImgParams, *, from_api: bool = False, script: Any = None,
-                       job_id: str | None = None) -> Job:
+                       job_id: str | None = None, scripts_call: Any = None) -> Job:
         """Queue a txt2img job. Names, overrides and hires settings are checked here, before queueing.
-        ``script``: parsed arguments of "Prompts from file or textbox" (``prompts_from_file.ScriptArgs``)."""
+        ``script``: a built-in script's parsed arguments (``prompts_from_file.ScriptArgs``); ``scripts_call``:
+        the extension scripts' arguments (``modules.scripts.ScriptCall``), defaults when None."""
         from modules.processing.txt2img import check_txt2img, txt2img
 
         check_txt2img(params, current_checkpoint=self.manager.info.title if self.manager.info else None,
@@ -78,23 +81,34 @@ class Runtime:
         def process(p: Any, ctx: ProcessingContext) -> Any:
             return txt2img(p, ctx, self.upscalers)
 
-        return self._submit_generation("txt2img", params, self._processor(params, process, script),
+        return self._submit_generation("txt2img", params,
+                                       self._processor("txt2img", params, process, script, scripts_call),
                                        from_api=from_api, job_id=job_id)
 
     def submit_img2img(self, params: Img2ImgParams, *, from_api: bool = False, script: Any = None,
-                       job_id: str | None = None) -> Job:
+                       job_id: str | None = None, scripts_call: Any = None) -> Job:
         """Queue an img2img/inpainting job (``params.init_images`` already decoded)."""
         from modules.errors import FieldError
         from modules.processing.img2img import img2img
 
         if not params.init_images:
             raise FieldError("init_images", "at least one init image is required")
-        return self._submit_generation("img2img", params, self._processor(params, img2img, script),
+        return self._submit_generation("img2img", params,
+                                       self._processor("img2img", params, img2img, script, scripts_call),
                                        from_api=from_api, job_id=job_id)
 
-    def _processor(self, params: Any, process: Any, script: Any) -> Any:
-        """``process(params, ctx)``, or the chosen script running it (``prompts_from_file.ScriptArgs``,
-        ``sd_upscale.SdUpscaleArgs``); the script's own checks run before anything is queued."""
+    def _processor(self, tab: str, params: Any, process: Any, script: Any, scripts_call: Any) -> Any:
+        """``process(params, ctx)``, or the chosen built-in script running it (``prompts_from_file.ScriptArgs``,
+        ``sd_upscale.SdUpscaleArgs``, ...), with the extension scripts' hooks around every generation when the
+        tab has any; the script's own checks run before anything is queued."""
+        runner = self.script_runners.get(tab)
+        if scripts_call is None and runner is not None and runner.alwayson_scripts:
+            scripts_call = runner.call(runner.default_args())
+        if scripts_call is not None:
+            plain = process
+
+            def process(p: Any, ctx: ProcessingContext) -> Any:
+                return scripts_call.run(p, ctx, plain)
         if script is None:
             return lambda ctx: process(params, ctx)
         script.check(params)
@@ -108,10 +122,9 @@ class Runtime:
 
         samplers.resolve_sampler(params.sampler_name, params.scheduler)  # raises UnknownSamplerError early
         settings = self.job_settings(params.override_settings)
-        wanted = settings.get("sd_model_checkpoint")
         overridden = bool(params.override_settings.get("sd_model_checkpoint"))
         if overridden:
-            self.manager.resolve(wanted)  # 422 for unknown names before the job is queued
+            self.manager.resolve(settings.get("sd_model_checkpoint"))  # 422 for unknown names before queueing
         refiner_info = self._other_checkpoint("refiner_checkpoint", params.refiner_checkpoint)
         hires_info = (self._other_checkpoint("hr_checkpoint_name", getattr(params, "hr_checkpoint_name", None))
                       if getattr(params, "enable_hr", False) else None)
@@ -120,12 +133,15 @@ class Runtime:
         progress = JobProgress(job=kind, preview_every=int(settings.get("show_progress_every_n_steps", 10))
                                if settings.get("live_previews_enable", True) else 0)
 
-        def run(job: Job) -> Any:
+        def context(job: Job, settings: dict[str, Any], overridden: bool) -> ProcessingContext:
+            """The job's context for ``settings``: the checkpoint they name loaded (a configured one that no
+            longer exists falls back to the loaded/first one, as in A1111), second checkpoints, VAE."""
             from modules import script_callbacks
+            from modules.errors import FieldError
             from modules.processing.generation import live_preview
 
             job.progress.set_textinfo("Loading model" if self.manager.model is None else "")
-            # A configured checkpoint that no longer exists falls back to the loaded/first one, as in A1111.
+            wanted = settings.get("sd_model_checkpoint")
             name = wanted if overridden or self.registry.get(wanted) is not None else None
             model, info = self.manager.ensure(name)
             if not overridden:
@@ -134,13 +150,16 @@ class Runtime:
             refiner = self._load_second(model, info, refiner_info, "refiner_checkpoint")
             hires = self._load_second(model, info, hires_info, "hr_checkpoint_name")
             if refiner is not None and hires is not None and refiner is not hires:
-                from modules.errors import FieldError
-
                 raise FieldError("hr_checkpoint_name", "a hires checkpoint and a refiner that are two more "
                                                        "checkpoints cannot be combined; choose one of them")
             comments: list[str] = []
             vae_switcher = self._select_vae(model, settings, comments)
-            ctx = ProcessingContext(
+
+            def reconfigure(overrides: dict[str, Any]) -> ProcessingContext:
+                changed = {**settings, **self.options.validate(overrides, from_api=True)}
+                return context(job, changed, overridden or "sd_model_checkpoint" in overrides)
+
+            return ProcessingContext(
                 model=model,
                 checkpoint=identity_of(info),
                 settings=settings,
@@ -164,8 +183,12 @@ class Runtime:
                 hires_checkpoint=identity_of(hires_info) if hires is not None else None,
                 hires_embeddings=(self.embeddings.load_for(hires)
                                   if hires is not None and self.embeddings is not None else None),
+                cfg_callbacks=script_callbacks.cfg_callbacks(),
+                reconfigure=reconfigure,
             )
-            return process(ctx)
+
+        def run(job: Job) -> Any:
+            return process(context(job, settings, overridden))
 
         return self.jobs.submit(kind, run, description=params.prompt[:80], progress=progress, job_id=job_id)
 

@@ -2,10 +2,11 @@
 registration remembers which extension script made it, and a callback that raises is reported and skipped: one
 broken extension never breaks a page, a job or the start.
 
-Called today: ``on_before_ui``, ``on_ui_settings``, ``on_ui_tabs``, ``on_app_started``, ``on_model_loaded`` (with
-our loaded model), ``on_before_image_saved`` and ``on_image_saved`` (txt2img/img2img samples and grids). The others
-(sampling-time ``on_cfg_denoiser`` ..., component callbacks) are accepted and kept for the processing facade that
-will call them.
+Called: ``on_before_ui``, ``on_ui_settings``, ``on_ui_tabs``, ``on_app_started``, ``on_model_loaded`` (with our
+loaded model), ``on_before_image_saved`` / ``on_image_saved`` (samples, grids and Extras results),
+``on_cfg_denoiser`` / ``on_cfg_denoised`` / ``on_cfg_after_cfg`` (every model evaluation),
+``on_before_component`` / ``on_after_component`` (every component the UI builds), ``on_infotext_pasted`` (PNG
+Info and paste) and ``on_script_unloaded`` (at shutdown). The rest are accepted and never called.
 """
 
 from __future__ import annotations
@@ -88,7 +89,26 @@ def remove_callbacks_for_function(fn: Callable[..., Any]) -> None:
         _callbacks[kind] = [r for r in _callbacks[kind] if r.callback is not fn]
 
 
+from modules.processing.sampling import (  # noqa: E402, F401 - A1111 names, re-exported
+    AfterCFGCallbackParams, CFGDenoisedParams, CFGDenoiserParams, CfgCallbacks)
 from modules.processing.saving import ImageSaveParams, SaveHooks  # noqa: E402, F401 - A1111 names, re-exported
+
+
+def cfg_callbacks() -> CfgCallbacks | None:
+    """The sampling callbacks for a job: None when no extension registered one (the denoiser's fast path).
+    Unlike other callbacks, one that raises fails the job: it runs inside sampling, where going on would
+    produce an image the extension did not mean."""
+    def caller(kind: str) -> Any:
+        if not _callbacks[kind]:
+            return None
+
+        def run(params: Any) -> None:
+            for item in list(_callbacks[kind]):
+                item.callback(params)
+        return run
+
+    found = CfgCallbacks(caller("cfg_denoiser"), caller("cfg_denoised"), caller("cfg_after_cfg"))
+    return None if found == CfgCallbacks() else found
 
 
 def save_hooks() -> SaveHooks | None:

@@ -1,16 +1,27 @@
-"""A1111's ``modules.scripts`` for extensions: the ``Script`` base class, ``AlwaysVisible`` and ``basedir()``.
+"""A1111's ``modules.scripts`` for extensions: the ``Script`` base class, ``AlwaysVisible``, ``basedir()``, and the
+two ``ScriptRunner``s (``scripts_txt2img``, ``scripts_img2img``) that build the scripts' UI and call their hooks.
 
-Script subclasses found in an extension's scripts are collected in ``script_classes`` when it loads. Their UI and
-processing hooks (``ui``, ``process``, ``postprocess``, ...) are not called yet: that arrives with the processing
-facade (``StableDiffusionProcessing``), so such an extension loads, is listed, and has no effect on generation yet.
+A script either appears in the Script dropdown (``show`` returns True; its ``run(p, *args)`` replaces the
+generation) or is always on (``show`` returns ``AlwaysVisible``; its hooks run on every generation of the tab).
+Each script's ``ui()`` components take the slice ``args_from:args_to`` of the tab's flat argument list, whose
+entry 0 is the dropdown's index, as in A1111; the API's ``script_args`` and ``alwayson_scripts`` fill the same list.
+A hook that raises is reported and skipped (A1111's behaviour); a selected script's ``run`` that raises fails the
+job with its message.
 """
 
 from __future__ import annotations
 
+import logging
+import sys
+import traceback
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 from modules.paths import INSTALL_DIR
+from modules.processing.compat import PostprocessBatchListArgs, PostprocessImageArgs  # noqa: F401 - A1111 names
+
+log = logging.getLogger(__name__)
 
 
 class _AlwaysVisible:
@@ -21,6 +32,7 @@ class _AlwaysVisible:
 AlwaysVisible = _AlwaysVisible()
 
 script_classes: list[tuple[str, type]] = []  # (extension, Script subclass) in load order
+errors: list[str] = []  # failures of scripts' ui() and hooks, for the log and the Extensions tab
 
 
 class Script:
@@ -37,6 +49,7 @@ class Script:
     infotext_fields: list[Any] | None = None
     paste_field_names: list[str] | None = None
     section: str | None = None
+    extension: str = ""  # the extension that defines it (ours)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -56,6 +69,11 @@ class Script:
     def run(self, p: Any, *args: Any) -> Any:
         return None
 
+    @property
+    def name(self) -> str:
+        """A1111: the lower-cased title, which the API's ``script_name`` and ``alwayson_scripts`` match."""
+        return self.title().lower()
+
     def elem_id(self, item_id: str) -> str:
         tab = "img2img" if self.is_img2img else "txt2img"
         title = "".join(c if c.isalnum() else "_" for c in self.title().lower())
@@ -68,6 +86,7 @@ class Script:
     def before_process_batch(self, p: Any, *args: Any, **kwargs: Any) -> None: ...
     def process_batch(self, p: Any, *args: Any, **kwargs: Any) -> None: ...
     def postprocess_batch(self, p: Any, *args: Any, **kwargs: Any) -> None: ...
+    def postprocess_batch_list(self, p: Any, pp: Any, *args: Any, **kwargs: Any) -> None: ...
     def postprocess_image(self, p: Any, pp: Any, *args: Any) -> None: ...
     def postprocess(self, p: Any, processed: Any, *args: Any) -> None: ...
     def before_component(self, component: Any, **kwargs: Any) -> None: ...
@@ -82,3 +101,289 @@ def basedir() -> str:
     if script:
         return str(Path(script).resolve().parent.parent)
     return str(INSTALL_DIR)
+
+
+def _report(script: Any, what: str) -> None:
+    message = f"{getattr(script, 'extension', '') or '?'}: {what} of script {_title(script)!r} raised:\n" \
+              f"{traceback.format_exc(limit=4)}"
+    errors.append(message)
+    log.error(message)
+
+
+def _title(script: Any) -> str:
+    try:
+        return str(script.title())
+    except Exception:  # noqa: BLE001 - a title that raises still needs a name in the report
+        return type(script).__name__
+
+
+class ScriptRunner:
+    """The scripts of one tab (txt2img or img2img), their UI components, and the hook calls."""
+
+    def __init__(self, is_img2img: bool) -> None:
+        self.is_img2img = is_img2img
+        self.scripts: list[Script] = []
+        self.alwayson_scripts: list[Script] = []
+        self.selectable_scripts: list[Script] = []
+        self.inputs: list[Any] = [None]  # entry 0 is the Script dropdown
+        self.ui_created = False
+        self._placed: set[int] = set()  # ids of scripts whose UI is built
+
+    # -- discovery -------------------------------------------------------------------------------------------
+    def initialize_scripts(self, classes: Sequence[tuple[str, type]]) -> None:
+        seen: set[type] = set()
+        for extension, cls in classes:
+            if cls in seen:
+                continue
+            seen.add(cls)
+            try:
+                script = cls()
+                script.extension = extension
+                script.filename = getattr(sys.modules.get(cls.__module__), "__file__", None)
+                script.is_img2img, script.is_txt2img = self.is_img2img, not self.is_img2img
+                title = script.title()
+                visible = script.show(self.is_img2img)
+            except NotImplementedError:
+                continue  # an abstract helper class (no title)
+            except Exception:  # noqa: BLE001 - one broken script must not hide the others
+                _report(cls, "creating it")
+                continue
+            if not isinstance(title, str) or not title:
+                continue
+            if visible is AlwaysVisible:
+                script.alwayson = True
+                self.alwayson_scripts.append(script)
+            elif visible:
+                self.selectable_scripts.append(script)
+            else:
+                continue
+            self.scripts.append(script)
+
+    @property
+    def titles(self) -> list[str]:
+        return [s.title() for s in self.selectable_scripts]
+
+    def selectable(self, title: str | None) -> Script | None:
+        """The selectable script named ``title`` (case-insensitive, as A1111's API matches it)."""
+        if not title:
+            return None
+        lowered = title.lower()
+        return next((s for s in self.selectable_scripts if s.name == lowered), None)
+
+    def alwayson(self, name: str) -> Script | None:
+        lowered = name.lower()
+        return next((s for s in self.alwayson_scripts if s.name == lowered), None)
+
+    # -- UI (called while a gradio Blocks is being built) ----------------------------------------------------
+    def create_script_ui(self, script: Script) -> list[Any]:
+        """Build ``script.ui()`` in the current gradio context; its components take the next slice of inputs."""
+        self._placed.add(id(script))
+        script.args_from = len(self.inputs)
+        try:
+            controls = script.ui(self.is_img2img) or []
+        except Exception:  # noqa: BLE001 - a script whose UI fails is left out, the tab still builds
+            _report(script, "ui()")
+            controls = []
+        if isinstance(controls, dict):
+            controls = list(controls.values())
+        self.inputs.extend(controls)
+        script.args_to = len(self.inputs)
+        return list(controls)
+
+    def setup_ui_for_section(self, section: str | None) -> list[Any]:
+        """The always-on scripts that asked for ``section`` (None: the scripts area), each in its own group."""
+        import gradio as gr
+
+        built = []
+        for script in self.alwayson_scripts:
+            if id(script) in self._placed or _section(script) != section:
+                continue
+            if script.create_group:
+                with gr.Group(elem_id=f"{'img2img' if self.is_img2img else 'txt2img'}_script_container_"
+                                      f"{len(self._placed)}") as group:
+                    built += self.create_script_ui(script)
+                script.group = group
+            else:
+                built += self.create_script_ui(script)
+        return built
+
+    def setup_selectable_ui(self) -> list[Any]:
+        """Each selectable script's UI in a hidden group, shown when the dropdown selects it."""
+        import gradio as gr
+
+        groups = []
+        for script in self.selectable_scripts:
+            if id(script) in self._placed:
+                continue
+            with gr.Group(visible=False, elem_id=script.elem_id("group")) as group:
+                self.create_script_ui(script)
+            script.group = group
+            groups.append(group)
+        return groups
+
+    def finish_ui(self) -> None:
+        """Always-on scripts whose section the tab does not have go to the scripts area."""
+        for script in self.alwayson_scripts:
+            if id(script) not in self._placed:
+                self.create_script_ui(script)
+        self.ui_created = True
+
+    def ensure_ui(self) -> None:
+        """Without the web UI (``--nowebui``), build the scripts' components once in a detached Blocks: their
+        values are the defaults the API fills ``script_args`` with, as A1111 does."""
+        if self.ui_created:
+            return
+        import gradio as gr
+
+        with gr.Blocks(analytics_enabled=False):
+            for section in sorted({_section(s) or "" for s in self.alwayson_scripts}):
+                self.setup_ui_for_section(section or None)
+            self.setup_selectable_ui()
+            self.finish_ui()
+
+    def default_args(self) -> list[Any]:
+        """The flat argument list with every component's default value and no script selected."""
+        self.ensure_ui()
+        return [0] + [getattr(c, "value", None) for c in self.inputs[1:]]
+
+    def components(self) -> list[Any]:
+        return [c for c in self.inputs[1:] if c is not None]
+
+    # -- hooks ----------------------------------------------------------------------------------------------
+    def _each(self, what: str, p: Any, call: Callable[[Script, tuple[Any, ...]], Any]) -> None:
+        for script in self.alwayson_scripts:
+            args = tuple(p.script_args[script.args_from:script.args_to]) if script.args_from is not None else ()
+            try:
+                call(script, args)
+            except Exception:  # noqa: BLE001 - A1111 reports a failing hook and goes on
+                _report(script, what)
+
+    def setup_scrips(self, p: Any, *, is_ui: bool = True) -> None:  # A1111's spelling
+        self._each("setup", p, lambda s, a: s.setup(p, *a))
+
+    setup_scripts = setup_scrips
+
+    def before_process(self, p: Any) -> None:
+        self._each("before_process", p, lambda s, a: s.before_process(p, *a))
+
+    def process(self, p: Any) -> None:
+        self._each("process", p, lambda s, a: s.process(p, *a))
+
+    def before_process_batch(self, p: Any, **kwargs: Any) -> None:
+        self._each("before_process_batch", p, lambda s, a: s.before_process_batch(p, *a, **kwargs))
+
+    def process_batch(self, p: Any, **kwargs: Any) -> None:
+        self._each("process_batch", p, lambda s, a: s.process_batch(p, *a, **kwargs))
+
+    def postprocess_batch(self, p: Any, images: Any, **kwargs: Any) -> None:
+        self._each("postprocess_batch", p, lambda s, a: s.postprocess_batch(p, *a, images=images, **kwargs))
+
+    def postprocess_batch_list(self, p: Any, pp: Any, **kwargs: Any) -> None:
+        self._each("postprocess_batch_list", p, lambda s, a: s.postprocess_batch_list(p, pp, *a, **kwargs))
+
+    def postprocess_image(self, p: Any, pp: Any) -> None:
+        self._each("postprocess_image", p, lambda s, a: s.postprocess_image(p, pp, *a))
+
+    def postprocess(self, p: Any, processed: Any) -> None:
+        self._each("postprocess", p, lambda s, a: s.postprocess(p, processed, *a))
+
+    def before_component(self, component: Any, **kwargs: Any) -> None:
+        for script in self.scripts:
+            try:
+                script.before_component(component, **kwargs)
+            except Exception:  # noqa: BLE001
+                _report(script, "before_component")
+
+    def after_component(self, component: Any, **kwargs: Any) -> None:
+        for script in self.scripts:
+            try:
+                script.after_component(component, **kwargs)
+            except Exception:  # noqa: BLE001
+                _report(script, "after_component")
+
+    def run(self, p: Any, *args: Any) -> Any:
+        """The selected script's ``run`` (entry 0 of ``args`` is its 1-based index), or None for "None"."""
+        index = int(args[0] or 0) if args else 0
+        if index <= 0 or index > len(self.selectable_scripts):
+            return None
+        script = self.selectable_scripts[index - 1]
+        return script.run(p, *args[script.args_from:script.args_to])
+
+    # -- calls --------------------------------------------------------------------------------------------------
+    def call(self, args: Sequence[Any]) -> ScriptCall:
+        return ScriptCall(self, list(args))
+
+    def args_for(self, selected: str | None, selected_args: Sequence[Any] | None,
+                 alwayson: dict[str, Sequence[Any]] | None) -> list[Any]:
+        """The flat list from the API's ``script_name``/``script_args``/``alwayson_scripts``, defaults elsewhere
+        (A1111's ``init_script_args``)."""
+        from modules.errors import FieldError
+
+        args = self.default_args()
+        script = self.selectable(selected)
+        if script is not None:
+            args[0] = self.selectable_scripts.index(script) + 1
+            _fill(args, script, selected_args or [])
+        for name, values in (alwayson or {}).items():
+            target = self.alwayson(name)
+            if target is None:
+                raise FieldError("alwayson_scripts", f"always on script {name} not found",
+                                 [s.name for s in self.alwayson_scripts])
+            _fill(args, target, values)
+        return args
+
+
+def _fill(args: list[Any], script: Script, values: Sequence[Any]) -> None:
+    start, end = script.args_from or 0, script.args_to or 0
+    for offset, value in enumerate(list(values)[:max(0, end - start)]):
+        args[start + offset] = value
+
+
+def _section(script: Script) -> str | None:
+    section = script.section
+    return None if section in (None, "scripts", "accordions") else section
+
+
+@dataclass
+class ScriptCall:
+    """One generation through the facade: ``p`` built from the typed parameters, the scripts' hooks around it,
+    and the selected script's ``run`` in place of ``process_images`` when one is selected. Has the interface of
+    the built-in script runners (``check``, ``run``), so it wraps them and they wrap it."""
+
+    runner: ScriptRunner
+    args: list[Any]
+
+    def check(self, params: Any) -> None:
+        """Nothing to check before queueing: extension scripts validate in their own hooks."""
+
+    def run(self, params: Any, ctx: Any, process: Callable[[Any, Any], Any], upscalers: Any = None) -> Any:
+        from modules.processing import compat
+
+        cls = compat.StableDiffusionProcessingImg2Img if self.runner.is_img2img \
+            else compat.StableDiffusionProcessingTxt2Img
+        from modules.processing import saving
+
+        kind = saving.IMG2IMG if self.runner.is_img2img else saving.TXT2IMG
+        p = cls.from_params(params, scripts=self.runner, script_args=list(self.args), is_api=ctx.from_api,
+                            sd_model=ctx.model,
+                            outpath_samples=str(saving.output_dir(ctx.settings, ctx.data_dir, kind, grid=False)),
+                            outpath_grids=str(saving.output_dir(ctx.settings, ctx.data_dir, kind, grid=True)))
+        with compat.running(ctx, process):
+            processed = self.runner.run(p, *p.script_args)
+            if processed is None:
+                processed = compat.process_images(p)
+        return processed
+
+
+scripts_txt2img: ScriptRunner = ScriptRunner(is_img2img=False)
+scripts_img2img: ScriptRunner = ScriptRunner(is_img2img=True)
+scripts_current: ScriptRunner | None = None  # the runner whose tab is being built (component callbacks)
+
+
+def build_runners() -> tuple[ScriptRunner, ScriptRunner]:
+    """Fresh runners for the scripts loaded so far; the facade's module names point at them."""
+    global scripts_txt2img, scripts_img2img
+    scripts_txt2img, scripts_img2img = ScriptRunner(is_img2img=False), ScriptRunner(is_img2img=True)
+    scripts_txt2img.initialize_scripts(script_classes)
+    scripts_img2img.initialize_scripts(script_classes)
+    return scripts_txt2img, scripts_img2img

@@ -29,10 +29,38 @@ class _State:
     def skip(self) -> None:
         self._jobs.skip_current()
 
+    def _progress(self) -> Any:
+        current = self._jobs.current
+        return current.progress if current is not None else None
+
     @property
     def job_count(self) -> int:
-        current = self._jobs.current
-        return current.progress.snapshot().job_count if current is not None else 0
+        progress = self._progress()
+        return progress.snapshot().job_count if progress is not None else 0
+
+    @job_count.setter
+    def job_count(self, value: int) -> None:
+        """Scripts announce how many jobs they will run; our progress counts the ones it sees."""
+
+    @property
+    def interrupted(self) -> bool:
+        progress = self._progress()
+        return bool(progress is not None and progress.interrupted)
+
+    @property
+    def skipped(self) -> bool:
+        progress = self._progress()
+        return bool(progress is not None and progress.snapshot().skipped)
+
+    @property
+    def textinfo(self) -> str:
+        return ""
+
+    @textinfo.setter
+    def textinfo(self, value: str) -> None:
+        progress = self._progress()
+        if progress is not None:
+            progress.set_textinfo(str(value))
 
 
 def OptionInfo(default: Any = None, label: str = "", component: Any = None,  # noqa: N802 - A1111's name
@@ -50,6 +78,13 @@ def OptionInfo(default: Any = None, label: str = "", component: Any = None,  # n
     if isinstance(args, dict):
         info.minimum, info.maximum, info.step = args.get("minimum"), args.get("maximum"), args.get("step")
     return info
+
+
+def __getattr__(name: str) -> Any:
+    """``shared.sd_model``: the loaded model (None before the first load), as extensions read it."""
+    if name == "sd_model":
+        return runtime.manager.model if runtime is not None else None
+    raise AttributeError(f"module 'modules.shared' has no attribute {name!r}")
 
 
 def bind(rt: Any) -> None:

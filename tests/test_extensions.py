@@ -61,7 +61,7 @@ def test_extension_callbacks_settings_routes_and_failures(app_factory):
     rt = app.state.runtime
     by_name = {e.name: e for e in rt.extensions}
     assert set(by_name) == {"bad-install", "broken-syntax", "demo-ext", "hangs", "off-ext", "raises"}
-    assert by_name["demo-ext"].loaded_scripts == ["demo.py"] and by_name["demo-ext"].errors == []
+    assert by_name["demo-ext"].loaded_scripts == ["demo.py", "demo_scripts.py"] and by_name["demo-ext"].errors == []
     assert "SyntaxError" in by_name["broken-syntax"].errors[0]
     assert "boom at import" in by_name["raises"].errors[0]
     assert "did not finish importing" in by_name["hangs"].errors[0]
@@ -161,3 +161,79 @@ def test_help_lists_flags_that_extensions_add(tmp_path, capsys):
         main(["--data-dir", str(tmp_path), "--help"])
     assert done.value.code == 0
     assert "--demo-ext-flag" in capsys.readouterr().out
+
+
+def _demo_scripts_module():
+    return next(m for n, m in sys.modules.items() if n.endswith("demo_ext_demo_scripts"))
+
+
+def test_scripts_hooks_run_in_a1111_order_and_change_the_job(app_factory):
+    import base64
+    import io
+    import json
+
+    from PIL import Image, ImageChops
+
+    from modules import scripts
+
+    app, root = app_factory()
+    demo = _demo_scripts_module()
+    body = {"prompt": "x", "width": 64, "height": 64, "steps": 2, "batch_size": 2, "sampler_name": "Euler"}
+
+    def images_of(response):
+        assert response.status_code == 200, response.text
+        return [Image.open(io.BytesIO(base64.b64decode(i))).convert("RGB") for i in response.json()["images"]]
+
+    with TestClient(app) as client:
+        names = client.get("/sdapi/v1/scripts").json()
+        assert {"demo always on", "demo twice"} <= set(names["txt2img"]) and "demo hidden" not in names["txt2img"]
+        info = {s["name"]: s for s in client.get("/sdapi/v1/script-info").json() if not s["is_img2img"]}
+        assert info["demo always on"]["is_alwayson"] is True
+        assert [a["label"] for a in info["demo always on"]["args"]] == ["Enable demo", "Demo seed"]
+        assert info["demo twice"]["args"][0]["value"] == 2 and info["demo twice"]["args"][0]["maximum"] == 10
+
+        demo.CALLS.clear()
+        demo.DENOISER_STEPS.clear()
+        r = client.post("/sdapi/v1/txt2img", json={**body, "seed": 5,
+                                                   "alwayson_scripts": {"Demo always on": {"args": [True, 4242]}}})
+        changed = images_of(r)
+        result = json.loads(r.json()["info"])
+        assert result["all_seeds"] == [4242, 4243]  # process() replaced the seeds, and sampling used them
+        assert result["all_prompts"] == ["x, demo", "x, demo"]  # process_batch() rewrote the batch's prompts
+        assert all("Demo seed: 4242" in text for text in result["infotexts"])
+        hooks = [c[0] for c in demo.CALLS]
+        assert hooks == ["setup", "before_process", "process", "before_process_batch", "process_batch",
+                         "postprocess_batch", "postprocess_image", "postprocess_image", "postprocess"]
+        assert demo.CALLS[2] == ("process", [5, 6]) and demo.CALLS[3] == ("before_process_batch", 0, [4242, 4243])
+        assert demo.CALLS[5] == ("postprocess_batch", (2, 3, 64, 64), True)  # A1111's [0, 1] tensors
+        assert demo.CALLS[-1] == ("postprocess", 2, 4242)  # the API returns no grid unless images are saved
+        # on_cfg_denoiser saw every evaluation of both... one batch: 2 steps, with the pass's total
+        assert [(s, t) for s, t, _ in demo.DENOISER_STEPS] == [(0, 2), (1, 2)]
+
+        # the same seeds and prompts without the script give the unmirrored images
+        plain = images_of(client.post("/sdapi/v1/txt2img", json={**body, "prompt": "x, demo", "seed": 4242}))
+        assert len(changed) == len(plain) == 2
+        for ours, reference in zip(changed, plain):
+            assert ImageChops.difference(ours, reference.transpose(0)).getbbox() is None
+
+        # a selectable script's run() calls process_images twice and returns its own Processed
+        demo.CALLS.clear()
+        r = client.post("/sdapi/v1/txt2img", json={**body, "batch_size": 1, "seed": 9, "script_name": "demo twice",
+                                                   "script_args": [3]})
+        assert len(images_of(r)) == 2
+        assert ("twice", 9, 3, True) in demo.CALLS, demo.CALLS[6:]
+        assert [c[0] for c in demo.CALLS].count("process") == 1  # only the first run had p.scripts
+
+        # a hook that raises is reported and the job goes on; unknown scripts are 422s naming the field
+        errors_before = len(scripts.errors)
+        r = client.post("/sdapi/v1/txt2img", json={**body, "alwayson_scripts": {"demo always on": [True, 13]}})
+        assert r.status_code == 200 and "unlucky seed" in "".join(scripts.errors[errors_before:])
+        r = client.post("/sdapi/v1/txt2img", json={**body, "alwayson_scripts": {"nope": {"args": []}}})
+        assert r.status_code == 422 and "alwayson_scripts" in r.text
+        r = client.post("/sdapi/v1/txt2img", json={**body, "script_name": "nope"})
+        assert r.status_code == 422 and "demo twice" in r.text.lower()
+        # the scripts' controls are in the page, the always-on one in the seed section's place
+        config = client.get("/config").json()
+        ids = [c.get("props", {}).get("elem_id") for c in config["components"]]
+        assert "script_txt2img_demo_always_on_enabled" in ids and "script_img2img_demo_twice_steps" in ids
+        assert ids.index("script_txt2img_demo_always_on_seed") < ids.index("txt2img_script")

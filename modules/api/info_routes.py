@@ -55,8 +55,26 @@ def script_catalogue(rt: Runtime) -> dict[str, list[dict[str, Any]]]:
         arg("", ""), arg("Tile overlap", 64, 0, 256, 16),
         arg("Upscaler", "None", choices=upscaler_names(rt.upscalers)), arg("Scale Factor", 2.0, 1.0, 4.0, 0.05)])
     entry = lambda title, args: {"name": title.lower(), "is_alwayson": False, "args": args}  # noqa: E731
-    return {"txt2img": [{**entry(*prompts), "is_img2img": False}],
-            "img2img": [{**entry(t, a), "is_img2img": True} for t, a in (outpaint, prompts, upscale)]}
+    catalogue = {"txt2img": [{**entry(*prompts), "is_img2img": False}],
+                 "img2img": [{**entry(t, a), "is_img2img": True} for t, a in (outpaint, prompts, upscale)]}
+    for tab, runner in rt.script_runners.items():
+        runner.ensure_ui()
+        for script in runner.scripts:
+            components = runner.inputs[script.args_from:script.args_to]
+            catalogue[tab].append({"name": script.name, "is_alwayson": script.alwayson,
+                                   "is_img2img": runner.is_img2img,
+                                   "args": [arg(str(getattr(c, "label", "") or ""), getattr(c, "value", None),
+                                                getattr(c, "minimum", None), getattr(c, "maximum", None),
+                                                getattr(c, "step", None), _choices(c)) for c in components]})
+    return catalogue
+
+
+def _choices(component: Any) -> list[Any] | None:
+    choices = getattr(component, "choices", None)
+    if not choices:
+        return None
+    # gradio keeps (label, value) pairs
+    return [c[1] if isinstance(c, (tuple, list)) and len(c) == 2 else c for c in choices]
 
 
 def build_info_router(rt: Runtime) -> APIRouter:

@@ -110,23 +110,37 @@ class Submissions:
         images = [encode_pil_to_base64(im) for im in processed.images] if req.send_images else []
         return schemas.ImagesResponse(images=images, parameters=echo, info=processed.js())
 
+    def _scripts_call(self, tab: str, req: Any, builtin: tuple[str, ...]) -> tuple[str | None, Any]:
+        """(the built-in script ``script_name`` names, or None; the extension scripts' ``ScriptCall``, or None
+        when the tab has none). Unknown script names are 422s naming the field."""
+        runner = self.rt.script_runners.get(tab)
+        extension_titles = tuple(runner.titles) if runner is not None else ()
+        script = _no_unknown_script(req.script_name, builtin + extension_titles)
+        if runner is None or not runner.scripts:
+            _no_alwayson_scripts(req.alwayson_scripts)
+            return script, None
+        selected = script if script in extension_titles else None
+        alwayson = {name: _alwayson_args(name, value) for name, value in req.alwayson_scripts.items()}
+        args = runner.args_for(selected, req.script_args if selected else None, alwayson)
+        return (None if selected else script), runner.call(args)
+
     def txt2img(self, req: schemas.Txt2ImgRequest) -> tuple[Any, Respond]:
-        _no_alwayson_scripts(req.alwayson_scripts)
-        script = _no_unknown_script(req.script_name, (prompts_from_file.TITLE,))
+        script, scripts_call = self._scripts_call("txt2img", req, (prompts_from_file.TITLE,))
         params = apply_request_infotext(req).to_params()
         lines = prompts_from_file.parse_args(req.script_args) if script == prompts_from_file.TITLE else None
-        job = self.rt.submit_txt2img(params, from_api=True, script=lines, job_id=req.force_task_id)
+        job = self.rt.submit_txt2img(params, from_api=True, script=lines, job_id=req.force_task_id,
+                                     scripts_call=scripts_call)
         echo = req.model_dump()
         return job, lambda processed: self._images(req, processed, echo)
 
     def img2img(self, req: schemas.Img2ImgRequest) -> tuple[Any, Respond]:
         if not req.init_images:
             raise FieldError("init_images", "Init image not found")
-        _no_alwayson_scripts(req.alwayson_scripts)
+        script, scripts_call = self._scripts_call("img2img", req, (outpainting.TITLE, prompts_from_file.TITLE,
+                                                                   sd_upscale.TITLE))
         init_images = [decode_base64_to_image(data, f"init_images.{i}") for i, data in enumerate(req.init_images)]
         mask = decode_base64_to_image(req.mask, "mask") if req.mask else None
         params = apply_request_infotext(req).to_params(init_images, mask)
-        script = _no_unknown_script(req.script_name, (outpainting.TITLE, prompts_from_file.TITLE, sd_upscale.TITLE))
         if script == outpainting.TITLE:
             params = outpainting.apply(params, req.script_args)
         runner = None
@@ -136,7 +150,8 @@ class Submissions:
             from modules.processing.postprocessing import upscaler_names
 
             runner = sd_upscale.parse_args(req.script_args, upscaler_names(self.rt.upscalers))
-        job = self.rt.submit_img2img(params, from_api=True, script=runner, job_id=req.force_task_id)
+        job = self.rt.submit_img2img(params, from_api=True, script=runner, job_id=req.force_task_id,
+                                     scripts_call=scripts_call)
         echo = req.model_dump()
         if not req.include_init_images:  # A1111 leaves the (large) images out of the echo unless asked
             echo["init_images"] = None
@@ -205,9 +220,17 @@ def apply_request_infotext(req: Any) -> Any:
 
 
 def _no_alwayson_scripts(scripts: dict[str, Any]) -> None:
-    """No always-on scripts are installed yet: naming one is A1111's 422 ("always on script ... not found")."""
+    """A tab without always-on scripts: naming one is A1111's 422 ("always on script ... not found")."""
     for name in scripts:
         raise FieldError("alwayson_scripts", f"always on script {name} not found", [])
+
+
+def _alwayson_args(name: str, value: Any) -> list[Any]:
+    """A1111's ``{"args": [...]}`` (a bare list is accepted too)."""
+    args = value.get("args", []) if isinstance(value, dict) else value
+    if not isinstance(args, list):
+        raise FieldError(f"alwayson_scripts.{name}.args", "expected a list of the script's arguments")
+    return args
 
 
 def build_router(rt: Runtime) -> APIRouter:

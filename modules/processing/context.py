@@ -50,6 +50,13 @@ class ProcessingContext:
     hires_model: Any = None  # LoadedModel of the hires checkpoint (``hr_checkpoint_name``), when it differs
     hires_checkpoint: CheckpointIdentity | None = None
     hires_embeddings: Any = None
+    # Scripts (A1111 facade): ``generation.JobHooks`` called at A1111's points of a job; None = no scripts.
+    job_hooks: Any = None
+    # Extensions' on_cfg_denoiser / on_cfg_denoised / on_cfg_after_cfg (``sampling.CfgCallbacks``); None = none.
+    cfg_callbacks: Any = None
+    # ``reconfigure(overrides)`` -> a context for the same job with settings overridden (checkpoint, VAE, clip
+    # skip...): what X/Y/Z plot and scripts' ``p.override_settings`` use. None where the caller cannot reload.
+    reconfigure: Any = None
 
 
 @dataclass
@@ -123,3 +130,32 @@ class Processed:
 
     def js(self) -> str:
         return json.dumps(self.info_dict(), ensure_ascii=False)
+
+    # A1111 ``Processed`` attributes scripts read.
+    @property
+    def info(self) -> str:
+        return self.js()
+
+    @property
+    def width(self) -> int:
+        return self.params.width
+
+    @property
+    def height(self) -> int:
+        return self.params.height
+
+    @property
+    def steps(self) -> int:
+        return self.params.steps
+
+    @property
+    def cfg_scale(self) -> float:
+        return self.params.cfg_scale
+
+    @property
+    def batch_size(self) -> int:
+        return self.params.batch_size
+
+    @property
+    def styles(self) -> list[str]:
+        return list(self.params.styles)

@@ -57,11 +57,44 @@ class Batch:
     subseeds: list[int]
     prompts: list[str]  # as written (extra-network tags kept: the infotext shows them)
     negative_prompts: list[str]
-    rng: ImageRNG
+    rng: ImageRNG | None = None  # built after the scripts' batch hooks, which may change the seeds
 
     @property
     def size(self) -> int:
         return len(self.seeds)
+
+
+@dataclass
+class JobLists:
+    """The per-image lists of a job, which scripts may rewrite in ``process`` (A1111's ``p.all_prompts``, ...)."""
+
+    all_prompts: list[str]
+    all_negative_prompts: list[str]
+    all_seeds: list[int]
+    all_subseeds: list[int]
+
+
+class JobHooks:
+    """Where scripts step into a job, at A1111's points; every method defaults to nothing. ``extra`` is the
+    job's infotext dictionary (A1111's ``p.extra_generation_params``), which any hook may extend."""
+
+    def process(self, job: Job, lists: JobLists) -> None:
+        """After seeds and prompts are set, before the first batch (A1111 ``process``)."""
+
+    def before_batch(self, job: Job, batch: Batch) -> None:
+        """Before a batch is sampled; may change its prompts and seeds (``before_process_batch``,
+        ``process_batch``)."""
+
+    def after_batch(self, job: Job, batch: Batch, images: torch.Tensor) -> torch.Tensor:
+        """The batch's decoded images as (B, 3, H, W) in [-1, 1], which may be edited (``postprocess_batch``)."""
+        return images
+
+    def image(self, job: Job, batch: Batch, index_in_batch: int, image: Image.Image) -> Image.Image:
+        """One finished image, which may be replaced (``postprocess_image``)."""
+        return image
+
+    def done(self, job: Job, processed: Processed) -> None:
+        """After the grid, with the job's results (``postprocess``)."""
 
 
 class Plan:
@@ -158,7 +191,8 @@ class Job:
                  image_conditioning: torch.Tensor | None = None, cfg_scale: float | None = None) -> GuidedDenoiser:
         time_ids, neg_time_ids = sdxl_time_ids(self.model, width, height, conditioning.batch_size)
         return GuidedDenoiser(self.model, conditioning, self.p.cfg_scale if cfg_scale is None else cfg_scale,
-                              time_ids, neg_time_ids, image_conditioning, hooks=self.ctx.denoiser_hooks)
+                              time_ids, neg_time_ids, image_conditioning, hooks=self.ctx.denoiser_hooks,
+                              cfg_callbacks=self.ctx.cfg_callbacks)
 
     def with_refiner(self, denoiser: GuidedDenoiser, make_conditioning: Callable[[PromptEncoder], BatchConditioning],
                      evaluations: int, width: int, height: int) -> Any:
@@ -185,7 +219,7 @@ class Job:
             conditioning = make_conditioning(encoder)
             time_ids, neg_time_ids = sdxl_time_ids(refiner, width, height, conditioning.batch_size)
             return GuidedDenoiser(refiner, conditioning, self.p.cfg_scale, time_ids, neg_time_ids, None,
-                                  hooks=self.ctx.denoiser_hooks)
+                                  hooks=self.ctx.denoiser_hooks, cfg_callbacks=self.ctx.cfg_callbacks)
 
         return RefinerSwitch(denoiser, build, switch_step)
 
@@ -253,6 +287,10 @@ def run_job(p: GenerationParams, ctx: ProcessingContext, plan: Plan) -> Processe
     if job.use_old_scheduling:
         job.extra["Old prompt editing timelines"] = True
     job.extra.update(p.extra_generation_params)
+    hooks = ctx.job_hooks or JobHooks()
+    lists = JobLists(all_prompts, all_negative, all_seeds, all_subseeds)
+    hooks.process(job, lists)
+    all_prompts, all_negative, all_seeds, all_subseeds = _fitted(lists, count)
     plan.prepare(job)
 
     images, infotexts, saved = [], [], []
@@ -267,7 +305,11 @@ def run_job(p: GenerationParams, ctx: ProcessingContext, plan: Plan) -> Processe
         lo, hi = n * p.batch_size, (n + 1) * p.batch_size
         seeds, subseeds = all_seeds[lo:hi], all_subseeds[lo:hi]
         batch = Batch(number=n, first_index=lo, seeds=seeds, subseeds=subseeds, prompts=all_prompts[lo:hi],
-                      negative_prompts=all_negative[lo:hi], rng=job.noise_streams(seeds, subseeds, width, height))
+                      negative_prompts=all_negative[lo:hi])
+        hooks.before_batch(job, batch)
+        all_prompts[lo:hi], all_negative[lo:hi] = batch.prompts, batch.negative_prompts
+        all_seeds[lo:hi], all_subseeds[lo:hi] = batch.seeds, batch.subseeds
+        batch.rng = job.noise_streams(batch.seeds, batch.subseeds, width, height)
         try:
             result = plan.sample(job, batch)
         except Interrupted:
@@ -276,12 +318,19 @@ def run_job(p: GenerationParams, ctx: ProcessingContext, plan: Plan) -> Processe
         ti_hashes = job.encoders.ti_hashes()
         if ti_hashes and settings.get("textual_inversion_add_hashes_to_infotext", True):
             job.extra["TI hashes"] = ti_hashes
-        decoded = [to_pil(t) for t in job.decode(result)] if isinstance(result, torch.Tensor) else result
+        if isinstance(result, torch.Tensor):
+            tensors = job.decode(result)
+            if ctx.job_hooks is not None:
+                tensors = list(hooks.after_batch(job, batch, torch.stack(tensors)))
+            decoded = [to_pil(t) for t in tensors]
+        else:
+            decoded = result
         for i, image in enumerate(decoded):
             index = lo + i
+            image = hooks.image(job, batch, i, image)
+            image = plan.finish_image(job, batch, i, image)
             text = job.infotext(prompt=all_prompts[index], negative_prompt=all_negative[index],
                                 seed=all_seeds[index], subseed=all_subseeds[index])
-            image = plan.finish_image(job, batch, i, image)
             image.info["parameters"] = text
             path = None
             if save_samples:
@@ -327,7 +376,7 @@ def run_job(p: GenerationParams, ctx: ProcessingContext, plan: Plan) -> Processe
         except OSError as err:
             log.warning("could not write params.txt: %s", err)
 
-    return Processed(
+    processed = Processed(
         images=images, infotexts=infotexts, prompt=prompt, negative_prompt=negative_prompt, seed=all_seeds[0],
         subseed=all_subseeds[0], all_prompts=all_prompts, all_negative_prompts=all_negative, all_seeds=all_seeds,
         all_subseeds=all_subseeds, params=p, sampler_name=sampler.name, schedule_label=job.schedule_label,
@@ -337,6 +386,20 @@ def run_job(p: GenerationParams, ctx: ProcessingContext, plan: Plan) -> Processe
         interrupted=interrupted, comments=job.comments, vae_name=ctx.vae_infotext.get("VAE"),
         vae_hash=ctx.vae_infotext.get("VAE hash"),
         is_using_inpainting_conditioning=bool(ctx.model.kind.inpainting))
+    hooks.done(job, processed)
+    return processed
+
+
+def _fitted(lists: JobLists, count: int) -> tuple[list[str], list[str], list[int], list[int]]:
+    """The lists a script left, checked: one entry per image (a script that shortens them would otherwise fail
+    deep inside sampling)."""
+    out = []
+    for name in ("all_prompts", "all_negative_prompts", "all_seeds", "all_subseeds"):
+        values = list(getattr(lists, name))
+        if len(values) < count:
+            raise ValueError(f"a script left {name} with {len(values)} entries for {count} images")
+        out.append(values[:count])
+    return out[0], out[1], [int(v) for v in out[2]], [int(v) for v in out[3]]
 
 
 def create_infotext(p: GenerationParams, ctx: ProcessingContext, *, prompt: str, negative_prompt: str, seed: int,

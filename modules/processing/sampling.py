@@ -8,6 +8,7 @@ A1111's automatic fp32 fallback when fp16 decoding yields NaNs, and the cheap la
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -30,6 +31,49 @@ class NansError(RuntimeError):
 StepHook = Callable[[int, Conditioning, Conditioning], None]
 
 
+@dataclass
+class CFGDenoiserParams:
+    """A1111's ``on_cfg_denoiser`` argument: before the model runs; ``x``, ``text_cond`` and ``text_uncond`` may be
+    replaced (same shapes)."""
+
+    x: torch.Tensor
+    image_cond: torch.Tensor | None
+    sigma: Any  # the timestep (diffusers schedulers pass timesteps, not sigmas)
+    sampling_step: int
+    total_sampling_steps: int
+    text_cond: torch.Tensor
+    text_uncond: torch.Tensor
+    denoiser: Any = None
+
+
+@dataclass
+class CFGDenoisedParams:
+    """A1111's ``on_cfg_denoised`` argument: the conditional prediction before guidance combines it."""
+
+    x: torch.Tensor
+    sampling_step: int
+    total_sampling_steps: int
+    inner_model: Any = None
+
+
+@dataclass
+class AfterCFGCallbackParams:
+    """A1111's ``on_cfg_after_cfg`` argument: the guided prediction, which may be replaced."""
+
+    x: torch.Tensor
+    sampling_step: int
+    total_sampling_steps: int
+
+
+@dataclass
+class CfgCallbacks:
+    """Extensions' sampling callbacks (each takes one params object and may edit it)."""
+
+    denoiser: Callable[[CFGDenoiserParams], Any] | None = None
+    denoised: Callable[[CFGDenoisedParams], Any] | None = None
+    after_cfg: Callable[[AfterCFGCallbackParams], Any] | None = None
+
+
 class GuidedDenoiser:
     """UNet call with classifier-free guidance and composable diffusion for one batch.
 
@@ -42,14 +86,17 @@ class GuidedDenoiser:
 
     def __init__(self, model: LoadedModel, conditioning: BatchConditioning, cfg_scale: float,
                  time_ids: torch.Tensor | None = None, neg_time_ids: torch.Tensor | None = None,
-                 image_conditioning: torch.Tensor | None = None, hooks: Sequence[StepHook] = ()) -> None:
+                 image_conditioning: torch.Tensor | None = None, hooks: Sequence[StepHook] = (),
+                 cfg_callbacks: CfgCallbacks | None = None) -> None:
         self.model = model
         self.conditioning = conditioning
         self.cfg_scale = float(cfg_scale)
         self.time_ids, self.neg_time_ids = time_ids, neg_time_ids
         self.image_conditioning = image_conditioning
         self.hooks = list(hooks)
+        self.cfg_callbacks = cfg_callbacks
         self.step = 0
+        self.total_steps = 0  # evaluations of the pass, set by ``denoise`` (the callbacks' total_sampling_steps)
 
     def _unet(self, x: torch.Tensor, t: Any, c: Conditioning, time_ids: torch.Tensor | None,
               image_conditioning: torch.Tensor | None) -> torch.Tensor:
@@ -69,7 +116,23 @@ class GuidedDenoiser:
         cond, uncond = self.conditioning.at(self.step)
         for hook in self.hooks:
             hook(self.step, cond, uncond)
+        callbacks, step = self.cfg_callbacks, self.step
+        if callbacks is not None and callbacks.denoiser is not None:
+            params = CFGDenoiserParams(x, self.image_conditioning, t, step, self.total_steps, cond.context,
+                                       uncond.context, self)
+            callbacks.denoiser(params)
+            x = _same_shape(params.x, x, "x")
+            cond = Conditioning(_same_shape(params.text_cond, cond.context, "text_cond"), cond.pooled)
+            uncond = Conditioning(_same_shape(params.text_uncond, uncond.context, "text_uncond"), uncond.pooled)
         self.step += 1
+        out = self._guided(x, t, cond, uncond)
+        if callbacks is not None and callbacks.after_cfg is not None:
+            after = AfterCFGCallbackParams(out, step, self.total_steps)
+            callbacks.after_cfg(after)
+            out = _same_shape(after.x, out, "x")
+        return out
+
+    def _guided(self, x: torch.Tensor, t: Any, cond: Conditioning, uncond: Conditioning) -> torch.Tensor:
         weights = self.conditioning.weights
         ic = self.image_conditioning
         x_c = repeat_per_subprompt(x, weights)
@@ -86,6 +149,10 @@ class GuidedDenoiser:
         else:
             pred_c = self._unet(x_c, t, cond, ids_c, ic_c)
             pred_u = self._unet(x, t, uncond, self.neg_time_ids, ic)
+        if self.cfg_callbacks is not None and self.cfg_callbacks.denoised is not None:
+            denoised = CFGDenoisedParams(pred_c, self.step - 1, self.total_steps, self.model)
+            self.cfg_callbacks.denoised(denoised)
+            pred_c = _same_shape(denoised.x, pred_c, "x")
         out = pred_u.clone()
         row = 0
         for i, item_weights in enumerate(weights):
@@ -93,6 +160,15 @@ class GuidedDenoiser:
                 out[i] += w * self.cfg_scale * (pred_c[row] - pred_u[i])
                 row += 1
         return out
+
+
+def _same_shape(new: Any, old: torch.Tensor, name: str) -> torch.Tensor:
+    """A callback's replacement tensor, refused when its shape differs (it would fail deep in the UNet)."""
+    if new is old:
+        return old
+    if not isinstance(new, torch.Tensor) or new.shape != old.shape:
+        raise ValueError(f"a sampling callback replaced {name} with a {type(new).__name__} of another shape")
+    return new
 
 
 def denoise(scheduler: Any, denoiser: GuidedDenoiser, latents: torch.Tensor, generators: list[torch.Generator],
@@ -109,6 +185,8 @@ def denoise(scheduler: Any, denoiser: GuidedDenoiser, latents: torch.Tensor, gen
     step_kwargs: dict[str, Any] = {"return_dict": False, **schedulers.step_kwargs(scheduler, generators, seeds)}
     timesteps = scheduler.timesteps[start:]
     total = len(timesteps)
+    if hasattr(denoiser, "total_steps"):
+        denoiser.total_steps = total
     x = latents
     for i, t in enumerate(timesteps):
         if progress.take_skip():

@@ -82,11 +82,21 @@ def output_dir(settings: Mapping[str, Any], data_dir: Path, kind: OutputKind, gr
     return path if path.is_absolute() else data_dir / path
 
 
+def output_roots(settings: Mapping[str, Any], data_dir: Path) -> list[Path]:
+    """Where images may be written: the outputs folder and every configured output folder."""
+    roots = [data_dir / "outputs"]
+    for key, value in settings.items():
+        if key.startswith("outdir_") and isinstance(value, str) and value:
+            roots.append(Path(value) if Path(value).is_absolute() else data_dir / value)
+    return roots
+
+
 def save_image(image: Image.Image, directory: Path, *, settings: Mapping[str, Any], fields: Mapping[str, Any],
                infotext: str | None, grid: bool = False, suffix: str = "", hooks: SaveHooks | None = None,
-               p: Any = None) -> Path:
+               p: Any = None, basename: str | None = None) -> Path:
     """Save one image with A1111's naming under ``directory`` and return the path written. ``hooks`` see (and may
-    change) the image, name and text chunks before, and the result after."""
+    change) the image, name and text chunks before, and the result after. ``basename`` replaces "grid" for grids
+    (``xyz_grid-0000.png``) and joins the number of samples (``00001-name-1234.png``), as scripts ask."""
     root = directory
     to_dirs = settings.get("grid_save_to_dirs" if grid else "save_to_dirs", True)
     if to_dirs:
@@ -95,15 +105,17 @@ def save_image(image: Image.Image, directory: Path, *, settings: Mapping[str, An
     directory.mkdir(parents=True, exist_ok=True)
     fmt = settings.get("grid_format" if grid else "samples_format", "png") or "png"
     if grid:
-        basename, decoration = "grid", ""
+        basename, decoration = basename or "grid", ""
     else:
-        basename = ""
+        basename = basename or ""
         pattern = settings.get("samples_filename_pattern") or ("[seed]" if to_dirs else "[seed]-[prompt_spaces]")
         decoration = filenames.apply_pattern(pattern, fields)
     add_number = settings.get("save_images_add_number", True)
-    number = filenames.next_sequence_number(directory, basename) if add_number or grid else None
+    number = filenames.next_sequence_number(directory, basename if grid else "") if add_number or grid else None
     if number is None:
         stem = decoration or "image"
+    elif basename and not grid:
+        stem = f"{number:05}-{basename}" + (f"-{decoration}" if decoration else "")
     elif basename:
         stem = f"{basename}-{number:04}" + (f"-{decoration}" if decoration else "")
     else:

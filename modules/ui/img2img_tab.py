@@ -20,7 +20,7 @@ from modules.processing import imageops, masking, outpainting, prompts_from_file
 from modules.processing.img2img import INPAINT_AREAS, MASK_MODES, MASKED_CONTENT
 from modules.processing.params import Img2ImgParams
 from modules.runtime import Runtime
-from modules.ui import common
+from modules.ui import common, script_controls
 
 MODES = ("img2img", "Sketch", "Inpaint", "Inpaint sketch", "Inpaint upload", "Batch")
 IMG2IMG, SKETCH, INPAINT, INPAINT_SKETCH, INPAINT_UPLOAD, BATCH = range(6)
@@ -292,6 +292,7 @@ def build_img2img_tab(rt: Runtime) -> Img2ImgControls:
                                                               label="Only masked padding, pixels",
                                                               elem_id="img2img_inpaint_full_res_padding")
             common.build_sampler_controls(rt, tab, f)
+            script_controls.section(rt, tab, "sampler")
             with gr.Tabs(elem_id="img2img_tabs_resize"):
                 with gr.Tab("Resize to", id="img2img_tab_resize_to") as resize_to:
                     common.build_size_and_batch(tab, f)
@@ -300,12 +301,18 @@ def build_img2img_tab(rt: Runtime) -> Img2ImgControls:
                     f["scale_by"] = gr.Slider(0.05, 4.0, value=1.0, step=0.05, label="Scale",
                                               elem_id="img2img_scale")
             f["resize_tab"] = gr.State(0)
+            script_controls.section(rt, tab, "dimensions")
+            script_controls.section(rt, tab, "batch")
             f["cfg_scale"] = gr.Slider(1, 30, value=7, step=0.5, label="CFG Scale", elem_id=f"{tab}_cfg_scale")
+            script_controls.section(rt, tab, "cfg")
             f["denoising_strength"] = gr.Slider(0, 1, value=0.75, step=0.01, label="Denoising strength",
                                                 elem_id="img2img_denoising_strength")
             common.build_seed_controls(tab, f, last_seed)
+            script_controls.section(rt, tab, "seed")
             common.build_refiner_controls(rt, tab, f)
-            f["script_name"] = gr.Dropdown(list(SCRIPTS), value="None", label="Script", elem_id="img2img_script")
+            script_controls.scripts_area(rt, tab)
+            f["script_name"] = gr.Dropdown(list(SCRIPTS) + script_controls.runner_titles(rt, tab), value="None",
+                                           label="Script", elem_id="img2img_script")
             with gr.Group(visible=False) as outpaint_controls:
                 f["outpaint_pixels"] = gr.Slider(8, 256, value=128, step=8, label="Pixels to expand",
                                                  elem_id="img2img_outpaint_pixels")
@@ -326,6 +333,7 @@ def build_img2img_tab(rt: Runtime) -> Img2ImgControls:
                                            elem_id="img2img_sd_upscale_scale_factor")
                 f["sdu_upscaler"] = gr.Dropdown(postprocessing_names(rt), value="None", label="Upscaler",
                                                 elem_id="img2img_sd_upscale_upscaler_index")
+            scripts = script_controls.selectable(rt, tab, f)
         with gr.Column(scale=1):
             output = common.build_output_panel(tab)
     common.wire_prompt_row(rt, row, f)
@@ -342,8 +350,9 @@ def build_img2img_tab(rt: Runtime) -> Img2ImgControls:
     resize_by.select(lambda: 1, outputs=[f["resize_tab"]], queue=False, show_progress="hidden")
     f["script_name"].change(lambda s: (gr.update(visible=s == outpainting.TITLE),
                                        gr.update(visible=s == prompts_from_file.TITLE),
-                                       gr.update(visible=s == sd_upscale.TITLE)),
-                            inputs=[f["script_name"]], outputs=[outpaint_controls, pff_group, sdu_controls],
+                                       gr.update(visible=s == sd_upscale.TITLE), *scripts.visibility(s)),
+                            inputs=[f["script_name"]],
+                            outputs=[outpaint_controls, pff_group, sdu_controls, *scripts.groups],
                             queue=False, show_progress="hidden")
 
     image_list = list(images.values())
@@ -383,11 +392,14 @@ def build_img2img_tab(rt: Runtime) -> Img2ImgControls:
         files, input_dir, output_dir, mask_dir, use_png, png_dir, props = values[n_images + n_fields:]
         if mode_index == BATCH:
             png_info = (png_dir or "", list(props or [])) if use_png else None
-            yield from run_batch(rt, field_values, files, input_dir, output_dir, mask_dir, last_seed, png_info)
+            scripts_call = scripts.call(field_values)
+            yield from run_batch(rt, field_values, files, input_dir, output_dir, mask_dir, last_seed, png_info,
+                                 scripts_call)
             return
         def submit() -> Any:
+            scripts_call = scripts.call(field_values)
             params, script = params_and_script(mode_index, image_values, field_values, postprocessing_names(rt))
-            return rt.submit_img2img(params, script=script)
+            return rt.submit_img2img(params, script=script, scripts_call=scripts_call)
 
         yield from common.stream_job(rt, submit, last_seed)
 
@@ -400,8 +412,8 @@ def build_img2img_tab(rt: Runtime) -> Img2ImgControls:
 
 
 def run_batch(rt: Runtime, values: dict[str, Any], files: list[Any] | None, input_dir: str, output_dir: str,
-              mask_dir: str, last_seed: dict[str, int], png_info: tuple[str, list[str]] | None = None
-              ) -> Iterator[common.Outputs]:
+              mask_dir: str, last_seed: dict[str, int], png_info: tuple[str, list[str]] | None = None,
+              scripts_call: Any = None) -> Iterator[common.Outputs]:
     """Batch mode: one job per image (its mask by name when a mask folder is given), results shown together; with
     an output directory the results are also written there under the input's name, never over a file. With
     ``png_info`` (folder, parameters), each image's infotext (or that of the same name in the folder) supplies
@@ -446,7 +458,7 @@ def run_batch(rt: Runtime, values: dict[str, Any], files: list[Any] | None, inpu
                 wanted = data.get("override_settings", {}).get("sd_model_checkpoint")
                 if wanted and rt.registry.get(wanted) is None:  # an unknown model hash is ignored, as in A1111
                     data["override_settings"].pop("sd_model_checkpoint")
-            return rt.submit_img2img(Img2ImgParams(**data, init_images=[image], mask=mask))
+            return rt.submit_img2img(Img2ImgParams(**data, init_images=[image], mask=mask), scripts_call=scripts_call)
 
         for out in common.stream_job(rt, submit, last_seed):
             last = out

@@ -15,7 +15,7 @@ from modules import samplers
 from modules.processing import prompts_from_file, upscale
 from modules.processing.params import Txt2ImgParams
 from modules.runtime import Runtime
-from modules.ui import common
+from modules.ui import common, script_controls
 from modules.ui.common import error_html  # noqa: F401  (re-exported for app.py)
 
 
@@ -43,7 +43,8 @@ def params_from_values(values: dict[str, Any]) -> Txt2ImgParams:
 
 
 def params_and_script(values: dict[str, Any]) -> tuple[Txt2ImgParams, Any]:
-    """The parameters and the chosen script's arguments (None for "None")."""
+    """The parameters and the chosen built-in script's arguments (None for "None"); the extension scripts'
+    values are taken out before (``script_controls.ScriptControls.call``)."""
     data = common.ui_values(values)
     script = common.script_call(data)
     if data.get("hr_sampler_name") == "Use same sampler":
@@ -122,13 +123,21 @@ def build_txt2img_tab(rt: Runtime) -> Txt2ImgControls:
     with gr.Row():
         with gr.Column(scale=1):
             common.build_sampler_controls(rt, tab, f)
+            script_controls.section(rt, tab, "sampler")
             common.build_size_and_batch(tab, f)
+            script_controls.section(rt, tab, "dimensions")
+            script_controls.section(rt, tab, "batch")
             f["cfg_scale"] = gr.Slider(1, 30, value=7, step=0.5, label="CFG Scale", elem_id=f"{tab}_cfg_scale")
+            script_controls.section(rt, tab, "cfg")
             common.build_seed_controls(tab, f, last_seed)
+            script_controls.section(rt, tab, "seed")
             build_hires_controls(rt, f)
             common.build_refiner_controls(rt, tab, f)
-            f["script_name"] = gr.Dropdown(list(SCRIPTS), value="None", label="Script", elem_id=f"{tab}_script")
+            script_controls.scripts_area(rt, tab)
+            f["script_name"] = gr.Dropdown(list(SCRIPTS) + script_controls.runner_titles(rt, tab), value="None",
+                                           label="Script", elem_id=f"{tab}_script")
             script_group = common.build_prompts_from_file_controls(tab, f)
+            scripts = script_controls.selectable(rt, tab, f)
         with gr.Column(scale=1):
             output = common.build_output_panel(tab)
     common.wire_prompt_row(rt, row, f)
@@ -153,12 +162,15 @@ def build_txt2img_tab(rt: Runtime) -> Txt2ImgControls:
 
     row.paste.click(paste_params, inputs=[f["prompt"]], outputs=inputs, queue=False)
 
-    f["script_name"].change(lambda s: gr.update(visible=s == prompts_from_file.TITLE), inputs=[f["script_name"]],
-                            outputs=[script_group], queue=False, show_progress="hidden")
+    f["script_name"].change(lambda s: [gr.update(visible=s == prompts_from_file.TITLE), *scripts.visibility(s)],
+                            inputs=[f["script_name"]], outputs=[script_group, *scripts.groups], queue=False,
+                            show_progress="hidden")
 
     def submit(values: tuple[Any, ...]) -> Any:
-        params, script = params_and_script(dict(zip(names, values)))
-        return rt.submit_txt2img(params, script=script)
+        data = dict(zip(names, values))
+        scripts_call = scripts.call(data)
+        params, script = params_and_script(data)
+        return rt.submit_txt2img(params, script=script, scripts_call=scripts_call)
 
     def generate_fn(*values: Any) -> Iterator[common.Outputs]:
         yield from common.stream_job(rt, lambda: submit(values), last_seed)

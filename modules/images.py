@@ -1,0 +1,75 @@
+"""A1111's ``modules.images`` for extensions: ``save_image``, ``image_grid``, ``draw_grid_annotations``,
+``GridAnnotation`` and ``resize_image``, over our saving and grid code.
+
+``save_image`` writes only inside the outputs folder (a path elsewhere is refused), never over a file, with the
+job's settings and the extensions' save hooks, like every image the app writes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+from PIL import Image
+
+from modules.processing import imageops, saving
+from modules.processing.xyz_grid import GridAnnotation, draw_grid_annotations  # noqa: F401 - A1111 names
+
+
+def _settings_and_roots() -> tuple[dict[str, Any], Path, Any]:
+    from modules import shared
+    from modules.processing.compat import active_context
+
+    ctx = active_context()
+    if ctx is not None:
+        return dict(ctx.settings), Path(ctx.data_dir), ctx.save_hooks
+    if shared.runtime is None:
+        raise RuntimeError("modules.images.save_image needs the running app")
+    from modules import script_callbacks
+
+    return shared.opts.as_dict(), Path(shared.runtime.paths.data_dir), script_callbacks.save_hooks()
+
+
+def save_image(image: Image.Image, path: str, basename: str = "", seed: Any = None, prompt: str | None = None,
+               extension: str = "png", info: str | None = None, short_filename: bool = False,
+               no_prompt: bool = False, grid: bool = False, pnginfo_section_name: str = "parameters", p: Any = None,
+               existing_info: dict[str, Any] | None = None, forced_filename: str | None = None, suffix: str = "",
+               save_to_dirs: bool | None = None) -> tuple[str, str | None]:
+    """A1111's signature; returns (image path, text path or None)."""
+    settings, data_dir, hooks = _settings_and_roots()
+    roots = [os.path.realpath(r) for r in saving.output_roots(settings, data_dir)]
+    directory = Path(path) if path else Path(roots[0])
+    real = os.path.realpath(directory if directory.is_absolute() else data_dir / directory)
+    if not any(os.path.commonpath([real, root]) == root for root in roots):
+        raise ValueError(f"save_image: {path} is outside the output folders")
+    settings["samples_format" if not grid else "grid_format"] = extension or "png"
+    if save_to_dirs is not None:
+        settings["grid_save_to_dirs" if grid else "save_to_dirs"] = bool(save_to_dirs)
+    if forced_filename:
+        settings["samples_filename_pattern"], settings["save_images_add_number"] = forced_filename, False
+    from datetime import datetime
+
+    fields = {"seed": seed if seed is not None else getattr(p, "seed", ""), "prompt": "" if no_prompt else
+              (prompt if prompt is not None else getattr(p, "prompt", "")), "date": datetime.now(),
+              "width": image.width, "height": image.height, "steps": getattr(p, "steps", ""),
+              "cfg": getattr(p, "cfg_scale", ""), "sampler": getattr(p, "sampler_name", ""),
+              "negative_prompt": getattr(p, "negative_prompt", ""), "styles": getattr(p, "styles", []),
+              "job_timestamp": getattr(p, "job_timestamp", ""), "batch_number": getattr(p, "iteration", 0),
+              "prompt_words_limit": settings.get("directories_max_prompt_words", 8)}
+    written = saving.save_image(image, Path(real), settings=settings, fields=fields, infotext=info, grid=grid,
+                                suffix=suffix, hooks=hooks, p=p, basename=basename or None)
+    text = written.with_suffix(".txt")
+    return str(written), str(text) if text.exists() else None
+
+
+def image_grid(imgs: Sequence[Image.Image], batch_size: int = 1, rows: int | None = None) -> Image.Image:
+    if rows is None:
+        rows = saving.grid_rows(len(imgs), batch_size, -1)
+    return saving.image_grid(list(imgs), rows)
+
+
+def resize_image(resize_mode: int, im: Image.Image, width: int, height: int, upscaler_name: str | None = None
+                 ) -> Image.Image:
+    """A1111's resize modes 0-2 (just resize, crop and resize, resize and fill), with Lanczos."""
+    return imageops.resize_image(resize_mode, im, width, height)
