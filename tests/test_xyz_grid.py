@@ -54,6 +54,10 @@ def test_grid_annotations_layout():
     assert plain.size == grid.size  # no legend: no bands
 
 
+def _has(infotext, entry):
+    return entry in infotext.split("\n")[-1].split(", ")
+
+
 def _decode(data):
     return Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB")
 
@@ -111,3 +115,41 @@ def test_xyz_plot_bad_axes_are_422s_naming_script_args(tiny_api_client, args, wo
                                                         "script_name": "x/y/z plot", "script_args": full})
     assert r.status_code == 422, r.text
     assert "script_args" in r.text and words in r.text
+
+
+def test_xyz_plot_checkpoint_vae_clip_skip_prompt_sr_and_styles_axes(tmp_path):
+    from tests.support.api_client import api_client
+    from tests.support.tiny_checkpoints import tiny_diffusers_state_dicts, write_tiny_checkpoint
+    from tests.support.tiny_files import perturbed, save_vae_file
+
+    root = tmp_path / "data"
+    write_tiny_checkpoint("sd1", root / "models" / "Stable-diffusion", "tiny")
+    write_tiny_checkpoint("sd1", root / "models" / "Stable-diffusion", "zeta", seed=5)
+    save_vae_file(root / "models" / "VAE" / "tinyvae.safetensors",
+                  perturbed(tiny_diffusers_state_dicts("sd1")["vae"], 3))
+    (root / "styles.csv").write_text('name,prompt,negative_prompt\nfancy,"{prompt}, fancy",\n', encoding="utf-8")
+    rest = [True, True, False, False, False, False, False, 0, False]
+    base = {"prompt": "a cat", "seed": 3, "steps": 1, "width": 64, "height": 64, "script_name": "x/y/z plot"}
+    with api_client(root) as client:
+        r = client.post("/sdapi/v1/txt2img", json={**base, "script_args": [
+            "Checkpoint name", "tiny, zeta", [], "VAE", "None, tinyvae.safetensors", [], "Nothing", "", [], *rest]})
+        assert r.status_code == 200, r.text
+        texts = json.loads(r.json()["info"])["infotexts"][1:]
+        cells = [_decode(i) for i in r.json()["images"][1:]]
+        assert [_has(t, "Model: tiny") for t in texts] == [True, False, True, False]
+        assert [_has(t, "Model: zeta") for t in texts] == [False, True, False, True]
+        assert ["VAE: tinyvae" in t for t in texts] == [False, False, True, True]
+        assert ImageChops.difference(cells[0], cells[1]).getbbox() is not None  # another checkpoint
+        assert ImageChops.difference(cells[0], cells[2]).getbbox() is not None  # another VAE
+        # the configured checkpoint is what the next plain job uses again
+        plain = client.post("/sdapi/v1/txt2img", json={"prompt": "a cat", "seed": 3, "steps": 1, "width": 64,
+                                                       "height": 64})
+        assert _has(json.loads(plain.json()["info"])["infotexts"][0], "Model: tiny")
+
+        r = client.post("/sdapi/v1/txt2img", json={**base, "script_args": [
+            "Clip skip", "1, 2", [], "Prompt S/R", "cat, dog", [], "Styles", "fancy", [], *rest]})
+        assert r.status_code == 200, r.text
+        info = json.loads(r.json()["info"])
+        texts = info["infotexts"][1:]
+        assert [t.split("\n")[0] for t in texts] == ["a cat, fancy", "a cat, fancy", "a dog, fancy", "a dog, fancy"]
+        assert ["Clip skip: 2" in t for t in texts] == [False, True, False, True]
