@@ -75,10 +75,7 @@ def create_app(args: Any, extensions: list[Any] | None = None) -> Any:  # -> Fas
     rt.extensions = extensions
     ext_mod.run_installers(extensions, rt.paths.data_dir, skip=bool(getattr(args, "skip_install", False)))
     shared.bind(rt)
-    ext_mod.load_scripts(extensions)
-    from modules import scripts
-
-    rt.script_runners = dict(zip(("txt2img", "img2img"), scripts.build_runners()))
+    load_scripts(rt, extensions)
     script_callbacks.call("ui_settings")  # extension options exist before Settings and config.json checks
     app = FastAPI(title="Stable Diffusion web UI", docs_url="/docs", redoc_url=None)
     app.state.runtime = rt
@@ -119,6 +116,15 @@ def create_app(args: Any, extensions: list[Any] | None = None) -> Any:  # -> Fas
     script_callbacks.call("app_started", demo, app)  # how A1111 extensions add their HTTP routes
     _mounts_last(app)
     return app
+
+
+def load_scripts(rt: Any, extensions: list[Any]) -> None:
+    """Import the built-in and the active extensions' scripts, and give each tab its ScriptRunner."""
+    from modules import extensions as ext_mod
+    from modules import scripts
+
+    ext_mod.load_scripts(extensions)
+    rt.script_runners = dict(zip(("txt2img", "img2img"), scripts.build_runners()))
 
 
 def _mounts_last(app: Any) -> None:

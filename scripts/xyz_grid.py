@@ -298,7 +298,7 @@ class Script(scripts.Script):
         grid_info = _with_plot_params(texts[0], axes, values)
         texts[0] = grid_info
         options = shared.opts
-        if options is not None and options.get("grid_save"):
+        if options is not None and options.get("grid_save") and not p.do_not_save_grid:
             save_image(images[0], p.outpath_grids, "xyz_grid", p.seed, p.prompt, info=grid_info, grid=True, p=p)
         index_of_first_image = len(images)
         if lone:

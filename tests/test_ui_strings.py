@@ -38,7 +38,11 @@ def demo(tmp_path_factory):
     from modules.runtime import build_runtime
     from modules.ui.app import build_ui
 
+    from webui import load_scripts
+
     rt = build_runtime(parse_args(["--data-dir", str(tmp_path_factory.mktemp("ui"))], environ={}))
+    load_scripts(rt, [])  # the built-in scripts' controls (X/Y/Z plot, ...) are part of the page
+    assert rt.script_runners["txt2img"].titles == ["Prompt matrix", "X/Y/Z plot"]
     return build_ui(rt)
 
 

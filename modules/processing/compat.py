@@ -104,9 +104,9 @@ class StableDiffusionProcessing:
     def to_params(self) -> GenerationParams:
         """The typed, validated parameters; a script that set a value out of range is a 422 naming the field."""
         values = {name: getattr(self, name) for name in self.params_class.model_fields if hasattr(self, name)}
-        for name in ("prompt", "negative_prompt"):
-            if isinstance(values.get(name), list):  # A1111 allows a list; its first entry is the job's prompt
-                values[name] = values[name][0] if values[name] else ""
+        for name in ("prompt", "negative_prompt", "seed", "subseed"):
+            if isinstance(values.get(name), list):  # A1111 allows one per image; the first is the job's
+                values[name] = values[name][0] if values[name] else ("" if "prompt" in name else -1)
         try:
             return self.params_class(**values)
         except ValidationError as err:
@@ -151,9 +151,8 @@ def process_images(p: StableDiffusionProcessing) -> _context.Processed:
         if ctx.reconfigure is None:
             raise FieldError("override_settings", "this job cannot change settings while it runs")
         ctx = ctx.reconfigure(overrides)
-    bridge = ScriptBridge(p) if p.scripts is not None else None
     ctx = copy.copy(ctx)
-    ctx.job_hooks = bridge
+    ctx.job_hooks = ScriptBridge(p)
     with running(ctx, run.process):
         processed = run.process(params, ctx)
     return processed
@@ -226,6 +225,18 @@ class ScriptBridge:
 
     def process(self, job: Job, lists: JobLists) -> None:
         p = self.p
+        for name, target in (("prompt", "all_prompts"), ("negative_prompt", "all_negative_prompts"),
+                             ("seed", "all_seeds"), ("subseed", "all_subseeds")):
+            value = getattr(p, name)
+            if isinstance(value, list):  # one per image (Prompt matrix), as A1111 accepts
+                if len(value) < len(getattr(lists, target)):
+                    raise FieldError(name, f"{len(value)} values for {len(getattr(lists, target))} images")
+                values = list(value[:len(getattr(lists, target))])
+                if name in ("seed", "subseed"):
+                    values = [get_fixed_seed(v) for v in values]
+                setattr(lists, target, values)
+        if p.scripts is None:
+            return
         p.all_prompts, p.all_negative_prompts = lists.all_prompts, lists.all_negative_prompts
         p.all_seeds, p.all_subseeds = lists.all_seeds, lists.all_subseeds
         p.seed, p.subseed = lists.all_seeds[0], lists.all_subseeds[0]
@@ -238,6 +249,8 @@ class ScriptBridge:
 
     def before_batch(self, job: Job, batch: Batch) -> None:
         p = self.p
+        if p.scripts is None:
+            return
         p.iteration = batch.number
         p.prompts, p.negative_prompts = list(batch.prompts), list(batch.negative_prompts)
         p.seeds, p.subseeds = list(batch.seeds), list(batch.subseeds)
@@ -254,6 +267,9 @@ class ScriptBridge:
     def after_batch(self, job: Job, batch: Batch, images: Any) -> Any:
         import torch
 
+        if self.p.scripts is None:
+            return images
+
         unit = torch.clamp((images + 1.0) / 2.0, 0.0, 1.0)  # A1111 hands scripts [0, 1]
         self.p.scripts.postprocess_batch(self.p, unit, batch_number=batch.number)
         listed = PostprocessBatchListArgs(list(unit))
@@ -265,13 +281,16 @@ class ScriptBridge:
 
     def image(self, job: Job, batch: Batch, index_in_batch: int, image: Any) -> Any:
         self.p.batch_index = index_in_batch
+        if self.p.scripts is None:
+            return image
         pp = PostprocessImageArgs(image)
         self.p.scripts.postprocess_image(self.p, pp)
         self._extra(job)
         return pp.image
 
     def done(self, job: Job, processed: _context.Processed) -> None:
-        self.p.scripts.postprocess(self.p, processed)
+        if self.p.scripts is not None:
+            self.p.scripts.postprocess(self.p, processed)
 
 
 def get_fixed_seed(seed: Any) -> int:
