@@ -108,12 +108,16 @@ def create_app(args: Any, extensions: list[Any] | None = None) -> Any:  # -> Fas
 
         from modules.ui.app import CSS, build_ui, page_js
 
+        from modules.ui.component_hooks import component_callbacks
+
         script_callbacks.call("before_ui")
-        demo = build_ui(rt)
+        with component_callbacks():
+            demo = build_ui(rt)
         app = gr.mount_gradio_app(app, demo, path="/", auth=ui_credentials(args) or None, css=CSS,
                                   js=page_js(args.theme), head=page_head(rt),
                                   allowed_paths=[str(rt.paths.outputs_dir)])
     script_callbacks.call("app_started", demo, app)  # how A1111 extensions add their HTTP routes
+    app.router.on_shutdown.append(lambda: script_callbacks.call("script_unloaded"))
     _mounts_last(app)
     return app
 

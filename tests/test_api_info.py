@@ -48,8 +48,9 @@ def test_memory(client):
 
 def test_scripts_and_script_info(client):
     scripts = client.get("/sdapi/v1/scripts").json()
-    assert scripts == {"txt2img": ["prompts from file or textbox"],
-                       "img2img": ["poor man's outpainting", "prompts from file or textbox", "sd upscale"]}
+    assert scripts == {"txt2img": ["prompts from file or textbox", "prompt matrix", "x/y/z plot"],
+                       "img2img": ["poor man's outpainting", "prompts from file or textbox", "sd upscale", "loopback",
+                                   "prompt matrix", "x/y/z plot"]}
     info = client.get("/sdapi/v1/script-info").json()
     upscale = next(s for s in info if s["name"] == "sd upscale")
     assert upscale["is_img2img"] is True and upscale["is_alwayson"] is False

@@ -237,3 +237,14 @@ def test_scripts_hooks_run_in_a1111_order_and_change_the_job(app_factory):
         ids = [c.get("props", {}).get("elem_id") for c in config["components"]]
         assert "script_txt2img_demo_always_on_enabled" in ids and "script_img2img_demo_twice_steps" in ids
         assert ids.index("script_txt2img_demo_always_on_seed") < ids.index("txt2img_script")
+        # on_after_component(elem_id=...) put the extension's button right after Generate; every component was seen
+        assert ids.index("demo_ext_after_generate") == ids.index("txt2img_generate") + 1
+        assert "txt2img_prompt" in demo.COMPONENTS_SEEN and "demo_ext_after_generate" not in demo.COMPONENTS_SEEN
+
+        # pasting an infotext fills the script's infotext_fields control, after on_infotext_pasted ran
+        from modules.ui import pnginfo_tab
+
+        fields = {"prompt": object(), "script_arg_2": scripts.scripts_txt2img.inputs[2]}
+        values = pnginfo_tab.txt2img_values_from_infotext("x\nSteps: 2, Seed: 1, Demo seed: 41", None, fields)
+        assert values["script_arg_2"] == 42
+    assert demo.UNLOADED == [True]  # on_script_unloaded at shutdown

@@ -81,7 +81,29 @@ def _float(value: object) -> float | int | None:
     return int(number) if number.is_integer() else number
 
 
-def txt2img_values_from_infotext(text: str | None, styles: Any = None) -> dict[str, Any]:
+def script_values_from_infotext(parsed: dict[str, Any], components: Mapping[str, Any]) -> dict[str, Any]:
+    """Values for the scripts' controls among ``components`` that their ``infotext_fields`` ((component, key or
+    function) pairs) fill from the parsed infotext."""
+    from modules import scripts
+
+    keys = {id(component): key for runner in (scripts.scripts_txt2img, scripts.scripts_img2img)
+            for script in runner.scripts for component, key in (script.infotext_fields or [])}
+    out: dict[str, Any] = {}
+    for name, component in components.items():
+        key = keys.get(id(component))
+        if key is None:
+            continue
+        try:
+            value = key(parsed) if callable(key) else parsed.get(key)
+        except Exception:  # noqa: BLE001 - a script's paste function must not break pasting
+            continue
+        if value is not None:
+            out[name] = value
+    return out
+
+
+def txt2img_values_from_infotext(text: str | None, styles: Any = None,
+                                 components: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Values for the txt2img fields (Txt2ImgControls.fields names) that the infotext sets, as A1111 pastes them.
 
     Fields the infotext does not mention are absent (left unchanged), except the sampler and schedule type (see
@@ -91,7 +113,12 @@ def txt2img_values_from_infotext(text: str | None, styles: Any = None) -> dict[s
     if not text or not text.strip():
         return {}
     d = infotext.parse_infotext(text)
+    from modules import script_callbacks
+
+    script_callbacks.call("infotext_pasted", text, d)  # extensions may add or change parsed values (A1111)
     out: dict[str, Any] = {"prompt": str(d.get("Prompt", "")), "negative_prompt": str(d.get("Negative prompt", ""))}
+    if components is not None:
+        out.update(script_values_from_infotext(d, components))
 
     if styles is not None and getattr(styles, "styles", None):
         found, prompt, negative = styles.extract_styles_from_prompt(out["prompt"], out["negative_prompt"])
@@ -172,7 +199,7 @@ def _img2img_values(d: Mapping[str, Any]) -> dict[str, Any]:
 
 def send_to_txt2img_updates(text: str | None, field_components: Mapping[str, Any], styles: Any = None) -> list[Any]:
     """One gradio update per txt2img field (in ``field_components`` order); sliders widen to fit a larger value."""
-    values = txt2img_values_from_infotext(text, styles)
+    values = txt2img_values_from_infotext(text, styles, field_components)
     updates: list[Any] = []
     for name, component in field_components.items():
         if name not in values:
