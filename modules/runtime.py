@@ -197,8 +197,11 @@ class Runtime:
         """Queue an Extras job over ``images`` ((PIL image, source name) pairs); returns (results, paths)."""
         from modules.processing import postprocessing
 
+        from modules import script_callbacks
+
         postprocessing.check_request(params, self.upscalers, self.face_restorers)
         settings = self.options.as_dict()
+        hooks = script_callbacks.save_hooks()
 
         def run(job: Job) -> Any:
             job.progress.begin(job_count=len(images), steps=1)
@@ -212,7 +215,8 @@ class Runtime:
                 result.image.info["extras"] = result.infotext
                 results.append(result)
                 paths.append(postprocessing.save_extras(result, image.info, settings, self.paths.data_dir,
-                                                        basename=name, output_dir=output_dir) if save else None)
+                                                        basename=name, output_dir=output_dir, hooks=hooks)
+                             if save else None)
             job.progress.next_job(len(images))
             return results, paths
 

@@ -85,6 +85,16 @@ def test_extension_callbacks_settings_routes_and_failures(app_factory):
             assert im.info["demo"] == "added by demo-ext" and im.info["parameters"].startswith("x\n")
         demo_module = next(m for n, m in sys.modules.items() if n.endswith("demo_ext_demo"))
         assert demo_module.SAVED == [str(saved[0])]
+        # Extras results go through the same hooks
+        from modules.processing.postprocessing import ExtrasParams
+
+        with Image.open(saved[0]) as im:
+            source = im.copy()
+        rt.submit_extras(ExtrasParams(upscaling_resize=1.0), [(source, "")]).wait(60)
+        extras = sorted((root / "outputs" / "extras-images").rglob("*.png"))
+        assert len(extras) == 1 and extras[0].name.endswith("-demo.png") and demo_module.SAVED[-1] == str(extras[0])
+        with Image.open(extras[0]) as im:
+            assert im.info["demo"] == "added by demo-ext" and im.info["parameters"].startswith("x\n")
         assert client.get("/off-ext").status_code == 404  # a disabled extension's scripts never ran
         # the extension's option is a real setting: validated, saved, shown in Settings
         assert client.post("/sdapi/v1/options", json={"demo_ext_mode": "loud"}).status_code == 200

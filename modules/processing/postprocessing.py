@@ -132,9 +132,10 @@ def check_request(p: ExtrasParams, registry: Any, face_restorers: Any) -> None:
 
 
 def save_extras(result: ExtrasResult, source_info: Mapping[str, Any], settings: Mapping[str, Any], data_dir: Path,
-                basename: str = "", output_dir: Path | None = None) -> Path:
+                basename: str = "", output_dir: Path | None = None, hooks: saving.SaveHooks | None = None) -> Path:
     """Write the result as A1111 names extras: ``NNNNN.png`` (or the input's name in a batch), the ``extras``
-    chunk added, the original ``parameters`` kept; never over an existing file."""
+    chunk added, the original ``parameters`` kept; never over an existing file. ``hooks``: the extensions'
+    on_before_image_saved / on_image_saved, as for generated images."""
     from modules import fileio, filenames
 
     folder = output_dir if output_dir is not None else saving.output_dir(settings, data_dir, EXTRAS, grid=False)
@@ -146,6 +147,11 @@ def save_extras(result: ExtrasResult, source_info: Mapping[str, Any], settings: 
         stem = f"{filenames.next_sequence_number(folder, ''):05}"
     parameters = source_info.get("parameters") if isinstance(source_info.get("parameters"), str) else None
     extra = {"extras": result.infotext} if result.infotext else {}
-    data = saving.encode_image(result.image, fmt, parameters if settings.get("enable_pnginfo", True) else None,
-                               int(settings.get("jpeg_quality", 80)), extra_text=extra if fmt == "png" else None)
-    return fileio.write_new_file(folder / f"{stem}.{fmt}", data)
+    hooked = saving.HookedSave.before(hooks, result.image, None, folder, folder / f"{stem}.{fmt}", parameters,
+                                      extra)
+    data = saving.encode_image(hooked.image, fmt, hooked.infotext if settings.get("enable_pnginfo", True) else None,
+                               int(settings.get("jpeg_quality", 80)), extra_text=hooked.extra if fmt == "png" else None)
+    hooked.target.parent.mkdir(parents=True, exist_ok=True)
+    path = fileio.write_new_file(hooked.target, data)
+    hooked.after(path)
+    return path

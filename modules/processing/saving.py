@@ -122,10 +122,36 @@ def save_image(image: Image.Image, directory: Path, *, settings: Mapping[str, An
         stem = f"{number:05}" + (f"-{decoration}" if decoration else "")
     stem = filenames.sanitize_filename_part(stem + suffix)
     target = directory / f"{stem}.{fmt}"
-    extra: dict[str, str] = {}
-    params = None
-    if hooks is not None and (hooks.before or hooks.after):
-        params = ImageSaveParams(image, p, str(target), {"parameters": infotext} if infotext else {})
+    hooked = HookedSave.before(hooks, image, p, root, target, infotext, {})
+    data = encode_image(hooked.image, fmt, hooked.infotext if settings.get("enable_pnginfo", True) else None,
+                        int(settings.get("jpeg_quality", 80)), extra_text=hooked.extra if fmt == "png" else None)
+    hooked.target.parent.mkdir(parents=True, exist_ok=True)
+    path = fileio.write_new_file(hooked.target, data)
+    if settings.get("save_txt") and hooked.infotext:
+        fileio.write_new_file(path.with_suffix(".txt"), hooked.infotext.encode("utf-8"))
+    hooked.after(path)
+    return path
+
+
+@dataclass
+class HookedSave:
+    """An image about to be written, after the extensions' before-save hooks changed what they may."""
+
+    image: Any
+    target: Path
+    infotext: str | None
+    extra: dict[str, str]
+    hooks: SaveHooks | None = None
+    params: ImageSaveParams | None = None
+
+    @classmethod
+    def before(cls, hooks: SaveHooks | None, image: Any, p: Any, root: Path, target: Path, infotext: str | None,
+               extra: dict[str, str]) -> HookedSave:
+        """Run ``hooks.before``: the image, the name (kept inside ``root``) and the text chunks may change."""
+        if hooks is None or not (hooks.before or hooks.after):
+            return cls(image, target, infotext, dict(extra))
+        chunks = {**({"parameters": infotext} if infotext else {}), **extra}
+        params = ImageSaveParams(image, p, str(target), chunks)
         if hooks.before:
             hooks.before(params)
             image = params.image
@@ -133,16 +159,13 @@ def save_image(image: Image.Image, directory: Path, *, settings: Mapping[str, An
                 else None
             extra = {k: v for k, v in params.pnginfo.items() if k != "parameters" and isinstance(v, str)}
             target = _hooked_target(root, Path(params.filename), target)
-    data = encode_image(image, fmt, infotext if settings.get("enable_pnginfo", True) else None,
-                        int(settings.get("jpeg_quality", 80)), extra_text=extra if fmt == "png" else None)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    path = fileio.write_new_file(target, data)
-    if settings.get("save_txt") and infotext:
-        fileio.write_new_file(path.with_suffix(".txt"), infotext.encode("utf-8"))
-    if params is not None and hooks is not None and hooks.after:
-        params.filename = str(path)
-        hooks.after(params)
-    return path
+        return cls(image, target, infotext, dict(extra), hooks, params)
+
+    def after(self, path: Path) -> None:
+        """Run ``hooks.after`` with the name really written."""
+        if self.params is not None and self.hooks is not None and self.hooks.after:
+            self.params.filename = str(path)
+            self.hooks.after(self.params)
 
 
 def _hooked_target(root: Path, wanted: Path, planned: Path) -> Path:
