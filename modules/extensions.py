@@ -43,6 +43,7 @@ class Extension:
     enabled: bool = True
     errors: list[str] = field(default_factory=list)  # what went wrong (installer, preload, scripts)
     loaded_scripts: list[str] = field(default_factory=list)
+    _git: Any = field(default=None, repr=False, compare=False)
 
     def files(self, folder: str, suffixes: tuple[str, ...]) -> list[Path]:
         directory = self.path / folder
@@ -61,10 +62,83 @@ class Extension:
         css = self.path / "style.css"
         return css if css.is_file() else None
 
+    def git(self, refresh: bool = False) -> Any:
+        """The checkout's ``extension_git.GitInfo`` (read once, on first use: starting stays fast)."""
+        from modules import extension_git
+
+        if refresh or self._git is None:
+            self._git = extension_git.git_info(self.path)
+        return self._git
+
+    def metadata(self) -> Metadata:
+        return read_metadata(self.path)
+
     def api_item(self) -> dict[str, Any]:
-        """A1111's /sdapi/v1/extensions item (git details are not read yet)."""
-        return {"name": self.name, "remote": None, "branch": None, "commit_hash": None, "commit_date": None,
-                "version": "", "enabled": self.enabled}
+        """A1111's /sdapi/v1/extensions item."""
+        info = self.git()
+        return {"name": self.name, "remote": info.remote, "branch": info.branch, "commit_hash": info.commit_hash,
+                "commit_date": info.commit_date, "version": info.version, "enabled": self.enabled}
+
+
+@dataclass(frozen=True)
+class Metadata:
+    """What an extension's ``metadata.ini`` says (A1111): its canonical ``Name`` and the extensions it
+    ``Requires`` (loaded before it; a missing one is reported)."""
+
+    name: str | None = None
+    requires: tuple[str, ...] = ()
+
+
+def read_metadata(path: Path) -> Metadata:
+    import configparser
+
+    file = path / "metadata.ini"
+    if not file.is_file():
+        return Metadata()
+    parser = configparser.ConfigParser()
+    try:
+        parser.read(file, encoding="utf-8")
+    except (configparser.Error, OSError, UnicodeDecodeError) as err:
+        log.warning("extension %s: metadata.ini is unreadable: %s", path.name, err)
+        return Metadata()
+    section = parser["Extension"] if parser.has_section("Extension") else {}
+    requires = tuple(r.strip() for r in str(section.get("Requires", "") or "").replace(",", " ").split() if r.strip())
+    return Metadata(name=(section.get("Name") or None), requires=requires)
+
+
+def load_order(extensions: Iterable[Extension]) -> list[Extension]:
+    """Active extensions with each one after those its metadata.ini ``Requires`` (by folder or ``Name``),
+    otherwise in discovery order; a missing requirement or a cycle is reported on the extension."""
+    items = active(extensions)
+    by_name: dict[str, Extension] = {}
+    for ext in items:
+        by_name[ext.name.lower()] = ext
+        meta_name = ext.metadata().name
+        if meta_name:
+            by_name.setdefault(meta_name.lower(), ext)
+    ordered: list[Extension] = []
+    visiting: set[str] = set()
+
+    def visit(ext: Extension) -> None:
+        if ext in ordered:
+            return
+        if ext.name in visiting:
+            ext.errors.append("metadata.ini: its Requires form a cycle; loaded in folder order")
+            return
+        visiting.add(ext.name)
+        for required in ext.metadata().requires:
+            other = by_name.get(required.lower())
+            if other is None:
+                ext.errors.append(f"metadata.ini: requires {required}, which is not installed or not enabled")
+            elif other is not ext:
+                visit(other)
+        visiting.discard(ext.name)
+        if ext not in ordered:
+            ordered.append(ext)
+
+    for ext in items:
+        visit(ext)
+    return ordered
 
 
 def extension_roots(data_dir: Path) -> list[tuple[Path, bool]]:
@@ -215,7 +289,7 @@ def load_scripts(extensions: Iterable[Extension], timeout: float | None = None) 
             _, error = _import_file(script, f"builtin_script_{_ident(script.stem)}", IMPORT_TIMEOUT)
         if error:
             log.error("built-in script %s: %s", script.name, error)
-    for ext in active(extensions):
+    for ext in load_order(extensions):
         for script in ext.scripts():
             added = str(ext.path) not in sys.path
             if added:

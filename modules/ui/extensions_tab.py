@@ -1,5 +1,11 @@
-"""The Extensions tab: the installed extensions with their state, and "Apply and restart UI", which saves
-``disabled_extensions`` and restarts the server on the same port (what A1111 users expect after enabling one)."""
+"""The Extensions tab, as A1111's: "Installed" (state, git remote/branch/version, problems; enable/disable; check
+for updates and update through git; "Apply and restart UI", which saves ``disabled_extensions`` and restarts the
+server on the same port) and "Install from URL" (an https git URL, cloned into ``extensions/`` and its install.py
+run; refused on a network-exposed server without ``--enable-insecure-extension-access``).
+
+The handlers are plain functions of the runtime (``install_extension``, ``check_updates``, ``update_extensions``)
+so they are tested without a browser.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +18,14 @@ from typing import Any
 
 import gradio as gr
 
+from modules import extension_git
 from modules.runtime import Runtime
 from modules.ui import common
 
 log = logging.getLogger(__name__)
 
 
-def extensions_table(rt: Runtime) -> str:
+def extensions_table(rt: Runtime, updates: dict[str, str] | None = None) -> str:
     if not rt.extensions:
         return (f"<p class='comments'>{common.words('No extensions are installed. Put them in')} "
                 f"<code>{html.escape(str(rt.paths.extensions_dir))}</code></p>")
@@ -27,25 +34,108 @@ def extensions_table(rt: Runtime) -> str:
         state = "enabled" if ext.enabled else "disabled"
         errors = "".join(f"<pre class='error'>{html.escape(e)}</pre>" for e in ext.errors)
         scripts = ", ".join(html.escape(s) for s in ext.loaded_scripts)
+        info = ext.git()
+        remote = html.escape(info.remote or "")
+        status = html.escape((updates or {}).get(ext.name, ""))
         rows.append(f"<tr><td>{html.escape(ext.name)}</td><td>{common.words(state)}</td>"
-                    f"<td>{'builtin' if ext.is_builtin else ''}</td><td>{scripts}</td><td>{errors}</td></tr>")
-    head = "".join(f"<th>{common.words(h)}</th>" for h in ("Extension", "State", "", "Scripts", "Problems"))
+                    f"<td>{'builtin' if ext.is_builtin else ''}</td><td>{remote}</td>"
+                    f"<td>{html.escape(info.branch or '')}</td><td>{html.escape(info.version)}</td>"
+                    f"<td>{html.escape(info.date_text())}</td><td>{status}</td><td>{scripts}</td><td>{errors}</td></tr>")
+    head = "".join(f"<th>{common.words(h)}</th>" for h in
+                   ("Extension", "State", "", "URL", "Branch", "Version", "Date", "Update", "Scripts", "Problems"))
     return f"<table id='extensions_table'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _message(text: str) -> str:
+    return f"<p class='comments'>{html.escape(text)}</p>"
+
+
+def install_extension(rt: Runtime, url: str, branch: str = "", dirname: str = "") -> str:
+    """Clone, run install.py, list it; loading waits for "Apply and restart UI"."""
+    from modules import extensions as ext_mod
+
+    refused = extension_git.extension_access_error(rt.args)
+    if refused:
+        return common.error_html(refused)
+    try:
+        path = extension_git.install_from_url(url, rt.paths.extensions_dir, dirname or None, branch or None)
+    except extension_git.ExtensionGitError as err:
+        return common.error_html(str(err))
+    ext = ext_mod.Extension(path.name, path)
+    ext_mod.run_installers([ext], rt.paths.data_dir)
+    rt.extensions.append(ext)
+    log.info("installed extension %s from %s", path.name, url)
+    problems = f" {ext.errors[0]}" if ext.errors else ""
+    return _message(f"Installed into {path}. Use \"Apply and restart UI\" to load it.{problems}")
+
+
+def check_updates(rt: Runtime) -> dict[str, str]:
+    """Each git checkout's state against its remote (fetching it)."""
+    refused = extension_git.extension_access_error(rt.args)
+    out: dict[str, str] = {}
+    for ext in rt.extensions:
+        if not extension_git.is_checkout(ext.path):
+            continue
+        if refused:
+            out[ext.name] = "disabled"
+            continue
+        try:
+            out[ext.name] = extension_git.check_for_updates(ext.path).message
+        except extension_git.ExtensionGitError as err:
+            out[ext.name] = f"error: {err}"
+    return out
+
+
+def update_extensions(rt: Runtime, names: list[str] | None = None) -> dict[str, str]:
+    """Fast-forward the chosen (or every) checkout that is behind; the new code loads after a restart."""
+    refused = extension_git.extension_access_error(rt.args)
+    if refused:
+        return {ext.name: refused for ext in rt.extensions}
+    out: dict[str, str] = {}
+    for ext in rt.extensions:
+        if (names is not None and ext.name not in names) or not extension_git.is_checkout(ext.path):
+            continue
+        before = ext.git().commit_hash
+        try:
+            after = extension_git.update(ext.path).commit_hash
+        except extension_git.ExtensionGitError as err:
+            out[ext.name] = f"error: {err}"
+            continue
+        ext.git(refresh=True)
+        out[ext.name] = "updated, restart to load" if after != before else "latest"
+    return out
 
 
 def build_extensions_tab(rt: Runtime) -> Any:
     names = [e.name for e in rt.extensions]
     enabled = [e.name for e in rt.extensions if e.enabled]
-    with gr.Column():
-        table = gr.HTML(extensions_table(rt), elem_id="extensions_installed_html")
-        chosen = gr.CheckboxGroup(names, value=enabled, label="Enabled extensions",
-                                  elem_id="extensions_enabled", visible=bool(names))
-        apply = gr.Button("Apply and restart UI", variant="primary", elem_id="extensions_apply",
-                          visible=bool(names))
-        result = gr.HTML("", elem_id="extensions_result")
+    refused = extension_git.extension_access_error(rt.args)
+    with gr.Tabs(elem_id="tabs_extensions"):
+        with gr.Tab("Installed", id="installed"):
+            with gr.Row():
+                apply = gr.Button("Apply and restart UI", variant="primary", elem_id="extensions_apply",
+                                  visible=bool(names))
+                check = gr.Button("Check for updates", elem_id="extensions_check", visible=bool(names))
+                update = gr.Button("Update", elem_id="extensions_update", visible=bool(names))
+            chosen = gr.CheckboxGroup(names, value=enabled, label="Enabled extensions",
+                                      elem_id="extensions_enabled", visible=bool(names))
+            table = gr.HTML(extensions_table(rt), elem_id="extensions_installed_html")
+            result = gr.HTML("", elem_id="extensions_result")
+        with gr.Tab("Install from URL", id="install_from_url"):
+            if refused:
+                gr.HTML(common.error_html(refused), elem_id="extensions_install_disabled")
+            url = gr.Textbox(label="URL for extension's git repository", elem_id="install_url",
+                             interactive=not refused)
+            branch = gr.Textbox(label="Specific branch name", placeholder="Leave empty for default main branch",
+                                elem_id="install_branch", interactive=not refused)
+            dirname = gr.Textbox(label="Local directory name", placeholder="Leave empty for auto",
+                                 elem_id="install_dirname", interactive=not refused)
+            install = gr.Button("Install", variant="primary", elem_id="install_button", interactive=not refused)
+            install_result = gr.HTML("", elem_id="extension_install_result")
 
     def on_apply(selected: list[str]) -> str:
-        disabled = [n for n in names if n not in (selected or [])]
+        all_names = [e.name for e in rt.extensions]
+        disabled = [n for n in all_names if n not in (selected or [])]
         try:
             rt.options.apply({"disabled_extensions": disabled})
         except ValueError as err:
@@ -55,5 +145,14 @@ def build_extensions_tab(rt: Runtime) -> Any:
         threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
         return f"<p class='comments'>{common.words('Restarting…')}</p>"
 
+    def on_install(address: str, branch_name: str, folder: str) -> tuple[str, Any, Any]:
+        message = install_extension(rt, address, branch_name, folder)
+        all_names = [e.name for e in rt.extensions]
+        return message, extensions_table(rt), gr.update(choices=all_names, visible=True,
+                                                         value=[e.name for e in rt.extensions if e.enabled])
+
     apply.click(on_apply, inputs=[chosen], outputs=[result], queue=False)
+    check.click(lambda: extensions_table(rt, check_updates(rt)), outputs=[table])
+    update.click(lambda: extensions_table(rt, update_extensions(rt)), outputs=[table])
+    install.click(on_install, inputs=[url, branch, dirname], outputs=[install_result, table, chosen])
     return table
