@@ -139,11 +139,11 @@ def test_extension_javascript_css_and_tab_reach_the_page(tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     from tests.support.server import make_data_dir, running_server
-    from tests.test_ui_browser import CHROMIUM, LAUNCH_ARGS
+    from tests.test_ui_browser import CHROMIUM, LAUNCH_ARGS, set_tiny_size
 
     data_dir = make_data_dir(tmp_path / "srv", ["tiny"])
     shutil.copytree(FIXTURES / "demo-ext", data_dir / "extensions" / "demo-ext")
-    with running_server(data_dir, ["--skip-load-model-at-start"]) as server, sync_playwright() as p:
+    with running_server(data_dir, []) as server, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
         try:
             page = browser.new_page()
@@ -151,6 +151,22 @@ def test_extension_javascript_css_and_tab_reach_the_page(tmp_path):
             page.locator("#txt2img_generate").wait_for(state="visible", timeout=30_000)
             page.wait_for_function("window.demoExtLoaded === true && window.demoExtUiLoaded === true",
                                    timeout=30_000)
+            # the always-on script's controls reach its hooks: enable it, generate, read the infotext
+            page.locator("#txt2img_prompt textarea").fill("a cat")
+            set_tiny_size(page)
+            page.get_by_text("Demo always on", exact=True).first.click()  # open its accordion
+            page.locator("#script_txt2img_demo_always_on_enabled input[type=checkbox]").check()
+            seed_box = page.locator("#script_txt2img_demo_always_on_seed input")
+            seed_box.fill("4321")
+            seed_box.press("Tab")
+            page.locator("#txt2img_generate").click()
+            expect(page.locator("#html_info_txt2img")).to_contain_text("Demo seed: 4321", timeout=120_000)
+            expect(page.locator("#html_info_txt2img")).to_contain_text("Seed: 4321")
+            # a selectable script's controls show when it is chosen
+            expect(page.locator("#script_txt2img_x_y_z_plot_x_values")).to_be_hidden()
+            page.locator("#txt2img_script input").click()
+            page.get_by_role("option", name="X/Y/Z plot").click()
+            expect(page.locator("#script_txt2img_x_y_z_plot_x_values")).to_be_visible()
             page.get_by_role("tab", name="Demo tab").click()
             markdown = page.locator("#demo_ext_markdown")
             expect(markdown).to_contain_text("Demo tab content")
