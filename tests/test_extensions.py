@@ -100,6 +100,8 @@ def test_extension_callbacks_settings_routes_and_failures(app_factory):
         assert client.post("/sdapi/v1/options", json={"demo_ext_mode": "loud"}).status_code == 200
         assert client.post("/sdapi/v1/options", json={"demo_ext_mode": "shout"}).status_code == 422
         assert client.get("/demo-ext/hello").json()["mode"] == "loud"
+        assert demo_module.MODE_CHANGES == ["loud"]  # opts.onchange, reading opts.data
+        assert demo_module.BEFORE_UI == [True]  # on_before_ui, reading cmd_opts
         listed = {e["name"]: e["enabled"] for e in client.get("/sdapi/v1/extensions").json()}
         assert listed["demo-ext"] is True and listed["off-ext"] is False
         js = client.get("/extension-assets/demo-ext/javascript/demo.js")
@@ -115,8 +117,10 @@ def test_extension_callbacks_settings_routes_and_failures(app_factory):
 def test_install_runs_once_preload_adds_flags_and_disable_all(app_factory):
     app, root = app_factory("--demo-ext-flag")
     assert app.state.runtime.args.demo_ext_flag is True  # added by preload.py before parsing
-    app_factory()
+    app.state.runtime.options.apply({"demo_ext_mode": "loud"})
+    again, _ = app_factory()
     assert (root / "extensions" / "demo-ext" / "installed.txt").read_text() == "1"  # unchanged installer: not rerun
+    assert again.state.runtime.options.get("demo_ext_mode") == "loud"  # the extension's setting persisted
     none, _ = app_factory("--disable-all-extensions")
     assert all(not e.enabled for e in none.state.runtime.extensions)
     assert script_callbacks.callbacks("app_started") == []
@@ -229,18 +233,32 @@ def test_scripts_hooks_run_in_a1111_order_and_change_the_job(app_factory):
         assert all("Demo seed: 4242" in text for text in result["infotexts"])
         hooks = [c[0] for c in demo.CALLS]
         assert hooks == ["setup", "before_process", "process", "before_process_batch", "process_batch",
-                         "postprocess_batch", "postprocess_image", "postprocess_image", "postprocess"]
+                         "postprocess_batch", "postprocess_image", "postprocess_image", "postprocess", "model"]
         assert demo.CALLS[2] == ("process", [5, 6]) and demo.CALLS[3] == ("before_process_batch", 0, [4242, 4243])
         assert demo.CALLS[5] == ("postprocess_batch", (2, 3, 64, 64), True)  # A1111's [0, 1] tensors
-        assert demo.CALLS[-1] == ("postprocess", 2, 4242)  # the API returns no grid unless images are saved
+        assert demo.CALLS[-2] == ("postprocess", 2, 4242)  # the API returns no grid unless images are saved
         # on_cfg_denoiser saw every evaluation of both... one batch: 2 steps, with the pass's total
         assert [(s, t) for s, t, _ in demo.DENOISER_STEPS] == [(0, 2), (1, 2)]
+        assert demo.DENOISED == [(0, (2, 4, 8, 8)), (1, (2, 4, 8, 8))] and demo.AFTER_CFG == [0, 1]
+        assert ("model", True, False) in demo.CALLS  # shared.sd_model is the job's model; shared.state
+        saved_path, refused = demo.SAVED_BY_SCRIPT[-2:]
+        assert Path(saved_path).is_file() and Path(saved_path).is_relative_to(root / "outputs" / "txt2img-images")
+        assert "-demo-" in Path(saved_path).name and refused.startswith("refused: ") and "outside" in refused
+        assert not list(Path("/tmp").glob("escape*.png"))
 
         # the same seeds and prompts without the script give the unmirrored images
         plain = images_of(client.post("/sdapi/v1/txt2img", json={**body, "prompt": "x, demo", "seed": 4242}))
         assert len(changed) == len(plain) == 2
         for ours, reference in zip(changed, plain):
             assert ImageChops.difference(ours, reference.transpose(0)).getbbox() is None
+
+        # a sampling callback's replacement is what the sampler uses
+        demo.DEMO_ZERO_GUIDANCE.append(True)
+        try:
+            zeroed = images_of(client.post("/sdapi/v1/txt2img", json={**body, "prompt": "x, demo", "seed": 4242}))
+        finally:
+            demo.DEMO_ZERO_GUIDANCE.clear()
+        assert ImageChops.difference(zeroed[0], plain[0]).getbbox() is not None
 
         # a selectable script's run() calls process_images twice and returns its own Processed
         demo.CALLS.clear()
