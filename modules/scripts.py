@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,6 +129,7 @@ class ScriptRunner:
         self.inputs: list[Any] = [None]  # entry 0 is the Script dropdown
         self.ui_created = False
         self._placed: set[int] = set()  # ids of scripts whose UI is built
+        self._ui_lock = threading.Lock()
 
     # -- discovery -------------------------------------------------------------------------------------------
     def initialize_scripts(self, classes: Sequence[tuple[str, type]]) -> None:
@@ -235,11 +237,14 @@ class ScriptRunner:
             return
         import gradio as gr
 
-        with gr.Blocks(analytics_enabled=False):
-            for section in sorted({_section(s) or "" for s in self.alwayson_scripts}):
-                self.setup_ui_for_section(section or None)
-            self.setup_selectable_ui()
-            self.finish_ui()
+        with self._ui_lock:  # two first API requests at once build the components once
+            if self.ui_created:
+                return
+            with gr.Blocks(analytics_enabled=False):
+                for section in sorted({_section(s) or "" for s in self.alwayson_scripts}):
+                    self.setup_ui_for_section(section or None)
+                self.setup_selectable_ui()
+                self.finish_ui()
 
     def default_args(self) -> list[Any]:
         """The flat argument list with every component's default value and no script selected."""

@@ -298,8 +298,10 @@ class Script(scripts.Script):
         grid_info = _with_plot_params(texts[0], axes, values)
         texts[0] = grid_info
         options = shared.opts
+        grid_path = None
         if options is not None and options.get("grid_save") and not p.do_not_save_grid:
-            save_image(images[0], p.outpath_grids, "xyz_grid", p.seed, p.prompt, info=grid_info, grid=True, p=p)
+            grid_path, _ = save_image(images[0], p.outpath_grids, "xyz_grid", p.seed, p.prompt, info=grid_info,
+                                      grid=True, p=p)
         index_of_first_image = len(images)
         if lone:
             for index in sorted(results, key=lambda i: (i[2], i[1], i[0])):
@@ -308,7 +310,13 @@ class Script(scripts.Script):
                 texts.append(text)
         else:
             index_of_first_image = 0
-        return Processed(p, images, p.seed, grid_info, infotexts=texts, index_of_first_image=index_of_first_image)
+        processed = Processed(p, images, p.seed, grid_info, infotexts=texts,
+                              index_of_first_image=index_of_first_image)
+        if grid_path is not None:
+            from pathlib import Path
+
+            processed.saved_paths[0] = Path(grid_path)  # the gallery offers the saved file, infotext included
+        return processed
 
 
 def _black(width: int, height: int) -> Any:

@@ -93,13 +93,21 @@ def test_xyz_plot_2x3_through_the_api(tiny_api_client):
 def test_xyz_plot_with_a_z_axis_and_sub_grids(tiny_api_client):
     args = ["Seed", "1, 2", [], "Nothing", "", [], "Size", "64x64, 64x96", [], True, False, True, False, False,
             False, False, 0, False]
+    data_dir = tiny_api_client.app.state.runtime.paths.data_dir
     r = tiny_api_client.post("/sdapi/v1/txt2img", json={"prompt": "a", "steps": 1, "width": 64, "height": 64,
-                                                        "script_name": "x/y/z plot", "script_args": args})
+                                                        "script_name": "x/y/z plot", "script_args": args,
+                                                        "save_images": True})
     assert r.status_code == 200, r.text
     images = [_decode(i) for i in r.json()["images"]]
     assert len(images) == 3  # the whole plot, then one sub-grid per Z value
     main, first, second = images
     assert first.size == second.size and main.width == 2 * first.width and main.height > first.height
+    grids = list((data_dir / "outputs" / "txt2img-grids").rglob("xyz_grid-*.png"))
+    assert len(grids) == 1
+    with Image.open(grids[0]) as saved:
+        assert saved.size == main.size and "Script: X/Y/Z plot" in saved.info["parameters"]
+    cells = list((data_dir / "outputs" / "txt2img-images").rglob("*.png"))
+    assert len(cells) == 4  # every cell's image is saved as a sample, as A1111 does
 
 
 @pytest.mark.parametrize("args, words", [
