@@ -48,15 +48,16 @@ class GitInfo:
 
 def _git(args: list[str], cwd: Path | None = None, timeout: float = 15.0) -> str:
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "", "LC_ALL": "C"}
+    name = next((a for a in args if not a.startswith("-") and "=" not in a), args[0])
     try:
         done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
     except FileNotFoundError as err:
         raise ExtensionGitError("git is not installed") from err
     except subprocess.TimeoutExpired as err:
-        raise ExtensionGitError(f"git {args[0]} did not finish in {timeout:.0f} s") from err
+        raise ExtensionGitError(f"git {name} did not finish in {timeout:.0f} s") from err
     if done.returncode != 0:
         message = (done.stderr or done.stdout).strip().splitlines()
-        raise ExtensionGitError(f"git {args[0]} failed: {message[-1] if message else done.returncode}")
+        raise ExtensionGitError(f"git {name} failed: {message[-1] if message else done.returncode}")
     return done.stdout.strip()
 
 
@@ -144,7 +145,8 @@ def install_from_url(url: str, extensions_dir: Path, dirname: str | None = None,
         # a full clone: shallow clones fail on "dumb" http servers, and extensions are small
         command = ["clone", *(["--branch", branch.strip()] if branch and branch.strip() else []),
                    "--", url, str(staging / name)]
-        _git(command, timeout=GIT_TIMEOUT)
+        # https only, submodules included: no ext::, file:// or ssh transports however the repo is crafted
+        _git(["-c", "protocol.allow=never", "-c", "protocol.https.allow=always", *command], timeout=GIT_TIMEOUT)
         os.replace(staging / name, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
