@@ -38,6 +38,15 @@ def ui_credentials(args: Any) -> list[tuple[str, str]]:
     return list(creds.items())
 
 
+def all_credentials(args: Any) -> dict[str, str]:
+    """The one set of logins for everything (UI, API, files, extension routes): the UI's plus --api-auth."""
+    from modules.api.auth import parse_credentials
+
+    creds = dict(ui_credentials(args))
+    creds.update(parse_credentials(getattr(args, "api_auth", None)))
+    return creds
+
+
 def _add_http_middleware(app: Any, args: Any) -> None:
     """CORS (--cors-allow-origins[-regex]), the X-Process-Time header A1111 sends, and --api-log."""
     from fastapi.middleware.cors import CORSMiddleware
@@ -81,6 +90,11 @@ def create_app(args: Any, extensions: list[Any] | None = None) -> Any:  # -> Fas
     app.state.runtime = rt
     install_error_handlers(app)
     _add_http_middleware(app, args)
+    from modules.api.guard import GuardPolicy, RequestGuard, bind_to_ui
+
+    credentials = all_credentials(args)
+    guard = GuardPolicy.from_args(args, credentials)
+    app.add_middleware(RequestGuard, policy=guard)  # outermost: refused requests never reach CORS or the app
     if args.api or args.nowebui:  # as in A1111, /sdapi/v1 is served only when asked for
         from modules.api.jobs_routes import build_jobs_router
 
@@ -113,12 +127,13 @@ def create_app(args: Any, extensions: list[Any] | None = None) -> Any:  # -> Fas
         script_callbacks.call("before_ui")
         with component_callbacks():
             demo = build_ui(rt)
-        app = gr.mount_gradio_app(app, demo, path="/", auth=ui_credentials(args) or None, css=CSS,
+        app = gr.mount_gradio_app(app, demo, path="/", auth=list(credentials.items()) or None, css=CSS,
                                   js=page_js(args.theme), head=page_head(rt),
                                   allowed_paths=[str(rt.paths.outputs_dir)])
     script_callbacks.call("app_started", demo, app)  # how A1111 extensions add their HTTP routes
     app.router.on_shutdown.append(lambda: script_callbacks.call("script_unloaded"))
     _mounts_last(app)
+    bind_to_ui(guard, app)
     return app
 
 

@@ -147,6 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add(g, i, "--cors-allow-origins", help="comma-separated list of allowed CORS origins (no spaces)", default=None)
     _add(g, i, "--cors-allow-origins-regex", help="regular expression of allowed CORS origins", default=None)
     _add(g, i, "--timeout-keep-alive", "int", "uvicorn keep-alive timeout in seconds", default=30)
+    _add(g, i, "--allowed-hosts", help="comma-separated extra host names this server answers to (DNS-rebinding "
+                                       "guard; loopback, --server-name and, with --listen, IP addresses always work; "
+                                       "\"*\" allows any)", default=None)
+    _add(g, i, "--max-request-mb", help="largest request body accepted, in MB (default 100)", type=float,
+         default=100.0)
     _add(g, i, "--autolaunch", "bool", "open the UI in the default browser once it is up")
     _add(g, i, "--gradio-auth", help='UI login "user:password", or several as "u1:p1,u2:p2"', default=None)
     _add(g, i, "--gradio-auth-path", help="file with UI logins in the --gradio-auth format (one or more lines)",
@@ -196,9 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add(g, i, "--theme", help="force the light or dark UI theme", choices=("light", "dark"), default=None)
     _add(g, i, "--freeze-settings", "bool", "make all settings read-only")
     _add(g, i, "--hide-ui-dir-config", "bool", "hide folder settings in the UI")
-    _add(g, n, "--enable-insecure-extension-access", "bool", "allow extension installs even when network-exposed")
-    _add(g, n, "--disable-all-extensions", "bool", "load no extensions at all")
-    _add(g, n, "--disable-extra-extensions", "bool", "load only built-in extensions")
+    _add(g, i, "--enable-insecure-extension-access", "bool", "allow extension installs even when network-exposed")
+    _add(g, i, "--disable-all-extensions", "bool", "load no extensions at all")
+    _add(g, i, "--disable-extra-extensions", "bool", "load only built-in extensions")
     _add(g, i, "--no-hashing", "bool", "do not compute sha256 of checkpoints")
     _add(g, i, "--no-download-sd-model", "bool", "do not download SD 1.5 when no checkpoint is found")
     _add(g, i, "--disable-nan-check", "bool", "do not check generated latents/images for NaNs")

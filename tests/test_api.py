@@ -8,7 +8,7 @@ import json
 import time
 
 import pytest
-from fastapi.testclient import TestClient
+from tests.support.local_client import LocalClient
 from PIL import Image
 
 from modules.cmd_args import parse_args
@@ -230,7 +230,7 @@ def test_samplers_and_schedulers_lists(client):
 def test_cmd_flags_hide_secrets(data_dir):
     args = parse_args(["--nowebui", "--data-dir", str(data_dir), "--api-auth", "me:se:cret"], environ={})
     app = create_app(args)
-    with TestClient(app) as c:
+    with LocalClient(app) as c:
         assert c.get("/sdapi/v1/sd-models").status_code == 401
         auth = ("me", "se:cret")
         flags = c.get("/sdapi/v1/cmd-flags", auth=auth).json()

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
+from tests.support.local_client import LocalClient
 
 from modules import script_callbacks
 from modules.cmd_args import parse_args
@@ -67,7 +67,7 @@ def test_extension_callbacks_settings_routes_and_failures(app_factory):
     assert "did not finish importing" in by_name["hangs"].errors[0]
     assert "exit code 3" in by_name["bad-install"].errors[0] and "cannot install" in by_name["bad-install"].errors[0]
     assert by_name["off-ext"].enabled is False and by_name["off-ext"].loaded_scripts == []
-    with TestClient(app) as client:
+    with LocalClient(app) as client:
         hello = client.get("/demo-ext/hello").json()
         assert hello["hello"] == "hi" and hello["mode"] == "calm" and hello["has_ui"] is True
         assert hello["data_path"] == str(root)  # modules.paths, as extensions read it
@@ -214,7 +214,7 @@ def test_scripts_hooks_run_in_a1111_order_and_change_the_job(app_factory):
         assert response.status_code == 200, response.text
         return [Image.open(io.BytesIO(base64.b64decode(i))).convert("RGB") for i in response.json()["images"]]
 
-    with TestClient(app) as client:
+    with LocalClient(app) as client:
         names = client.get("/sdapi/v1/scripts").json()
         assert {"demo always on", "demo twice"} <= set(names["txt2img"]) and "demo hidden" not in names["txt2img"]
         info = {s["name"]: s for s in client.get("/sdapi/v1/script-info").json() if not s["is_img2img"]}

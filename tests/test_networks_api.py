@@ -11,7 +11,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from fastapi.testclient import TestClient
+from tests.support.local_client import LocalClient
 from PIL import Image
 
 from modules.cmd_args import parse_args
@@ -45,7 +45,7 @@ def setup(tmp_path_factory):
                                      encoding="utf-8")
     app = create_app(parse_args(["--nowebui", "--data-dir", str(root)], environ={}))
     start_background_load(app)
-    with TestClient(app) as client:
+    with LocalClient(app) as client:
         yield client, app.state.runtime
     app.state.runtime.jobs.stop()
 

@@ -6,7 +6,7 @@ import socket
 import time
 
 import pytest
-from fastapi.testclient import TestClient
+from tests.support.local_client import LocalClient
 
 from modules.cmd_args import parse_args
 from tests.support.tiny_checkpoints import write_tiny_checkpoint
@@ -25,25 +25,25 @@ def app_for(*argv: str):
 
 
 def test_sdapi_is_served_only_with_api_or_nowebui(data_dir):
-    plain = TestClient(app_for("--data-dir", str(data_dir)))  # UI only, as A1111 without --api
+    plain = LocalClient(app_for("--data-dir", str(data_dir)))  # UI only, as A1111 without --api
     assert plain.get("/sdapi/v1/sd-models").status_code == 404
     assert plain.get("/internal/ping").status_code == 200
     assert plain.get("/").status_code == 200  # the gradio page
-    api = TestClient(app_for("--nowebui", "--data-dir", str(data_dir)))
+    api = LocalClient(app_for("--nowebui", "--data-dir", str(data_dir)))
     response = api.get("/sdapi/v1/sd-models")
     assert response.status_code == 200 and response.json()[0]["model_name"] == "alpha"
     assert float(response.headers["X-Process-Time"]) >= 0
 
 
 def test_cors_origins(data_dir):
-    client = TestClient(app_for("--nowebui", "--data-dir", str(data_dir), "--cors-allow-origins",
+    client = LocalClient(app_for("--nowebui", "--data-dir", str(data_dir), "--cors-allow-origins",
                                 "http://editor.local,http://other.local"))
     headers = {"Origin": "http://editor.local", "Access-Control-Request-Method": "POST"}
     allowed = client.options("/sdapi/v1/txt2img", headers=headers)
     assert allowed.headers.get("access-control-allow-origin") == "http://editor.local"
     denied = client.options("/sdapi/v1/txt2img", headers={**headers, "Origin": "http://evil.local"})
     assert "access-control-allow-origin" not in denied.headers
-    regex = TestClient(app_for("--nowebui", "--data-dir", str(data_dir), "--cors-allow-origins-regex",
+    regex = LocalClient(app_for("--nowebui", "--data-dir", str(data_dir), "--cors-allow-origins-regex",
                                r"http://.*\.example"))
     assert regex.get("/internal/ping", headers={"Origin": "http://a.example"}).headers[
         "access-control-allow-origin"] == "http://a.example"
@@ -82,7 +82,7 @@ def test_default_port_falls_forward_but_explicit_port_does_not():
 def test_subpath_answers_with_and_without_the_prefix(data_dir):
     from webui import StripSubpath
 
-    client = TestClient(StripSubpath(app_for("--nowebui", "--data-dir", str(data_dir)), "sd/"))
+    client = LocalClient(StripSubpath(app_for("--nowebui", "--data-dir", str(data_dir)), "sd/"))
     assert client.get("/sd/internal/ping").status_code == 200
     assert client.get("/internal/ping").status_code == 200  # a proxy that strips the prefix
     assert client.get("/sd/sdapi/v1/samplers").json()[0]["name"] == "DPM++ 2M"
@@ -98,7 +98,7 @@ def test_a_configured_checkpoint_that_was_deleted_falls_back(tmp_path):
     app = app_for("--nowebui", "--data-dir", str(root))
     try:
         start_background_load(app)
-        client = TestClient(app)
+        client = LocalClient(app)
         r = client.post("/sdapi/v1/txt2img", json={"width": 64, "height": 64, "steps": 1})
         assert r.status_code == 200, r.text
         assert json.loads(r.json()["info"])["sd_model_name"] == "alpha"
@@ -110,7 +110,7 @@ def test_a_configured_checkpoint_that_was_deleted_falls_back(tmp_path):
 def test_freeze_settings_refuses_api_writes_and_keeps_config(data_dir):
     config = data_dir / "config.json"
     before = config.read_bytes() if config.exists() else None
-    client = TestClient(app_for("--nowebui", "--freeze-settings", "--data-dir", str(data_dir)))
+    client = LocalClient(app_for("--nowebui", "--freeze-settings", "--data-dir", str(data_dir)))
     r = client.post("/sdapi/v1/options", json={"jpeg_quality": 33})
     assert r.status_code == 422 and "frozen" in r.text and r.json()["detail"][0]["loc"][-1] == "jpeg_quality"
     assert (config.read_bytes() if config.exists() else None) == before

@@ -1,12 +1,6 @@
-"""HTTP Basic auth for the API (``--api-auth user:pass[,user2:pass2]``), compared in constant time."""
+"""Login lists (``--api-auth`` / ``--gradio-auth``: ``user:pass[,user2:pass2]``); ``modules.api.guard`` checks them."""
 
 from __future__ import annotations
-
-import base64
-import binascii
-import secrets
-
-from fastapi import HTTPException, Request
 
 
 def parse_credentials(spec: str | None) -> dict[str, str]:
@@ -19,31 +13,7 @@ def parse_credentials(spec: str | None) -> dict[str, str]:
         user, sep, password = item.partition(":")
         if not sep or not user:
             raise ValueError("expected user:password entries separated by commas")
+        if not password:
+            raise ValueError(f"the login {user!r} has an empty password")
         creds[user] = password
     return creds
-
-
-class BasicAuth:
-    """A FastAPI dependency; a no-op when no credentials are configured."""
-
-    def __init__(self, credentials: dict[str, str]) -> None:
-        self.credentials = {u.encode(): p.encode() for u, p in credentials.items()}
-
-    def __call__(self, request: Request) -> None:
-        if not self.credentials:
-            return
-        header = request.headers.get("authorization", "")
-        scheme, _, value = header.partition(" ")
-        if scheme.lower() == "basic":
-            try:
-                user, _, password = base64.b64decode(value, validate=True).partition(b":")
-            except (binascii.Error, ValueError):
-                user, password = b"", b""
-            ok = False
-            for known_user, known_password in self.credentials.items():
-                # Compare against every entry so timing does not reveal which user exists.
-                ok |= secrets.compare_digest(user, known_user) & secrets.compare_digest(password, known_password)
-            if ok:
-                return
-        raise HTTPException(status_code=401, detail="Incorrect username or password",
-                            headers={"WWW-Authenticate": "Basic"})

@@ -19,12 +19,11 @@ import asyncio
 import io
 from typing import Any, AsyncIterator
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 
 from modules.api import schemas
-from modules.api.auth import BasicAuth, parse_credentials
 from modules.jobs import CANCELLED, DONE, FAILED, QUEUED, RUNNING, Job, JobFailed
 from modules.runtime import Runtime
 
@@ -77,8 +76,7 @@ def _not_found(job_id: str) -> JSONResponse:
 def build_jobs_router(rt: Runtime) -> APIRouter:
     from modules.api.routes import Submissions
 
-    auth = BasicAuth(parse_credentials(getattr(rt.args, "api_auth", None)))
-    router = APIRouter(prefix="/api/v1/jobs", dependencies=[Depends(auth)], tags=["jobs"])
+    router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
     submit = Submissions(rt)
 
     def accepted(job: Job, respond: Any) -> JSONResponse:

@@ -6,13 +6,12 @@ import asyncio
 import logging
 from typing import Any, Callable
 
-from fastapi import APIRouter, Body, Depends, FastAPI, Request
+from fastapi import APIRouter, Body, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from modules import samplers
 from modules.api import schemas
-from modules.api.auth import BasicAuth, parse_credentials
 from modules.api.images import BadImage, decode_base64_to_image, encode_pil_to_base64
 from modules.errors import FieldError
 from modules.jobs import JobCancelled, JobFailed, QueueFull
@@ -234,8 +233,7 @@ def _alwayson_args(name: str, value: Any) -> list[Any]:
 
 
 def build_router(rt: Runtime) -> APIRouter:
-    auth = BasicAuth(parse_credentials(getattr(rt.args, "api_auth", None)))
-    router = APIRouter(prefix="/sdapi/v1", dependencies=[Depends(auth)], tags=["sdapi"])
+    router = APIRouter(prefix="/sdapi/v1", tags=["sdapi"])
 
     async def wait_job(job: Any) -> Any:
         # Waiting happens off the event loop so /progress keeps answering while the job runs.
@@ -403,8 +401,7 @@ def build_router(rt: Runtime) -> APIRouter:
 def build_lora_router(rt: Runtime) -> APIRouter:
     """A1111 serves these from its Lora extension even without --api. Unlike A1111 they keep --api-auth: a
     configured login should not have holes."""
-    auth = BasicAuth(parse_credentials(getattr(rt.args, "api_auth", None)))
-    router = APIRouter(prefix="/sdapi/v1", dependencies=[Depends(auth)], tags=["sdapi"])
+    router = APIRouter(prefix="/sdapi/v1", tags=["sdapi"])
 
     @router.get("/loras")
     async def loras() -> list[dict[str, Any]]:
