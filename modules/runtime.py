@@ -19,7 +19,7 @@ from modules.models.registry import CheckpointRegistry
 from modules.options import Options
 from modules.paths import Paths
 from modules.processing.context import CheckpointIdentity, ProcessingContext
-from modules.processing.params import Img2ImgParams, Txt2ImgParams
+from modules.processing.params import Img2ImgParams, Txt2ImgParams, check_budget
 from modules.processing.progress import JobProgress
 
 log = logging.getLogger(__name__)
@@ -122,6 +122,7 @@ class Runtime:
 
         samplers.resolve_sampler(params.sampler_name, params.scheduler)  # raises UnknownSamplerError early
         settings = self.job_settings(params.override_settings)
+        check_budget(params, float(settings.get("max_job_megapixel_steps") or 0))
         overridden = bool(params.override_settings.get("sd_model_checkpoint"))
         if overridden:
             self.manager.resolve(settings.get("sd_model_checkpoint"))  # 422 for unknown names before queueing

@@ -19,6 +19,7 @@ from modules.errors import FieldError
 from modules.images import save_image
 from modules.processing import compat, xyz_grid
 from modules.processing.compat import Processed, process_images
+from modules.processing.params import check_budget
 
 MAX_CELLS = 1000
 
@@ -225,6 +226,9 @@ class Script(scripts.Script):
         cells = len(values[0]) * len(values[1]) * len(values[2])
         if cells > MAX_CELLS:
             raise FieldError("script_args", f"X/Y/Z plot: {cells} cells is more than {MAX_CELLS}")
+        ctx = compat.active_context()
+        if ctx is not None:  # the whole plot counts against the job budget
+            check_budget(p.to_params(), float(ctx.settings.get("max_job_megapixel_steps") or 0), cells)
         if not no_fixed_seeds:
             compat.fix_seed(p)
         for axis, axis_vals in zip(axes, values):

@@ -99,3 +99,35 @@ class Img2ImgParams(GenerationParams):
 def clamp_steps_for_ui(steps: int) -> int:
     """The UI slider's range (1-150) is narrower than the API's."""
     return max(1, min(150, steps))
+
+
+BUDGET_FIELD = "width*height*steps*batch_size*n_iter"
+
+
+def megapixel_steps(p: GenerationParams) -> float:
+    """What a job asks of the sampler: width x height x steps per image, plus the hires pass at its own size and
+    steps, times the number of images, in millions. img2img counts its full step count (an upper bound)."""
+    per_image = p.width * p.height * p.steps
+    if getattr(p, "enable_hr", False):
+        scale = float(getattr(p, "hr_scale", 2.0) or 1.0)
+        rx, ry = int(getattr(p, "hr_resize_x", 0) or 0), int(getattr(p, "hr_resize_y", 0) or 0)
+        if rx or ry:  # one side given: the other follows the aspect ratio
+            hw = rx or p.width * ry / p.height
+            hh = ry or p.height * rx / p.width
+        else:
+            hw, hh = p.width * scale, p.height * scale
+        per_image += hw * hh * (int(getattr(p, "hr_second_pass_steps", 0) or 0) or p.steps)
+    return per_image * p.batch_size * p.n_iter / 1e6
+
+
+def check_budget(p: GenerationParams, limit: float, multiplier: int = 1) -> None:
+    """Refuse, before anything is queued, a job larger than ``limit`` megapixel-steps (0: no limit);
+    ``multiplier`` counts the jobs a script will run (an X/Y/Z plot's cells)."""
+    from modules.errors import FieldError
+
+    if not limit:
+        return
+    asked = megapixel_steps(p) * multiplier
+    if asked > limit:
+        raise FieldError(BUDGET_FIELD, f"this asks for {asked:,.0f} megapixel-steps, more than the "
+                                       f"{limit:,.0f} this server accepts (setting max_job_megapixel_steps)")
