@@ -378,6 +378,16 @@ def auth_configured(ns: argparse.Namespace) -> bool:
     return any(getattr(ns, k, None) for k in ("gradio_auth", "gradio_auth_path", "api_auth"))
 
 
+def admin_refusal(ns: argparse.Namespace) -> str | None:
+    """Why admin actions (extension install/update, folder and filename settings, server stop/restart/kill, model
+    downloads) are off, or None: on a network-exposed server without any login (``--insecure-no-auth``)
+    everyone who can reach it would get them."""
+    if network_exposed(ns) and not auth_configured(ns):
+        return ("disabled: this server is reachable from the network without a login (--insecure-no-auth); "
+                "start it with --gradio-auth or --api-auth to use this")
+    return None
+
+
 def remote_access_error(ns: argparse.Namespace) -> str | None:
     """Why this server must not start as configured, or None. Loopback-only is the secure default."""
     if network_exposed(ns) and not auth_configured(ns) and not getattr(ns, "insecure_no_auth", False):

@@ -156,8 +156,11 @@ def install_from_url(url: str, extensions_dir: Path, dirname: str | None = None,
 def extension_access_error(args: Any) -> str | None:
     """Why installing/updating extensions from the UI is refused, or None: a server reachable from the network
     would let anyone run code on this machine, unless the owner passed ``--enable-insecure-extension-access``."""
-    from modules.cmd_args import network_exposed
+    from modules.cmd_args import admin_refusal, network_exposed
 
+    locked = admin_refusal(args)
+    if locked:  # without a login not even --enable-insecure-extension-access opens this to the network
+        return f"installing or updating extensions is {locked}"
     if getattr(args, "enable_insecure_extension_access", False):
         return None
     if network_exposed(args) or getattr(args, "share", False):

@@ -118,10 +118,14 @@ def test_install_is_refused_on_a_network_exposed_server(https_repo, tmp_path):
     from modules.ui import extensions_tab
 
     url, _, _ = https_repo
-    exposed = _runtime(tmp_path, "--listen", "--insecure-no-auth")
+    exposed = _runtime(tmp_path, "--listen", "--gradio-auth", "ann:pw")
     assert "--enable-insecure-extension-access" in extensions_tab.install_extension(exposed, url)
     assert not (exposed.paths.extensions_dir / "demo-remote").exists()
-    allowed = _runtime(tmp_path, "--listen", "--insecure-no-auth", "--enable-insecure-extension-access")
+    # without a login, not even the flag opens installing to the network
+    no_login = _runtime(tmp_path, "--listen", "--insecure-no-auth", "--enable-insecure-extension-access")
+    assert "without a login" in extensions_tab.install_extension(no_login, url)
+    assert not (no_login.paths.extensions_dir / "demo-remote").exists()
+    allowed = _runtime(tmp_path, "--listen", "--gradio-auth", "ann:pw", "--enable-insecure-extension-access")
     assert "Installed into" in extensions_tab.install_extension(allowed, url)
 
 

@@ -139,3 +139,40 @@ def test_one_login_covers_api_ui_and_our_routes(data_dir):
 def test_empty_passwords_are_refused_at_start(data_dir):
     with pytest.raises(ValueError, match="empty password"):
         client_for(data_dir, "--api", "--api-auth", "bot:")
+
+
+def test_admin_actions_are_off_on_an_exposed_server_without_a_login(data_dir):
+    import gradio as gr
+
+    from modules.runtime import build_runtime
+    from modules.ui.settings_tab import build_settings_tab
+
+    flags = ["--api", "--api-server-stop", "--listen", "--insecure-no-auth"]
+    open_server = client_for(data_dir, *flags)
+    r = open_server.post("/sdapi/v1/server-stop", headers={"Host": "192.168.1.5"})
+    assert r.status_code == 403 and "without a login" in r.json()["detail"]
+    assert open_server.get("/sdapi/v1/sd-models", headers={"Host": "192.168.1.5"}).status_code == 200  # still up
+    # folder and filename settings are not offered in Settings there
+    rt = build_runtime(parse_args(["--data-dir", str(data_dir), *flags], environ={}))
+    with gr.Blocks():
+        exposed = build_settings_tab(rt)
+    local = build_runtime(parse_args(["--data-dir", str(data_dir)], environ={}))
+    with gr.Blocks():
+        normal = build_settings_tab(local)
+    for key in ("outdir_samples", "samples_filename_pattern"):
+        assert key in normal.components and key not in exposed.components
+
+
+def test_internal_errors_are_json_without_a_traceback(data_dir, caplog):
+    app = create_app(parse_args(["--data-dir", str(data_dir), "--nowebui"], environ={}))
+
+    def boom() -> None:
+        raise RuntimeError("secret detail /home/user/.ssh")
+
+    app.add_api_route("/boom", boom)
+    client = LocalClient(app, raise_server_exceptions=False)
+    r = client.get("/boom")
+    assert r.status_code == 500 and r.headers["content-type"] == "application/json"
+    body = r.text
+    assert "error id" in r.json()["detail"] and "secret detail" not in body and "Traceback" not in body
+    assert "secret detail" in caplog.text  # the log has it

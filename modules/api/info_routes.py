@@ -9,7 +9,7 @@ import signal
 import threading
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -149,8 +149,14 @@ def build_info_router(rt: Runtime) -> APIRouter:
             "error": "Not available", "detail": f"interrogate with {req.model} needs a captioning model, and none is "
                                                 "installed in this version"})
 
+    from modules.cmd_args import admin_refusal
+
     if getattr(rt.args, "api_server_stop", False):
+        refused = admin_refusal(rt.args)
+
         def later(action: Any) -> None:
+            if refused:  # the route exists, so the client learns why it does nothing
+                raise HTTPException(403, f"server control is {refused}")
             threading.Timer(0.3, action).start()  # after the answer has been sent
 
         @router.post("/server-stop")

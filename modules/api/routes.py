@@ -71,7 +71,19 @@ def install_error_handlers(app: FastAPI) -> None:
             return _field_error(422, "sd_model_checkpoint", str(err), kind=err.cause.kind)
         status = 422 if isinstance(err.cause, ValueError) else 500
         return JSONResponse(status_code=status, content={"error": type(err.cause or err).__name__,
-                                                         "detail": str(err)})
+                                                         "detail": str(err)})  # the message, no traceback
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, err: Exception) -> JSONResponse:
+        """A fault of ours: the client gets an id to quote, the log gets the traceback; never the client."""
+        import logging
+        import secrets
+
+        error_id = secrets.token_hex(4)
+        logging.getLogger("webui.api").error("internal error %s on %s %s", error_id, request.method,
+                                             request.url.path, exc_info=err)
+        return JSONResponse(status_code=500, content={"error": "Internal error", "detail": (
+            f"the server could not handle this request (error id {error_id}; the server log has the details)")})
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, err: RequestValidationError) -> JSONResponse:

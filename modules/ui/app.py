@@ -265,7 +265,13 @@ def build_ui(rt: Runtime) -> gr.Blocks:
                 yield error_html(f"{err}. The previous model stays loaded.")
 
         def on_download() -> Iterator[str]:
+            from modules.cmd_args import admin_refusal
             from modules.models import download as dl
+
+            refused = admin_refusal(rt.args)
+            if refused:
+                yield error_html(f"Downloading models is {refused}.")
+                return
 
             target = rt.paths.model_dir("checkpoints") / dl.DEFAULT_SD_MODEL["filename"]
             state: dict[str, Any] = {"done": 0, "total": None}

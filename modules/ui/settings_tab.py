@@ -204,7 +204,10 @@ def build_settings_tab(rt: Any) -> SettingsControls:
 
     options: Options = rt.options
     frozen = bool(getattr(rt.args, "freeze_settings", False))
-    hide_dirs = bool(getattr(rt.args, "hide_ui_dir_config", False))
+    from modules.cmd_args import admin_refusal
+
+    # folder and filename settings are admin actions: hidden on a network-exposed server without a login
+    hide_dirs = bool(getattr(rt.args, "hide_ui_dir_config", False)) or admin_refusal(rt.args) is not None
     keys = visible_keys(options, hide_dir_config=hide_dirs)
     grouped = sections(options, keys)
     components: dict[str, Any] = {}
