@@ -176,3 +176,31 @@ def test_internal_errors_are_json_without_a_traceback(data_dir, caplog):
     body = r.text
     assert "error id" in r.json()["detail"] and "secret detail" not in body and "Traceback" not in body
     assert "secret detail" in caplog.text  # the log has it
+
+
+def test_uploaded_active_files_are_downloads_and_nothing_is_sniffed(data_dir):
+    ui = client_for(data_dir)
+    for name, content in (("evil.html", b"<script>alert(1)</script>"), ("evil.png", b"<html><script>x</script>"),
+                          ("evil.svg", b"<svg xmlns='http://www.w3.org/2000/svg'><script>x</script></svg>")):
+        uploaded = ui.post("/gradio_api/upload", files={"files": (name, content)})
+        assert uploaded.status_code == 200, uploaded.text
+        served = ui.get(f"/gradio_api/file={uploaded.json()[0]}")
+        assert served.status_code == 200
+        assert served.headers["x-content-type-options"] == "nosniff"
+        kind = served.headers.get("content-type", "")
+        if not kind.startswith(("image/png", "image/jpeg", "image/webp")):
+            assert served.headers.get("content-disposition", "").startswith("attachment"), (name, kind)
+    page = ui.get("/")
+    assert page.headers["content-security-policy"] == "frame-ancestors 'self'"
+    assert page.headers["x-content-type-options"] == "nosniff"
+
+
+@pytest.mark.parametrize("target", ["config.json", "../config.json", "/etc/passwd", "webui.py",
+                                    "models/Stable-diffusion/x.safetensors", "..%2fconfig.json"])
+def test_the_file_route_serves_nothing_outside_outputs_and_uploads(data_dir, target):
+    (data_dir / "config.json").write_text("{}", encoding="utf-8")
+    ui = client_for(data_dir)
+    r = ui.get(f"/gradio_api/file={data_dir / target if not target.startswith('/') else target}")
+    assert r.status_code in (403, 404) and "{}" != r.text
+    r = ui.get(f"/gradio_api/file={target}")
+    assert r.status_code in (403, 404)

@@ -14,7 +14,9 @@ In order, for each HTTP request and websocket:
    everything), every route that gradio does not serve itself needs HTTP Basic credentials or the UI's login cookie;
    gradio's own routes (page, queue, files) keep gradio's login, fed the same credentials.
 
-Refusals are JSON ``{"error", "detail"}`` with 4xx codes; nothing here reads a request body it refuses.
+Every answer gets ``X-Content-Type-Options: nosniff`` and ``Content-Security-Policy: frame-ancestors 'self'``;
+files of an active type (HTML, SVG, scripts) from the file routes are sent as downloads. Refusals are JSON
+``{"error", "detail"}`` with 4xx codes; nothing here reads a request body it refuses.
 """
 
 from __future__ import annotations
@@ -170,8 +172,12 @@ class RequestGuard:
                     return {"type": "http.request", "body": b"", "more_body": False}
             return message
 
+        path = scope.get("path", "")
+
         async def answer(message: dict[str, Any]) -> None:
             if not over[0]:
+                if message.get("type") == "http.response.start":
+                    message = {**message, "headers": _hardened(list(message.get("headers", [])), path)}
                 await send(message)
             elif message.get("type") == "http.response.start":
                 await self._refuse(scope, receive, send, 413,
@@ -223,6 +229,28 @@ class RequestGuard:
         headers += [(k.encode(), v.encode()) for k, v in extra.items()]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+ACTIVE_TYPES = ("text/html", "image/svg+xml", "application/xhtml+xml", "text/xml", "application/xml",
+                "text/javascript", "application/javascript", "application/x-javascript")
+
+
+def _hardened(headers: list[tuple[bytes, bytes]], path: str) -> list[tuple[bytes, bytes]]:
+    """Headers on every answer: no MIME sniffing, no framing by other sites; and a file served from a file route
+    whose type a browser would run (HTML, SVG, scripts: an uploaded ``x.png`` that is really HTML) is a
+    download, never a page of this origin."""
+    names = {k.lower() for k, _ in headers}
+    out = list(headers)
+    if b"x-content-type-options" not in names:
+        out.append((b"x-content-type-options", b"nosniff"))
+    if b"content-security-policy" not in names:
+        out.append((b"content-security-policy", b"frame-ancestors 'self'"))
+    if "/file=" in path or path.startswith(("/gradio_api/file", "/file")):
+        content_type = next((v for k, v in headers if k.lower() == b"content-type"), b"").decode("latin-1").lower()
+        if content_type.split(";")[0].strip() in ACTIVE_TYPES or not content_type:
+            out = [(k, v) for k, v in out if k.lower() != b"content-disposition"]
+            out.append((b"content-disposition", b"attachment"))
+    return out
 
 
 def _reason(status: int) -> str:
