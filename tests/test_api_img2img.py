@@ -90,10 +90,28 @@ def test_missing_init_images_is_404_naming_the_field(client):
     assert r.json()["detail"][0]["loc"] == ["body", "init_images"]
 
 
+def _png_declaring(width: int, height: int) -> bytes:
+    """A tiny PNG file whose header declares ``width`` x ``height`` pixels (a decompression bomb's shape)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+            + chunk(b"IEND", b""))
+
+
 @pytest.mark.parametrize("field,payload", [
     ("init_images.0", {"init_images": ["not base64 at all!!"]}),
     ("init_images.0", {"init_images": [base64.b64encode(b"\x89PNG\r\n\x1a\ncorrupt").decode()]}),
     ("mask", {"init_images": [None], "mask": "%%%"}),
+    ("init_images.0", {"init_images": [""]}),
+    ("init_images.0", {"init_images": ["iVBORw0KGgo="]}),  # a PNG signature and nothing else
+    ("init_images.0", {"init_images": [base64.b64encode(_png_declaring(50_000, 50_000)).decode()]}),
+    ("init_images.0", {"init_images": [base64.b64encode(_png_declaring(100_000, 10)).decode()]}),
+    ("mask", {"init_images": [None], "mask": base64.b64encode(_png_declaring(20_000, 20_000)).decode()}),
 ])
 def test_bad_images_are_400_naming_the_field_and_the_server_stays_up(client, field, payload):
     if payload.get("init_images") == [None]:
@@ -161,3 +179,22 @@ def test_unknown_alwayson_script_is_422_as_in_a1111(client):
     r = client.post("/sdapi/v1/txt2img", json={**BASE, "alwayson_scripts": {"ADetailer": {"args": []}}})
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "alwayson_scripts"]
     assert client.post("/sdapi/v1/txt2img", json={**BASE, "steps": 1, "alwayson_scripts": {}}).status_code == 200
+
+
+def test_odd_but_valid_images_are_accepted(client):
+    """A 1x1 picture, a data URI whose MIME lies (the bytes decide), and a GIF of 2,000 frames (only the first is
+    decoded)."""
+    tiny = b64(picture(1, 1))
+    assert client.post("/sdapi/v1/img2img", json={**BASE, "steps": 1, "init_images": [tiny]}).status_code == 200
+    lying = "data:text/html;base64," + b64(picture())
+    assert client.post("/sdapi/v1/img2img", json={**BASE, "steps": 1, "init_images": [lying]}).status_code == 200
+    frames = [Image.new("P", (64, 64), i % 200) for i in range(2000)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:], duration=10)
+    r = client.post("/sdapi/v1/img2img", json={**BASE, "steps": 1,
+                                               "init_images": [base64.b64encode(buffer.getvalue()).decode()]})
+    assert r.status_code == 200, r.text
+
+
+def test_pillows_bomb_guard_stays_on(client):
+    assert Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS >= 89_478_485

@@ -11,6 +11,10 @@ from PIL import Image
 from modules.processing.saving import encode_image
 
 MAX_INPUT_BYTES = 50 * 1024 * 1024
+# Checked from the header, before any pixel is decoded (a small file can declare 50,000 x 50,000 pixels). Pillow's
+# own decompression-bomb guard stays on for every other image the app opens.
+MAX_INPUT_SIDE = 16384
+MAX_INPUT_PIXELS = 64 * 1024 * 1024
 
 
 class BadImage(ValueError):
@@ -39,8 +43,14 @@ def decode_base64_to_image(data: str, field: str = "image") -> Image.Image:
     except (binascii.Error, ValueError) as err:
         raise BadImage(field, f"invalid base64: {err}") from err
     try:
-        image = Image.open(io.BytesIO(raw))
-        image.load()
+        image = Image.open(io.BytesIO(raw))  # reads the header only
+        width, height = image.size
+        if width * height > MAX_INPUT_PIXELS or max(width, height) > MAX_INPUT_SIDE:
+            raise BadImage(field, f"image is {width}x{height}; at most {MAX_INPUT_SIDE} pixels a side and "
+                                  f"{MAX_INPUT_PIXELS // 1_000_000} megapixels are accepted")
+        image.load()  # the first frame only: a 10,000-frame GIF costs one frame
+    except BadImage:
+        raise
     except Image.DecompressionBombError as err:
         raise BadImage(field, "image has too many pixels") from err
     except Exception as err:  # noqa: BLE001 - any decoder failure is a bad input, not a server fault
