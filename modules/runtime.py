@@ -332,10 +332,16 @@ def build_runtime(args: argparse.Namespace) -> Runtime:
     from modules.upscalers.registry import UpscalerRegistry
 
     upscalers = UpscalerRegistry.from_paths(paths, settings=options.as_dict, device_policy=policy)
+    styles = StyleDatabase(list(getattr(args, "styles_file", None) or []) or [paths.styles_file],
+                           quarantine_unreadable=True)
+    for original, kept in styles.quarantined:
+        notes.append(f"{original.name} could not be read and was kept as {kept.name}; its styles are not loaded.")
+    for note in notes:
+        log.warning("%s", note)
     rt = Runtime(args=args, paths=paths, options=options, registry=registry, manager=manager, jobs=jobs,
                  hash_cache=cache, loras=LoraRegistry.from_paths(paths, cache, hashing=hashing),
                  embeddings=EmbeddingDatabase.from_paths(paths, cache, hashing=hashing), vaes=vaes,
-                 styles=StyleDatabase(list(getattr(args, "styles_file", None) or []) or [paths.styles_file]),
+                 styles=styles,
                  upscalers=upscalers, face_restorers=FaceRestorers.from_paths(paths, policy),
                  version=infotext.version_string(paths.install_dir), startup_notes=notes)
     return rt

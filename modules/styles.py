@@ -204,7 +204,13 @@ def _expand(pattern: str) -> list[Path]:
 class StyleDatabase:
     """The styles of one or more CSV files, by name, in file order."""
 
-    def __init__(self, paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> None:
+    def __init__(self, paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+                 quarantine_unreadable: bool = False) -> None:
+        """``quarantine_unreadable`` (at start): a file that cannot be read is moved aside with a timestamp
+        (``styles.csv.corrupt-YYYYMMDD-HHMMSS``, never overwritten) and listed in ``quarantined``, so a fresh file
+        can be saved; otherwise (a reload while running) it is left in place and never written."""
+        self.quarantine_unreadable = quarantine_unreadable
+        self.quarantined: list[tuple[Path, Path]] = []  # (file, where it was moved)
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
         self.paths: list[str] = [os.fspath(p) for p in paths] or ["styles.csv"]
@@ -249,6 +255,12 @@ class StyleDatabase:
         try:
             content = _read_styles_csv(Path(path))
         except StyleFileError as err:
+            if self.quarantine_unreadable:
+                try:
+                    self.quarantined.append((Path(path), fileio.quarantine(path, str(err))))
+                    return
+                except OSError as move_error:
+                    log.warning("could not move %s aside: %s", path, move_error)
             self.errors[str(path)] = str(err)
             log.warning("styles file %s cannot be read and is left untouched: %s", path, err)
             return

@@ -297,3 +297,38 @@ def test_module_is_pure() -> None:
     imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     allowed = {"__future__", "csv", "io", "logging", "os", "collections", "dataclasses", "pathlib", "typing", "modules"}
     assert imported <= allowed
+
+
+def test_at_start_an_unreadable_file_is_quarantined_and_the_user_told(tmp_path: Path) -> None:
+    """Campaign E39: defaults are used, the bad file is kept aside with a timestamp and never overwritten, the UI
+    shows a note, and new styles can be saved again."""
+    from modules.cmd_args import parse_args
+    from modules.runtime import build_runtime
+    from modules.ui.app import startup_notes_html
+
+    bad = b"name,prompt\n\xff\xfe\x00garbage\x00\n"
+    (tmp_path / "styles.csv").write_bytes(bad)
+    rt = build_runtime(parse_args(["--data-dir", str(tmp_path)], environ={}))
+    kept = list(tmp_path.glob("styles.csv.corrupt-*"))
+    assert len(kept) == 1 and kept[0].read_bytes() == bad and not (tmp_path / "styles.csv").exists()
+    assert rt.styles.styles == {} and rt.styles.quarantined == [(tmp_path / "styles.csv", kept[0])]
+    assert kept[0].name in startup_notes_html(rt)
+    rt.styles.styles["New"] = PromptStyle("New", "x", "")
+    rt.styles.save_styles()
+    assert "New" in (tmp_path / "styles.csv").read_text(encoding="utf-8-sig")
+    # a second bad file at the next start gets its own name; the first copy is untouched
+    (tmp_path / "styles.csv").write_bytes(bad + b"again")
+    build_runtime(parse_args(["--data-dir", str(tmp_path)], environ={}))
+    copies = sorted(tmp_path.glob("styles.csv.corrupt-*"))
+    assert len(copies) == 2 and kept[0].read_bytes() == bad
+
+
+def test_a_quarantined_config_json_is_shown_to_the_user(tmp_path: Path) -> None:
+    from modules.cmd_args import parse_args
+    from modules.runtime import build_runtime
+    from modules.ui.app import startup_notes_html
+
+    (tmp_path / "config.json").write_text('{"samples_format": "png", ', encoding="utf-8")  # truncated by a crash
+    rt = build_runtime(parse_args(["--data-dir", str(tmp_path)], environ={}))
+    kept = list(tmp_path.glob("config.json.corrupt-*"))
+    assert len(kept) == 1 and "config.json" in startup_notes_html(rt) and kept[0].name in startup_notes_html(rt)

@@ -134,6 +134,14 @@ def first_run_message(rt: Runtime) -> str:
     return f"<div id='first_run_notice'>{text}</div>"
 
 
+def startup_notes_html(rt: Runtime) -> str:
+    """What went wrong at start that the user must know (a settings or styles file kept aside, ...)."""
+    if not rt.startup_notes:
+        return ""
+    items = "".join(f"<li>{html.escape(note)}</li>" for note in rt.startup_notes)
+    return f"<div class='error' id='startup_notes_list'><ul>{items}</ul></div>"
+
+
 def ui_config_path(rt: Runtime) -> Path:
     explicit = getattr(rt.args, "ui_config_file", None)
     if not explicit:
@@ -212,6 +220,7 @@ def build_ui(rt: Runtime) -> gr.Blocks:
                                   label="Clip skip", elem_id="setting_CLIP_stop_at_last_layers", scale=2)
             model_status = gr.HTML("", elem_id="model_status")
         notice = gr.HTML(first_run_message(rt), elem_id="first_run")
+        startup = gr.HTML("", elem_id="startup_notes")
         download = gr.Button("Download v1-5-pruned-emaonly.safetensors", elem_id="download_sd_model",
                              visible=bool(first_run_message(rt)) and
                              not getattr(rt.args, "no_download_sd_model", False))
@@ -317,5 +326,6 @@ def build_ui(rt: Runtime) -> gr.Blocks:
         demo.load(lambda: (gr.update(choices=checkpoint_titles(rt), value=current_checkpoint(rt)),
                            first_run_message(rt)), outputs=[checkpoint, notice], queue=False)
         demo.load(None, js=SHORTCUTS_JS)
+        demo.load(lambda: startup_notes_html(rt), outputs=[startup], queue=False, show_progress="hidden")
         demo.load(settings.refresh_fn, outputs=settings.refresh_outputs, queue=False)  # fresh values and choices
     return demo
