@@ -62,7 +62,7 @@ SAFETENSORS_DTYPE_BITS: dict[str, int] = {
     "C64": 64,
 }
 
-MIN_SAFE_TORCH = (2, 6)  # weights_only=True is a real sandbox only from torch 2.6 (CVE-2025-32434)
+MIN_SAFE_TORCH = (2, 10)  # weights_only=True: RCE fixed in torch 2.6 (CVE-2025-32434) and 2.10 (CVE-2026-24747)
 
 
 def _check_regular_file(path: Path) -> os.stat_result:
