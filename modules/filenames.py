@@ -144,6 +144,13 @@ def name_max(directory: Path) -> int:
     return NAME_MAX_BYTES
 
 
+def relative_subpath(text: str) -> str:
+    """A directory pattern's result as a path below the output folder: separators of either kind, no empty,
+    ``.`` or ``..`` segments, never absolute (a pattern of ``/`` or ``C:\\x`` stays inside)."""
+    segments = [seg for seg in text.replace("\\", "/").split("/") if seg.strip() not in ("", ".", "..")]
+    return "/".join(seg.replace(":", "_") if len(seg) == 2 and seg[1] == ":" else seg for seg in segments)
+
+
 def contained_path(root: Path, *parts: str) -> Path:
     """``root/parts...``, raising ValueError if the result is not inside ``root`` (lexically, after normalizing).
 

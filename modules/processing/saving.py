@@ -100,7 +100,8 @@ def save_image(image: Image.Image, directory: Path, *, settings: Mapping[str, An
     root = directory
     to_dirs = settings.get("grid_save_to_dirs" if grid else "save_to_dirs", True)
     if to_dirs:
-        sub = filenames.apply_pattern(settings.get("directories_filename_pattern") or "[date]", fields)
+        sub = filenames.relative_subpath(
+            filenames.apply_pattern(settings.get("directories_filename_pattern") or "[date]", fields))
         directory = filenames.contained_path(directory, sub) if sub else directory
     directory.mkdir(parents=True, exist_ok=True)
     fmt = settings.get("grid_format" if grid else "samples_format", "png") or "png"
