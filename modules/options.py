@@ -222,7 +222,7 @@ def builtin_options() -> dict[str, OptionInfo]:
                                              needs_reload_ui=True),
         # System
         "samples_log_stdout": OptionInfo(False, "Always print all generation info to standard output", SYSTEM),
-        "max_job_megapixel_steps": OptionInfo(1_000_000, "Largest job accepted, in megapixel-steps (width x height "
+        "max_job_megapixel_steps": OptionInfo(1_000_000.0, "Largest job accepted, in megapixel-steps (width x height "
                                                          "x steps x images, hires pass included; 0: no limit)",
                                               SYSTEM, restricted=True, minimum=0),
         # Extensions (set on the Extensions tab; kept out of the Settings tab)

@@ -65,7 +65,8 @@ def test_lists_without_features(client):
 
 def test_interrogate_says_it_is_not_available(client):
     r = client.post("/sdapi/v1/interrogate", json={"image": png_with(None), "model": "clip"})
-    assert r.status_code == 501 and "none is installed" in r.json()["detail"]
+    assert r.status_code == 422 and "none is installed" in r.json()["detail"][0]["msg"]
+    assert r.json()["detail"][0]["loc"] == ["body", "model"]
     assert client.post("/sdapi/v1/interrogate", json={"image": png_with(None), "model": "blip9"}).status_code == 404
 
 

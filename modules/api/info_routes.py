@@ -145,9 +145,10 @@ def build_info_router(rt: Runtime) -> APIRouter:
         if req.model not in ("clip", "deepdanbooru"):
             return JSONResponse(status_code=404, content={"error": "Model not found", "detail": [
                 {"loc": ["body", "model"], "msg": f"Model not found: {req.model}", "type": "value_error"}]})
-        return JSONResponse(status_code=501, content={
-            "error": "Not available", "detail": f"interrogate with {req.model} needs a captioning model, and none is "
-                                                "installed in this version"})
+        # a 4xx, not 501: the client asked for something this server cannot do; nothing on our side failed
+        return JSONResponse(status_code=422, content={"error": "Not available", "detail": [
+            {"loc": ["body", "model"], "msg": f"interrogate with {req.model} needs a captioning model, and none is "
+                                              "installed in this version", "type": "value_error"}]})
 
     from modules.cmd_args import admin_refusal
 
