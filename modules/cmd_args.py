@@ -152,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
                                        "\"*\" allows any)", default=None)
     _add(g, i, "--max-request-mb", help="largest request body accepted, in MB (default 100)", type=float,
          default=100.0)
+    _add(g, i, "--max-queue-size", "int", "jobs that may wait in the queue; more are answered 503 with Retry-After "
+                                          "(default 64)", default=64)
     _add(g, i, "--autolaunch", "bool", "open the UI in the default browser once it is up")
     _add(g, i, "--gradio-auth", help='UI login "user:password", or several as "u1:p1,u2:p2"', default=None)
     _add(g, i, "--gradio-auth-path", help="file with UI logins in the --gradio-auth format (one or more lines)",

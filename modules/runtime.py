@@ -317,7 +317,7 @@ def build_runtime(args: argparse.Namespace) -> Runtime:
     # A1111's on_model_loaded(sd_model) for extensions (a failing callback is reported, never raised).
     manager = ModelManager(registry, policy, hashing=hashing,
                            on_loaded=lambda model, info: script_callbacks.call("model_loaded", model))
-    jobs = JobQueue()
+    jobs = JobQueue(max_pending=max(1, int(getattr(args, "max_queue_size", 64) or 64)))
     from modules.models.embeddings import EmbeddingDatabase
     from modules.models.lora import LoraRegistry
     from modules.models.vae import VaeRegistry

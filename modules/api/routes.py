@@ -69,6 +69,9 @@ def install_error_handlers(app: FastAPI) -> None:
             return _field_error(422, err.cause.field, str(err.cause))
         if isinstance(err.cause, ModelFileError):  # the checkpoint file is bad, not the server
             return _field_error(422, "sd_model_checkpoint", str(err), kind=err.cause.kind)
+        if type(err.cause).__name__ == "OutOfMemoryError":  # the server's memory, for now: retry smaller/later
+            return JSONResponse(status_code=503, content={"error": "Out of memory", "detail": str(err)},
+                                headers={"Retry-After": "5"})
         status = 422 if isinstance(err.cause, ValueError) else 500
         return JSONResponse(status_code=status, content={"error": type(err.cause or err).__name__,
                                                          "detail": str(err)})  # the message, no traceback
