@@ -201,6 +201,13 @@ def run_installers(extensions: Iterable[Extension], data_dir: Path, skip: bool =
         digest = hashlib.sha256(installer.read_bytes()).hexdigest()
         if state.get(ext.name) == digest:
             continue
+        from modules import package_blocklist
+
+        blocked = package_blocklist.extension_problems(ext.path)
+        if blocked:  # never run an installer that pins a known-malicious release
+            ext.errors.append("install.py was not run: " + "; ".join(blocked))
+            log.error("extension %s: install.py not run: %s", ext.name, "; ".join(blocked))
+            continue
         started = time.perf_counter()
         try:
             done = subprocess.run([sys.executable, str(installer)], cwd=ext.path, capture_output=True, text=True,

@@ -336,6 +336,9 @@ def build_runtime(args: argparse.Namespace) -> Runtime:
                            quarantine_unreadable=True)
     for original, kept in styles.quarantined:
         notes.append(f"{original.name} could not be read and was kept as {kept.name}; its styles are not loaded.")
+    from modules import package_blocklist
+
+    notes += package_blocklist.installed_problems()
     for note in notes:
         log.warning("%s", note)
     rt = Runtime(args=args, paths=paths, options=options, registry=registry, manager=manager, jobs=jobs,
