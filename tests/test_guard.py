@@ -204,3 +204,15 @@ def test_the_file_route_serves_nothing_outside_outputs_and_uploads(data_dir, tar
     assert r.status_code in (403, 404) and "{}" != r.text
     r = ui.get(f"/gradio_api/file={target}")
     assert r.status_code in (403, 404)
+
+
+def test_repeated_wrong_logins_are_locked_out(data_dir):
+    locked = client_for(data_dir, "--api", "--api-auth", "bot:token")
+    for _ in range(10):
+        assert locked.get("/sdapi/v1/sd-models", headers=basic("bot", "guess")).status_code == 401
+    r = locked.get("/sdapi/v1/sd-models", headers=basic("bot", "token"))  # even the right one, for a while
+    assert r.status_code == 429 and int(r.headers["retry-after"]) > 0
+    ui = client_for(data_dir, "--gradio-auth", "ann:pw")
+    for _ in range(10):
+        ui.post("/login", data={"username": "ann", "password": "nope"})
+    assert ui.post("/login", data={"username": "ann", "password": "pw"}).status_code == 429

@@ -12,7 +12,8 @@ In order, for each HTTP request and websocket:
    a streamed body is counted, cut off at the limit, and the answer is a 413 whatever the app made of the rest.
 5. **Auth**: with credentials configured (``--gradio-auth``, ``--gradio-auth-path``, ``--api-auth``; one set for
    everything), every route that gradio does not serve itself needs HTTP Basic credentials or the UI's login cookie;
-   gradio's own routes (page, queue, files) keep gradio's login, fed the same credentials.
+   gradio's own routes (page, queue, files) keep gradio's login, fed the same credentials. Ten wrong logins
+   (ours or gradio's login form) from one address within a minute lock it out for a minute (429).
 
 Every answer gets ``X-Content-Type-Options: nosniff`` and ``Content-Security-Policy: frame-ancestors 'self'``;
 files of an active type (HTML, SVG, scripts) from the file routes are sent as downloads. Refusals are JSON
@@ -28,6 +29,7 @@ import json
 import re
 import secrets
 import socket
+import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 from urllib.parse import urlsplit
@@ -139,20 +141,58 @@ def _cookies(header: str) -> dict[str, str]:
     return out
 
 
+LOCKOUT_FAILURES = 10  # wrong logins from one address within LOCKOUT_WINDOW seconds...
+LOCKOUT_WINDOW = 60.0
+LOCKOUT_SECONDS = 60.0  # ...lock it out (429) for this long
+
+
 class RequestGuard:
     """The ASGI middleware over ``policy``."""
 
     def __init__(self, app: Any, policy: GuardPolicy) -> None:
         self.app = app
         self.policy = policy
+        self._failures: dict[str, list[float]] = {}  # client address -> times of wrong logins
+        self._locked_until: dict[str, float] = {}
+
+    def _client(self, scope: Scope) -> str:
+        client = scope.get("client")
+        return str(client[0]) if client else ""
+
+    def _failed_login(self, client: str) -> None:
+        now = time.monotonic()
+        recent = [t for t in self._failures.get(client, []) if now - t < LOCKOUT_WINDOW] + [now]
+        self._failures[client] = recent
+        if len(recent) >= LOCKOUT_FAILURES:
+            self._locked_until[client] = now + LOCKOUT_SECONDS
+            self._failures.pop(client, None)
+        if len(self._failures) > 10_000:  # bounded memory under a spray of addresses
+            self._failures.clear()
+
+    def _locked(self, client: str) -> float:
+        until = self._locked_until.get(client)
+        if until is None:
+            return 0.0
+        left = until - time.monotonic()
+        if left <= 0:
+            self._locked_until.pop(client, None)
+            return 0.0
+        return left
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
+        client = self._client(scope)
+        if self.policy.credentials and (left := self._locked(client)):
+            await self._refuse(scope, receive, send, 429, "too many wrong logins from this address; wait and "
+                                                          "try again", {"retry-after": str(int(left) + 1)})
+            return
         problem = self._check(scope)
         if problem is not None:
             status, message, extra = problem
+            if status == 401 and any(k == b"authorization" for k, _ in scope.get("headers", [])):
+                self._failed_login(client)  # a wrong password, not a client that has not logged in yet
             await self._refuse(scope, receive, send, status, message, extra)
             return
         if scope["type"] != "http":
@@ -174,9 +214,13 @@ class RequestGuard:
 
         path = scope.get("path", "")
 
+        login_attempt = path.rstrip("/") == "/login" and scope.get("method") == "POST"
+
         async def answer(message: dict[str, Any]) -> None:
             if not over[0]:
                 if message.get("type") == "http.response.start":
+                    if login_attempt and message.get("status", 200) >= 400:  # gradio's login form said no
+                        self._failed_login(client)
                     message = {**message, "headers": _hardened(list(message.get("headers", [])), path)}
                 await send(message)
             elif message.get("type") == "http.response.start":
@@ -255,7 +299,7 @@ def _hardened(headers: list[tuple[bytes, bytes]], path: str) -> list[tuple[bytes
 
 def _reason(status: int) -> str:
     return {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 413: "Payload Too Large",
-            415: "Unsupported Media Type", 421: "Misdirected Request"}.get(status, "Refused")
+            415: "Unsupported Media Type", 421: "Misdirected Request", 429: "Too Many Requests"}.get(status, "Refused")
 
 
 def bind_to_ui(policy: GuardPolicy, app: Any) -> None:
