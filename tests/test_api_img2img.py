@@ -198,3 +198,39 @@ def test_odd_but_valid_images_are_accepted(client):
 
 def test_pillows_bomb_guard_stays_on(client):
     assert Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS >= 89_478_485
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:{port}/x.png", "http://169.254.169.254/latest/meta-data",
+                                 "http://[::1]:{port}/x.png", "http://0x7f000001:{port}/x.png",
+                                 "http://%6cocalhost:{port}/x.png", "https://example.com/cat.png",
+                                 "file:///etc/passwd"])
+def test_image_urls_are_never_fetched(client, url):
+    """Campaign B16: this server never fetches images by URL (SSRF has nothing to use): a URL is a 400 naming the
+    field, and a listening server sees no request."""
+    import http.server
+    import threading
+
+    hits = []
+
+    class Recorder(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            hits.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    listener = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=listener.serve_forever, daemon=True).start()
+    try:
+        target = url.format(port=listener.server_address[1])
+        for payload, field in (({"init_images": [target]}, "init_images.0"),
+                               ({"init_images": [b64(picture())], "mask": target}, "mask")):
+            r = client.post("/sdapi/v1/img2img", json={**BASE, **payload})
+            assert r.status_code == 400 and r.json()["detail"][0]["loc"] == ["body", field]
+        r = client.post("/sdapi/v1/extra-single-image", json={"image": target})
+        assert r.status_code == 400
+    finally:
+        listener.shutdown()
+    assert hits == []

@@ -151,3 +151,17 @@ def test_folder_names_come_from_the_url():
     assert extension_git.folder_name_for("https://github.com/u/sd-webui-thing.git") == "sd-webui-thing"
     assert extension_git.folder_name_for("https://github.com/u/thing/") == "thing"
     assert extension_git.folder_name_for("https://github.com/u/thing", "my.thing") == "my.thing"
+
+
+def test_extension_names_and_errors_are_escaped_in_the_table(tmp_path):
+    """Campaign B23: a folder name or an error message with markup is shown as text."""
+    from modules.ui import extensions_tab
+
+    rt = _runtime(tmp_path)
+    evil = "<img src=x onerror=alert(1)>"
+    ext = ext_mod.Extension(evil, tmp_path / "x")
+    ext.errors.append(f"boom {evil}")
+    ext.loaded_scripts.append(f"{evil}.py")
+    rt.extensions.append(ext)
+    table = extensions_tab.extensions_table(rt, {evil: evil})
+    assert "<img" not in table and table.count("&lt;img src=x onerror=alert(1)&gt;") == 4
