@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"job {number} ({kind}) failed: {response.status_code} {response.text[:200]}")
             if number == warm_up or number % max(1, args.jobs // 10) == 0 or number == args.jobs:
                 rows.append((number, time.perf_counter() - started, *_sample(process, tmp)))
+                print(f"{number} jobs, {rows[-1][1]:.0f} s, RSS {rows[-1][2]:.1f} MiB", flush=True)
     app.state.runtime.jobs.stop()
 
     print(f"\n{args.jobs} jobs, {failures} failed, {time.perf_counter() - started:.0f} s "
