@@ -124,31 +124,49 @@ def saved_gallery(tmp_path, n=3):
 
 def test_save_copies_the_selected_image_with_its_infotext(tmp_path):
     gallery, info = saved_gallery(tmp_path)
-    copies = actions.save_images(gallery, 2, info, {"save_selected_only": True, "outdir_save": "log/images"},
-                                 tmp_path)
+    copies = actions.save_images(gallery, 2, info, {"save_selected_only": True, "outdir_save": "log/images",
+                                                    "outdir_samples": "out"}, tmp_path)
     assert len(copies) == 1 and "log/images" in copies[0].replace("\\", "/")
     assert Image.open(copies[0]).info["parameters"] == "image 2"
-    again = actions.save_images(gallery, 2, info, {"save_selected_only": True}, tmp_path)
+    again = actions.save_images(gallery, 2, info, {"save_selected_only": True, "outdir_samples": "out"}, tmp_path)
     assert again[0] != copies[0]  # never over an earlier save
-    every = actions.save_images(gallery, None, info, {"save_selected_only": False}, tmp_path)
+    every = actions.save_images(gallery, None, info, {"save_selected_only": False, "outdir_samples": "out"},
+                                tmp_path)
     assert len(every) == 3
 
 
 def test_zip_holds_every_image(tmp_path):
     gallery, _ = saved_gallery(tmp_path)
-    archive = actions.zip_images(gallery)
+    archive = actions.zip_images(gallery, [tmp_path / "out"])
     with zipfile.ZipFile(archive) as z:
         assert len(z.namelist()) == 3
-    assert actions.zip_images([]) is None
+    assert actions.zip_images([], [tmp_path]) is None
 
 
 def test_send_to_picks_the_selection_or_the_first_non_grid_image(tmp_path):
     gallery, info = saved_gallery(tmp_path)
-    image, text = actions.image_and_infotext(gallery, None, info)
+    roots = [tmp_path / "out"]
+    image, text = actions.image_and_infotext(gallery, None, info, roots)
     assert text == "image 1" and image.getpixel((0, 0)) == (40, 0, 0)
-    _, text = actions.image_and_infotext(gallery, 0, info)
+    _, text = actions.image_and_infotext(gallery, 0, info, roots)
     assert text == "image 0"
-    assert actions.image_and_infotext([], None, None) == (None, "")
+    assert actions.image_and_infotext([], None, None, roots) == (None, "")
+
+
+def test_gallery_files_from_outside_the_output_folders_are_ignored(tmp_path):
+    """The gallery value comes from the browser: a path to config.json or /etc/passwd must not be read, copied or
+    zipped (campaign B21), and a symlink out of the folder does not count as inside."""
+    (tmp_path / "config.json").write_text('{"secret": 1}')
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "link.png").symlink_to(tmp_path / "config.json")
+    hostile = [(str(tmp_path / "config.json"), None), ("/etc/passwd", None), (str(tmp_path / "out" / "link.png"),
+                                                                             None), (str(tmp_path / "nope.png"), None)]
+    roots = [tmp_path / "out"]
+    assert actions.gallery_paths(hostile, roots) == []
+    assert actions.zip_images(hostile, roots) is None
+    assert actions.image_and_infotext(hostile, 0, None, roots) == (None, "")
+    assert actions.save_images(hostile, 0, None, {"outdir_txt2img_samples": "out"}, tmp_path) == []
+    assert not (tmp_path / "log").exists()
 
 
 def test_batch_png_info_takes_the_chosen_parameters():

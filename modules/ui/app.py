@@ -164,6 +164,12 @@ def apply_ui_config(rt: Runtime, tabs: dict[str, dict[str, Any]]) -> Any:
     return config
 
 
+def gallery_roots(rt: Runtime) -> list[Path]:
+    from modules.ui import output_actions
+
+    return output_actions.readable_roots(rt.options.as_dict(), rt.paths.data_dir)
+
+
 def wire_send_buttons(rt: Runtime, panels: list[Any], img2img: Any, tabs: Any, extras: Any = None) -> None:
     """🖼️ / 🎨️ / 📐 under every gallery: the chosen image and its infotext into img2img, Inpaint or Extras."""
     from modules.ui import output_actions, send_to
@@ -175,7 +181,7 @@ def wire_send_buttons(rt: Runtime, panels: list[Any], img2img: Any, tabs: Any, e
                     continue
 
                 def on_extras(gallery: Any, selected: Any, info: Any) -> list[Any]:
-                    image, _ = output_actions.image_and_infotext(gallery, selected, info)
+                    image, _ = output_actions.image_and_infotext(gallery, selected, info, gallery_roots(rt))
                     if image is None:
                         return [gr.update()] * 4
                     return [gr.update(value=image), 0, gr.Tabs(selected="extras_single_tab"),
@@ -186,7 +192,7 @@ def wire_send_buttons(rt: Runtime, panels: list[Any], img2img: Any, tabs: Any, e
                              show_progress="hidden")
                 continue
             def on_send(gallery: Any, selected: Any, info: Any, target: str = target) -> list[Any]:
-                image, text = output_actions.image_and_infotext(gallery, selected, info)
+                image, text = output_actions.image_and_infotext(gallery, selected, info, gallery_roots(rt))
                 return send_to.updates(image, text, img2img, target, rt.styles)
 
             button.click(on_send, inputs=[panel.gallery, panel.selected, panel.generation_info],

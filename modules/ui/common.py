@@ -221,7 +221,7 @@ def wire_output_panel(rt: Runtime, panel: OutputPanel, kind: Any) -> None:
             f"<p class='comments'>💾 {len(files)}</p>" if files else "")
 
     def on_zip(gallery: Any) -> Any:
-        archive = actions.zip_images(gallery)
+        archive = actions.zip_images(gallery, actions.readable_roots(rt.options.as_dict(), rt.paths.data_dir))
         return gr.update(value=archive, visible=archive is not None)
 
     panel.open_folder.click(on_open, outputs=[panel.progress], queue=False)

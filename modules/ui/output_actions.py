@@ -21,21 +21,34 @@ from modules.processing import saving
 log = logging.getLogger(__name__)
 
 
-def gallery_paths(gallery: Sequence[Any] | None) -> list[Path]:
-    """File paths of a gallery value (gradio gives ``(path, caption)`` pairs, or paths)."""
+def readable_roots(settings: dict[str, Any], data_dir: Path) -> list[Path]:
+    """Where a gallery's files may come from: the output folders and gradio's upload/cache folder."""
+    gradio_cache = Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio")
+    return [*saving.output_roots(settings, data_dir), gradio_cache]
+
+
+def gallery_paths(gallery: Sequence[Any] | None, roots: Sequence[Path]) -> list[Path]:
+    """File paths of a gallery value (gradio gives ``(path, caption)`` pairs, or paths). The value comes from the
+    browser: a path outside ``roots`` (``config.json``, ``/etc/passwd``) is left out, whether it exists or not."""
+    real_roots = [os.path.realpath(r) for r in roots]
     out = []
     for item in gallery or []:
         value = item[0] if isinstance(item, (tuple, list)) else item
         if isinstance(value, dict):
             value = value.get("path") or value.get("name")
         if isinstance(value, (str, os.PathLike)):
-            out.append(Path(value))
+            real = os.path.realpath(value)
+            if any(os.path.commonpath([real, root]) == root for root in real_roots):
+                out.append(Path(value))
+            else:
+                log.warning("ignored a gallery file outside the output folders: %s", value)
     return out
 
 
-def chosen(gallery: Sequence[Any] | None, selected: int | None, info: dict[str, Any] | None) -> int | None:
+def chosen(gallery: Sequence[Any] | None, selected: int | None, info: dict[str, Any] | None,
+           roots: Sequence[Path]) -> int | None:
     """The index the user selected, else the first image that is not the grid."""
-    paths = gallery_paths(gallery)
+    paths = gallery_paths(gallery, roots)
     if not paths:
         return None
     if selected is not None and 0 <= selected < len(paths):
@@ -44,13 +57,13 @@ def chosen(gallery: Sequence[Any] | None, selected: int | None, info: dict[str, 
     return first if first < len(paths) else 0
 
 
-def image_and_infotext(gallery: Sequence[Any] | None, selected: int | None, info: dict[str, Any] | None
-                       ) -> tuple[Image.Image | None, str]:
+def image_and_infotext(gallery: Sequence[Any] | None, selected: int | None, info: dict[str, Any] | None,
+                       roots: Sequence[Path]) -> tuple[Image.Image | None, str]:
     """The chosen image (loaded) and its infotext, for send-to."""
-    index = chosen(gallery, selected, info)
+    index = chosen(gallery, selected, info, roots)
     if index is None:
         return None, ""
-    path = gallery_paths(gallery)[index]
+    path = gallery_paths(gallery, roots)[index]
     with Image.open(path) as opened:
         image = opened.copy()
     texts = (info or {}).get("infotexts") or []
@@ -62,8 +75,9 @@ def save_images(gallery: Sequence[Any] | None, selected: int | None, info: dict[
                 settings: dict[str, Any], data_dir: Path) -> list[str]:
     """💾: copy the selected image (or all, A1111's ``save_selected_only`` off) to ``outdir_save`` (log/images),
     infotext kept, never overwriting; returns the copies for download."""
-    paths = gallery_paths(gallery)
-    index = chosen(gallery, selected, info)
+    roots = readable_roots(settings, data_dir)
+    paths = gallery_paths(gallery, roots)
+    index = chosen(gallery, selected, info, roots)
     if index is None:
         return []
     wanted = [paths[index]] if settings.get("save_selected_only", True) else paths
@@ -76,9 +90,9 @@ def save_images(gallery: Sequence[Any] | None, selected: int | None, info: dict[
     return copies
 
 
-def zip_images(gallery: Sequence[Any] | None) -> str | None:
+def zip_images(gallery: Sequence[Any] | None, roots: Sequence[Path]) -> str | None:
     """🗃️: every image of the gallery in one zip (in a temp folder gradio may serve), PNG chunks intact."""
-    paths = gallery_paths(gallery)
+    paths = gallery_paths(gallery, roots)
     if not paths:
         return None
     target = Path(tempfile.mkdtemp(prefix="sd-zip-")) / "images.zip"
