@@ -130,6 +130,8 @@ def build_extensions_tab(rt: Runtime) -> Any:
                                 elem_id="install_branch", interactive=not refused)
             dirname = gr.Textbox(label="Local directory name", placeholder="Leave empty for auto",
                                  elem_id="install_dirname", interactive=not refused)
+            trust = gr.Checkbox(False, label="I trust this repository: its code will run on this computer with my "
+                                             "rights", elem_id="install_trust", interactive=not refused)
             install = gr.Button("Install", variant="primary", elem_id="install_button", interactive=not refused)
             install_result = gr.HTML("", elem_id="extension_install_result")
 
@@ -145,7 +147,9 @@ def build_extensions_tab(rt: Runtime) -> Any:
         threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
         return f"<p class='comments'>{common.words('Restarting…')}</p>"
 
-    def on_install(address: str, branch_name: str, folder: str) -> tuple[str, Any, Any]:
+    def on_install(address: str, branch_name: str, folder: str, trusted: bool) -> tuple[str, Any, Any]:
+        if not trusted:  # an extension is code: installing one is a decision, never a slip of the mouse
+            return common.error_html("Tick the box to confirm you trust this repository."), gr.update(), gr.update()
         message = install_extension(rt, address, branch_name, folder)
         all_names = [e.name for e in rt.extensions]
         return message, extensions_table(rt), gr.update(choices=all_names, visible=True,
@@ -154,5 +158,5 @@ def build_extensions_tab(rt: Runtime) -> Any:
     apply.click(on_apply, inputs=[chosen], outputs=[result], queue=False)
     check.click(lambda: extensions_table(rt, check_updates(rt)), outputs=[table])
     update.click(lambda: extensions_table(rt, update_extensions(rt)), outputs=[table])
-    install.click(on_install, inputs=[url, branch, dirname], outputs=[install_result, table, chosen])
+    install.click(on_install, inputs=[url, branch, dirname, trust], outputs=[install_result, table, chosen])
     return table
