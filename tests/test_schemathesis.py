@@ -18,7 +18,7 @@ def _app():
     import tempfile
     from pathlib import Path
 
-    from webui import create_app, start_background_load
+    from webui import create_app
 
     root = Path(tempfile.mkdtemp(prefix="schemathesis-"))
     write_tiny_checkpoint("sd1", root / "models" / "Stable-diffusion", "tiny")
@@ -27,7 +27,9 @@ def _app():
                                                   "grid_save": False}), encoding="utf-8")
     app = create_app(parse_args(["--nowebui", "--api", "--data-dir", str(root), "--allowed-hosts",
                                  "testserver,localhost"], environ={}))
-    start_background_load(app)
+    # No background load here: this runs at collection, and a model load builds modules under accelerate's
+    # process-wide empty-weights patch, which must not overlap other tests building their tiny models. The first
+    # generated generation request loads the checkpoint, on the job thread, while this module's tests run.
     return app
 
 
