@@ -316,7 +316,8 @@ def build_runtime(args: argparse.Namespace) -> Runtime:
 
     # A1111's on_model_loaded(sd_model) for extensions (a failing callback is reported, never raised).
     manager = ModelManager(registry, policy, hashing=hashing,
-                           on_loaded=lambda model, info: script_callbacks.call("model_loaded", model))
+                           on_loaded=lambda model, info: script_callbacks.call("model_loaded", model),
+                           keep_loaded=lambda: int(options.get("sd_checkpoints_limit", 1) or 1))
     jobs = JobQueue(max_pending=max(1, int(getattr(args, "max_queue_size", 64) or 64)))
     from modules.models.embeddings import EmbeddingDatabase
     from modules.models.lora import LoraRegistry

@@ -10,6 +10,7 @@ import gc
 import logging
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -42,7 +43,10 @@ class ManagerStatus:
 class ModelManager:
     def __init__(self, registry: Any, device_policy: Any, *, hashing: bool = True,
                  load_fn: Callable[..., LoadedModel] | None = None,
-                 on_loaded: Callable[[LoadedModel, Any], None] | None = None) -> None:
+                 on_loaded: Callable[[LoadedModel, Any], None] | None = None,
+                 keep_loaded: Callable[[], int] = lambda: 1) -> None:
+        """``keep_loaded()``: A1111's ``sd_checkpoints_limit``, how many checkpoints stay loaded; switching back to
+        one of them is instant (it is made current, not read again)."""
         self.registry = registry
         self.device_policy = device_policy
         self.hashing = hashing
@@ -55,6 +59,8 @@ class ModelManager:
         self.last_error: str | None = None
         self.load_seconds: float | None = None
         self._secondary: tuple[Any, LoadedModel] | None = None  # (info, model) of the refiner
+        self._keep_loaded = keep_loaded
+        self._kept: OrderedDict[Any, tuple[Any, LoadedModel]] = OrderedDict()  # path -> (info, model), LRU first
 
     def status(self) -> ManagerStatus:
         with self._lock:
@@ -89,7 +95,42 @@ class ModelManager:
         info = self.resolve(name)
         if self.model is not None and self.info is not None and self.info.path == info.path:
             return self.model, self.info
+        with self._lock:
+            kept = self._kept.pop(info.path, None)
+        if kept is not None and _same_file(kept[0], info):  # unchanged since it was loaded: current again
+            started = time.perf_counter()
+            self._make_current(kept[0], kept[1])
+            with self._lock:
+                self.load_seconds = time.perf_counter() - started
+            log.info("Switched to %s (kept loaded)", info.title)
+            if self._on_loaded is not None:
+                self._on_loaded(kept[1], info)
+            return kept[1], info
         return self.load(info), info
+
+    def _make_current(self, info: Any, model: LoadedModel) -> None:
+        """``model`` becomes the current one; the previous one is kept while ``keep_loaded()`` allows, the least
+        recently used beyond that are released."""
+        limit = max(1, int(self._keep_loaded() or 1))
+        with self._lock:
+            previous = (self.info, self.model) if self.model is not None else None
+            self.model, self.info = model, info
+            if previous is not None and previous[0].path != info.path:
+                self._kept[previous[0].path] = previous
+            released = 0
+            while len(self._kept) > limit - 1:
+                self._kept.popitem(last=False)
+                released += 1
+        if released:
+            gc.collect()
+            from modules.jobs import _free_accelerator_memory
+
+            _free_accelerator_memory()
+
+    def kept_titles(self) -> list[str]:
+        """Checkpoints loaded besides the current one, least recently used first."""
+        with self._lock:
+            return [info.title for info, _ in self._kept.values()]
 
     def load(self, info: Any) -> LoadedModel:
         """Load a checkpoint, replacing the current one only when the new one loaded completely."""
@@ -114,8 +155,8 @@ class ModelManager:
                 self.last_error = f"{info.title}: {err}"
                 self._loading = None
             raise
+        self._make_current(info, model)
         with self._lock:
-            self.model, self.info = model, info
             self._loading = None
             self.last_error = None
             self.load_seconds = time.perf_counter() - started
@@ -149,7 +190,13 @@ class ModelManager:
             self.model = None
             self.info = None
             self._secondary = None
+            self._kept.clear()
         gc.collect()
         from modules.jobs import _free_accelerator_memory
 
         _free_accelerator_memory()
+
+
+def _same_file(a: Any, b: Any) -> bool:
+    return (a.path, getattr(a, "size", None), getattr(a, "mtime", None)) == \
+        (b.path, getattr(b, "size", None), getattr(b, "mtime", None))
