@@ -404,8 +404,16 @@ def test_generate_forever_repeats_until_cancelled(page: Page, server, js_errors)
     while count() < before + 3 and time.time() < deadline:
         time.sleep(0.2)
     assert count() >= before + 3  # it went on by itself
-    page.locator("#txt2img_generate").click(button="right")
-    page.locator("#context_menu").get_by_text("Cancel generate forever").click()
+    # the menu can close when a finished job re-renders the page under it: open it again until the click lands
+    cancel = page.locator("#context_menu").get_by_text("Cancel generate forever")
+    for attempt in range(5):
+        page.locator("#txt2img_generate").click(button="right")
+        try:
+            cancel.click(timeout=5_000)
+            break
+        except Exception:  # noqa: BLE001 - playwright's TimeoutError: try again, the last attempt raises
+            if attempt == 4:
+                raise
     # The run in flight finishes; then nothing more starts.
     settled, stable_since = count(), time.time()
     while time.time() - stable_since < 3 and time.time() < deadline + 30:

@@ -1,6 +1,6 @@
 """Page load to interactive: a real webui.py on a tiny checkpoint, Debian's chromium, the time until Generate works.
 
-    venv/bin/python benchmarks/page_load.py [--runs 5] [--localization zh_CN]
+    venv/bin/python tests/benchmarks/page_load.py [--runs 5] [--localization zh_CN]
 
 Starts the server once (its startup is not counted), then opens the page ``--runs`` times in a fresh browser tab and
 prints, per run and as the median: time to the ``load`` event, time until the Generate button is visible and
@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from playwright.sync_api import sync_playwright  # noqa: E402
 

