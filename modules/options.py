@@ -179,6 +179,9 @@ def builtin_options() -> dict[str, OptionInfo]:
                                          infotext="Old prompt editing timelines"),
         "randn_source": OptionInfo("GPU", "Random number generator source", SD, choices=("GPU", "CPU", "NV"),
                                    infotext="RNG"),
+        "vae_tiling": OptionInfo("Automatic", "VAE in tiles (less memory for large images; Automatic: above 4 "
+                                              "megapixels or when the GPU lacks memory)", VAE,
+                                 choices=("Automatic", "Always", "Never")),
         "sd_vae": OptionInfo("Automatic", "SD VAE", VAE, infotext="VAE"),
         "sd_vae_overrides_per_model_preferences": OptionInfo(
             True, "Selected VAE overrides per-model preferences", VAE),

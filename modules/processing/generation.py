@@ -226,19 +226,25 @@ class Job:
     def decode(self, latents: torch.Tensor) -> list[torch.Tensor]:
         if self.ctx.nan_check:
             check_finite(latents, "Unet")
-        return decode_latents(self.model, latents, auto_upcast=bool(self.settings.get("auto_vae_precision", True)))
+        return decode_latents(self.model, latents, auto_upcast=bool(self.settings.get("auto_vae_precision", True)),
+                              tiling=str(self.settings.get("vae_tiling", "Automatic")))
 
     @torch.inference_mode()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Pixels in [-1, 1] (B, 3, H, W) -> scaled latents (float32), one image at a time to bound memory."""
+        from modules.processing.sampling import tiling_wanted, vae_tiles
+
         vae = self.model.vae
         scaling = float(getattr(vae.config, "scaling_factor", 0.18215))
         shift = getattr(vae.config, "shift_factor", None) or 0.0
         out = []
-        for image in images:
-            x = image[None].to(self.model.device, self.model.vae_dtype)
-            latent = vae.encode(x).latent_dist.mode().float()
-            out.append((latent - shift) * scaling)
+        tiled = tiling_wanted(str(self.settings.get("vae_tiling", "Automatic")), images.shape[-1], images.shape[-2],
+                              self.model.device)
+        with vae_tiles(vae, tiled):
+            for image in images:
+                x = image[None].to(self.model.device, self.model.vae_dtype)
+                latent = vae.encode(x).latent_dist.mode().float()
+                out.append((latent - shift) * scaling)
         return torch.cat(out)
 
     def infotext(self, *, prompt: str, negative_prompt: str, seed: int, subseed: int) -> str:

@@ -7,9 +7,10 @@ A1111's automatic fp32 fallback when fp16 decoding yields NaNs, and the cheap la
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -238,10 +239,57 @@ def check_finite(latents: torch.Tensor, what: str) -> None:
             "--disable-nan-check.")
 
 
+VAE_TILING_MODES = ("Automatic", "Always", "Never")
+TILE_ABOVE_PIXELS = 2048 * 2048  # Automatic: larger images are decoded/encoded in tiles
+
+
+def tiling_wanted(mode: str, width: int, height: int, device: Any = None) -> bool:
+    """Whether the VAE should work in tiles: "Always", "Never", or (Automatic) for images above ~4 MP, or when a
+    CUDA device has less free memory than an untiled decode needs (about 1.6 GB per megapixel in fp16)."""
+    if mode == "Always":
+        return True
+    if mode == "Never":
+        return False
+    pixels = width * height
+    if pixels > TILE_ABOVE_PIXELS:
+        return True
+    if device is not None and getattr(device, "type", "") == "cuda":
+        try:
+            free, _ = torch.cuda.mem_get_info(device)
+        except RuntimeError:
+            return False
+        return free < pixels / 1e6 * 1.6e9
+    return False
+
+
+@contextlib.contextmanager
+def vae_tiles(vae: Any, enabled: bool) -> Iterator[None]:
+    """The VAE decodes and encodes in overlapping tiles inside the block (diffusers' tiled VAE: each tile is a
+    fraction of the memory; seams are blended), and as before after it."""
+    if not enabled or not hasattr(vae, "enable_tiling"):
+        yield
+        return
+    before = bool(getattr(vae, "use_tiling", False))
+    vae.enable_tiling()
+    try:
+        yield
+    finally:
+        if not before:
+            vae.disable_tiling()
+
+
+def decode_latents(model: LoadedModel, latents: torch.Tensor, auto_upcast: bool = True,
+                   tiling: str = "Automatic") -> list[torch.Tensor]:
+    """Decode one image at a time (bounded memory), returning tensors in [-1, 1]; large images in tiles
+    (``tiling``, see ``tiling_wanted``). On NaN in fp16, switch the VAE to fp32 for the rest of the session and
+    retry, as A1111's ``auto_vae_precision`` does."""
+    height, width = latents.shape[-2] * 8, latents.shape[-1] * 8
+    with vae_tiles(model.vae, tiling_wanted(tiling, width, height, model.device)):
+        return _decode_each(model, latents, auto_upcast)
+
+
 @torch.inference_mode()
-def decode_latents(model: LoadedModel, latents: torch.Tensor, auto_upcast: bool = True) -> list[torch.Tensor]:
-    """Decode one image at a time (bounded memory), returning tensors in [-1, 1]. On NaN in fp16, switch the VAE to
-    fp32 for the rest of the session and retry, as A1111's ``auto_vae_precision`` does."""
+def _decode_each(model: LoadedModel, latents: torch.Tensor, auto_upcast: bool) -> list[torch.Tensor]:
     scaling = float(getattr(model.vae.config, "scaling_factor", 0.18215))
     shift = getattr(model.vae.config, "shift_factor", None) or 0.0
     images = []
