@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -285,6 +286,27 @@ class Runtime:
         return self.submit_load(info.title)
 
 
+class LazyDevicePolicy:
+    """The ``DevicePolicy``, decided on first use: deciding imports torch (about a second), which the page does
+    not need, so the server answers first and the background model load pays for it."""
+
+    def __init__(self, decide: Any) -> None:
+        self._decide = decide
+        self._policy: Any = None
+        self._lock = threading.Lock()
+
+    def resolved(self) -> Any:
+        with self._lock:
+            if self._policy is None:
+                self._policy = self._decide()
+            return self._policy
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.resolved(), name)
+
+
 def identity_of(info: Any) -> CheckpointIdentity:
     return CheckpointIdentity(title=info.title, model_name=info.path.stem, shorthash=info.shorthash,
                               sha256=info.sha256, filename=str(info.path))
@@ -305,12 +327,15 @@ def build_runtime(args: argparse.Namespace) -> Runtime:
     extra = [paths.explicit_ckpt] if paths.explicit_ckpt and paths.explicit_ckpt.is_file() else []
     registry = CheckpointRegistry(paths.model_dirs("checkpoints"), cache, extra_files=extra)
     registry.refresh()
-    from modules.models.devices import DevicePolicy
+    def decide_devices() -> Any:
+        from modules.models.devices import DevicePolicy
 
-    policy = DevicePolicy.from_flags(no_half=bool(getattr(args, "no_half", False)),
-                                     no_half_vae=bool(getattr(args, "no_half_vae", False)),
-                                     precision=getattr(args, "precision", "autocast") or "autocast",
-                                     use_cpu=list(getattr(args, "use_cpu", None) or []))
+        return DevicePolicy.from_flags(no_half=bool(getattr(args, "no_half", False)),
+                                       no_half_vae=bool(getattr(args, "no_half_vae", False)),
+                                       precision=getattr(args, "precision", "autocast") or "autocast",
+                                       use_cpu=list(getattr(args, "use_cpu", None) or []))
+
+    policy = LazyDevicePolicy(decide_devices)
     hashing = not getattr(args, "no_hashing", False)
     from modules import script_callbacks
 

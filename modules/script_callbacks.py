@@ -89,7 +89,7 @@ def remove_callbacks_for_function(fn: Callable[..., Any]) -> None:
         _callbacks[kind] = [r for r in _callbacks[kind] if r.callback is not fn]
 
 
-from modules.processing.sampling import (  # noqa: E402, F401 - A1111 names, re-exported
+from modules.processing.cfg_callbacks import (  # noqa: E402, F401 - A1111 names, re-exported
     AfterCFGCallbackParams, CFGDenoisedParams, CFGDenoiserParams, CfgCallbacks)
 from modules.processing.saving import ImageSaveParams, SaveHooks  # noqa: E402, F401 - A1111 names, re-exported
 

@@ -23,10 +23,9 @@ from modules.processing.params import Img2ImgParams
 from modules.processing.sampling import add_noise, denoise, img2img_start, img2img_steps
 from modules.processing.txt2img import pil_to_tensor
 
-MASKED_CONTENT = ("fill", "original", "latent noise", "latent nothing")
+from modules.processing.masking import INPAINT_AREAS, MASK_MODES, MASKED_CONTENT  # noqa: E402, F401 - re-exported
+
 FILL, ORIGINAL, LATENT_NOISE, LATENT_NOTHING = range(4)
-MASK_MODES = ("Inpaint masked", "Inpaint not masked")
-INPAINT_AREAS = ("Whole picture", "Only masked")
 BLANK_MASK_NOTE = 'Unable to perform "Inpaint Only mask" because mask is blank, switch to img2img mode.'
 
 

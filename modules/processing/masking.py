@@ -15,6 +15,11 @@ from modules.processing import imageops
 
 Box = tuple[int, int, int, int]  # x1, y1, x2, y2 (x2/y2 exclusive)
 
+# A1111's choices, in its order (the UI's radios; the parameters take their indices)
+MASKED_CONTENT = ("fill", "original", "latent noise", "latent nothing")
+MASK_MODES = ("Inpaint masked", "Inpaint not masked")
+INPAINT_AREAS = ("Whole picture", "Only masked")
+
 
 def binary_mask(mask: Image.Image, round_mask: bool = True) -> Image.Image:
     """An 8-bit mask from an upload or a brush layer: a transparent RGBA layer's alpha is the mask, otherwise its

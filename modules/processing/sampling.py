@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
@@ -18,6 +17,8 @@ from PIL import Image
 
 from modules.models.types import LoadedModel
 from modules.processing import schedulers
+from modules.processing.cfg_callbacks import (AfterCFGCallbackParams, CfgCallbacks, CFGDenoisedParams,
+                                                CFGDenoiserParams)
 from modules.processing.conditioning import Conditioning
 from modules.processing.prompt_schedule import BatchConditioning, repeat_per_subprompt
 from modules.processing.progress import JobProgress
@@ -31,48 +32,6 @@ class NansError(RuntimeError):
 
 StepHook = Callable[[int, Conditioning, Conditioning], None]
 
-
-@dataclass
-class CFGDenoiserParams:
-    """A1111's ``on_cfg_denoiser`` argument: before the model runs; ``x``, ``text_cond`` and ``text_uncond`` may be
-    replaced (same shapes)."""
-
-    x: torch.Tensor
-    image_cond: torch.Tensor | None
-    sigma: Any  # the timestep (diffusers schedulers pass timesteps, not sigmas)
-    sampling_step: int
-    total_sampling_steps: int
-    text_cond: torch.Tensor
-    text_uncond: torch.Tensor
-    denoiser: Any = None
-
-
-@dataclass
-class CFGDenoisedParams:
-    """A1111's ``on_cfg_denoised`` argument: the conditional prediction before guidance combines it."""
-
-    x: torch.Tensor
-    sampling_step: int
-    total_sampling_steps: int
-    inner_model: Any = None
-
-
-@dataclass
-class AfterCFGCallbackParams:
-    """A1111's ``on_cfg_after_cfg`` argument: the guided prediction, which may be replaced."""
-
-    x: torch.Tensor
-    sampling_step: int
-    total_sampling_steps: int
-
-
-@dataclass
-class CfgCallbacks:
-    """Extensions' sampling callbacks (each takes one params object and may edit it)."""
-
-    denoiser: Callable[[CFGDenoiserParams], Any] | None = None
-    denoised: Callable[[CFGDenoisedParams], Any] | None = None
-    after_cfg: Callable[[AfterCFGCallbackParams], Any] | None = None
 
 
 class GuidedDenoiser:

@@ -4,12 +4,14 @@ image, then encode it again). Model upscalers (ESRGAN family) join through ``Mod
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
-import torch
 from PIL import Image
 
 from modules.errors import FieldError
+
+if TYPE_CHECKING:  # torch only when latents are really resized: the API schemas import this module at start
+    import torch
 
 # name -> (torch interpolate mode, antialias), A1111 ``shared.latent_upscale_modes``
 LATENT_MODES: dict[str, tuple[str, bool]] = {
@@ -55,6 +57,8 @@ def is_latent(name: str) -> bool:
 
 def upscale_latents(latents: torch.Tensor, name: str, height: int, width: int) -> torch.Tensor:
     """Latents resized to ``height`` x ``width`` latent cells with the latent mode ``name``."""
+    import torch
+
     mode, antialias = LATENT_MODES[name]
     kwargs: dict[str, Any] = {"antialias": antialias} if mode in ("bilinear", "bicubic") else {}
     return torch.nn.functional.interpolate(latents, size=(height, width), mode=mode, **kwargs)

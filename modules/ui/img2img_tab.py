@@ -17,7 +17,7 @@ from PIL import Image
 
 from modules.errors import FieldError
 from modules.processing import imageops, masking, outpainting, prompts_from_file, sd_upscale
-from modules.processing.img2img import INPAINT_AREAS, MASK_MODES, MASKED_CONTENT
+from modules.processing.masking import INPAINT_AREAS, MASK_MODES, MASKED_CONTENT
 from modules.processing.params import Img2ImgParams
 from modules.runtime import Runtime
 from modules.ui import common, script_controls

@@ -58,7 +58,7 @@ def params_and_script(values: dict[str, Any]) -> tuple[Txt2ImgParams, Any]:
 
 def hires_resolution_html(width: float, height: float, scale: float, rx: float, ry: float) -> str:
     """A1111's upscaled-resolution line under the hires controls (an arrow instead of English words)."""
-    from modules.processing.txt2img import HiresTarget
+    from modules.processing.hires import HiresTarget
 
     try:
         p = Txt2ImgParams(width=int(width), height=int(height), hr_scale=float(scale), hr_resize_x=int(rx or 0),
