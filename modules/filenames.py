@@ -28,7 +28,7 @@ import string
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +149,17 @@ def relative_subpath(text: str) -> str:
     ``.`` or ``..`` segments, never absolute (a pattern of ``/`` or ``C:\\x`` stays inside)."""
     segments = [seg for seg in text.replace("\\", "/").split("/") if seg.strip() not in ("", ".", "..")]
     return "/".join(seg.replace(":", "_") if len(seg) == 2 and seg[1] == ":" else seg for seg in segments)
+
+
+def inside_any(path: str | os.PathLike[str], roots: Sequence[str | os.PathLike[str]]) -> bool:
+    """Whether ``path``, with symlinks resolved, is one of ``roots`` or below one (for paths that come from
+    outside: a browser's gallery value, a script's folder)."""
+    real = os.path.realpath(path)
+    for root in roots:
+        real_root = os.path.realpath(root)
+        if os.path.commonpath([real, real_root]) == real_root:
+            return True
+    return False
 
 
 def contained_path(root: Path, *parts: str) -> Path:

@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 from PIL import Image
 
+from modules import filenames
 from modules.processing import imageops, saving
 from modules.processing.xyz_grid import GridAnnotation, draw_grid_annotations  # noqa: F401 - A1111 names
 
@@ -38,11 +39,12 @@ def save_image(image: Image.Image, path: str, basename: str = "", seed: Any = No
                save_to_dirs: bool | None = None) -> tuple[str, str | None]:
     """A1111's signature; returns (image path, text path or None)."""
     settings, data_dir, hooks = _settings_and_roots()
-    roots = [os.path.realpath(r) for r in saving.output_roots(settings, data_dir)]
-    directory = Path(path) if path else Path(roots[0])
-    real = os.path.realpath(directory if directory.is_absolute() else data_dir / directory)
-    if not any(os.path.commonpath([real, root]) == root for root in roots):
+    roots = saving.output_roots(settings, data_dir)
+    directory = Path(path) if path else roots[0]
+    directory = directory if directory.is_absolute() else data_dir / directory
+    if not filenames.inside_any(directory, roots):
         raise ValueError(f"save_image: {path} is outside the output folders")
+    real = os.path.realpath(directory)
     settings["samples_format" if not grid else "grid_format"] = extension or "png"
     if save_to_dirs is not None:
         settings["grid_save_to_dirs" if grid else "save_to_dirs"] = bool(save_to_dirs)

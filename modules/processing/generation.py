@@ -27,6 +27,7 @@ from modules import samplers
 from modules.processing import extra_networks, saving
 from modules.processing.conditioning import PromptEncoder
 from modules.processing.context import Processed, ProcessingContext
+from modules.processing.hires import LATENT_FACTOR
 from modules.processing.params import GenerationParams
 from modules.processing.progress import Interrupted
 from modules.processing.prompt_schedule import BatchConditioning
@@ -36,7 +37,6 @@ from modules.processing.schedulers import build_scheduler
 
 log = logging.getLogger(__name__)
 
-LATENT_FACTOR = 8  # pixels per latent cell for every SD family's VAE
 LATENT_CHANNELS = 4
 
 

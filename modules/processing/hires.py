@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-LATENT_FACTOR = 8
+LATENT_FACTOR = 8  # pixels per latent cell for every SD family's VAE
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,10 @@ from modules.errors import FieldError
 from modules.processing import imageops, masking, saving
 from modules.processing.context import Processed, ProcessingContext
 from modules.processing.generation import LATENT_FACTOR, Batch, Job, Plan, number, run_job
+from modules.processing.masking import INPAINT_AREAS, MASK_MODES, MASKED_CONTENT  # noqa: F401 - re-exported
 from modules.processing.params import Img2ImgParams
 from modules.processing.sampling import add_noise, denoise, img2img_start, img2img_steps
 from modules.processing.txt2img import pil_to_tensor
-
-from modules.processing.masking import INPAINT_AREAS, MASK_MODES, MASKED_CONTENT  # noqa: E402, F401 - re-exported
 
 FILL, ORIGINAL, LATENT_NOISE, LATENT_NOTHING = range(4)
 BLANK_MASK_NOTE = 'Unable to perform "Inpaint Only mask" because mask is blank, switch to img2img mode.'

@@ -18,12 +18,11 @@ from modules.processing import saving, upscale
 from modules.processing.context import Processed, ProcessingContext
 from modules.processing.generation import (LATENT_FACTOR, Batch, Job, Plan, fields_for_name, live_preview,  # noqa: F401
                                            number, run_job)
+from modules.processing.hires import HiresTarget
 from modules.processing.params import Txt2ImgParams
 from modules.processing.sampling import add_noise, denoise, img2img_start, img2img_steps, to_pil
 
 SAME_SAMPLER, SAME_SCHEDULER, SAME_CHECKPOINT = "Use same sampler", "Use same scheduler", "Use same checkpoint"
-
-from modules.processing.hires import HiresTarget  # noqa: E402, F401 - here since issue 5; the UI imports it light
 
 
 @torch.inference_mode()

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 from PIL import Image
 
-from modules import fileio
+from modules import fileio, filenames
 from modules.processing import saving
 
 log = logging.getLogger(__name__)
@@ -30,15 +30,13 @@ def readable_roots(settings: dict[str, Any], data_dir: Path) -> list[Path]:
 def gallery_paths(gallery: Sequence[Any] | None, roots: Sequence[Path]) -> list[Path]:
     """File paths of a gallery value (gradio gives ``(path, caption)`` pairs, or paths). The value comes from the
     browser: a path outside ``roots`` (``config.json``, ``/etc/passwd``) is left out, whether it exists or not."""
-    real_roots = [os.path.realpath(r) for r in roots]
     out = []
     for item in gallery or []:
         value = item[0] if isinstance(item, (tuple, list)) else item
         if isinstance(value, dict):
             value = value.get("path") or value.get("name")
         if isinstance(value, (str, os.PathLike)):
-            real = os.path.realpath(value)
-            if any(os.path.commonpath([real, root]) == root for root in real_roots):
+            if filenames.inside_any(value, roots):
                 out.append(Path(value))
             else:
                 log.warning("ignored a gallery file outside the output folders: %s", value)
