@@ -6,7 +6,7 @@ act on are accepted with a one-line warning instead of an error; only truly unkn
 Each flag has a status (``FLAG_STATUS``):
 
 * ``implemented``      - webui.py acts on it;
-* ``not yet effective`` - accepted, planned, but no effect yet (memory modes);
+* ``not yet effective`` - accepted, planned, but no effect yet (hypernetworks);
 * ``launcher``         - handled by launch.sh / launch.bat before webui.py starts; webui.py ignores it silently;
 * ``no effect``        - accepted for A1111 compatibility only.
 
@@ -195,9 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
          default="autocast")
     _add(g, i, "--use-cpu", help=f"run these parts on the CPU, one or more of: {', '.join(USE_CPU_CHOICES)}",
          nargs="+", type=str.lower, choices=USE_CPU_CHOICES, metavar="PART", default=[])
-    _add(g, n, "--medvram", "bool", "keep only the active model part on the GPU")
-    _add(g, n, "--medvram-sdxl", "bool", "--medvram for SDXL models only")
-    _add(g, n, "--lowvram", "bool", "like --medvram, also splitting the UNet")
+    _add(g, i, "--medvram", "bool", "keep only the running model part (text encoder, UNet, VAE) on the GPU")
+    _add(g, i, "--medvram-sdxl", "bool", "--medvram for SDXL checkpoints only")
+    _add(g, i, "--lowvram", "bool", "offload the UNet and text encoders layer by layer (smallest GPUs; slowest)")
+    _add(g, i, "--opt-channelslast", "bool", "run the UNet in channels-last memory layout")
+    _add(g, i, "--compile", help="torch.compile the UNet: 'blocks' (repeated blocks, quick warm-up; the default) or "
+         "'graphs' (whole UNet with CUDA graphs, for one fixed size)", nargs="?", const="blocks",
+         choices=("blocks", "graphs"), default=None)
 
     g = p.add_argument_group("UI, settings and safety")
     _add(g, i, "--theme", help="force the light or dark UI theme", choices=("light", "dark"), default=None)
@@ -232,7 +236,7 @@ def _add_compat_flags(g: argparse._ArgumentGroup) -> None:
         # network
         "--share", "--gradio-debug", "--no-gradio-queue",
         # devices, memory, attention
-        "--lowram", "--upcast-sampling", "--use-ipex", "--opt-channelslast", "--disable-model-loading-ram-optimization",
+        "--lowram", "--upcast-sampling", "--use-ipex", "--disable-model-loading-ram-optimization",
         "--xformers", "--force-enable-xformers", "--xformers-flash-attention", "--opt-sdp-attention",
         "--opt-sdp-no-mem-attention", "--opt-split-attention", "--opt-split-attention-v1",
         "--opt-split-attention-invokeai", "--opt-sub-quad-attention", "--disable-opt-split-attention",

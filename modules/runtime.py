@@ -328,12 +328,19 @@ def build_runtime(args: argparse.Namespace) -> Runtime:
     registry = CheckpointRegistry(paths.model_dirs("checkpoints"), cache, extra_files=extra)
     registry.refresh()
     def decide_devices() -> Any:
+        from modules.models import memory
         from modules.models.devices import DevicePolicy
 
         return DevicePolicy.from_flags(no_half=bool(getattr(args, "no_half", False)),
                                        no_half_vae=bool(getattr(args, "no_half_vae", False)),
                                        precision=getattr(args, "precision", "autocast") or "autocast",
-                                       use_cpu=list(getattr(args, "use_cpu", None) or []))
+                                       use_cpu=list(getattr(args, "use_cpu", None) or []),
+                                       memory_mode=memory.requested_mode(
+                                           medvram=bool(getattr(args, "medvram", False)),
+                                           medvram_sdxl=bool(getattr(args, "medvram_sdxl", False)),
+                                           lowvram=bool(getattr(args, "lowvram", False))),
+                                       channels_last=bool(getattr(args, "opt_channelslast", False)),
+                                       compile_mode=getattr(args, "compile", None))
 
     policy = LazyDevicePolicy(decide_devices)
     hashing = not getattr(args, "no_hashing", False)

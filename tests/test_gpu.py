@@ -38,3 +38,36 @@ def test_no_half_flags(cuda_policy):
     policy = DevicePolicy.from_flags(no_half_vae=True)
     assert policy.dtype == torch.float16 and policy.vae_dtype == torch.float32
     assert DevicePolicy.from_flags(use_cpu=["all"]).device.type == "cpu"
+
+
+@pytest.mark.parametrize("mode", ["medvram", "lowvram"])
+def test_memory_modes_keep_weights_off_the_gpu(tmp_path, cuda_policy, mode):
+    import dataclasses
+
+    path = write_tiny_checkpoint("sd1", tmp_path, f"gpu-{mode}")
+    resident = load_checkpoint(path, cuda_policy)
+    expected = np.asarray(run_txt2img(resident, tmp_path, seed=7, steps=3).images[0], dtype=np.int16)
+    del resident
+    torch.cuda.empty_cache()
+    model = load_checkpoint(path, dataclasses.replace(cuda_policy, memory_mode=mode))
+    assert model.extra["memory"].mode == mode
+    assert not next(model.unet.parameters()).is_cuda and not next(model.text_encoder.parameters()).is_cuda
+    seen = []
+    hook = model.unet.register_forward_hook(
+        lambda *_: seen.append(next(model.text_encoder.parameters()).is_cuda))
+    image = np.asarray(run_txt2img(model, tmp_path, seed=7, steps=3).images[0], dtype=np.int16)
+    hook.remove()
+    assert seen and not any(seen)  # the text encoder was off the GPU while the UNet ran
+    assert np.abs(image - expected).max() <= 2
+
+
+def test_compile_blocks_on_cuda(tmp_path, cuda_policy):
+    import dataclasses
+
+    path = write_tiny_checkpoint("sd1", tmp_path, "gpu-compile")
+    eager = np.asarray(run_txt2img(load_checkpoint(path, cuda_policy), tmp_path, seed=8, steps=3).images[0],
+                       dtype=np.int16)
+    model = load_checkpoint(path, dataclasses.replace(cuda_policy, compile_mode="blocks", channels_last=True))
+    compiled = np.asarray(run_txt2img(model, tmp_path, seed=8, steps=3).images[0], dtype=np.int16)
+    assert model.extra["compiled_modules"] > 0
+    assert np.abs(compiled - eager).max() <= 4

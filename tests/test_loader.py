@@ -373,7 +373,8 @@ def test_device_policy_mps(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(devices, "_mps_available", lambda: True)
     p = DevicePolicy.from_flags(no_half=False, no_half_vae=True, precision="autocast", use_cpu=None)
     assert (p.device.type, p.dtype, p.vae_dtype) == ("mps", torch.float16, torch.float32)
-    assert p.describe() == {"device": "mps", "dtype": "float16", "vae_dtype": "float32", "cpu_tasks": []}
+    assert p.describe() == {"device": "mps", "dtype": "float16", "vae_dtype": "float32", "cpu_tasks": [],
+                            "memory_mode": "auto", "channels_last": False, "compile": None}
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -165,5 +165,6 @@ def guess_sd2_v_prediction(unet: Any) -> bool:
     t = torch.tensor([999], device=device)
     with torch.no_grad():
         out = unet(x, t, encoder_hidden_states=context).sample
-    diff = (out.float() - x[:, : out.shape[1]].float()).mean().item()
+    # out.device: with offloaded weights the UNet runs elsewhere than where its parameters rest
+    diff = (out.float() - x[:, : out.shape[1]].to(out.device).float()).mean().item()
     return diff < -1

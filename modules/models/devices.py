@@ -39,6 +39,9 @@ class DevicePolicy:
     dtype: torch.dtype  # UNet and text encoders
     vae_dtype: torch.dtype
     cpu_tasks: frozenset[str] = field(default_factory=frozenset)
+    memory_mode: str = "auto"  # memory.REQUESTS: the flags' request; the mode itself is chosen per checkpoint
+    channels_last: bool = False  # --opt-channelslast: the UNet's convolutions in NHWC
+    compile_mode: str | None = None  # --compile: acceleration.COMPILE_MODES
 
     @classmethod
     def from_flags(
@@ -47,6 +50,9 @@ class DevicePolicy:
         no_half_vae: bool = False,
         precision: str = "autocast",
         use_cpu: Iterable[str] | None = None,
+        memory_mode: str = "auto",
+        channels_last: bool = False,
+        compile_mode: str | None = None,
     ) -> "DevicePolicy":
         """Decide from the command-line flags and the hardware present."""
         tasks = frozenset(t.strip().lower() for t in (use_cpu or ()) if t and t.strip())
@@ -61,7 +67,8 @@ class DevicePolicy:
         half_ok = device.type != "cpu" and precision != "full"
         dtype = torch.float16 if half_ok and not no_half else torch.float32
         vae_dtype = torch.float16 if half_ok and not (no_half or no_half_vae) else torch.float32
-        return cls(device=device, dtype=dtype, vae_dtype=vae_dtype, cpu_tasks=tasks)
+        return cls(device=device, dtype=dtype, vae_dtype=vae_dtype, cpu_tasks=tasks, memory_mode=memory_mode,
+                   channels_last=channels_last, compile_mode=compile_mode)
 
     @classmethod
     def cpu(cls) -> "DevicePolicy":
@@ -81,6 +88,9 @@ class DevicePolicy:
             "dtype": str(self.dtype).removeprefix("torch."),
             "vae_dtype": str(self.vae_dtype).removeprefix("torch."),
             "cpu_tasks": sorted(self.cpu_tasks),
+            "memory_mode": self.memory_mode,
+            "channels_last": self.channels_last,
+            "compile": self.compile_mode,
         }
 
 

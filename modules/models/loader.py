@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from modules.models import configs, detect, formats
+from modules.models import acceleration, configs, detect, formats, memory
 from modules.models.detect import detect_kind
 from modules.models.devices import DevicePolicy
 from modules.models.types import (
@@ -380,6 +380,19 @@ def build_from_state_dict(
         ) from e
 
 
+def _memory_choice(sd: Mapping[str, torch.Tensor], kind: ModelKind, policy: DevicePolicy) -> memory.MemoryChoice:
+    """The memory mode for this checkpoint, from its size at the run dtypes and the device's free memory."""
+    sizes: dict[str, int] = {}
+    prefixes = [("unet", "model.diffusion_model.", policy.dtype), ("vae", "first_stage_model.", policy.vae_dtype)]
+    prefixes += [(slot, prefix, policy.dtype) for slot, _style, prefix in _TEXT_TOWERS[kind.family]]
+    for name, prefix, dtype in prefixes:
+        itemsize = torch.empty((), dtype=dtype).element_size()
+        sizes[name] = sum(t.numel() for k, t in sd.items() if k.startswith(prefix)) * itemsize
+    return memory.choose_mode(getattr(policy, "memory_mode", memory.AUTO), device_type=policy.device.type,
+                              family=kind.family, weight_bytes=sum(sizes.values()),
+                              largest_bytes=max(sizes.values(), default=0), free_bytes=memory.free_bytes(policy.device))
+
+
 def _load(
     path: Path,
     sd: dict[str, torch.Tensor],
@@ -398,22 +411,30 @@ def _load(
             for k in [k for k in sd if k.startswith(prefix)]:
                 del sd[k]
 
+    choice = _memory_choice(sd, kind, policy)
+    storage = memory.storage_device(choice.mode, policy.device)
     unet, unused = _build_unet(path, sd, original, where)
-    _finish(unet, policy.device, policy.dtype)
+    _finish(unet, storage, policy.dtype)
     release("model.diffusion_model.")
     vae, unused_vae = _build_vae(path, sd, original, where)
-    _finish(vae, policy.device, policy.vae_dtype)
+    _finish(vae, storage, policy.vae_dtype)
     release("first_stage_model.")
     encoders: dict[str, Any] = {"text_encoder": None, "text_encoder_2": None}
     extra: dict[str, Any] = {}
     for slot, style, prefix in _TEXT_TOWERS[kind.family]:
         encoders[slot], info = _build_text_encoder(path, sd, style, prefix)
-        _finish(encoders[slot], policy.device, policy.dtype)
+        _finish(encoders[slot], storage, policy.dtype)
         release(prefix)
         unused += info.pop("unused")
         extra[f"{slot}_config"] = info["config"]  # "bundled" or "inferred" (from shapes)
         if info.get("dropped_last_layer"):
             extra["text_encoder_dropped_last_layer"] = True
+    if getattr(policy, "channels_last", False):
+        acceleration.channels_last(unet)
+    # Before anything runs the UNet (the SD2 probe below): offloaded weights need their hooks to be usable.
+    extra["memory"] = memory.apply(choice, policy.device, unet=unet, vae=vae, text_encoders=encoders.values())
+    if getattr(policy, "compile_mode", None):
+        extra["compiled_modules"] = acceleration.compile_unet(unet, policy.compile_mode)
 
     if kind.family == "sd2" and not kind.inpainting and prediction_source == "default":
         # Keys cannot tell SD2 v-prediction from epsilon: A1111's probe decides, and picks the matching bundled yaml.
