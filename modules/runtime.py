@@ -63,7 +63,7 @@ class Runtime:
 
         def run(job: Job) -> Any:
             job.progress.set_textinfo(f"Loading {info.title}")
-            self.manager.ensure(info.title)
+            self.manager.ensure(info.title, reuse_previous=True)
             self._remember_checkpoint(info.title)
             return info.title
 
@@ -135,9 +135,10 @@ class Runtime:
         progress = JobProgress(job=kind, preview_every=int(settings.get("show_progress_every_n_steps", 10))
                                if settings.get("live_previews_enable", True) else 0)
 
-        def context(job: Job, settings: dict[str, Any], overridden: bool) -> ProcessingContext:
+        def context(job: Job, settings: dict[str, Any], overridden: bool, nested: bool = False) -> ProcessingContext:
             """The job's context for ``settings``: the checkpoint they name loaded (a configured one that no
-            longer exists falls back to the loaded/first one, as in A1111), second checkpoints, VAE."""
+            longer exists falls back to the loaded/first one, as in A1111), second checkpoints, VAE. ``nested``:
+            reconfigured while the job runs, when the job's first context still holds the model it started with."""
             from modules import script_callbacks
             from modules.errors import FieldError
             from modules.processing.generation import live_preview
@@ -145,7 +146,7 @@ class Runtime:
             job.progress.set_textinfo("Loading model" if self.manager.model is None else "")
             wanted = settings.get("sd_model_checkpoint")
             name = wanted if overridden or self.registry.get(wanted) is not None else None
-            model, info = self.manager.ensure(name)
+            model, info = self.manager.ensure(name, reuse_previous=not nested)
             if not overridden:
                 self._remember_checkpoint(info.title)
             job.progress._latent_preview = live_preview(model)
@@ -159,7 +160,7 @@ class Runtime:
 
             def reconfigure(overrides: dict[str, Any]) -> ProcessingContext:
                 changed = {**settings, **self.options.validate(overrides, from_api=True)}
-                return context(job, changed, overridden or "sd_model_checkpoint" in overrides)
+                return context(job, changed, overridden or "sd_model_checkpoint" in overrides, nested=True)
 
             return ProcessingContext(
                 model=model,

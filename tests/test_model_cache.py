@@ -7,11 +7,14 @@ from __future__ import annotations
 import gc
 import weakref
 
+import pytest
+
 from modules.hashing import HashCache
 from modules.models import loader
 from modules.models.devices import DevicePolicy
 from modules.models.manager import ModelManager
 from modules.models.registry import CheckpointRegistry
+from modules.models.types import IncompleteFileError
 from tests.support.tiny_checkpoints import write_tiny_checkpoint
 
 
@@ -72,3 +75,75 @@ def test_a_kept_checkpoint_changed_on_disk_is_read_again(tmp_path):
     manager.registry.refresh()
     manager.ensure("alpha")
     assert loads == ["alpha", "beta", "alpha"]
+
+
+# --- Switching with one checkpoint kept: the new weights go into the old modules -----------------------------------
+
+
+def _real_manager(tmp_path, families=("sd1", "sd1")):
+    root = tmp_path / "models"
+    for seed, (name, family) in enumerate(zip(("alpha", "beta"), families), start=1):
+        write_tiny_checkpoint(family, root, name, seed=seed)
+    registry = CheckpointRegistry([root], HashCache(None))
+    registry.refresh()
+    return ModelManager(registry, DevicePolicy.cpu(), hashing=False), root
+
+
+def _image(model, tmp_path, seed=3):
+    import numpy as np
+
+    from tests.support.engine import run_txt2img
+
+    return np.asarray(run_txt2img(model, tmp_path, seed=seed, steps=2).images[0], dtype=np.int16)
+
+
+def test_a_switch_copies_into_the_previous_modules_and_generates_like_a_fresh_load(tmp_path):
+    import numpy as np
+
+    manager, root = _real_manager(tmp_path)
+    alpha, _ = manager.ensure("alpha", reuse_previous=True)
+    unet, params = alpha.unet, [p for p in alpha.unet.parameters()]
+    beta, _ = manager.ensure("beta", reuse_previous=True)
+    assert beta.unet is unet and beta.extra.get("reused_modules") is True
+    assert all(a is b for a, b in zip(params, beta.unet.parameters()))  # the same tensors, now beta's weights
+    fresh_beta = loader.load_checkpoint(root / "beta.safetensors", DevicePolicy.cpu())
+    assert np.array_equal(_image(beta, tmp_path), _image(fresh_beta, tmp_path))
+    for ours, theirs in zip(beta.text_encoder.state_dict().values(), fresh_beta.text_encoder.state_dict().values()):
+        assert ours.equal(theirs)
+    back, _ = manager.ensure("alpha", reuse_previous=True)
+    fresh_alpha = loader.load_checkpoint(root / "alpha.safetensors", DevicePolicy.cpu())
+    assert back.unet is unet and np.array_equal(_image(back, tmp_path), _image(fresh_alpha, tmp_path))
+
+
+def test_no_reuse_across_layouts_with_a_lora_merged_or_inside_a_job(tmp_path):
+    from modules.models import lora
+    from tests.support.tiny_lora import kohya_lora, write_lora
+
+    manager, root = _real_manager(tmp_path, families=("sd1", "sd1-inpainting"))
+    alpha, _ = manager.ensure("alpha", reuse_previous=True)
+    beta, _ = manager.ensure("beta", reuse_previous=True)  # a 9-channel UNet: built new
+    assert beta.unet is not alpha.unet and "reused_modules" not in beta.extra
+    assert beta.kind.inpainting and beta.unet.config.in_channels == 9
+    again, _ = manager.ensure("alpha")  # reuse_previous defaults to off (a job that switches while it runs)
+    assert again.unet is not beta.unet
+    layer = "lora_unet_down_blocks_0_resnets_0_conv1"
+    write_lora(tmp_path / "Lora", "one", kohya_lora({layer: tuple(again.unet.down_blocks[0].resnets[0].conv1.weight.shape)}))
+    write_tiny_checkpoint("sd1", root, "gamma", seed=5)
+    manager.registry.refresh()
+    with lora.applied_loras(again, ["one"], registry=lora.LoraRegistry([tmp_path / "Lora"])):
+        gamma, _ = manager.ensure("gamma", reuse_previous=True)
+    assert gamma.unet is not again.unet  # the patched modules were not handed over
+
+
+def test_a_failed_switch_leaves_the_previous_model_untouched(tmp_path):
+    import numpy as np
+
+    manager, root = _real_manager(tmp_path)
+    alpha, _ = manager.ensure("alpha", reuse_previous=True)
+    before = _image(alpha, tmp_path)
+    beta = root / "beta.safetensors"
+    beta.write_bytes(beta.read_bytes()[: beta.stat().st_size // 2])  # a truncated download
+    manager.registry.refresh()
+    with pytest.raises(IncompleteFileError):
+        manager.ensure("beta", reuse_previous=True)
+    assert manager.model is alpha and np.array_equal(_image(alpha, tmp_path), before)

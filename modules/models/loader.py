@@ -334,16 +334,21 @@ def _finish(module: Any, device: torch.device, dtype: torch.dtype) -> Any:
 
 
 def load_checkpoint(
-    path: str | Path, device_policy: DevicePolicy | None = None, config_path: Path | None = None
+    path: str | Path, device_policy: DevicePolicy | None = None, config_path: Path | None = None,
+    reuse: LoadedModel | None = None,
 ) -> LoadedModel:
     """Load ``path`` into diffusers components placed as ``device_policy`` says (CPU fp32 when None).
 
     ``config_path`` overrides the yaml search (``<stem>.yaml`` beside the file, else the bundled config of the family).
+    ``reuse``: a model about to be released (the previous checkpoint). When its modules have the new checkpoint's
+    layout, the new weights are copied into them once the whole file has been read and converted, so a switch
+    allocates no second model (peak memory: one model plus the file) and frees nothing the allocator would keep.
+    ``reuse`` is then no longer valid; on any error it is untouched.
     Raises a ModelFileError subclass, with a sentence the user can act on, for every failure that comes from the file.
     """
     path = Path(path)
     sd = formats.load_state_dict(path, device="cpu")
-    return build_from_state_dict(sd, path, device_policy, config_path, consume=True)
+    return build_from_state_dict(sd, path, device_policy, config_path, consume=True, reuse=reuse)
 
 
 def build_from_state_dict(
@@ -352,6 +357,7 @@ def build_from_state_dict(
     device_policy: DevicePolicy | None = None,
     config_path: Path | None = None,
     consume: bool = False,
+    reuse: LoadedModel | None = None,
 ) -> LoadedModel:
     """The part of ``load_checkpoint`` after reading: ``sd`` is an original-layout state dict read from ``path``.
 
@@ -371,13 +377,50 @@ def build_from_state_dict(
         prediction_source = "yaml"
     where = f"the config {yaml_path.name}"
     try:
-        return _load(path, sd, kind, policy, yaml_path, original, source, prediction_source, where, consume)
+        return _load(path, sd, kind, policy, yaml_path, original, source, prediction_source, where, consume, reuse)
     except (ModelFileError, _OutOfMemory, MemoryError):
         raise
     except (KeyError, ValueError, RuntimeError, IndexError, TypeError, AttributeError) as e:
         raise UnknownModelError(
             path, f"cannot build a {kind.label} model from this file with {where} ({type(e).__name__}: {e})"
         ) from e
+
+
+def _can_donate(model: LoadedModel, policy: DevicePolicy, choice: memory.MemoryChoice) -> bool:
+    """Whether the previous model's modules may receive the new weights: same device, dtype and memory mode, and no
+    LoRA merged in (its weights would be restored over the new ones)."""
+    from modules.models import lora
+
+    plan = model.extra.get("memory")
+    return (model.device == policy.device and model.dtype == policy.dtype
+            and getattr(plan, "mode", memory.NONE) == choice.mode
+            and not any(lora.is_patched(m) for m in (model.unet, model.vae, model.text_encoder, model.text_encoder_2)
+                        if m is not None))
+
+
+def _same_layout(old: Any, new: Any) -> bool:
+    """Same class, same configuration and the same tensor names and shapes."""
+    if old is None or new is None:
+        return old is new
+    if type(old) is not type(new) or _config_of(old) != _config_of(new):
+        return False
+    a, b = old.state_dict(), new.state_dict()
+    return a.keys() == b.keys() and all(a[k].shape == b[k].shape for k in a)
+
+
+def _config_of(module: Any) -> dict[str, Any]:
+    config = module.config
+    return dict(config) if isinstance(config, Mapping) else config.to_dict()
+
+
+def _copy_weights(target: torch.nn.Module, source: torch.nn.Module) -> None:
+    """Copy ``source``'s tensors into ``target``'s, in place: each keeps its device, dtype and memory layout, and the
+    parameter objects (which memory hooks, compiled code and extensions hold) stay the same."""
+    with torch.no_grad():
+        sources = dict(source.named_parameters())
+        sources.update(source.named_buffers())
+        for name, tensor in [*target.named_parameters(), *target.named_buffers()]:
+            tensor.copy_(sources[name])
 
 
 def _memory_choice(sd: Mapping[str, torch.Tensor], kind: ModelKind, policy: DevicePolicy) -> memory.MemoryChoice:
@@ -404,6 +447,7 @@ def _load(
     prediction_source: str,
     where: str,
     consume: bool,
+    reuse: LoadedModel | None = None,
 ) -> LoadedModel:
     def release(prefix: str) -> None:
         # Drop consumed source tensors so that at most one component exists twice (file dtype + target dtype).
@@ -413,28 +457,53 @@ def _load(
 
     choice = _memory_choice(sd, kind, policy)
     storage = memory.storage_device(choice.mode, policy.device)
+    # With a donor the new weights stay in the file's tensors until all components are built, then are copied into
+    # the donor's; otherwise each component is converted to its run dtype as soon as it is built (lower peak).
+    donor = reuse if reuse is not None and _can_donate(reuse, policy, choice) else None
     unet, unused = _build_unet(path, sd, original, where)
-    _finish(unet, storage, policy.dtype)
+    if donor is None:
+        _finish(unet, storage, policy.dtype)
     release("model.diffusion_model.")
     vae, unused_vae = _build_vae(path, sd, original, where)
-    _finish(vae, storage, policy.vae_dtype)
+    if donor is None:
+        _finish(vae, storage, policy.vae_dtype)
     release("first_stage_model.")
     encoders: dict[str, Any] = {"text_encoder": None, "text_encoder_2": None}
     extra: dict[str, Any] = {}
     for slot, style, prefix in _TEXT_TOWERS[kind.family]:
         encoders[slot], info = _build_text_encoder(path, sd, style, prefix)
-        _finish(encoders[slot], storage, policy.dtype)
+        if donor is None:
+            _finish(encoders[slot], storage, policy.dtype)
         release(prefix)
         unused += info.pop("unused")
         extra[f"{slot}_config"] = info["config"]  # "bundled" or "inferred" (from shapes)
         if info.get("dropped_last_layer"):
             extra["text_encoder_dropped_last_layer"] = True
-    if getattr(policy, "channels_last", False):
-        acceleration.channels_last(unet)
-    # Before anything runs the UNet (the SD2 probe below): offloaded weights need their hooks to be usable.
-    extra["memory"] = memory.apply(choice, policy.device, unet=unet, vae=vae, text_encoders=encoders.values())
-    if getattr(policy, "compile_mode", None):
-        extra["compiled_modules"] = acceleration.compile_unet(unet, policy.compile_mode)
+    vae_dtype = policy.vae_dtype
+    built = {"unet": unet, "vae": vae, **encoders}
+    if donor is not None and all(_same_layout(getattr(donor, name), module) for name, module in built.items()):
+        for name, module in built.items():
+            if module is not None:
+                _copy_weights(getattr(donor, name), module)
+        unet, vae = donor.unet, donor.vae
+        encoders = {"text_encoder": donor.text_encoder, "text_encoder_2": donor.text_encoder_2}
+        vae_dtype = donor.vae_dtype  # an fp32 upcast after a NaN lasts for the session
+        for key in ("memory", "compiled_modules"):
+            if key in donor.extra:
+                extra[key] = donor.extra[key]
+        extra["reused_modules"] = True
+        log.info("loaded %s into the previous checkpoint's modules (same layout)", path.name)
+    else:
+        if donor is not None:  # another layout: convert now, as without a donor
+            for name, module in built.items():
+                if module is not None:
+                    _finish(module, storage, policy.vae_dtype if name == "vae" else policy.dtype)
+        if getattr(policy, "channels_last", False):
+            acceleration.channels_last(unet)
+        # Before anything runs the UNet (the SD2 probe below): offloaded weights need their hooks to be usable.
+        extra["memory"] = memory.apply(choice, policy.device, unet=unet, vae=vae, text_encoders=encoders.values())
+        if getattr(policy, "compile_mode", None):
+            extra["compiled_modules"] = acceleration.compile_unet(unet, policy.compile_mode)
 
     if kind.family == "sd2" and not kind.inpainting and prediction_source == "default":
         # Keys cannot tell SD2 v-prediction from epsilon: A1111's probe decides, and picks the matching bundled yaml.
@@ -468,7 +537,7 @@ def _load(
         scheduler_config=scheduler_config_from_yaml(original, kind.prediction),
         device=policy.device,
         dtype=policy.dtype,
-        vae_dtype=policy.vae_dtype,
+        vae_dtype=vae_dtype,
         text_encoder_2=encoders["text_encoder_2"],
         tokenizer_2=tokenizer_2,
         extra=extra,

@@ -797,6 +797,12 @@ _ACTIVE: weakref.WeakKeyDictionary[Any, LoraPatch] = weakref.WeakKeyDictionary()
 _ACTIVE_LOCK = threading.Lock()
 
 
+def is_patched(module: Any) -> bool:
+    """Whether LoRA weights are merged into this component right now (its weights are not the checkpoint's)."""
+    with _ACTIVE_LOCK:
+        return module in _ACTIVE
+
+
 class LoraPatch:
     """LoRAs merged into a model's weights; ``restore()`` (idempotent) puts every original tensor back."""
 

@@ -90,8 +90,12 @@ class ModelManager:
                 "and press the refresh button next to the checkpoint list.")
         return available[0]
 
-    def ensure(self, name: str | None) -> tuple[LoadedModel, Any]:
-        """Make ``name`` (or the default) the loaded model; call this on the job worker."""
+    def ensure(self, name: str | None, *, reuse_previous: bool = False) -> tuple[LoadedModel, Any]:
+        """Make ``name`` (or the default) the loaded model; call this on the job worker.
+
+        ``reuse_previous``: when only one checkpoint is kept loaded, the new weights may be copied into the current
+        model's modules (same layout), so a switch holds one model instead of two. Only for callers that hold no
+        reference to the current model (not a job switching checkpoints while it runs)."""
         info = self.resolve(name)
         if self.model is not None and self.info is not None and self.info.path == info.path:
             return self.model, self.info
@@ -106,7 +110,7 @@ class ModelManager:
             if self._on_loaded is not None:
                 self._on_loaded(kept[1], info)
             return kept[1], info
-        return self.load(info), info
+        return self.load(info, reuse_previous=reuse_previous), info
 
     def _make_current(self, info: Any, model: LoadedModel) -> None:
         """``model`` becomes the current one; the previous one is kept while ``keep_loaded()`` allows, the least
@@ -136,19 +140,23 @@ class ModelManager:
         with self._lock:
             return [info.title for info, _ in self._kept.values()]
 
-    def load(self, info: Any) -> LoadedModel:
+    def load(self, info: Any, *, reuse_previous: bool = False) -> LoadedModel:
         """Load a checkpoint, replacing the current one only when the new one loaded completely."""
         from modules.models import loader  # heavy (torch, diffusers): imported on first use
 
-        load_fn = self._load_fn or loader.load_checkpoint
         with self._lock:
             self._loading = info
+            donor = self.model if reuse_previous and self._load_fn is None and int(self._keep_loaded() or 1) <= 1 \
+                else None
         started = time.perf_counter()
         try:
             if self.hashing:
                 self.registry.ensure_hash(info)
-            # The previous model stays referenced until the new one is complete, so a failed load keeps it.
-            model = load_fn(info.path, self.device_policy)
+            # The previous model stays usable until the new one is complete, so a failed load keeps it.
+            if self._load_fn is not None:
+                model = self._load_fn(info.path, self.device_policy)
+            else:
+                model = loader.load_checkpoint(info.path, self.device_policy, reuse=donor)
         except ModelFileError as err:
             with self._lock:
                 self.last_error = str(err)
