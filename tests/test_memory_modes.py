@@ -195,6 +195,20 @@ def test_a_kept_checkpoint_gives_back_its_gpu_turn(tmp_path) -> None:
     assert manager.kept_titles() and first.extra["memory"].swapper.active is None
 
 
+def test_two_medvram_models_share_one_turn(sd1_file, tmp_path) -> None:
+    # A refiner or hires checkpoint next to the main one: their parts take turns with the main model's, so two
+    # UNets never sit on one GPU together.
+    main = load_checkpoint(sd1_file, policy(memory_mode=MEDVRAM))
+    second = load_checkpoint(write_tiny_checkpoint("sd1", tmp_path, "second", seed=4), policy(memory_mode=MEDVRAM))
+    run_txt2img(main, tmp_path, steps=2)
+    assert main.extra["memory"].swapper.active is main.vae
+    seen = []
+    hook = second.unet.register_forward_hook(lambda *_: seen.append(main.extra["memory"].swapper.active))
+    run_txt2img(second, tmp_path, steps=2)
+    hook.remove()
+    assert seen == [None, None] and second.extra["memory"].swapper.active is second.vae
+
+
 # --- lowvram -----------------------------------------------------------------------------------------------------
 
 
@@ -264,3 +278,30 @@ def test_loader_applies_compile_from_the_policy(sd1_file, monkeypatch) -> None:
     model = load_checkpoint(sd1_file, policy(compile_mode="graphs"))
     assert seen == [("UNet2DConditionModel", "graphs")] and model.extra["compiled_modules"] == 7
     assert memory.MemoryPlan is type(model.extra["memory"]) and model.extra["memory"].mode == NONE
+
+
+# --- The real app ------------------------------------------------------------------------------------------------
+
+
+def test_the_app_generates_with_medvram_and_a_switch_reuses_the_modules(tmp_path) -> None:
+    from tests.support.api_client import api_client
+
+    folder = tmp_path / "models" / "Stable-diffusion"
+    write_tiny_checkpoint("sd1", folder, "alpha", seed=1)
+    write_tiny_checkpoint("sd1", folder, "beta", seed=2)
+    request = {"prompt": "a cat", "steps": 2, "width": 64, "height": 64, "seed": 1}
+    with api_client(tmp_path, ["--medvram"]) as client:
+        runtime = client.app.state.runtime
+        first = client.post("/sdapi/v1/txt2img", json=request)
+        assert first.status_code == 200, first.text
+        model = runtime.manager.model
+        assert model.extra["memory"].mode == MEDVRAM and model.path.stem == "alpha"
+        answer = client.post("/sdapi/v1/options", json={"sd_model_checkpoint": "beta"})
+        assert answer.status_code == 200, answer.text
+        second = client.post("/sdapi/v1/txt2img", json=request)
+        assert second.status_code == 200, second.text
+        assert "Model: beta" in second.json()["info"]
+        current = runtime.manager.model
+        assert current.path.stem == "beta" and current.unet is model.unet and current.extra["reused_modules"]
+        assert current.extra["memory"].swapper is model.extra["memory"].swapper
+        assert first.json()["images"][0] != second.json()["images"][0]

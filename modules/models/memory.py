@@ -13,6 +13,8 @@ obeyed: that is how the tests run these paths on a CPU).
 from __future__ import annotations
 
 import logging
+import threading
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -96,9 +98,21 @@ def _to_device(value: Any, device: torch.device) -> Any:
     return value
 
 
+# The component each execution device holds for a swapper, whichever model it belongs to: a refiner or a hires
+# checkpoint next to the main model takes its turn like the main model's parts, so two UNets never sit on one small
+# GPU together. Weak references: a released model's parts are not kept alive by being the last to have run.
+_ON_DEVICE: dict[str, tuple[weakref.ref, torch.device]] = {}  # device -> (component, where it rests)
+_TURN_LOCK = threading.Lock()
+
+
+def _holder(device: torch.device) -> torch.nn.Module | None:
+    entry = _ON_DEVICE.get(str(device))
+    return entry[0]() if entry is not None else None
+
+
 class ComponentSwapper:
     """``medvram``: whole components take turns on the execution device; the one that ran last stays there until
-    another one is needed (so the 20 UNet calls of a job move nothing).
+    another one (of any model) is needed, so the 20 UNet calls of a job move nothing.
 
     A forward pre-hook on each component and on its direct children makes it the active one: the VAE's ``decode`` and
     ``encode`` call its children, never its own forward. The hook also moves tensor arguments to the execution device,
@@ -109,10 +123,15 @@ class ComponentSwapper:
     def __init__(self, execution_device: torch.device, storage_device: torch.device | str = "cpu") -> None:
         self.execution_device = torch.device(execution_device)
         self.storage_device = torch.device(storage_device)
-        self.active: torch.nn.Module | None = None
         self.moves = 0  # components moved onto the execution device, for logs and benchmarks
         self._handles: list[Any] = []
         self.components: list[torch.nn.Module] = []
+
+    @property
+    def active(self) -> torch.nn.Module | None:
+        """This swapper's component on the execution device, if one is."""
+        holder = _holder(self.execution_device)
+        return holder if any(holder is c for c in self.components) else None
 
     def add(self, component: torch.nn.Module) -> None:
         torch.nn.Module.to(component, self.storage_device)  # torch's own: diffusers' override only warns
@@ -126,18 +145,24 @@ class ComponentSwapper:
             self._handles.append(module.register_forward_pre_hook(pre_hook, with_kwargs=True))
 
     def activate(self, component: torch.nn.Module) -> None:
-        if self.active is component:
-            return
-        self.park()
-        torch.nn.Module.to(component, self.execution_device)
-        self.active = component
+        key = str(self.execution_device)
+        with _TURN_LOCK:
+            holder = _holder(self.execution_device)
+            if holder is component:
+                return
+            if holder is not None:
+                torch.nn.Module.to(holder, _ON_DEVICE[key][1])
+            torch.nn.Module.to(component, self.execution_device)
+            _ON_DEVICE[key] = (weakref.ref(component), self.storage_device)
         self.moves += 1
 
     def park(self) -> None:
-        """Move the active component back to storage (a checkpoint that stops being current frees the GPU)."""
-        if self.active is not None:
-            torch.nn.Module.to(self.active, self.storage_device)
-            self.active = None
+        """Move this swapper's active component back to storage (a model that stops being current frees the GPU)."""
+        with _TURN_LOCK:
+            holder = _holder(self.execution_device)
+            if holder is not None and any(holder is c for c in self.components):
+                torch.nn.Module.to(holder, self.storage_device)
+                del _ON_DEVICE[str(self.execution_device)]
 
     def remove(self) -> None:
         for handle in self._handles:
