@@ -8,6 +8,7 @@ import gc
 import weakref
 
 import pytest
+import torch
 
 from modules.hashing import HashCache
 from modules.models import loader
@@ -147,3 +148,30 @@ def test_a_failed_switch_leaves_the_previous_model_untouched(tmp_path):
     with pytest.raises(IncompleteFileError):
         manager.ensure("beta", reuse_previous=True)
     assert manager.model is alpha and np.array_equal(_image(alpha, tmp_path), before)
+
+
+def test_a_layout_difference_found_late_converts_what_waited_for_the_donor(tmp_path):
+    import numpy as np
+
+    root = tmp_path / "models"
+    alpha_path = write_tiny_checkpoint("sd1", root, "alpha", seed=1)
+    # fp16 in the file: a component left unconverted would show as fp16 next to the fp32 run dtype
+    beta_path = write_tiny_checkpoint("sd1", root, "beta", seed=2, dtype=torch.float16)
+    sdxl_vae = loader.load_checkpoint(write_tiny_checkpoint("sdxl", root, "xl"), DevicePolicy.cpu()).vae
+    fresh_beta = _image(loader.load_checkpoint(beta_path, DevicePolicy.cpu()), tmp_path)
+    # The UNet matches and waits for the donor; the VAE does not (another scaling factor): both are built new.
+    donor = loader.load_checkpoint(alpha_path, DevicePolicy.cpu())
+    donor.vae = sdxl_vae
+    donor_unet = [t.clone() for t in donor.unet.state_dict().values()]
+    beta = loader.load_checkpoint(beta_path, DevicePolicy.cpu(), reuse=donor)
+    assert beta.unet is not donor.unet and "reused_modules" not in beta.extra
+    assert {p.dtype for m in (beta.unet, beta.vae, beta.text_encoder) for p in m.parameters()} == {torch.float32}
+    assert all(a.equal(b) for a, b in zip(donor_unet, donor.unet.state_dict().values()))  # donor untouched
+    assert np.array_equal(_image(beta, tmp_path), fresh_beta)
+    # Everything matches but the donor has a second text encoder this checkpoint lacks.
+    donor = loader.load_checkpoint(alpha_path, DevicePolicy.cpu())
+    donor.text_encoder_2 = donor.text_encoder
+    beta = loader.load_checkpoint(beta_path, DevicePolicy.cpu(), reuse=donor)
+    assert beta.unet is not donor.unet and beta.text_encoder_2 is None
+    assert next(beta.unet.parameters()).dtype == next(donor.unet.parameters()).dtype
+    assert np.array_equal(_image(beta, tmp_path), fresh_beta)

@@ -457,53 +457,63 @@ def _load(
 
     choice = _memory_choice(sd, kind, policy)
     storage = memory.storage_device(choice.mode, policy.device)
-    # With a donor the new weights stay in the file's tensors until all components are built, then are copied into
-    # the donor's; otherwise each component is converted to its run dtype as soon as it is built (lower peak).
+    # With a donor, built components keep the file's tensors until all are built, then those are copied into the
+    # donor's modules. Without one (or once a layout differs) each is converted to its run dtype right away.
     donor = reuse if reuse is not None and _can_donate(reuse, policy, choice) else None
+    built: dict[str, Any] = {"unet": None, "vae": None, "text_encoder": None, "text_encoder_2": None}
+    waiting: list[str] = []  # built, still holding the file's tensors for the donor
+
+    def run_dtype(name: str) -> torch.dtype:
+        return policy.vae_dtype if name == "vae" else policy.dtype
+
+    def place(name: str, module: Any) -> None:
+        nonlocal donor
+        built[name] = module
+        if donor is not None and _same_layout(getattr(donor, name), module):
+            waiting.append(name)
+            return
+        donor = None  # no donor, or another layout: this one and any that waited are converted now
+        for ready in (*waiting, name):
+            _finish(built[ready], storage, run_dtype(ready))
+        waiting.clear()
+
     unet, unused = _build_unet(path, sd, original, where)
-    if donor is None:
-        _finish(unet, storage, policy.dtype)
+    place("unet", unet)
     release("model.diffusion_model.")
     vae, unused_vae = _build_vae(path, sd, original, where)
-    if donor is None:
-        _finish(vae, storage, policy.vae_dtype)
+    place("vae", vae)
     release("first_stage_model.")
-    encoders: dict[str, Any] = {"text_encoder": None, "text_encoder_2": None}
     extra: dict[str, Any] = {}
     for slot, style, prefix in _TEXT_TOWERS[kind.family]:
-        encoders[slot], info = _build_text_encoder(path, sd, style, prefix)
-        if donor is None:
-            _finish(encoders[slot], storage, policy.dtype)
+        module, info = _build_text_encoder(path, sd, style, prefix)
+        place(slot, module)
         release(prefix)
         unused += info.pop("unused")
         extra[f"{slot}_config"] = info["config"]  # "bundled" or "inferred" (from shapes)
         if info.get("dropped_last_layer"):
             extra["text_encoder_dropped_last_layer"] = True
     vae_dtype = policy.vae_dtype
-    built = {"unet": unet, "vae": vae, **encoders}
-    if donor is not None and all(_same_layout(getattr(donor, name), module) for name, module in built.items()):
+    if donor is not None and all(_same_layout(getattr(donor, name), m) for name, m in built.items()):
         for name, module in built.items():
             if module is not None:
                 _copy_weights(getattr(donor, name), module)
-        unet, vae = donor.unet, donor.vae
-        encoders = {"text_encoder": donor.text_encoder, "text_encoder_2": donor.text_encoder_2}
+        built = {name: getattr(donor, name) for name in built}
         vae_dtype = donor.vae_dtype  # an fp32 upcast after a NaN lasts for the session
-        for key in ("memory", "compiled_modules"):
-            if key in donor.extra:
-                extra[key] = donor.extra[key]
+        extra.update({key: donor.extra[key] for key in ("memory", "compiled_modules") if key in donor.extra})
         extra["reused_modules"] = True
         log.info("loaded %s into the previous checkpoint's modules (same layout)", path.name)
     else:
-        if donor is not None:  # another layout: convert now, as without a donor
-            for name, module in built.items():
-                if module is not None:
-                    _finish(module, storage, policy.vae_dtype if name == "vae" else policy.dtype)
+        for ready in waiting:  # the donor has a component this checkpoint lacks: convert what waited for it
+            _finish(built[ready], storage, run_dtype(ready))
         if getattr(policy, "channels_last", False):
-            acceleration.channels_last(unet)
+            acceleration.channels_last(built["unet"])
         # Before anything runs the UNet (the SD2 probe below): offloaded weights need their hooks to be usable.
-        extra["memory"] = memory.apply(choice, policy.device, unet=unet, vae=vae, text_encoders=encoders.values())
+        extra["memory"] = memory.apply(choice, policy.device, unet=built["unet"], vae=built["vae"],
+                                       text_encoders=(built["text_encoder"], built["text_encoder_2"]))
         if getattr(policy, "compile_mode", None):
-            extra["compiled_modules"] = acceleration.compile_unet(unet, policy.compile_mode)
+            extra["compiled_modules"] = acceleration.compile_unet(built["unet"], policy.compile_mode)
+    unet, vae = built["unet"], built["vae"]
+    encoders = {"text_encoder": built["text_encoder"], "text_encoder_2": built["text_encoder_2"]}
 
     if kind.family == "sd2" and not kind.inpainting and prediction_source == "default":
         # Keys cannot tell SD2 v-prediction from epsilon: A1111's probe decides, and picks the matching bundled yaml.

@@ -125,7 +125,8 @@ class ModelManager:
             while len(self._kept) > limit - 1:
                 self._kept.popitem(last=False)
                 released += 1
-        if previous is not None and previous[0].path != info.path and "memory" in getattr(previous[1], "extra", {}):
+            waiting = previous is not None and self._kept.get(previous[0].path) is previous
+        if waiting and "memory" in getattr(previous[1], "extra", {}):
             from modules.models import memory  # torch: only reached once a model exists
 
             memory.park(previous[1])  # an offloaded model waiting in the cache gives its GPU memory back
