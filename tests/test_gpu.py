@@ -71,3 +71,28 @@ def test_compile_blocks_on_cuda(tmp_path, cuda_policy):
     compiled = np.asarray(run_txt2img(model, tmp_path, seed=8, steps=3).images[0], dtype=np.int16)
     assert model.extra["compiled_modules"] > 0
     assert np.abs(compiled - eager).max() <= 4
+
+
+def test_lora_merges_on_the_gpu_under_medvram(tmp_path, cuda_policy):
+    import dataclasses
+
+    from modules.models import lora
+    from tests.support.tiny_lora import kohya_lora, write_lora
+
+    path = write_tiny_checkpoint("sd1", tmp_path, "gpu-lora")
+    resident = load_checkpoint(path, cuda_policy)
+    layer = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q"
+    weight = resident.unet.down_blocks[0].attentions[0].transformer_blocks[0].attn1.to_q.weight
+    write_lora(tmp_path / "Lora", "one", kohya_lora({layer: tuple(weight.shape)}))
+    registry = lora.LoraRegistry([tmp_path / "Lora"])
+    with lora.applied_loras(resident, ["one"], registry=registry):
+        expected = np.asarray(run_txt2img(resident, tmp_path, seed=2, steps=3).images[0], dtype=np.int16)
+    model = load_checkpoint(path, dataclasses.replace(cuda_policy, memory_mode="medvram"))
+    offloaded = model.unet.down_blocks[0].attentions[0].transformer_blocks[0].attn1.to_q.weight
+    model.extra["memory"].park()
+    before = offloaded.detach().clone()
+    with lora.applied_loras(model, ["one"], registry=registry):
+        assert not offloaded.is_cuda and not torch.equal(offloaded.cpu(), before.cpu())
+        image = np.asarray(run_txt2img(model, tmp_path, seed=2, steps=3).images[0], dtype=np.int16)
+    assert torch.equal(offloaded.cpu(), before.cpu())
+    assert np.abs(image - expected).max() <= 2

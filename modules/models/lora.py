@@ -848,20 +848,25 @@ class LoraPatch:
     def _patch(self, contributions: dict[int, tuple[Any, list[tuple[_Layer, float]]]], backup_device: Any) -> None:
         import torch
 
+        # Weights resting in CPU memory (--medvram, --lowvram) are merged on the model's accelerator: the sums are
+        # the same, and a CPU would take seconds for a large LoRA where the GPU takes milliseconds.
+        execution = getattr(self.model, "device", None)
         with torch.no_grad():
             for module, layers in contributions.values():
                 weight = module.weight
                 if weight.device.type == "meta":
                     continue
+                compute = execution if weight.device.type == "cpu" and getattr(execution, "type", "cpu") != "cpu" \
+                    else weight.device
                 total = None
                 for layer, multiplier in layers:
-                    ud = layer.updown(weight.device) * (multiplier * layer.scale)
+                    ud = layer.updown(compute) * (multiplier * layer.scale)
                     total = ud if total is None else total + ud
                 if total is None:
                     continue
                 original = weight.detach().to(backup_device or weight.device, copy=True)
                 self._backups.append((weight, original))
-                weight.copy_((weight.to(torch.float32) + total).to(weight.dtype))
+                weight.copy_((weight.to(compute, torch.float32) + total).to(weight.dtype))
 
 
 def _load(item: LoraItem) -> dict[str, torch.Tensor]:
