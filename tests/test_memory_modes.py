@@ -100,6 +100,14 @@ def test_flags_reach_the_device_policy(tmp_path) -> None:
     assert (policy.memory_mode, policy.channels_last, policy.compile_mode) == ("medvram-sdxl", False, "graphs")
 
 
+def test_resident_bytes_count_what_a_release_gives_back(plain) -> None:
+    expected = sum(t.numel() * t.element_size() for m in (plain.unet, plain.vae, plain.text_encoder)
+                   for t in (*m.parameters(), *m.buffers()))
+    assert memory.resident_bytes(plain) == expected > 0
+    offloaded = dataclasses.replace(plain, device=torch.device("meta"))  # nothing of it on that device
+    assert memory.resident_bytes(offloaded) == 0
+
+
 # --- medvram -----------------------------------------------------------------------------------------------------
 
 

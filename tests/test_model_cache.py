@@ -175,3 +175,31 @@ def test_a_layout_difference_found_late_converts_what_waited_for_the_donor(tmp_p
     assert beta.unet is not donor.unet and beta.text_encoder_2 is None
     assert next(beta.unet.parameters()).dtype == next(donor.unet.parameters()).dtype
     assert np.array_equal(_image(beta, tmp_path), fresh_beta)
+
+
+def test_out_of_memory_next_to_the_previous_checkpoint_releases_it_and_loads_again(tmp_path, monkeypatch, caplog):
+    manager, _root = _real_manager(tmp_path, families=("sd1", "sd1-inpainting"))
+    alpha, _ = manager.ensure("alpha", reuse_previous=True)
+    alpha_ref = weakref.ref(alpha)
+    del alpha
+    real = loader.load_checkpoint
+    calls = []
+
+    def no_room_for_two(path, policy, config_path=None, reuse=None):
+        calls.append(reuse is not None)
+        if reuse is not None:  # the previous model is still there: a GPU without room for both
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB")
+        return real(path, policy, config_path)
+
+    monkeypatch.setattr(loader, "load_checkpoint", no_room_for_two)
+    with caplog.at_level("WARNING", logger="modules.models.manager"):
+        beta, info = manager.ensure("beta", reuse_previous=True)
+    gc.collect()
+    assert calls == [True, False] and info.name.startswith("beta") and manager.model is beta
+    assert alpha_ref() is None and manager.last_error is None
+    assert any("releasing that one first" in r.getMessage() for r in caplog.records)
+    # Any other error keeps the previous model, as before.
+    monkeypatch.setattr(loader, "load_checkpoint", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("disk")))
+    with pytest.raises(RuntimeError, match="disk"):
+        manager.ensure("alpha", reuse_previous=True)
+    assert manager.model is beta

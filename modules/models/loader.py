@@ -423,17 +423,22 @@ def _copy_weights(target: torch.nn.Module, source: torch.nn.Module) -> None:
             tensor.copy_(sources[name])
 
 
-def _memory_choice(sd: Mapping[str, torch.Tensor], kind: ModelKind, policy: DevicePolicy) -> memory.MemoryChoice:
-    """The memory mode for this checkpoint, from its size at the run dtypes and the device's free memory."""
+def _memory_choice(sd: Mapping[str, torch.Tensor], kind: ModelKind, policy: DevicePolicy,
+                   replaced: LoadedModel | None) -> memory.MemoryChoice:
+    """The memory mode for this checkpoint, from its size at the run dtypes and the device's free memory, counting
+    as free what the model it replaces (``replaced``, released after this load) holds there."""
     sizes: dict[str, int] = {}
     prefixes = [("unet", "model.diffusion_model.", policy.dtype), ("vae", "first_stage_model.", policy.vae_dtype)]
     prefixes += [(slot, prefix, policy.dtype) for slot, _style, prefix in _TEXT_TOWERS[kind.family]]
     for name, prefix, dtype in prefixes:
         itemsize = torch.empty((), dtype=dtype).element_size()
         sizes[name] = sum(t.numel() for k, t in sd.items() if k.startswith(prefix)) * itemsize
+    free = memory.free_bytes(policy.device)
+    if free is not None and replaced is not None and replaced.device == policy.device:
+        free += memory.resident_bytes(replaced)
     return memory.choose_mode(getattr(policy, "memory_mode", memory.AUTO), device_type=policy.device.type,
                               family=kind.family, weight_bytes=sum(sizes.values()),
-                              largest_bytes=max(sizes.values(), default=0), free_bytes=memory.free_bytes(policy.device))
+                              largest_bytes=max(sizes.values(), default=0), free_bytes=free)
 
 
 def _load(
@@ -455,7 +460,7 @@ def _load(
             for k in [k for k in sd if k.startswith(prefix)]:
                 del sd[k]
 
-    choice = _memory_choice(sd, kind, policy)
+    choice = _memory_choice(sd, kind, policy, reuse)
     storage = memory.storage_device(choice.mode, policy.device)
     # With a donor, built components keep the file's tensors until all are built, then those are copied into the
     # donor's modules. Without one (or once a layout differs) each is converted to its run dtype right away.

@@ -157,7 +157,20 @@ class ModelManager:
             if self._load_fn is not None:
                 model = self._load_fn(info.path, self.device_policy)
             else:
-                model = loader.load_checkpoint(info.path, self.device_policy, reuse=donor)
+                model = None
+                try:
+                    model = loader.load_checkpoint(info.path, self.device_policy, reuse=donor)
+                except Exception as err:
+                    if donor is None or type(err).__name__ != "OutOfMemoryError":
+                        raise
+                if model is None:  # out of the except block: its traceback no longer holds the old model
+                    # Another layout than the previous checkpoint, and no room for both: release it first (as
+                    # A1111 always does), then load again.
+                    log.warning("Not enough memory for %s next to %s: releasing that one first", info.title,
+                                self.info.title if self.info is not None else "the previous checkpoint")
+                    donor = None
+                    self.unload()
+                    model = loader.load_checkpoint(info.path, self.device_policy)
         except ModelFileError as err:
             with self._lock:
                 self.last_error = str(err)
