@@ -128,7 +128,8 @@ def test_no_reuse_across_layouts_with_a_lora_merged_or_inside_a_job(tmp_path):
     again, _ = manager.ensure("alpha")  # reuse_previous defaults to off (a job that switches while it runs)
     assert again.unet is not beta.unet
     layer = "lora_unet_down_blocks_0_resnets_0_conv1"
-    write_lora(tmp_path / "Lora", "one", kohya_lora({layer: tuple(again.unet.down_blocks[0].resnets[0].conv1.weight.shape)}))
+    shape = tuple(again.unet.down_blocks[0].resnets[0].conv1.weight.shape)
+    write_lora(tmp_path / "Lora", "one", kohya_lora({layer: shape}))
     write_tiny_checkpoint("sd1", root, "gamma", seed=5)
     manager.registry.refresh()
     with lora.applied_loras(again, ["one"], registry=lora.LoraRegistry([tmp_path / "Lora"])):

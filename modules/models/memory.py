@@ -28,8 +28,9 @@ AUTO, MEDVRAM_SDXL = "auto", "medvram-sdxl"
 REQUESTS = (AUTO, NONE, MEDVRAM, MEDVRAM_SDXL, LOWVRAM)
 
 GIB = 1024 ** 3
-# Working memory a job needs next to the weights: SD1.5 at 512x512 peaks near 1 GiB of activations with SDPA in fp16
-# (attention + VAE decode), SDXL at 1024x1024 near 2.5 GiB. The margins keep a little room for the allocator.
+# Working memory a job needs next to the weights, with room for the allocator: estimates for SD1.5 at 512x512 and
+# SDXL at 1024x1024 in fp16 with SDPA (attention and the VAE decode dominate). Not yet measured on a GPU here:
+# tests/benchmarks/gpu_speed.py prints the real peaks.
 WORKING_BYTES = {"sd1": int(1.5 * GIB), "sd2": int(1.75 * GIB), "sdxl": 3 * GIB, "sdxl_refiner": 3 * GIB}
 
 
@@ -54,8 +55,8 @@ def choose_mode(requested: str, *, device_type: str, family: str, weight_bytes: 
 
     ``weight_bytes``: all components at their run dtype; ``largest_bytes``: the biggest single component;
     ``free_bytes``: the device's free memory before loading (None when unknown). An explicit flag is obeyed;
-    ``auto`` (only on CUDA; elsewhere ``none``) keeps everything resident when weights plus working memory fit, swaps whole components when
-    the largest one plus working memory fits, and offloads layer by layer otherwise.
+    ``auto`` (only on CUDA; elsewhere ``none``) keeps everything resident when weights plus working memory fit,
+    swaps whole components when the largest one plus working memory fits, and offloads layer by layer otherwise.
     """
     if requested not in REQUESTS:
         raise ValueError(f"unknown memory mode {requested!r}; expected one of {', '.join(REQUESTS)}")
@@ -207,6 +208,8 @@ def apply(choice: MemoryChoice, execution_device: torch.device, *, unet: torch.n
     plan = MemoryPlan(choice.mode, choice.reason)
     encoders = [e for e in text_encoders if e is not None]
     if choice.mode == NONE:
+        if execution_device.type == "cuda":
+            log.info("memory mode none (%s)", choice.reason)
         return plan
     plan.swapper = ComponentSwapper(execution_device)
     if choice.mode == MEDVRAM:

@@ -117,9 +117,10 @@ def ours(model: Any, setup: Setup, size: int | None = None) -> dict[str, Any]:
 def plain_diffusers(model: Any, setup: Setup) -> dict[str, Any]:
     from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
 
+    scheduler = EulerDiscreteScheduler.from_config(model.scheduler_config)
     pipe = StableDiffusionPipeline(vae=model.vae, text_encoder=model.text_encoder, tokenizer=model.tokenizer,
-                                   unet=model.unet, scheduler=EulerDiscreteScheduler.from_config(model.scheduler_config),
-                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+                                   unet=model.unet, scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
 
     def job(steps: int) -> float:
