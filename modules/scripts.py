@@ -293,18 +293,17 @@ class ScriptRunner:
         self._each("postprocess", p, lambda s, a: s.postprocess(p, processed, *a))
 
     def before_component(self, component: Any, **kwargs: Any) -> None:
-        for script in self.scripts:
-            try:
-                script.before_component(component, **kwargs)
-            except Exception:  # noqa: BLE001
-                _report(script, "before_component")
+        self._each_component("before_component", component, kwargs)
 
     def after_component(self, component: Any, **kwargs: Any) -> None:
-        for script in self.scripts:
+        self._each_component("after_component", component, kwargs)
+
+    def _each_component(self, hook: str, component: Any, kwargs: dict[str, Any]) -> None:
+        for script in self.scripts:  # every script, selectable ones too, as A1111 calls them while building the UI
             try:
-                script.after_component(component, **kwargs)
-            except Exception:  # noqa: BLE001
-                _report(script, "after_component")
+                getattr(script, hook)(component, **kwargs)
+            except Exception:  # noqa: BLE001 - a failing hook is reported and the UI still builds
+                _report(script, hook)
 
     def run(self, p: Any, *args: Any) -> Any:
         """The selected script's ``run`` (entry 0 of ``args`` is its 1-based index), or None for "None"."""
