@@ -32,6 +32,7 @@ from modules.models import acceleration, configs, detect, formats, memory
 from modules.models.detect import detect_kind
 from modules.models.devices import DevicePolicy
 from modules.models.types import (
+    COMPONENT_NAMES,
     CorruptFileError,
     LoadedModel,
     ModelFileError,
@@ -394,8 +395,7 @@ def _can_donate(model: LoadedModel, policy: DevicePolicy, choice: memory.MemoryC
     plan = model.extra.get("memory")
     return (model.device == policy.device and model.dtype == policy.dtype
             and getattr(plan, "mode", memory.NONE) == choice.mode
-            and not any(lora.is_patched(m) for m in (model.unet, model.vae, model.text_encoder, model.text_encoder_2)
-                        if m is not None))
+            and not any(lora.is_patched(m) for m in model.components().values()))
 
 
 def _same_layout(old: Any, new: Any) -> bool:
@@ -431,8 +431,7 @@ def _memory_choice(sd: Mapping[str, torch.Tensor], kind: ModelKind, policy: Devi
     prefixes = [("unet", "model.diffusion_model.", policy.dtype), ("vae", "first_stage_model.", policy.vae_dtype)]
     prefixes += [(slot, prefix, policy.dtype) for slot, _style, prefix in _TEXT_TOWERS[kind.family]]
     for name, prefix, dtype in prefixes:
-        itemsize = torch.empty((), dtype=dtype).element_size()
-        sizes[name] = sum(t.numel() for k, t in sd.items() if k.startswith(prefix)) * itemsize
+        sizes[name] = sum(t.numel() for k, t in sd.items() if k.startswith(prefix)) * dtype.itemsize
     free = memory.free_bytes(policy.device)
     if free is not None and replaced is not None and replaced.device == policy.device:
         free += memory.resident_bytes(replaced)
@@ -465,7 +464,7 @@ def _load(
     # With a donor, built components keep the file's tensors until all are built, then those are copied into the
     # donor's modules. Without one (or once a layout differs) each is converted to its run dtype right away.
     donor = reuse if reuse is not None and _can_donate(reuse, policy, choice) else None
-    built: dict[str, Any] = {"unet": None, "vae": None, "text_encoder": None, "text_encoder_2": None}
+    built: dict[str, Any] = dict.fromkeys(COMPONENT_NAMES)
     waiting: list[str] = []  # built, still holding the file's tensors for the donor
 
     def run_dtype(name: str) -> torch.dtype:

@@ -90,15 +90,8 @@ def free_bytes(device: torch.device) -> int | None:
 
 def resident_bytes(model: Any) -> int:
     """Bytes of ``model``'s weights now on its execution device (what releasing it gives back)."""
-    total = 0
-    for name in ("unet", "vae", "text_encoder", "text_encoder_2"):
-        component = getattr(model, name, None)
-        if component is None:
-            continue
-        for tensor in (*component.parameters(), *component.buffers()):
-            if tensor.device == model.device:
-                total += tensor.numel() * tensor.element_size()
-    return total
+    return sum(tensor.numel() * tensor.element_size() for component in model.components().values()
+               for tensor in (*component.parameters(), *component.buffers()) if tensor.device == model.device)
 
 
 def _to_device(value: Any, device: torch.device) -> Any:

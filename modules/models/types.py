@@ -66,6 +66,9 @@ class UnknownModelError(ModelFileError):
     kind = "unknown-family"
 
 
+COMPONENT_NAMES = ("unet", "vae", "text_encoder", "text_encoder_2")  # LoadedModel's module slots
+
+
 @dataclass
 class LoadedModel:
     """Diffusers components built from one checkpoint, on their device, ready for the sampling loop.
@@ -87,6 +90,10 @@ class LoadedModel:
     text_encoder_2: Any | None = None
     tokenizer_2: Any | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def components(self) -> dict[str, Any]:
+        """The modules this model has, by slot (``COMPONENT_NAMES``)."""
+        return {name: module for name in COMPONENT_NAMES if (module := getattr(self, name)) is not None}
 
     @property
     def is_sdxl(self) -> bool:
