@@ -73,12 +73,13 @@ def create_app(args: Any, extensions: list[Any] | None = None) -> Any:  # -> Fas
     are the ones main() already discovered (and ran preload.py of); otherwise they are discovered here."""
     from fastapi import FastAPI
 
+    from modules import browser_files, script_callbacks, shared
     from modules import extensions as ext_mod
-    from modules import script_callbacks, shared
     from modules.api.routes import build_lora_router, build_router, install_error_handlers
     from modules.runtime import build_runtime
 
     rt = build_runtime(args)
+    browser_files.use_private_upload_cache()  # before gradio caches anything
     if extensions is None:
         extensions = ext_mod.discover(rt.paths.data_dir, rt.options.as_dict(), args)
     rt.extensions = extensions
@@ -90,10 +91,16 @@ def create_app(args: Any, extensions: list[Any] | None = None) -> Any:  # -> Fas
     app.state.runtime = rt
     install_error_handlers(app)
     _add_http_middleware(app, args)
+    from modules.api.event_files import GradioEventGuard
     from modules.api.guard import GuardPolicy, RequestGuard, bind_to_ui
 
     credentials = all_credentials(args)
     guard = GuardPolicy.from_args(args, credentials)
+    # Added before the guard, so inside it (the last added middleware is the outermost): event bodies are read
+    # only once the host, origin, login and size checks passed.
+    app.add_middleware(GradioEventGuard,
+                       roots=lambda: browser_files.allowed_roots(rt.options.as_dict(), rt.paths.data_dir),
+                       upload_quota=int(args.max_upload_mb_per_hour * 1024 * 1024))
     app.add_middleware(RequestGuard, policy=guard)  # outermost: refused requests never reach CORS or the app
     if args.api or args.nowebui:  # as in A1111, /sdapi/v1 is served only when asked for
         from modules.api.jobs_routes import build_jobs_router

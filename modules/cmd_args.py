@@ -152,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
                                        "\"*\" allows any)", default=None)
     _add(g, i, "--max-request-mb", help="largest request body accepted, in MB (default 100)", type=float,
          default=100.0)
+    _add(g, i, "--max-upload-mb-per-hour", help="uploads one client address may make through the page within an "
+                                                "hour, in MB (default 2048)", type=float, default=2048.0)
     _add(g, i, "--max-queue-size", "int", "jobs that may wait in the queue; more are answered 503 with Retry-After "
                                           "(default 64)", default=64)
     _add(g, i, "--autolaunch", "bool", "open the UI in the default browser once it is up")

@@ -25,14 +25,21 @@ def _opened(fmt: str, text: str | None, **kw) -> Image.Image:
 
 
 @pytest.mark.parametrize("fmt", ["png", "jpg", "webp"])
-def test_read_image_info_from_pil_and_path(fmt, tmp_path):
+def test_read_image_info_from_pil_and_path(fmt, tmp_path, monkeypatch):
     panel, geninfo = tab.read_image_info(_opened(fmt, INFOTEXT))
     assert geninfo == INFOTEXT
     assert "<b>parameters</b>" in panel and "a castle on a hill<br>Negative prompt: blurry, lowres" in panel
 
-    path = tmp_path / f"x.{fmt}"
-    path.write_bytes(encode_image(Image.new("RGB", (8, 8)), fmt, INFOTEXT))
-    assert tab.read_image_info(str(path))[1] == INFOTEXT
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "uploads"))  # this server's upload cache
+    upload = tmp_path / "uploads" / "0123abcd" / f"x.{fmt}"
+    upload.parent.mkdir(parents=True)
+    upload.write_bytes(encode_image(Image.new("RGB", (8, 8)), fmt, INFOTEXT))
+    assert tab.read_image_info(str(upload))[1] == INFOTEXT
+    # The page can name any path: one outside the upload cache is not opened (same answer as no image).
+    outside = tmp_path / f"x.{fmt}"
+    outside.write_bytes(upload.read_bytes())
+    assert tab.read_image_info(str(outside)) == ("", None)
+    assert tab.read_image_info(str(tmp_path / "uploads" / ".." / f"x.{fmt}")) == ("", None)
 
 
 def test_panel_escapes_html_and_lists_other_items():
@@ -45,10 +52,11 @@ def test_panel_escapes_html_and_lists_other_items():
     assert "<b>&lt;script&gt;</b>" in panel and "a &amp; b &lt;b&gt;" in panel
 
 
-def test_panel_for_nothing_and_for_no_image(tmp_path):
+def test_panel_for_nothing_and_for_no_image(tmp_path, monkeypatch):
     panel, geninfo = tab.read_image_info(_opened("png", None))
     assert geninfo is None and "Nothing found in the image." in panel
     assert tab.read_image_info(None) == ("", None)
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
     panel, geninfo = tab.read_image_info(str(bad))

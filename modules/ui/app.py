@@ -22,6 +22,8 @@ from modules.ui.img2img_tab import build_img2img_tab
 from modules.ui.common import words
 from modules.ui.txt2img_tab import build_txt2img_tab, error_html
 
+UPLOAD_CACHE_CLEANUP = (3600, 86400)  # gradio delete_cache: (every N seconds, files older than M seconds)
+
 CSS = """
 .progress-bar{position:relative;height:1.6em;border-radius:6px;background:var(--block-background-fill);
  border:1px solid var(--border-color-primary);overflow:hidden}
@@ -214,7 +216,9 @@ def extension_tabs() -> list[tuple[Any, str, str]]:
 
 def build_ui(rt: Runtime) -> gr.Blocks:
     added_tabs = extension_tabs()
-    with gr.Blocks(title="Stable Diffusion", analytics_enabled=False) as demo:
+    # delete_cache: uploads and gradio's copies of results older than a day go, checked hourly (a page left open
+    # that long re-uploads); the per-client upload quota is in modules/api/event_files.py.
+    with gr.Blocks(title="Stable Diffusion", analytics_enabled=False, delete_cache=UPLOAD_CACHE_CLEANUP) as demo:
         with gr.Row(elem_id="quicksettings"):
             checkpoint = gr.Dropdown(checkpoint_titles(rt), value=current_checkpoint(rt),
                                      label="Stable Diffusion checkpoint", elem_id="setting_sd_model_checkpoint",

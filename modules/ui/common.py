@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator
 import gradio as gr
 from pydantic import ValidationError
 
-from modules import samplers
+from modules import browser_files, samplers
 from modules.jobs import JobFailed, QueueFull
 from modules.runtime import Runtime
 
@@ -151,9 +151,9 @@ def build_prompts_from_file_controls(tab: str, f: dict[str, Any]) -> Any:
         upload = gr.File(label="Upload prompt inputs", file_types=[".txt"], elem_id=f"{tab}_pff_file")
 
     def read_upload(file: Any) -> Any:
-        if file is None:
+        path = browser_files.checked_upload(file, [browser_files.upload_cache_dir()])
+        if path is None:
             return gr.update()
-        path = getattr(file, "name", file)
         try:
             with open(path, encoding="utf-8", errors="replace") as handle:
                 return handle.read(1_000_000)

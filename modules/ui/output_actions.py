@@ -6,25 +6,26 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 from typing import Any, Sequence
 
 from PIL import Image
 
-from modules import fileio, filenames
+from modules import browser_files, fileio
 from modules.processing import saving
 
 log = logging.getLogger(__name__)
 
 
 def readable_roots(settings: dict[str, Any], data_dir: Path) -> list[Path]:
-    """Where a gallery's files may come from: the output folders and gradio's upload/cache folder."""
-    gradio_cache = Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio")
-    return [*saving.output_roots(settings, data_dir), gradio_cache]
+    """Where a gallery's files may come from: the output folders and this server's upload cache."""
+    return browser_files.allowed_roots(settings, data_dir)
 
 
 def gallery_paths(gallery: Sequence[Any] | None, roots: Sequence[Path]) -> list[Path]:
@@ -35,11 +36,8 @@ def gallery_paths(gallery: Sequence[Any] | None, roots: Sequence[Path]) -> list[
         value = item[0] if isinstance(item, (tuple, list)) else item
         if isinstance(value, dict):
             value = value.get("path") or value.get("name")
-        if isinstance(value, (str, os.PathLike)):
-            if filenames.inside_any(value, roots):
-                out.append(Path(value))
-            else:
-                log.warning("ignored a gallery file outside the output folders: %s", value)
+        if isinstance(value, (str, os.PathLike)) and (path := browser_files.checked_upload(value, roots)):
+            out.append(path)
     return out
 
 
@@ -93,7 +91,7 @@ def zip_images(gallery: Sequence[Any] | None, roots: Sequence[Path]) -> str | No
     paths = gallery_paths(gallery, roots)
     if not paths:
         return None
-    target = Path(tempfile.mkdtemp(prefix="sd-zip-")) / "images.zip"
+    target = Path(tempfile.mkdtemp(prefix="zip-", dir=_zip_folder())) / "images.zip"
     with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED) as archive:
         used: set[str] = set()
         for path in paths:
@@ -103,6 +101,23 @@ def zip_images(gallery: Sequence[Any] | None, roots: Sequence[Path]) -> str | No
             used.add(name)
             archive.write(path, arcname=name)
     return str(target)
+
+
+ZIP_MAX_AGE = 3600.0  # seconds a 🗃️ archive stays for its download
+
+
+def _zip_folder() -> Path:
+    """Archives go in the upload cache (private to this server, removed at exit), and old ones are removed."""
+    folder = browser_files.upload_cache_dir() / "zips"
+    folder.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    for old in folder.iterdir():
+        try:
+            if now - old.stat().st_mtime > ZIP_MAX_AGE:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            continue
+    return folder
 
 
 def output_folder(settings: dict[str, Any], data_dir: Path, kind: saving.OutputKind) -> Path:

@@ -18,12 +18,13 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 from PIL import Image
 
-from modules import infotext, samplers
+from modules import browser_files, infotext, samplers
 from modules.image_metadata import read_generation_info
 
 
@@ -51,6 +52,11 @@ def pnginfo_html(geninfo: str | None, items: Mapping[str, str]) -> str:
                      for key, text in shown.items())
 
 
+def uploaded(value: Any) -> Path | None:
+    """The uploaded file's path, only when it lies in this server's upload cache (the page can name any path)."""
+    return browser_files.checked_upload(value, [browser_files.upload_cache_dir()])
+
+
 def read_image_info(image: Image.Image | str | None) -> tuple[str, str | None]:
     """Panel HTML and the ``parameters`` text of an uploaded image (a PIL image with its ``.info``, or a path)."""
     if image is None:
@@ -58,8 +64,11 @@ def read_image_info(image: Image.Image | str | None) -> tuple[str, str | None]:
     if isinstance(image, Image.Image):
         geninfo, items = read_generation_info(image)
     else:
+        path = uploaded(image)
+        if path is None:
+            return "", None
         try:
-            with Image.open(image) as opened:
+            with Image.open(path) as opened:
                 geninfo, items = read_generation_info(opened)
         except (OSError, ValueError) as err:
             return f"<div class='error'><p>Cannot read the image: {html.escape(str(err))}</p></div>", None
@@ -258,7 +267,7 @@ def build_pnginfo_tab(rt: Any, txt2img_controls: Any, tabs: Any = None,
         for button, target in ((send_img2img, "img2img"), (send_inpaint, "inpaint")):
             def on_send_image(path: str | None, text: str | None, target: str = target) -> list[Any]:
                 picture = None
-                if path:
+                if path := uploaded(path):
                     with Image.open(path) as opened:
                         picture = opened.copy()
                 return send_to.updates(picture, text, img2img_controls, target, getattr(rt, "styles", None))
@@ -268,7 +277,7 @@ def build_pnginfo_tab(rt: Any, txt2img_controls: Any, tabs: Any = None,
                          show_progress="hidden")
     if extras_controls is not None and tabs is not None:
         def on_send_extras(path: str | None) -> list[Any]:
-            if not path:
+            if not (path := uploaded(path)):
                 return [gr.update()] * 4
             with Image.open(path) as opened:
                 picture = opened.copy()
