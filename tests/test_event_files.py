@@ -68,11 +68,11 @@ def file_events(events: PageEvents) -> list[tuple[dict, int, str]]:
     return out
 
 
-def upload(server, name: str, content: bytes) -> tuple[int, object]:
+def upload(server, name: str, content: bytes, route: str = "upload") -> tuple[int, object]:
     boundary = uuid.uuid4().hex
     body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{name}\"\r\n"
             f"Content-Type: application/octet-stream\r\n\r\n").encode() + content + f"\r\n--{boundary}--\r\n".encode()
-    request = urllib.request.Request(f"{server.url}/gradio_api/upload", data=body, method="POST", headers={
+    request = urllib.request.Request(f"{server.url}/gradio_api/{route}", data=body, method="POST", headers={
         "Content-Type": f"multipart/form-data; boundary={boundary}", "Origin": server.url})
     try:
         with _NO_PROXY.open(request, timeout=60) as r:
@@ -157,6 +157,9 @@ def test_uploads_are_bounded_per_client(server):
     assert statuses[:2] == [200, 200]
     status, answer = upload(server, "one-too-many.bin", chunk)
     assert status == 429 and "upload limit" in answer["detail"] and int(answer["retry-after"]) > 0
+    # the image editor's blobs (multipart component_server calls, kept in memory) count against the same quota
+    status, answer = upload(server, "layer.png", chunk, route="component_server")
+    assert status == 429 and "upload limit" in answer["detail"]
     assert server.get_json("/internal/ping") == {}
 
 

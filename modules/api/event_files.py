@@ -5,7 +5,8 @@
   would copy such a file into its cache and hand it to the handler when it is mounted into our app (its own check
   only runs for ``launch()``ed apps), so this is the one place every tab's and every extension's events pass.
   The answer is the same whether the file exists or not.
-* **Uploads**: each client address may upload at most ``upload_quota`` bytes within ``UPLOAD_WINDOW`` seconds
+* **Uploads** (``upload``, and the image editor's multipart ``component_server`` blobs): each client address may
+  upload at most ``upload_quota`` bytes within ``UPLOAD_WINDOW`` seconds
   (429 with ``Retry-After`` past it); together with the per-request body limit and gradio's ``delete_cache`` this
   bounds what one client can leave in the cache.
 """
@@ -93,10 +94,10 @@ class GradioEventGuard:
         if scope["type"] != "http" or scope.get("method") != "POST" or GRADIO_PREFIX not in path:
             await self.app(scope, receive, send)
             return
-        if path.rstrip("/").endswith(f"{GRADIO_PREFIX}upload"):
+        if path.rstrip("/").endswith(f"{GRADIO_PREFIX}upload") or _content_type(scope) == "multipart/form-data":
+            # files and the image editor's blobs (component_server, kept in memory until the next event): bytes,
+            # never paths, and counted against the client's upload quota
             await self._upload(scope, receive, send)
-        elif _content_type(scope) == "multipart/form-data":
-            await self.app(scope, receive, send)  # component_server blobs: bytes, never paths
         else:
             await self._event(scope, receive, send)
 
