@@ -48,8 +48,12 @@ _WINDOWS_RESERVED = frozenset(
     + [f"{dev}{n}" for dev in ("COM", "LPT") for n in list("0123456789") + ["\u00b9", "\u00b2", "\u00b3"]]
 )
 
+# A1111's two pattern regexes, kept as the definition and the tests' oracle. Both are quadratic on hostile patterns
+# (text before a newline is rescanned from every start; "<<<<" in a tag, or thousands of "<arg>"s, are rescanned per
+# argument), so ``_pattern_pieces`` and ``_split_tag_args`` compute the same results in linear time.
 _RE_PATTERN = re.compile(r"(.*?)(?:\[([^\[\]]+)\]|$)")  # A1111: literal text, then an optional [tag]
 _RE_PATTERN_ARG = re.compile(r"(.*)<([^>]*)>$")  # A1111: trailing <arg> groups of a tag
+_BRACKET = re.compile(r"[\[\]]")
 _RE_NONLETTERS = re.compile(r"[\s" + re.escape(string.punctuation) + r"]+")
 
 
@@ -201,6 +205,74 @@ def next_sequence_number(directory: Path, basename: str = "") -> int:
 
 
 # -- pattern language -----------------------------------------------------------------------------------------------
+
+
+def _first_tag(pattern: str, start: int, stop: int) -> tuple[int, int] | None:
+    """``(opening, closing)`` of the first ``[tag]`` (``\\[([^\\[\\]]+)\\]``) opening in ``[start, stop)``."""
+    opening = pattern.find("[", start, stop)
+    while opening >= 0:
+        bracket = _BRACKET.search(pattern, opening + 1)
+        if bracket is None:
+            return None  # no "]" anywhere after: no later "[" closes either
+        closing = bracket.start()
+        if pattern[closing] == "]" and closing > opening + 1:
+            return opening, closing
+        opening = pattern.find("[", opening + 1, stop)
+    return None
+
+
+def _pattern_pieces(pattern: str) -> list[tuple[str, str | None]]:
+    """``[m.groups() for m in _RE_PATTERN.finditer(pattern)]`` in linear time (empty matches included).
+
+    A match is the text up to the first tag that opens before the next newline (``.*?`` cannot cross one), or else
+    up to that newline if it is where ``$`` matches (the end, or the final newline); otherwise no start before the
+    newline matches, and the search goes on after it, dropping that text, as A1111 does.
+    """
+    pieces: list[tuple[str, str | None]] = []
+    n, pos, after_empty = len(pattern), 0, False
+    line_end = -1  # the first newline at or after pos (or n), found again only once pos passes it
+    while pos <= n:
+        if line_end < pos:
+            newline = pattern.find("\n", pos)
+            line_end = n if newline < 0 else newline
+        tag = _first_tag(pattern, pos, line_end)
+        if tag is not None:
+            pieces.append((pattern[pos : tag[0]], pattern[tag[0] + 1 : tag[1]]))
+            pos, after_empty = tag[1] + 1, False
+        elif line_end >= n - 1:  # "$" matches at the end or just before a final newline
+            if line_end == pos and after_empty:
+                pos, after_empty = pos + 1, False  # re never repeats an empty match at the same place
+                continue
+            pieces.append((pattern[pos:line_end], None))
+            pos, after_empty = line_end, line_end == pos
+        else:
+            pos, after_empty = line_end + 1, False
+    return pieces
+
+
+def _split_tag_args(tag: str) -> tuple[str, list[str]]:
+    """A tag without its trailing ``<arg>`` groups, and the args in order: A1111's loop of ``_RE_PATTERN_ARG``
+    matches, in linear time. Each match takes the last ``<`` after the last earlier ``>``, with no newline before
+    it (``.*`` stops at one); ``$`` allows one final newline after the ``>``."""
+    args: list[str] = []
+    newline = tag.find("\n")
+    limit = len(tag) if newline < 0 else newline  # "<" must come at or before the first newline
+    end = len(tag)  # the tag is tag[:end]; cut by index, as slicing each time would copy it once per argument
+    while True:
+        if end >= 1 and tag[end - 1] == ">":
+            close = end - 1
+        elif end >= 2 and tag[end - 1] == "\n" and tag[end - 2] == ">":
+            close = end - 2
+        else:
+            break
+        opening = tag.rfind("<", tag.rfind(">", 0, close) + 1, min(close, limit + 1))
+        if opening < 0:
+            break
+        args.append(tag[opening + 1 : close])
+        end = opening
+    args.reverse()
+    return tag[:end], args
+
 
 
 class _Ctx:
@@ -414,13 +486,10 @@ class FilenamePattern:
         self.max_part_len = max_part_len
         self.max_prompt_words = max_prompt_words
         self._pieces: list[tuple[str, str | None, list[str]]] = []
-        for m in _RE_PATTERN.finditer(pattern):
-            text, tag = m.groups()
+        for text, tag in _pattern_pieces(pattern):
             args: list[str] = []
             if tag is not None:
-                while (am := _RE_PATTERN_ARG.match(tag)) is not None:
-                    tag, arg = am.groups()
-                    args.insert(0, arg)
+                tag, args = _split_tag_args(tag)
             self._pieces.append((text, tag, args))
 
     def apply(self, fields: Mapping[str, Any]) -> str:

@@ -69,8 +69,17 @@ INFOTEXT_KEY_ORDER: tuple[str, ...] = (
 )
 INFOTEXT_TRAILING_KEYS: tuple[str, ...] = ("Version", "User")
 
-# A1111's parameter regex (contract 4.3), verbatim: it decides what counts as a parameter line.
+# A1111's parameter regex (contract 4.3), verbatim. Exported for extensions and as the tests' oracle; never run on
+# request data: ``findall`` on it is quadratic (a long word run with no ":" is rescanned from every start).
+# ``find_params`` returns exactly what ``RE_PARAM.findall`` returns, in linear time.
 RE_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+# An infotext this long is not one A1111 wrote: a 75-token prompt is ~400 characters, and a parameter line with every
+# extension's keys and hashes is a few KiB. 256 KiB leaves 50x room and keeps a parse to a few milliseconds.
+MAX_INFOTEXT_CHARS = 256 * 1024
+# Pieces of RE_PARAM, each run anchored at one position (a greedy run with nothing after it cannot backtrack).
+_KEY_RUN = re.compile(r"\w[\w \-/]*")  # searched: the first word character, then the rest of the key class
+_SPACES = re.compile(r"\s*")
+_QUOTED_BODY = re.compile(r'[^\\"]*(?:\\.[^\\"]*)*')  # (?:\\.|[^\\"])* unrolled; "." stops at a newline
 RE_IMAGESIZE = re.compile(r"^(\d+)x(\d+)$")
 NEGATIVE_PREFIX = "Negative prompt:"
 
@@ -205,10 +214,57 @@ def split_prompt_lines(lines: Iterable[str]) -> tuple[str, str]:
     return "\n".join(prompt), "\n".join(negative)
 
 
+class InfotextTooLongError(ValueError):
+    """An infotext longer than ``MAX_INFOTEXT_CHARS``: refused rather than parsed (no A1111 image carries one)."""
+
+    def __init__(self, length: int, field: str = "parameters") -> None:
+        super().__init__(f"{field}: infotext is {length} characters; at most {MAX_INFOTEXT_CHARS} are accepted")
+        self.field = field
+        self.length = length
+
+
+def _param_value(text: str, start: int) -> tuple[str, int]:
+    """RE_PARAM's value group at ``start`` (just after the key's ":") and where the match ends."""
+    n = len(text)
+    v = _SPACES.match(text, start).end()
+    if v < n and text[v] == '"':
+        close = _QUOTED_BODY.match(text, v + 1).end()
+        if close > v + 1 and close < n and text[close] == '"':  # one or more body items, then the closing quote
+            after = close + 1
+            if after < n and text[after] == ",":
+                return text[v:after], after + 1
+            if after == n or (after == n - 1 and text[after] == "\n"):  # "$": the end, or before a final newline
+                return text[v:after], after
+    comma = text.find(",", v)  # the [^,]* branch always matches: up to the next comma (consumed) or the end
+    return (text[v:], n) if comma < 0 else (text[v:comma], comma + 1)
+
+
+def find_params(text: str) -> list[tuple[str, str]]:
+    """``RE_PARAM.findall(text)``, the same list for every input, in linear time.
+
+    A match needs a word character, at least one more ``[\\w \\-/]`` character, then ``:``. When the key run after
+    a word character ends anywhere but at a ``:``, no start inside that run can match either, so the scan resumes
+    at the run's end instead of one character later (which is what makes the regex quadratic).
+    """
+    found: list[tuple[str, str]] = []
+    pos, n = 0, len(text)
+    while pos < n:
+        run = _KEY_RUN.search(text, pos)
+        if run is None:
+            break
+        key_start, key_end = run.span()
+        if key_end - key_start >= 2 and key_end < n and text[key_end] == ":":
+            value, pos = _param_value(text, key_end + 1)
+            found.append((text[key_start:key_end], value))
+        else:
+            pos = key_end
+    return found
+
+
 def parse_params_line(line: str) -> dict[str, object]:
     """Key/values of one parameter line, with ``WxH`` values split into ``Key-1``/``Key-2`` (strings)."""
     res: dict[str, object] = {}
-    for key, value in RE_PARAM.findall(line):
+    for key, value in find_params(line):
         if value == "":
             continue  # A1111 drops empty raw values (an IndexError it catches); quote() never writes them
         if value[0] == '"' and value[-1] == '"':
@@ -286,13 +342,17 @@ def parse_infotext(
 ) -> dict[str, object]:
     """Parse an infotext into ``{"Prompt", "Negative prompt", <params>..., <defaults>...}``, like A1111.
 
-    The last line is the parameter line only if ``RE_PARAM`` finds at least 3 pairs in it; otherwise it belongs to
-    the prompt. Values are strings as found (JSON-quoted ones decoded); see the module doc for defaults and types.
+    The last line is the parameter line only if ``RE_PARAM`` (``find_params``) finds at least 3 pairs in it;
+    otherwise it belongs to the prompt. Values are strings as found (JSON-quoted ones decoded); see the module doc
+    for defaults and types.
     ``backcompat`` applies A1111's version-based compatibility flags (its ``auto_backcompat`` option, default on).
     ``prompt_uses_emphasis(text)``, if given, lets A1111's ``Emphasis: Original`` default be filled.
+    Raises ``InfotextTooLongError`` (a ValueError) for a text over ``MAX_INFOTEXT_CHARS``. Linear time.
     """
+    if len(text) > MAX_INFOTEXT_CHARS:
+        raise InfotextTooLongError(len(text))
     *lines, last = text.strip().split("\n")
-    if len(RE_PARAM.findall(last)) < 3:
+    if len(find_params(last)) < 3:
         lines.append(last)
         last = ""
 
@@ -370,10 +430,13 @@ def version_string(install_dir: Path, *, timeout: float = 3.0) -> str | None:
 __all__ = [
     "INFOTEXT_KEY_ORDER",
     "INFOTEXT_TRAILING_KEYS",
+    "InfotextTooLongError",
+    "MAX_INFOTEXT_CHARS",
     "NEGATIVE_PREFIX",
     "PARSE_DEFAULTS",
     "RE_PARAM",
     "build_infotext",
+    "find_params",
     "ordered_params",
     "params_line",
     "parse_infotext",

@@ -48,6 +48,11 @@ scanning (A1111's regexes are quadratic on long whitespace runs), and inputs whe
 instead: an explicit weight that is not a number (``(a:1.2.3)``) reads as plain text closed by ``)`` with x1.1, and
 an infinite editing step (``[a:b:1e999]``) counts as ``steps``. Emphasis weights are still multiplied one bracket at a
 time, as A1111 does, so that they come out bit-identical; thousands of unclosed brackets cost a fraction of a second.
+That costs (text pieces x brackets open around them), which no order-preserving shortcut avoids (float products
+depend on the order), so past ``MAX_EMPHASIS_WORK`` multiplications (thousands of brackets each wrapping thousands of
+pieces; A1111 would take minutes and return infinite weights) ``parse_prompt_attention`` raises
+``PromptTooComplexError``, a ValueError. Everything else is linear in the prompt's length (``<name:args>`` tags
+included: A1111's regex is quadratic on many ``<x:`` with no ``>``), so prompts need no length bound here.
 
 Pure module: standard library only.
 """
@@ -65,6 +70,8 @@ from typing import Any, Union
 __all__ = [
     "BREAK_WEIGHT",
     "ExtraNetworkParams",
+    "MAX_EMPHASIS_WORK",
+    "PromptTooComplexError",
     "ROUND_BRACKET_MULTIPLIER",
     "SQUARE_BRACKET_MULTIPLIER",
     "ScheduledPromptConditioning",
@@ -84,6 +91,20 @@ ROUND_BRACKET_MULTIPLIER = 1.1
 SQUARE_BRACKET_MULTIPLIER = 1 / 1.1
 BREAK_WEIGHT = -1  # an int, as A1111 returns it; the CLIP layer recognises ["BREAK", -1] items
 TOKEN_CHUNK_LENGTH = 75
+# Weight multiplications one prompt may cost (0.5-1 s). Real prompts need hundreds; the hostile 10,000-character
+# "(a" * 5000 (5,000 unclosed brackets) needs 12.5 million, and that stays accepted.
+MAX_EMPHASIS_WORK = 20_000_000
+
+
+class PromptTooComplexError(ValueError):
+    """Emphasis brackets nested so deep around so much text that weighting it exactly would take too long."""
+
+    def __init__(self, work: int) -> None:
+        super().__init__(
+            f"prompt: emphasis brackets nest too deeply around too much text ({work:,} weight multiplications "
+            f"needed, at most {MAX_EMPHASIS_WORK:,}); remove unmatched '(' or '['"
+        )
+        self.work = work
 
 
 # -- emphasis ------------------------------------------------------------------------------------------------------
@@ -132,6 +153,7 @@ class _Weights:
     def __init__(self) -> None:
         self.texts: list[str] = []
         self.weights: list[float] = []
+        self.work = 0  # multiplications so far, bounded by MAX_EMPHASIS_WORK
 
     def add_text(self, text: str) -> None:
         for i, part in enumerate(_split_break(text)):
@@ -143,6 +165,9 @@ class _Weights:
 
     def scale_from(self, start: int, multiplier: float) -> None:
         if start < len(self.weights):
+            self.work += len(self.weights) - start
+            if self.work > MAX_EMPHASIS_WORK:
+                raise PromptTooComplexError(self.work)
             self.weights[start:] = [w * multiplier for w in self.weights[start:]]
 
     def merged(self) -> list[list[str | float]]:
@@ -173,6 +198,8 @@ def parse_prompt_attention(text: str) -> list[list[str | float]]:
 
     >>> parse_prompt_attention('an (important) word')
     [['an ', 1.0], ['important', 1.1], [' word', 1.0]]
+
+    Raises ``PromptTooComplexError`` past ``MAX_EMPHASIS_WORK`` (see the module doc).
     """
     items = _Weights()
     round_open: list[int] = []
@@ -553,7 +580,30 @@ def get_multicond_prompt_list(
 
 # -- extra networks ------------------------------------------------------------------------------------------------
 
+# A1111's tag regex, kept as the definition and the tests' oracle; ``_extra_network_tags`` finds the same matches in
+# linear time (``[^>]+`` rescans to the end of the prompt from every "<x:" when no ">" follows).
 _EXTRA_NETWORK = re.compile(r"<(\w+):([^>]+)>")
+_EXTRA_NETWORK_HEAD = re.compile(r"<(\w+):")  # "\w+" can only end at the ":", so this never backtracks
+
+
+def _extra_network_tags(prompt: str) -> Iterator[tuple[int, int, str, str]]:
+    """``(start, end, name, args)`` of every ``_EXTRA_NETWORK.finditer(prompt)`` match, in order."""
+    pos = 0
+    close = -1  # the first ">" at or after the current head's end, kept while the scan is still before it
+    while True:
+        head = _EXTRA_NETWORK_HEAD.search(prompt, pos)
+        if head is None:
+            return
+        args_start = head.end()
+        if close < args_start:
+            close = prompt.find(">", args_start)
+            if close < 0:
+                return  # no ">" left, so no later "<" can match either
+        if close > args_start:  # "[^>]+" takes everything up to the next ">" (newlines and "<" included)
+            yield head.start(), close + 1, head.group(1), prompt[args_start:close]
+            pos = close + 1
+        else:
+            pos = head.start() + 1  # "<name:>": no arguments, not a tag; the regex retries one character on
 
 
 class ExtraNetworkParams:
@@ -588,12 +638,14 @@ def parse_extra_networks(prompt: str) -> tuple[str, dict[str, list[ExtraNetworkP
     The dict is a ``defaultdict(list)``, as A1111's ``extra_networks.parse_prompt`` returns.
     """
     found: defaultdict[str, list[ExtraNetworkParams]] = defaultdict(list)
-
-    def take(match: re.Match[str]) -> str:
-        found[match.group(1)].append(ExtraNetworkParams(items=match.group(2).split(":")))
-        return ""
-
-    return _EXTRA_NETWORK.sub(take, prompt), found
+    kept: list[str] = []
+    pos = 0
+    for start, end, name, args in _extra_network_tags(prompt):
+        kept.append(prompt[pos:start])
+        found[name].append(ExtraNetworkParams(items=args.split(":")))
+        pos = end
+    kept.append(prompt[pos:])
+    return "".join(kept), found
 
 
 def parse_extra_networks_prompts(

@@ -21,6 +21,9 @@ Better than A1111 (the file format and results are the same):
   listed in ``StyleDatabase.errors``, and never written by ``save_styles``: the user's file stays untouched.
 * A style text with several ``{prompt}`` is extracted correctly (A1111 raises ValueError while pasting).
 * Dividers (prompts ``None``) and missing cells apply as empty text instead of raising TypeError.
+* Applying and extracting are linear in the prompt's length. A request may list one style many times, and a style
+  with two ``{prompt}`` doubles the prompt each time (30 times: a billion copies), so a result over
+  ``MAX_STYLED_PROMPT_CHARS`` raises ``StyledPromptTooLongError`` (a ValueError) before it is built.
 
 Pure module: standard library only.
 """
@@ -43,8 +46,10 @@ log = logging.getLogger(__name__)
 __all__ = [
     "DIVIDER_PATH",
     "PROMPT_PLACEHOLDER",
+    "MAX_STYLED_PROMPT_CHARS",
     "PromptStyle",
     "StyleDatabase",
+    "StyledPromptTooLongError",
     "apply_styles_to_prompt",
     "extract_original_prompts",
     "extract_style_text_from_prompt",
@@ -54,6 +59,17 @@ __all__ = [
 PROMPT_PLACEHOLDER = "{prompt}"
 DIVIDER_PATH = "do_not_save"  # A1111's marker for dropdown dividers, which belong to no file
 STYLE_FIELDS = ("name", "prompt", "negative_prompt")
+# Longest prompt a style may produce: far beyond any prompt CLIP can use (a 75-token chunk is ~400 characters), and
+# as large as the longest prompt the parsers are benchmarked on.
+MAX_STYLED_PROMPT_CHARS = 1024 * 1024
+
+
+class StyledPromptTooLongError(ValueError):
+    """Applying a style would make a prompt longer than ``MAX_STYLED_PROMPT_CHARS``."""
+
+    def __init__(self, length: int) -> None:
+        super().__init__(f"styles: the styled prompt would be {length} characters; at most {MAX_STYLED_PROMPT_CHARS}")
+        self.length = length
 
 
 class PromptStyle(NamedTuple):
@@ -72,6 +88,10 @@ def merge_prompts(style_prompt: str | None, prompt: str) -> str:
     """Apply one style text to ``prompt``: wrap it when the style has ``{prompt}``, else append with ``", "``."""
     style_prompt = style_prompt or ""
     if PROMPT_PLACEHOLDER in style_prompt:
+        copies = style_prompt.count(PROMPT_PLACEHOLDER)
+        length = len(style_prompt) + copies * (len(prompt) - len(PROMPT_PLACEHOLDER))
+        if length > MAX_STYLED_PROMPT_CHARS:
+            raise StyledPromptTooLongError(length)
         return style_prompt.replace(PROMPT_PLACEHOLDER, prompt)
     return ", ".join(part for part in (prompt.strip(), style_prompt.strip()) if part)
 
@@ -108,29 +128,38 @@ def extract_style_text_from_prompt(style_text: str | None, prompt: str) -> tuple
     ``("masterpiece", "1girl, art by greg, masterpiece")`` -> ``(True, "1girl, art by greg")``;
     ``("masterpiece, {prompt}", "masterpiece, 1girl")`` -> ``(True, "1girl")``.
     """
-    stripped_prompt = prompt.strip()
+    rest = _extract_stripped(style_text, prompt.strip())
+    return (False, prompt) if rest is None else (True, rest)
+
+
+def _extract_stripped(style_text: str | None, stripped_prompt: str) -> str | None:
+    """``extract_style_text_from_prompt`` on an already stripped prompt: the prompt without the style, or None.
+
+    Callers that try many styles strip once: ``str.strip`` scans all leading and trailing whitespace each time.
+    """
     stripped_style = (style_text or "").strip()
     if PROMPT_PLACEHOLDER in stripped_style:
-        inner = _unwrap(stripped_style.split(PROMPT_PLACEHOLDER), stripped_prompt)
-        return (False, prompt) if inner is None else (True, inner)
+        return _unwrap(stripped_style.split(PROMPT_PLACEHOLDER), stripped_prompt)
     if not stripped_prompt.endswith(stripped_style):
-        return False, prompt
-    rest = stripped_prompt[: len(stripped_prompt) - len(stripped_style)]
-    return True, rest.removesuffix(", ")
+        return None
+    return stripped_prompt[: len(stripped_prompt) - len(stripped_style)].removesuffix(", ")
 
 
 def extract_original_prompts(style: PromptStyle, prompt: str, negative_prompt: str) -> tuple[bool, str, str]:
     """``(True, prompt, negative)`` without the style when both texts match it; else the inputs with False.
     A style with neither text (a divider, an empty row) never matches."""
+    found = _extract_both(style, prompt.strip(), negative_prompt.strip())
+    return (False, prompt, negative_prompt) if found is None else (True, *found)
+
+
+def _extract_both(style: PromptStyle, stripped_prompt: str, stripped_negative: str) -> tuple[str, str] | None:
     if not style.prompt and not style.negative_prompt:
-        return False, prompt, negative_prompt
-    matched, positive = extract_style_text_from_prompt(style.prompt, prompt)
-    if not matched:
-        return False, prompt, negative_prompt
-    matched, negative = extract_style_text_from_prompt(style.negative_prompt, negative_prompt)
-    if not matched:
-        return False, prompt, negative_prompt
-    return True, positive, negative
+        return None
+    positive = _extract_stripped(style.prompt, stripped_prompt)
+    if positive is None:
+        return None
+    negative = _extract_stripped(style.negative_prompt, stripped_negative)
+    return None if negative is None else (positive, negative)
 
 
 # -- reading and writing CSV ---------------------------------------------------------------------------------------
@@ -315,10 +344,11 @@ class StyleDatabase:
         extracted: list[str] = []
         candidates = list(self.styles.values())
         while True:
+            stripped_prompt, stripped_negative = prompt.strip(), negative_prompt.strip()  # once per round
             for style in candidates:
-                matched, new_prompt, new_negative = extract_original_prompts(style, prompt, negative_prompt)
-                if matched:
-                    prompt, negative_prompt = new_prompt, new_negative
+                found = _extract_both(style, stripped_prompt, stripped_negative)
+                if found is not None:
+                    prompt, negative_prompt = found
                     candidates.remove(style)
                     extracted.append(style.name)
                     break

@@ -41,6 +41,22 @@ def test_png_info(client):
     assert client.post("/sdapi/v1/png-info", json={"image": "***"}).status_code == 400
 
 
+def test_png_info_with_a_long_parameter_line_answers_and_a_too_long_one_is_refused(client):
+    """Security issue item 2: a 200,000-character word run (A1111's regex: minutes, holding the GIL) parses; a text
+    over MAX_INFOTEXT_CHARS is a 422 naming the image; the request infotext field has the same bound."""
+    from modules.infotext import MAX_INFOTEXT_CHARS
+
+    run = "a" * 200_000
+    text = f"a cat\nSteps: 20, Sampler: Euler, CFG scale: 7, Seed: 5, Size: 64x64, Note: {run}"
+    r = client.post("/sdapi/v1/png-info", json={"image": png_with(text)})
+    assert r.status_code == 200, r.text[:300]
+    assert r.json()["parameters"]["Note"] == run and r.json()["parameters"]["Seed"] == "5"
+    too_long = client.post("/sdapi/v1/png-info", json={"image": png_with("x" * (MAX_INFOTEXT_CHARS + 1))})
+    assert too_long.status_code == 422 and too_long.json()["detail"][0]["loc"] == ["body", "image"]
+    field = client.post("/sdapi/v1/txt2img", json={"infotext": "x" * (MAX_INFOTEXT_CHARS + 1)})
+    assert field.status_code == 422 and "infotext" in field.text
+
+
 def test_memory(client):
     body = client.get("/sdapi/v1/memory").json()
     assert set(body) == {"ram", "cuda"} and body["ram"]["total"] > body["ram"]["used"] > 0

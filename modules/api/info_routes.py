@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from modules.api.images import decode_base64_to_image
+from modules.errors import FieldError
 from modules.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,10 @@ def build_info_router(rt: Runtime) -> APIRouter:
                 {"loc": ["body", "image"], "msg": "Image not found", "type": "value_error"}]})  # type: ignore
         image = decode_base64_to_image(req.image, "image")
         geninfo, items = read_generation_info(image)
-        parameters = infotext.parse_infotext(geninfo) if geninfo else {}
+        try:
+            parameters = infotext.parse_infotext(geninfo) if geninfo else {}
+        except infotext.InfotextTooLongError as err:  # no A1111 image carries one; parsing it would cost seconds
+            raise FieldError("image", str(err)) from None
         return PngInfoResponse(info=geninfo or "", items=items, parameters=parameters)
 
     @router.get("/memory")

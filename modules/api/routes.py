@@ -214,7 +214,10 @@ def apply_request_infotext(req: Any) -> Any:
         return req
     from modules import infotext
 
-    parsed = infotext.parse_infotext(req.infotext)
+    try:
+        parsed = infotext.parse_infotext(req.infotext)
+    except infotext.InfotextTooLongError as err:
+        raise FieldError("infotext", str(err)) from None
     given = req.model_fields_set
     mapping = {"prompt": "Prompt", "negative_prompt": "Negative prompt", "steps": "Steps", "cfg_scale": "CFG scale",
                "seed": "Seed", "sampler_name": "Sampler", "scheduler": "Schedule type", "width": "Size-1",

@@ -10,6 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from modules.infotext import MAX_INFOTEXT_CHARS
+
 from modules.processing.params import GenerationParams, Img2ImgParams, Txt2ImgParams
 from modules.processing.postprocessing import ExtrasParams
 
@@ -27,7 +29,7 @@ class _ApiFields(BaseModel):
     save_images: bool = False
     alwayson_scripts: dict[str, Any] = Field(default_factory=dict)
     force_task_id: str | None = Field(None, max_length=200)
-    infotext: str | None = Field(None, max_length=200_000)
+    infotext: str | None = Field(None, max_length=MAX_INFOTEXT_CHARS)
 
     def _params_data(self, model: type[GenerationParams], exclude: set[str] = frozenset()) -> dict[str, Any]:
         data = self.model_dump(include=set(model.model_fields) - set(exclude) - {"extra_generation_params"})

@@ -208,7 +208,10 @@ def _img2img_values(d: Mapping[str, Any]) -> dict[str, Any]:
 
 def send_to_txt2img_updates(text: str | None, field_components: Mapping[str, Any], styles: Any = None) -> list[Any]:
     """One gradio update per txt2img field (in ``field_components`` order); sliders widen to fit a larger value."""
-    values = txt2img_values_from_infotext(text, styles, field_components)
+    try:
+        values = txt2img_values_from_infotext(text, styles, field_components)
+    except infotext.InfotextTooLongError as err:
+        raise gr.Error(str(err)) from None
     updates: list[Any] = []
     for name, component in field_components.items():
         if name not in values:
