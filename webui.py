@@ -244,7 +244,7 @@ def discover_with_preload(argv: Sequence[str] | None) -> tuple[list[Any], Any]:
     paths = Paths.from_args(first)
     options = Options(paths.config_file)
     try:
-        options.load()
+        options.load(at_start=False)  # only a look: the real start quarantines a broken file and says so on the page
     except Exception:  # noqa: BLE001 - a broken config is handled (quarantined) by the real start
         pass
     found = ext_mod.discover(paths.data_dir, options.as_dict(), first)

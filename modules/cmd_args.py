@@ -24,6 +24,7 @@ import re
 import shlex
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -315,6 +316,9 @@ def parse_args(argv: Sequence[str] | None = None, environ: Mapping[str, str] | N
     problem = remote_access_error(ns) if check_access else None
     if problem:
         parser.error(problem)
+    bad_login = credentials_error(ns) if check_access else None
+    if bad_login:  # one line, exit status 2 like any argparse error; never a traceback, never the password
+        parser.exit(2, f"{parser.prog}: error: {bad_login}\n")
     if warn:
         for flag in unimplemented_flags_used(ns):
             suffix = " yet" if FLAG_STATUS.get(flag) == NOT_YET_EFFECTIVE else ""
@@ -369,6 +373,32 @@ def server_port(ns: argparse.Namespace) -> int:
     return DEFAULT_API_ONLY_PORT if getattr(ns, "nowebui", False) else DEFAULT_PORT
 
 
+def _lan_addresses() -> list[str]:
+    """This machine's non-loopback IPv4 addresses, as far as its own name resolves (best effort, no traffic)."""
+    import socket
+
+    try:
+        found = socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET, socket.SOCK_STREAM)
+    except OSError:
+        return []
+    addresses = {str(info[4][0]) for info in found}
+    return sorted(a for a in addresses if not ipaddress.ip_address(a).is_loopback)
+
+
+def listen_urls(host: str, port: int, subpath: str = "") -> list[str]:
+    """The URLs to log for the real bind address: ``http://0.0.0.0:7860/`` with --listen (so nobody mistakes it
+    for loopback only), then the addresses other machines can use."""
+    tail = subpath.strip("/") + "/" if subpath and subpath.strip("/") else ""
+
+    def url(address: str) -> str:
+        return f"http://{'[' + address + ']' if ':' in address else address}:{port}/{tail}"
+
+    urls = [url(host)]
+    if host in ("0.0.0.0", "::"):
+        urls += [url(address) for address in _lan_addresses()]
+    return urls
+
+
 def _is_loopback(host: str) -> bool:
     if host.lower() in ("localhost", "localhost."):
         return True
@@ -394,6 +424,75 @@ def admin_refusal(ns: argparse.Namespace) -> str | None:
         return ("disabled: this server is reachable from the network without a login (--insecure-no-auth); "
                 "start it with --gradio-auth or --api-auth to use this")
     return None
+
+
+def folder_refusal(ns: argparse.Namespace, data_dir: str | os.PathLike[str], path: str | os.PathLike[str]) -> str | None:
+    """Why a folder (or a file in one) that a page or a request names may not be read or written, or None.
+
+    The rule for every folder field (img2img batch input/output/mask/PNG info, Extras batch input/output): off
+    with --hide-ui-dir-config; on a network-exposed server without a login (where folder settings are off too)
+    only folders inside the data folder, symlinks resolved; otherwise (loopback, or a login) any folder."""
+    from modules import filenames
+
+    if getattr(ns, "hide_ui_dir_config", False):
+        return "batch directories are disabled (--hide-ui-dir-config)"
+    refused = admin_refusal(ns)
+    if refused and not filenames.inside_any(path, [data_dir]):
+        return f"{path} is outside the data folder {data_dir}; folders elsewhere are {refused}"
+    return None
+
+
+def checked_folder(ns: argparse.Namespace, data_dir: str | os.PathLike[str], field: str,
+                   text: str | None) -> Path | None:
+    """The folder a field names (``~`` expanded, relative to the data folder), None when the field is empty;
+    ``FieldError`` naming the field when ``folder_refusal`` says no, before anything is read or written."""
+    from modules.errors import FieldError
+
+    if not text or not str(text).strip():
+        return None
+    folder = Path(str(text).strip()).expanduser()
+    folder = folder if folder.is_absolute() else Path(data_dir) / folder
+    problem = folder_refusal(ns, data_dir, folder)
+    if problem:
+        raise FieldError(field, problem)
+    return folder
+
+
+def _login_spec_error(flag: str, spec: str) -> str | None:
+    """Why ``spec`` (``user:pass[,user2:pass2]``) is not a usable login list; a non-empty spec must give a login,
+    or the server would count as protected (``auth_configured``) while letting everyone in."""
+    from modules.api.auth import parse_credentials  # pure: no fastapi
+
+    try:
+        logins = parse_credentials(spec)
+    except ValueError as err:
+        return f"{flag}: {err}"
+    return f"{flag}: no login given" if spec and not logins else None
+
+
+def _auth_file_error(path_text: str) -> str | None:
+    path = Path(path_text).expanduser()
+    try:
+        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    except (OSError, UnicodeDecodeError) as err:
+        reason = getattr(err, "strerror", None) or type(err).__name__
+        return f"--gradio-auth-path: cannot read {path} ({reason})"
+    for number, line in enumerate(lines, start=1):
+        problem = _login_spec_error(f"--gradio-auth-path {path} line {number}", line) if line else None
+        if problem:
+            return problem
+    return None if any(lines) else f"--gradio-auth-path: {path} has no login in it"
+
+
+def credentials_error(ns: argparse.Namespace) -> str | None:
+    """Why --api-auth, --gradio-auth or --gradio-auth-path cannot be used (malformed, empty password, missing or
+    empty file), or None; the message names the flag, never a password."""
+    for flag, key in (("--api-auth", "api_auth"), ("--gradio-auth", "gradio_auth")):
+        problem = _login_spec_error(flag, getattr(ns, key, None) or "")
+        if problem:
+            return problem
+    auth_path = getattr(ns, "gradio_auth_path", None)
+    return _auth_file_error(auth_path) if auth_path else None
 
 
 def remote_access_error(ns: argparse.Namespace) -> str | None:

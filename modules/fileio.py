@@ -21,6 +21,7 @@ import errno
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import stat
@@ -69,19 +70,28 @@ def fsync_dir(directory: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
+_TEMP_TOKEN_BYTES = 6  # 12 hex digits in every temp name
+PRIVATE_MODE = 0o600  # files that may hold secrets (settings of extensions: API keys, tokens)
+
+
+def _temp_head(name: str) -> str:
+    # The name part is capped so that a final name close to the 255-byte limit still leaves room for the temp name.
+    return name.encode("utf-8", "surrogateescape")[:200].decode("utf-8", "ignore")
+
+
 def _temp_name(path: Path) -> Path:
     # Hidden, unique, same directory (os.replace/os.link must not cross filesystems); ".tmp" so users and our own
-    # directory scans recognise leftovers after a crash. The name part is capped so that a final name close to the
-    # 255-byte limit still leaves room for the temp name.
-    head = path.name.encode("utf-8", "surrogateescape")[:200].decode("utf-8", "ignore")
-    return path.with_name(f".{head}.{secrets.token_hex(6)}.tmp")
+    # directory scans recognise leftovers after a crash.
+    return path.with_name(f".{_temp_head(path.name)}.{secrets.token_hex(_TEMP_TOKEN_BYTES)}.tmp")
 
 
-def _write_temp(path: Path, data: bytes, mode: int | None) -> Path:
-    """Write ``data`` to a new temp file next to ``path`` and fsync it. The temp file is removed on any failure."""
+def _write_temp(path: Path, data: bytes, mode: int | None, *, private: bool = False) -> Path:
+    """Write ``data`` to a new temp file next to ``path`` and fsync it. The temp file is removed on any failure.
+    ``private``: created 0600 before any byte is written, so no other user can ever read the data."""
     tmp = _temp_name(path)
     # 0o666 lets the process umask decide permissions, like a plain open() would (mkstemp would force 0600).
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY | _O_NOFOLLOW, 0o666)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY | _O_NOFOLLOW,
+                 PRIVATE_MODE if private else 0o666)
     try:
         try:
             _write_all(fd, data)
@@ -119,8 +129,9 @@ def _replace(src: Path, dst: Path) -> None:
             time.sleep(0.05 * (2**attempt))
 
 
-def _keep_backup(path: Path) -> None:
-    """Point ``<name>.bak`` at the current version of ``path`` (best effort; never blocks the real write)."""
+def _keep_backup(path: Path, private: bool = False) -> None:
+    """Point ``<name>.bak`` at the current version of ``path`` (best effort; never blocks the real write);
+    ``private``: the backup is made 0600 as well (it holds the same secrets)."""
     bak = path.with_name(path.name + ".bak")
     try:
         st = os.stat(path)
@@ -135,6 +146,8 @@ def _keep_backup(path: Path) -> None:
             os.link(path, tmp)
         except OSError:
             shutil.copy2(path, tmp)  # filesystems without hard links (FAT, some SMB): copy instead
+        if private:
+            os.chmod(tmp, stat.S_IMODE(st.st_mode) & PRIVATE_MODE)
         os.replace(tmp, bak)
     except OSError as err:
         _unlink_quietly(tmp)
@@ -144,24 +157,35 @@ def _keep_backup(path: Path) -> None:
 # -- atomic replacement ---------------------------------------------------------------------------------------------
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, backup: bool = True) -> None:
+def _final_mode(existing: int | None, private: bool) -> int | None:
+    """The mode the new version gets: the replaced file's, and for a private file never more than 0600 (a
+    stricter mode the user chose, 0400, is kept). None: a new, non-private file takes the umask's default."""
+    if not private:
+        return existing
+    return PRIVATE_MODE if existing is None else existing & PRIVATE_MODE
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, backup: bool = True,
+                       private: bool = False) -> None:
     """Replace ``path`` with ``data`` atomically and durably; keep the previous version as ``<name>.bak``.
 
     On any error (ENOSPC, EROFS, EACCES, a crash) the old file is left untouched and the error propagates, so the
-    caller can tell the user. No temp file is left behind except after a hard kill (hidden ``.<name>.*.tmp``).
+    caller can tell the user. No temp file is left behind except after a hard kill (hidden ``.<name>.*.tmp``;
+    ``remove_temp_leftovers`` clears those at the next start). ``private``: the file (and its backup) may hold
+    secrets: mode 0600 from the moment the temp file exists.
     """
     path = Path(path)
     if os.path.islink(path):
         # Write through a user's symlink (config kept in a dotfiles repo...) instead of replacing the link itself.
         path = Path(os.path.realpath(path))
     try:
-        mode: int | None = stat.S_IMODE(os.stat(path).st_mode)
+        existing: int | None = stat.S_IMODE(os.stat(path).st_mode)
     except FileNotFoundError:
-        mode = None
-    tmp = _write_temp(path, bytes(data), mode)
+        existing = None
+    tmp = _write_temp(path, bytes(data), _final_mode(existing, private), private=private)
     try:
-        if backup and mode is not None:
-            _keep_backup(path)
+        if backup and existing is not None:
+            _keep_backup(path, private)
         _replace(tmp, path)
     except BaseException:
         _unlink_quietly(tmp)
@@ -169,15 +193,17 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, backup: boo
     fsync_dir(path.parent)
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8", *, backup: bool = True) -> None:
+def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8", *, backup: bool = True,
+                      private: bool = False) -> None:
     """``atomic_write_bytes`` for text. No BOM is written; newlines are written as given (no platform translation)."""
-    atomic_write_bytes(path, text.encode(encoding), backup=backup)
+    atomic_write_bytes(path, text.encode(encoding), backup=backup, private=private)
 
 
-def atomic_write_json(path: str | os.PathLike[str], obj: Any, *, indent: int | None = 4, backup: bool = True) -> None:
+def atomic_write_json(path: str | os.PathLike[str], obj: Any, *, indent: int | None = 4, backup: bool = True,
+                      private: bool = False) -> None:
     """Serialize first (a TypeError leaves the file untouched), then replace atomically."""
     text = json.dumps(obj, indent=indent, ensure_ascii=False)
-    atomic_write_text(path, text + "\n", backup=backup)
+    atomic_write_text(path, text + "\n", backup=backup, private=private)
 
 
 # -- never-overwrite creation ---------------------------------------------------------------------------------------
@@ -349,6 +375,16 @@ def read_json_or_quarantine(path: str | os.PathLike[str]) -> tuple[dict[str, Any
     return None, quarantine(path, why)
 
 
+def read_json_quietly(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The JSON object in ``path``, or None when it is missing or unusable; nothing is moved (a look before the
+    real start, which quarantines and reports). Other OS errors propagate, as in ``read_json_or_quarantine``."""
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        return None
+    return _decode_json_object(raw)[0]
+
+
 @dataclass(frozen=True)
 class JsonLoad:
     """What ``load_json_with_recovery`` found: data to use, and what happened on the way (for a UI banner)."""
@@ -383,6 +419,31 @@ def is_temp_leftover(name: str) -> bool:
     return name.startswith(".") and name.endswith(".tmp")
 
 
+def _leftover_pattern(path: Path) -> re.Pattern[str]:
+    """Exactly the temp names ``atomic_write_bytes`` makes for ``path`` and for its ``.bak``."""
+    heads = "|".join(re.escape(_temp_head(name)) for name in (path.name, path.name + ".bak"))
+    return re.compile(rf"\.(?:{heads})\.[0-9a-f]{{{2 * _TEMP_TOKEN_BYTES}}}\.tmp")
+
+
+def remove_temp_leftovers(path: str | os.PathLike[str]) -> list[Path]:
+    """At start: delete the temp files a hard kill (``kill -9``, power loss) left behind while ``path`` was being
+    replaced. Only names of our own pattern for this file are touched, and only plain files; returns them."""
+    path = Path(path)
+    pattern = _leftover_pattern(path)
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return []
+    removed = []
+    for entry in entries:
+        if pattern.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+            _unlink_quietly(Path(entry.path))
+            removed.append(Path(entry.path))
+    if removed:
+        log.info("removed %d unfinished temporary file(s) of %s", len(removed), path.name)
+    return removed
+
+
 __all__ = [
     "JsonLoad",
     "atomic_write_bytes",
@@ -394,6 +455,8 @@ __all__ = [
     "load_json_with_recovery",
     "quarantine",
     "read_json_or_quarantine",
+    "read_json_quietly",
+    "remove_temp_leftovers",
     "unique_candidates",
     "write_new_file",
 ]

@@ -247,6 +247,7 @@ class Options:
         self.registry: dict[str, OptionInfo] = dict(registry or builtin_options())
         self.data: dict[str, Any] = {}
         self.quarantined: Path | None = None
+        self.unreadable: str | None = None  # why config.json could not be read at all (a folder, no permission)
         self.frozen = False  # --freeze-settings: nothing is written; in-memory session values still change
         self._lock = threading.RLock()
 
@@ -277,7 +278,7 @@ class Options:
             return info.default if info is not None else default
 
     def __getattr__(self, key: str) -> Any:  # opts.samples_format, as extensions expect
-        if key.startswith("_") or key in ("path", "registry", "data", "quarantined", "frozen"):
+        if key.startswith("_") or key in ("path", "registry", "data", "quarantined", "unreadable", "frozen"):
             raise AttributeError(key)
         with self.__dict__["_lock"]:
             if key in self.__dict__["data"] or key in self.__dict__["registry"]:
@@ -332,12 +333,17 @@ class Options:
         return bool(self.apply({key: value}))
 
     # -- persistence ----------------------------------------------------------------------------------------
-    def load(self) -> None:
-        """Read config.json. A corrupt file is quarantined (kept, never overwritten) and defaults are used."""
-        data, quarantined = fileio.read_json_or_quarantine(self.path)
+    def load(self, *, at_start: bool = True) -> None:
+        """Read config.json. A corrupt file is quarantined (kept, never overwritten) and defaults are used; one that
+        cannot be read at all (a folder, no permission) is left alone and defaults are used. ``at_start=False``:
+        a look before the real start (extension preloads): nothing is moved or deleted, so the real start still
+        finds, quarantines and reports the problem."""
+        data, quarantined, unreadable = self._read(at_start)
         with self._lock:
-            self.quarantined = quarantined
+            self.quarantined, self.unreadable = quarantined, unreadable
             self.data = {}
+            if unreadable is not None:
+                log.warning("Settings file %s could not be read (%s); started with defaults.", self.path, unreadable)
             if quarantined is not None:
                 log.warning("Settings file %s was unreadable; kept it as %s and started with defaults.",
                             self.path, quarantined)
@@ -351,13 +357,34 @@ class Options:
                 except OptionError as err:
                     log.warning("Ignoring bad value in %s: %s", self.path.name, err)
 
+    def _read(self, at_start: bool) -> tuple[dict[str, Any] | None, Path | None, str | None]:
+        """(data, where a corrupt file went, why the file could not be read at all)."""
+        try:
+            if not at_start:
+                return fileio.read_json_quietly(self.path), None, None
+            fileio.remove_temp_leftovers(self.path)  # a kill -9 during a save leaves its temp file behind
+            data, quarantined = fileio.read_json_or_quarantine(self.path)
+            return data, quarantined, None
+        except OSError as err:
+            return None, None, err.strerror or type(err).__name__
+
+    def startup_note(self) -> str | None:
+        """What the page must tell the user about loading this file, or None when it loaded normally."""
+        name = self.path.name
+        if self.quarantined is not None:
+            return f"{name} could not be read and was kept as {self.quarantined.name}; defaults are in use."
+        if self.unreadable is not None:
+            return (f"{name} could not be read ({self.unreadable}): {self.path}; defaults are in use and changed "
+                    "settings cannot be saved until it is fixed.")
+        return None
+
     def save(self) -> None:
         import json
 
         with self._lock:
             text = json.dumps(self.data, indent=4, ensure_ascii=False, default=str)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fileio.atomic_write_text(self.path, text)
+        fileio.atomic_write_text(self.path, text, private=True)  # extensions keep API keys and tokens here
 
 
 @dataclass

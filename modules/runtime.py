@@ -320,10 +320,7 @@ def build_runtime(args: argparse.Namespace) -> Runtime:
                       else paths.data_dir / args.ui_settings_file)
     options.load()
     options.frozen = bool(getattr(args, "freeze_settings", False))
-    notes = []
-    if options.quarantined is not None:
-        notes.append(f"config.json could not be read and was kept as {options.quarantined.name}; "
-                     "defaults are in use.")
+    notes = [note for note in [options.startup_note()] if note]  # config.json kept aside, or not readable at all
     cache = HashCache(paths.cache_file)
     extra = [paths.explicit_ckpt] if paths.explicit_ckpt and paths.explicit_ckpt.is_file() else []
     registry = CheckpointRegistry(paths.model_dirs("checkpoints"), cache, extra_files=extra)
@@ -366,8 +363,12 @@ def build_runtime(args: argparse.Namespace) -> Runtime:
     from modules.upscalers.registry import UpscalerRegistry
 
     upscalers = UpscalerRegistry.from_paths(paths, settings=options.as_dict, device_policy=policy)
-    styles = StyleDatabase(list(getattr(args, "styles_file", None) or []) or [paths.styles_file],
-                           quarantine_unreadable=True)
+    style_files = list(getattr(args, "styles_file", None) or []) or [paths.styles_file]
+    from modules import fileio
+
+    for style_file in style_files:  # a kill -9 during a styles save leaves its temp file behind
+        fileio.remove_temp_leftovers(style_file)
+    styles = StyleDatabase(style_files, quarantine_unreadable=True)
     for original, kept in styles.quarantined:
         notes.append(f"{original.name} could not be read and was kept as {kept.name}; its styles are not loaded.")
     from modules import package_blocklist

@@ -136,9 +136,13 @@ def test_one_login_covers_api_ui_and_our_routes(data_dir):
     assert api_only.get("/sdapi/v1/sd-models", headers=basic("bot", "token")).status_code == 200
 
 
-def test_empty_passwords_are_refused_at_start(data_dir):
-    with pytest.raises(ValueError, match="empty password"):
-        client_for(data_dir, "--api", "--api-auth", "bot:")
+def test_empty_passwords_are_refused_at_start(data_dir, capsys):
+    flags = ["--data-dir", str(data_dir), "--api", "--api-auth", "bot:"]
+    with pytest.raises(SystemExit) as exited:  # the command line is refused in one line, exit status 2
+        parse_args(flags, environ={})
+    assert exited.value.code == 2 and "empty password" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="empty password"):  # flags built without the start checks: still refused
+        create_app(parse_args(flags, environ={}, check_access=False))
 
 
 def test_admin_actions_are_off_on_an_exposed_server_without_a_login(data_dir):

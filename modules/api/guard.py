@@ -15,7 +15,9 @@ In order, for each HTTP request and websocket:
    gradio's own routes (page, queue, files) keep gradio's login, fed the same credentials. Ten wrong logins
    (ours or gradio's login form) from one address within a minute lock it out for a minute (429).
 
-Every answer gets ``X-Content-Type-Options: nosniff`` and ``Content-Security-Policy: frame-ancestors 'self'``;
+Every answer (refusals included) gets ``X-Content-Type-Options: nosniff``, ``Content-Security-Policy:
+frame-ancestors 'self'`` and ``Referrer-Policy: same-origin`` (a prompt or a file path in our URLs never leaves in a
+``Referer``);
 files of an active type (HTML, SVG, scripts) from the file routes are sent as downloads. Refusals are JSON
 ``{"error", "detail"}`` with 4xx codes; nothing here reads a request body it refuses.
 """
@@ -271,6 +273,7 @@ class RequestGuard:
         body = json.dumps({"error": _reason(status), "detail": message}).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         headers += [(k.encode(), v.encode()) for k, v in extra.items()]
+        headers = _hardened(headers, scope.get("path", ""))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
@@ -280,15 +283,17 @@ ACTIVE_TYPES = ("text/html", "image/svg+xml", "application/xhtml+xml", "text/xml
 
 
 def _hardened(headers: list[tuple[bytes, bytes]], path: str) -> list[tuple[bytes, bytes]]:
-    """Headers on every answer: no MIME sniffing, no framing by other sites; and a file served from a file route
-    whose type a browser would run (HTML, SVG, scripts: an uploaded ``x.png`` that is really HTML) is a
-    download, never a page of this origin."""
+    """Headers on every answer: no MIME sniffing, no framing by other sites, no Referer to other sites; and a file
+    served from a file route whose type a browser would run (HTML, SVG, scripts: an uploaded ``x.png`` that is
+    really HTML) is a download, never a page of this origin."""
     names = {k.lower() for k, _ in headers}
     out = list(headers)
     if b"x-content-type-options" not in names:
         out.append((b"x-content-type-options", b"nosniff"))
     if b"content-security-policy" not in names:
         out.append((b"content-security-policy", b"frame-ancestors 'self'"))
+    if b"referrer-policy" not in names:
+        out.append((b"referrer-policy", b"same-origin"))
     if "/file=" in path or path.startswith(("/gradio_api/file", "/file")):
         content_type = next((v for k, v in headers if k.lower() == b"content-type"), b"").decode("latin-1").lower()
         if content_type.split(";")[0].strip() in ACTIVE_TYPES or not content_type:

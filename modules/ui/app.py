@@ -157,9 +157,9 @@ def apply_ui_config(rt: Runtime, tabs: dict[str, dict[str, Any]]) -> Any:
     from modules.ui.ui_config import UiConfig
 
     config = UiConfig(ui_config_path(rt))
-    if config.quarantined is not None:
-        rt.startup_notes.append(f"ui-config.json could not be read and was kept as {config.quarantined.name}; "
-                                "UI defaults are in use.")
+    note = config.startup_note()
+    if note:
+        rt.startup_notes.append(note)
     for tab, fields in tabs.items():
         config.apply_tab(tab, fields)
     config.save()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import gradio as gr
 from PIL import Image
@@ -52,11 +52,40 @@ def params_from_values(values: dict[str, Any]) -> postprocessing.ExtrasParams:
     return postprocessing.ExtrasParams(**data)
 
 
-def directory_images(input_dir: str) -> list[Path]:
+def _any_file(path: Path) -> bool:
+    return True
+
+
+def directory_images(input_dir: str | Path, allowed: Callable[[Path], bool] = _any_file) -> list[Path]:
+    """The images in ``input_dir``; ``allowed``: the folder rule for each (a symlink may point elsewhere)."""
     folder = Path(input_dir).expanduser()
     if not folder.is_dir():
         raise FieldError("extras_batch_input_dir", f"{folder} is not a folder")
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and allowed(p))
+
+
+def batch_directories(rt: Any, input_dir: str | None, output_dir: str | None) -> tuple[Path, Path | None]:
+    """"Batch from Directory"'s folders through the one folder rule (``cmd_args.checked_folder``), before
+    anything is read or written: (input folder, output folder or None for the usual extras folder)."""
+    from modules.cmd_args import checked_folder
+
+    source = checked_folder(rt.args, rt.paths.data_dir, "extras_batch_input_dir", input_dir)
+    if source is None:
+        raise FieldError("extras_batch_input_dir", "choose an input directory")
+    return source, checked_folder(rt.args, rt.paths.data_dir, "extras_batch_output_dir", output_dir)
+
+
+def folder_images(rt: Any, input_dir: str | None, output_dir: str | None) -> tuple[list[tuple[Any, str]],
+                                                                                    Path | None]:
+    """The opened images of the input folder (each file checked by the folder rule) and the output folder."""
+    from modules.cmd_args import folder_refusal
+
+    source, target = batch_directories(rt, input_dir, output_dir)
+
+    def allowed(file: Path) -> bool:
+        return folder_refusal(rt.args, rt.paths.data_dir, file) is None
+
+    return [(_open(p), p.stem) for p in directory_images(source, allowed)], target
 
 
 def _open(path: Path | str) -> Image.Image:
@@ -152,10 +181,7 @@ def build_extras_tab(rt: Runtime) -> ExtrasControls:
             elif mode_index == 1:
                 images = [(_open(getattr(u, "name", u)), Path(getattr(u, "name", u)).stem) for u in uploads or []]
             else:
-                if getattr(rt.args, "hide_ui_dir_config", False):
-                    raise FieldError("extras_batch_input_dir", "batch directories are disabled (--hide-ui-dir-config)")
-                images = [(_open(p), p.stem) for p in directory_images(in_dir)]
-                target = Path(out_dir).expanduser() if out_dir else None
+                images, target = folder_images(rt, in_dir, out_dir)
             if not images:
                 raise FieldError("image", "no images to process")
             job = rt.submit_extras(params, images, output_dir=target)

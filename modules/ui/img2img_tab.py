@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import gradio as gr
 import numpy as np
@@ -148,13 +148,44 @@ def params_and_script(mode: int, images: Mapping[str, Any], values: Mapping[str,
     return params, script
 
 
-def batch_inputs(files: list[Any] | None, input_dir: str, mask_dir: str) -> list[tuple[Path, Path | None]]:
-    """Batch images (uploads, or every image in ``input_dir``) with the mask of the same name in ``mask_dir``."""
+@dataclass(frozen=True)
+class BatchFolders:
+    """The Batch tab's folder fields, each already passed through the one folder rule (None: field empty)."""
+
+    input: Path | None = None
+    output: Path | None = None
+    masks: Path | None = None
+    png_info: Path | None = None
+
+
+def batch_folders(rt: Any, input_dir: str | None, output_dir: str | None, mask_dir: str | None,
+                  png_info_dir: str | None = None) -> BatchFolders:
+    """Every folder field through ``cmd_args.checked_folder`` (FieldError naming the refused one), before any
+    file is read or written."""
+    from modules.cmd_args import checked_folder
+
+    def check(field: str, text: str | None) -> Path | None:
+        return checked_folder(rt.args, rt.paths.data_dir, field, text)
+
+    return BatchFolders(check("img2img_batch_input_dir", input_dir), check("img2img_batch_output_dir", output_dir),
+                        check("img2img_batch_inpaint_mask_dir", mask_dir),
+                        check("img2img_batch_png_info_dir", png_info_dir))
+
+
+def _any_file(path: Path) -> bool:
+    return True
+
+
+def batch_inputs(files: list[Any] | None, input_dir: str | Path | None, mask_dir: str | Path | None,
+                 allowed: Callable[[Path], bool] = _any_file) -> list[tuple[Path, Path | None]]:
+    """Batch images (uploads, or every image in ``input_dir``) with the mask of the same name in ``mask_dir``.
+    ``allowed``: the folder rule for each file found (a symlink in an allowed folder may point elsewhere)."""
     if input_dir:
         folder = Path(input_dir).expanduser()
         if not folder.is_dir():
             raise FieldError("img2img_batch_input_dir", f"{folder} is not a folder")
-        paths = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        paths = sorted(p for p in folder.iterdir()
+                       if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and allowed(p))
     else:
         paths = [Path(getattr(f, "name", f)) for f in files or []]
     if not paths:
@@ -164,8 +195,8 @@ def batch_inputs(files: list[Any] | None, input_dir: str, mask_dir: str) -> list
     for path in paths:
         mask = None
         if masks is not None:
-            mask = next((m for m in sorted(masks.glob(path.stem + ".*")) if m.suffix.lower() in IMAGE_EXTENSIONS),
-                        None)
+            mask = next((m for m in sorted(masks.glob(path.stem + ".*"))
+                         if m.suffix.lower() in IMAGE_EXTENSIONS and allowed(m)), None)
         out.append((path, mask))
     return out
 
@@ -417,17 +448,19 @@ def run_batch(rt: Runtime, values: dict[str, Any], files: list[Any] | None, inpu
     """Batch mode: one job per image (its mask by name when a mask folder is given), results shown together; with
     an output directory the results are also written there under the input's name, never over a file. With
     ``png_info`` (folder, parameters), each image's infotext (or that of the same name in the folder) supplies
-    those parameters."""
+    those parameters. Every folder field follows ``cmd_args.folder_refusal``: a refused one is an error message,
+    and nothing is read or written."""
+    from modules.cmd_args import folder_refusal
     from modules.image_metadata import read_generation_info
     from modules import fileio
     from modules.processing.saving import encode_image
 
-    if getattr(rt.args, "hide_ui_dir_config", False) and (input_dir or output_dir or mask_dir):
-        yield gr.update(), common.error_html("Batch directories are disabled (--hide-ui-dir-config)."), "", \
-            gr.update(visible=False), gr.update()
-        return
+    def allowed(file: Path) -> bool:
+        return folder_refusal(rt.args, rt.paths.data_dir, file) is None
+
     try:
-        items = batch_inputs(files, input_dir, mask_dir)
+        folders = batch_folders(rt, input_dir, output_dir, mask_dir, png_info[0] if png_info else None)
+        items = batch_inputs(files, folders.input, folders.masks, allowed)
     except FieldError as err:
         yield gr.update(), common.error_html(str(err)), "", gr.update(visible=False), gr.update()
         return
@@ -445,11 +478,11 @@ def run_batch(rt: Runtime, values: dict[str, Any], files: list[Any] | None, inpu
                     mask = opened.copy()
             data, _ = split_values(values)
             if png_info is not None:
-                folder, props = png_info
-                if folder:
-                    info_path = Path(folder).expanduser() / path.name
+                props = png_info[1]
+                if folders.png_info is not None:
+                    info_path = folders.png_info / path.name
                     info_text = None
-                    if info_path.is_file():
+                    if info_path.is_file() and allowed(info_path):
                         with Image.open(info_path) as opened:
                             info_text, _ = read_generation_info(opened)
                 else:
@@ -464,8 +497,8 @@ def run_batch(rt: Runtime, values: dict[str, Any], files: list[Any] | None, inpu
             last = out
             gallery_update, info_html, progress, preview, info = out
             if isinstance(info, dict) and "infotexts" in info:  # finished (gr.update() is a dict too)
-                if output_dir:
-                    target = Path(output_dir).expanduser()
+                if folders.output is not None:
+                    target = folders.output
                     target.mkdir(parents=True, exist_ok=True)
                     for saved, text in zip(info["paths"][info["index_of_first_image"]:],
                                            info["infotexts"][info["index_of_first_image"]:]):

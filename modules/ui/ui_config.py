@@ -30,13 +30,32 @@ class UiConfig:
         self.path = path
         self.data: dict[str, Any] = {}
         self.quarantined: Path | None = None
+        self.unreadable: str | None = None  # why the file could not be read at all (a folder, no permission)
         self.ignored: list[str] = []  # keys whose stored value did not fit, for the log and tests
         self._dirty = False
-        data, self.quarantined = fileio.read_json_or_quarantine(path) if path.exists() else ({}, None)
+        self.data = dict(self._read() or {})
+        note = self.startup_note()
+        if note:
+            log.warning("%s", note)
+
+    def _read(self) -> dict[str, Any] | None:
+        """The stored defaults; a corrupt file is quarantined, one that cannot be read at all is left alone."""
+        fileio.remove_temp_leftovers(self.path)  # a kill -9 during a save leaves its temp file behind
+        try:
+            data, self.quarantined = fileio.read_json_or_quarantine(self.path)
+        except OSError as err:
+            self.unreadable = err.strerror or type(err).__name__
+            return None
+        return data
+
+    def startup_note(self) -> str | None:
+        """What the page must tell the user about this file, or None when it loaded normally."""
+        name = self.path.name
         if self.quarantined is not None:
-            log.warning("%s could not be read and was kept as %s; UI defaults are in use.", path.name,
-                        self.quarantined.name)
-        self.data = dict(data or {})
+            return f"{name} could not be read and was kept as {self.quarantined.name}; UI defaults are in use."
+        if self.unreadable is not None:
+            return f"{name} could not be read ({self.unreadable}): {self.path}; UI defaults are in use."
+        return None
 
     def apply_tab(self, tab: str, components: Mapping[str, Any]) -> None:
         """Apply stored defaults to ``components`` (field name -> component) of ``tab`` and record missing keys."""
@@ -119,10 +138,11 @@ class UiConfig:
     def save(self) -> None:
         """Write the file when keys were added (after a quarantine the user's copy is aside, and a fresh file of
         defaults takes the name)."""
-        if not self._dirty:
+        if not self._dirty or self.unreadable is not None:  # never write over (or into) what we could not read
             return
         try:
-            fileio.atomic_write_text(self.path, json.dumps(self.data, indent=4, ensure_ascii=False) + "\n")
+            fileio.atomic_write_text(self.path, json.dumps(self.data, indent=4, ensure_ascii=False) + "\n",
+                                     private=True)
             self._dirty = False
         except OSError as err:
             log.warning("could not write %s: %s", self.path, err)
