@@ -122,6 +122,38 @@ def test_out_of_range_values_are_422_naming_the_field(client, payload, field):
     assert field in locs
 
 
+@pytest.mark.parametrize("raw, field", [
+    ('{"eta": NaN}', "eta"),
+    ('{"s_noise": Infinity}', "s_noise"),
+    ('{"s_churn": -Infinity}', "s_churn"),
+    ('{"s_tmax": NaN}', "s_tmax"),
+    ('{"s_tmin": 1e999}', "s_tmin"),
+    ('{"cfg_scale": NaN}', "cfg_scale"),
+    ('{"steps": true}', "steps"),
+    ('{"steps": "20"}', "steps"),
+    ('{"seed": "5"}', "seed"),
+    ('{"width": false}', "width"),
+    ('{"cfg_scale": "7"}', "cfg_scale"),
+    ('{"denoising_strength": true}', "denoising_strength"),
+    ('{"styles": [' + ",".join(['"s"'] * 101) + "]}", "styles"),
+])
+def test_json_nan_infinity_booleans_and_strings_for_numbers_are_422_naming_the_field(client, raw, field):
+    """Security issue item 6: the JSON tokens NaN/Infinity (Python's json reads them) and a boolean or a string where
+    a number belongs are refused, not read as nan, 1 or 20 by pydantic's lax mode."""
+    r = client.post("/sdapi/v1/txt2img", content=raw, headers={"Content-Type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert field in [e["loc"][-1] for e in r.json()["detail"]]
+
+
+def test_numbers_written_as_whole_floats_and_nulls_for_sampler_parameters_are_accepted(client):
+    """What real clients send: webuiapi sends eta/s_* numbers, others send null; 20.0 for an int is a whole number."""
+    body = {"prompt": "x", "steps": 2.0, "width": 64, "height": 64, "eta": 1.0, "s_churn": 0, "s_tmax": None,
+            "s_tmin": 0, "s_noise": 1, "s_min_uncond": 0}
+    r = client.post("/sdapi/v1/txt2img", json=body)
+    assert r.status_code == 200, r.text
+    assert json.loads(r.json()["info"])["steps"] == 2
+
+
 def test_unknown_sampler_is_422_with_choices(client):
     r = client.post("/sdapi/v1/txt2img", json={"sampler_name": "No Such Sampler", "width": 64, "height": 64})
     assert r.status_code == 422

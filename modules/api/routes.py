@@ -227,13 +227,27 @@ def apply_request_infotext(req: Any) -> Any:
     for field_name, key in mapping.items():
         if field_name in given or key not in parsed or field_name not in type(req).model_fields:
             continue
-        update[field_name] = parsed[key]
+        update[field_name] = _infotext_value(parsed[key], type(req).model_fields[field_name].annotation, key)
     overrides = dict(req.override_settings)
     if "Clip skip" in parsed and "CLIP_stop_at_last_layers" not in overrides and str(parsed["Clip skip"]) != "1":
         overrides["CLIP_stop_at_last_layers"] = int(parsed["Clip skip"])
     if overrides != req.override_settings:
         update["override_settings"] = overrides
     return type(req).model_validate({**req.model_dump(), **update}) if update else req
+
+
+def _infotext_value(value: Any, annotation: Any, key: str) -> Any:
+    """An infotext value (a string, as A1111's parser gives it) as the number a number field takes."""
+    from modules.processing.params import numeric_kind
+
+    kind = numeric_kind(annotation)
+    if kind is None or not isinstance(value, str):
+        return value
+    try:
+        number = float(value)
+    except ValueError:
+        raise FieldError("infotext", f"{key}: {value!r} is not a number") from None
+    return int(number) if kind is int and number.is_integer() else number
 
 
 def _no_alwayson_scripts(scripts: dict[str, Any]) -> None:

@@ -6,23 +6,53 @@ Defaults here are the UI's (A1111 ``ui.py``). The API keeps A1111's own, differe
 
 from __future__ import annotations
 
+import types
+import typing
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 SEED_MAX = 2**32 - 1
 MAX_SIDE = 4096  # pixels; larger requests are refused before they reach the queue
 MAX_PROMPT_CHARS = 100_000
+MAX_STYLES = 100  # styles one request may apply; A1111's dropdown lists every style, users pick a few
 
 
-class GenerationParams(BaseModel):
+def numeric_kind(annotation: Any) -> type | None:
+    """int or float for a field declared ``int``, ``float`` or either ``| None``; else None."""
+    if annotation in (int, float):
+        return annotation
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        kinds = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(kinds) == 1 and kinds[0] in (int, float):
+            return kinds[0]
+    return None
+
+
+class NumbersAreNumbers(BaseModel):
+    """Number fields take JSON numbers only: ``true`` and ``"20"`` are refused (422 naming the field) instead of
+    pydantic's lax reading as 1 and 20. A float with no fraction still fills an int field (``20.0``)."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bools_or_strings(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        if field is not None and isinstance(value, (bool, str)):
+            kind = numeric_kind(field.annotation)
+            if kind is not None:
+                raise ValueError(f"must be a number ({kind.__name__}), not {type(value).__name__} {value!r:.40}")
+        return value
+
+
+class GenerationParams(NumbersAreNumbers):
     """Fields shared by txt2img and img2img, with A1111's names."""
 
     model_config = ConfigDict(extra="ignore", allow_inf_nan=False, validate_assignment=True)
 
     prompt: str = Field("", max_length=MAX_PROMPT_CHARS, description="Prompt")
     negative_prompt: str = Field("", max_length=MAX_PROMPT_CHARS, description="Negative prompt")
-    styles: list[str] = Field(default_factory=list, description="Prompt styles to apply")
+    styles: list[typing.Annotated[str, Field(max_length=500)]] = Field(default_factory=list, max_length=MAX_STYLES,
+                                                                         description="Prompt styles to apply")
     seed: int = Field(-1, ge=-1, le=SEED_MAX, description="Seed; -1 picks a random one")
     subseed: int = Field(-1, ge=-1, le=SEED_MAX, description="Variation seed; -1 picks a random one")
     subseed_strength: float = Field(0.0, ge=0.0, le=1.0, description="Variation strength")
