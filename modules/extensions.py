@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from modules import pip_constraints
 from modules.paths import INSTALL_DIR
 
 log = logging.getLogger(__name__)
@@ -194,45 +195,90 @@ def run_installers(extensions: Iterable[Extension], data_dir: Path, skip: bool =
     except (OSError, ValueError):
         state = {}
     changed = False
-    for ext in active(extensions):
-        installer = ext.path / "install.py"
-        if not installer.is_file():
-            continue
-        digest = hashlib.sha256(installer.read_bytes()).hexdigest()
-        if state.get(ext.name) == digest:
-            continue
-        from modules import package_blocklist
-
-        blocked = package_blocklist.extension_problems(ext.path)
-        if blocked:  # never run an installer that pins a known-malicious release
-            ext.errors.append("install.py was not run: " + "; ".join(blocked))
-            log.error("extension %s: install.py not run: %s", ext.name, "; ".join(blocked))
-            continue
-        started = time.perf_counter()
-        try:
-            done = subprocess.run([sys.executable, str(installer)], cwd=ext.path, capture_output=True, text=True,
-                                  timeout=INSTALL_TIMEOUT, env={**_env(), "PYTHONPATH": str(INSTALL_DIR)})
-        except subprocess.TimeoutExpired:
-            ext.errors.append(f"install.py did not finish in {INSTALL_TIMEOUT:.0f} s")
-            continue
-        except OSError as err:
-            ext.errors.append(f"install.py could not run: {err}")
-            continue
-        output = (done.stdout + done.stderr).strip()
-        if output:
-            log.info("install.py of %s:\n%s", ext.name, output[-4000:])
-        if done.returncode != 0:
-            ext.errors.append(f"install.py failed with exit code {done.returncode}: {output[-500:]}")
-            continue
-        log.info("install.py of %s done in %.1f s", ext.name, time.perf_counter() - started)
-        state[ext.name] = digest
-        changed = True
+    constraints: Path | None = None
+    packages = hashlib.sha256("\n".join(pip_constraints.constraint_lines()).encode()).hexdigest()
+    try:
+        for ext in active(extensions):
+            installer = ext.path / "install.py"
+            if not installer.is_file():
+                continue
+            digest = hashlib.sha256(installer.read_bytes()).hexdigest()
+            recorded = state.get(ext.name)
+            if recorded == digest:
+                continue
+            if isinstance(recorded, dict) and recorded.get("failed") == digest and recorded.get("packages") == packages:
+                # the same installer against the same packages fails the same way (a resolver run can take a
+                # minute): say it again, run it again only when either changes
+                ext.errors.append(f"{recorded.get('error', 'install.py failed')} (not run again: install.py and "
+                                  "the app's packages are unchanged)")
+                continue
+            constraints = constraints or pip_constraints.write_constraints()
+            errors_before = len(ext.errors)
+            if _run_installer(ext, installer, constraints):
+                state[ext.name] = digest
+            else:
+                state[ext.name] = {"failed": digest, "packages": packages,
+                                   "error": "; ".join(ext.errors[errors_before:])}
+            changed = True
+    finally:
+        if constraints is not None:
+            constraints.unlink(missing_ok=True)
     if changed:
         try:
             state_file.parent.mkdir(parents=True, exist_ok=True)
             fileio.atomic_write_text(state_file, json.dumps(state, indent=2), backup=False)
         except OSError as err:
             log.warning("could not record extension installs: %s", err)
+
+
+def _run_installer(ext: Extension, installer: Path, constraints: Path) -> bool:
+    """Run one install.py with pip held to the app's package versions; True when it succeeded. Failures are
+    recorded on the extension (shown on the Extensions tab)."""
+    from modules import package_blocklist
+
+    blocked = package_blocklist.extension_problems(ext.path)
+    if blocked:  # never run an installer that pins a known-malicious release
+        ext.errors.append("install.py was not run: " + "; ".join(blocked))
+        log.error("extension %s: install.py not run: %s", ext.name, "; ".join(blocked))
+        return False
+    before = pip_constraints.constraint_lines()
+    started = time.perf_counter()
+    env = {**_env(), "PYTHONPATH": str(INSTALL_DIR), "PIP_CONSTRAINT": str(constraints),
+           pip_constraints.EXTENSION_ENV: ext.name}
+    try:
+        done = subprocess.run([sys.executable, str(installer)], cwd=ext.path, capture_output=True, text=True,
+                              timeout=INSTALL_TIMEOUT, env=env)
+    except subprocess.TimeoutExpired:
+        ext.errors.append(f"install.py did not finish in {INSTALL_TIMEOUT:.0f} s")
+        return False
+    except OSError as err:
+        ext.errors.append(f"install.py could not run: {err}")
+        return False
+    output = (done.stdout + done.stderr).strip()
+    if output:
+        log.info("install.py of %s:\n%s", ext.name, output[-4000:])
+    changed = sorted(set(pip_constraints.constraint_lines()) - set(before))
+    if changed:  # pip run with --isolated, or a package removed by hand: say so, the app may be broken
+        ext.errors.append(f"install.py changed the app's packages ({', '.join(changed)}); run launch.sh "
+                          "(launch.bat) again to restore them")
+    if done.returncode != 0:
+        ext.errors.append(f"install.py failed with exit code {done.returncode}: {_installer_failure(output)}")
+        return False
+    log.info("install.py of %s done in %.1f s", ext.name, time.perf_counter() - started)
+    return not changed
+
+
+def _installer_failure(output: str) -> str:
+    """What says why an installer failed: pip's account of a requirement our pins rule out (the installer ran pip
+    itself), its last exception line (e.g. run_pip's refusal naming the package), else the end of its output."""
+    if any(sign in output for sign in ("ResolutionImpossible", "conflicting dependencies",
+                                       "Could not find a version that satisfies")):
+        return "pip could not install it beside this app's packages:\n" + pip_constraints.explain_failure(output)
+    lines = [line for line in output.splitlines() if line.strip()]
+    for index in range(len(lines) - 1, -1, -1):
+        if lines[index].startswith(("RuntimeError:", "ImportError:", "ModuleNotFoundError:", "Exception:")):
+            return "\n".join(lines[index:])[-800:]
+    return output[-500:]
 
 
 def _env() -> dict[str, str]:

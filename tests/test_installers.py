@@ -1,0 +1,114 @@
+"""Extension installers never break the app (issue 17 section 3): ``install.py`` runs with pip held to the app's
+package versions, whether it calls A1111's ``launch.run_pip`` or pip itself; what cannot be met is refused with a
+message naming the extension and the package, and the app's packages are unchanged.
+
+The pip runs here use ``--no-index`` (no registry is reached): the conflicts come from our constraints alone, which
+pip reports as ResolutionImpossible, while the same command without them reports no distribution found.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from modules import extensions as ext_mod
+from modules import pip_constraints
+
+PROTECTED_NOW = {name: pip_constraints.installed_version(name) for name in ("torch", "numpy", "transformers")}
+
+
+def extension(root: Path, name: str, installer: str) -> ext_mod.Extension:
+    folder = root / "extensions" / name
+    folder.mkdir(parents=True)
+    (folder / "install.py").write_text(textwrap.dedent(installer), encoding="utf-8")
+    return ext_mod.Extension(name=name, path=folder)
+
+
+def run(root: Path, *exts: ext_mod.Extension) -> None:
+    ext_mod.run_installers(list(exts), root)
+    assert {name: pip_constraints.installed_version(name) for name in PROTECTED_NOW} == PROTECTED_NOW
+
+
+def test_run_pip_refuses_a_protected_package_at_another_version_naming_extension_and_package(tmp_path):
+    ext = extension(tmp_path, "wants-old-transformers", """
+        import launch
+        launch.run_pip('install "transformers<5" --no-index --dry-run', "requirements for the test")
+        open("installed.txt", "w").write("ran past run_pip")
+    """)
+    run(tmp_path, ext)
+    assert len(ext.errors) == 1, ext.errors
+    version = PROTECTED_NOW["transformers"]
+    assert "wants-old-transformers asks for transformers<5" in ext.errors[0]
+    assert f"this app needs transformers {version}" in ext.errors[0]
+    assert not (ext.path / "installed.txt").exists()
+
+
+@pytest.mark.parametrize("requirement, package", [("numpy<2", "numpy"), ("torchvision", "torchvision")])
+def test_an_installer_calling_pip_itself_is_held_by_the_constraints(tmp_path, requirement, package):
+    """adetailer's installer runs ``python -m pip install ultralytics`` (which needs torchvision) itself."""
+    ext = extension(tmp_path, "own-pip", f"""
+        import subprocess, sys
+        subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "--dry-run", "{requirement}"],
+                       check=True)
+    """)
+    run(tmp_path, ext)
+    assert len(ext.errors) == 1
+    assert "pip could not install it beside this app's packages" in ext.errors[0]
+    # pip names our constraint as the cause: the refusal really is the constraints'
+    assert f"The user requested (constraint) {package}" in ext.errors[0], ext.errors[0]
+
+
+def test_a_failed_installer_is_reported_at_every_start_but_run_again_only_when_it_changes(tmp_path):
+    ext = extension(tmp_path, "fails", """
+        open("runs.txt", "a").write("x")
+        raise RuntimeError("fails: needs something")
+    """)
+    run(tmp_path, ext)
+    assert "RuntimeError: fails: needs something" in ext.errors[0]
+    again = ext_mod.Extension(name="fails", path=ext.path)
+    run(tmp_path, again)  # the next start: same installer, same packages
+    assert (ext.path / "runs.txt").read_text() == "x"
+    assert "fails: needs something" in again.errors[0] and "not run again" in again.errors[0]
+    (ext.path / "install.py").write_text('open("runs.txt", "a").write("y")\n', encoding="utf-8")
+    fixed = ext_mod.Extension(name="fails", path=ext.path)
+    run(tmp_path, fixed)
+    assert fixed.errors == [] and (ext.path / "runs.txt").read_text() == "xy"
+
+
+def test_an_installer_that_fits_runs_once_with_the_launch_surface(tmp_path):
+    ext = extension(tmp_path, "fits", """
+        import json, launch
+        assert launch.is_installed("torch") and not launch.is_installed("surely-not-a-package-xyz")
+        launch.run_pip("install --no-index --dry-run numpy", "numpy (already there)")
+        json.dump({"skip_install": launch.skip_install, "python": launch.python, "tag": launch.git_tag(),
+                   "repo": launch.repo_dir("x"), "met": launch.requirements_met("reqs.txt")},
+                  open("report.json", "w"))
+    """)
+    (ext.path / "reqs.txt").write_text(f"numpy=={PROTECTED_NOW['numpy']}\n# a comment\n", encoding="utf-8")
+    run(tmp_path, ext)
+    assert ext.errors == []
+    import json
+
+    report = json.loads((ext.path / "report.json").read_text())
+    assert report["skip_install"] is False and report["met"] is True
+    assert Path(report["python"]) == Path(sys.executable) and report["repo"].endswith("repositories/x")
+    (ext.path / "report.json").unlink()
+    run(tmp_path, ext)  # unchanged installer: not run again
+    assert not (ext.path / "report.json").exists()
+
+
+def test_conflicts_and_constraint_lines():
+    torch_version = importlib.metadata.version("torch")
+    assert f"torch=={torch_version}" in pip_constraints.constraint_lines()
+    assert "torchvision<0a0" in pip_constraints.constraint_lines()  # not installed here: nothing may pull it in
+    assert pip_constraints.conflicts(f'install "torch=={torch_version}" rich') == []
+    assert pip_constraints.conflicts("install -U numpy>=1.20 -r requirements.txt") == []
+    assert pip_constraints.conflicts('install "numpy<2"') == [f"numpy<2 (this app needs numpy "
+                                                              f"{PROTECTED_NOW['numpy']})"]
+    assert pip_constraints.conflicts("uninstall -y gradio") == ["uninstalling gradio (this app needs it)"]
+    assert pip_constraints.conflicts(["install", "torchvision==0.28.0"]) == [
+        "torchvision==0.28.0 (cannot be installed beside this app's packages)"]
