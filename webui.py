@@ -264,11 +264,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     runtime = app.state.runtime
     start_background_load(app)
 
-    import uvicorn
+    from modules import shutdown  # uvicorn, with SIGTERM/SIGINT ending the process within seconds
 
-    shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-    url = f"http://{shown_host}:{port}/" + (args.subpath.strip("/") + "/" if args.subpath and args.subpath.strip("/") else "")
-    log.info("Running on %s", url)
+    from modules.cmd_args import listen_urls
+
+    bound, *lan = listen_urls(host, port, args.subpath or "")
+    log.info("Running on %s", bound)  # the real bind address: 0.0.0.0 with --listen, never a reassuring 127.0.0.1
+    for other in lan:
+        log.info("On the network: %s", other)
+    # the browser opened by --autolaunch goes to this machine itself
+    url = listen_urls("127.0.0.1" if host in ("0.0.0.0", "::") else host, port, args.subpath or "")[0]
     if args.autolaunch:
         import webbrowser
 
@@ -277,8 +282,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.subpath and args.subpath.strip("/"):
         root_path = "/" + args.subpath.strip("/")
         app = StripSubpath(app, root_path)
-    uvicorn.run(app, host=host, port=port, root_path=root_path, timeout_keep_alive=args.timeout_keep_alive,
-                log_level="warning")
+    shutdown.serve(app, runtime.jobs, host=host, port=port, root_path=root_path,
+                   timeout_keep_alive=args.timeout_keep_alive, log_level="warning")
     if runtime.restart_requested:  # /sdapi/v1/server-restart: the same command again
         log.info("Restarting")
         os.execv(sys.executable, [sys.executable, *sys.argv])

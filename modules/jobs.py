@@ -86,6 +86,7 @@ class JobQueue:
         self._cv = threading.Condition()
         self._counter = itertools.count(1)
         self._stop = False
+        self._closed = False  # shutting down: nothing new is accepted
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -111,6 +112,8 @@ class JobQueue:
         if job_id:
             job.id = job_id
         with self._cv:
+            if self._closed:
+                raise QueueFull("the server is shutting down")
             if len(self._pending) >= self.max_pending:
                 raise QueueFull(f"{len(self._pending)} jobs are already waiting")
             existing = self._by_id.get(job.id)
@@ -175,6 +178,26 @@ class JobQueue:
             job.cancel_requested = True
         job.progress.interrupt()  # the images finished so far are kept as its result
         return True
+
+    def close(self) -> int:
+        """Shutting down: refuse new jobs, cancel every queued one and interrupt the running one (its finished
+        images stay its result). Returns how many jobs were cancelled or interrupted."""
+        with self._cv:
+            self._closed = True
+            waiting = list(self._pending)
+            self._pending.clear()
+            for job in waiting:
+                job.cancel_requested = True
+                self._settle(job, CANCELLED, error="cancelled: the server is shutting down")
+            current = self._current
+        if current is not None:
+            current.progress.interrupt()
+        return len(waiting) + (current is not None)
+
+    @property
+    def closed(self) -> bool:
+        with self._cv:
+            return self._closed
 
     def interrupt_current(self) -> None:
         current = self.current

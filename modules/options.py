@@ -228,6 +228,9 @@ def builtin_options() -> dict[str, OptionInfo]:
         "max_job_megapixel_steps": OptionInfo(1_000_000.0, "Largest job accepted, in megapixel-steps (width x height "
                                                          "x steps x images, hires pass included; 0: no limit)",
                                               SYSTEM, restricted=True, minimum=0),
+        "max_job_seconds": OptionInfo(1800.0, "Longest job accepted, in estimated seconds on this server (from the "
+                                              "measured step time of its model; X/Y/Z cells and hires pass "
+                                              "included; 0: no limit)", SYSTEM, restricted=True, minimum=0),
         # Extensions (set on the Extensions tab; kept out of the Settings tab)
         "disabled_extensions": OptionInfo([], "Disable these extensions", EXTENSIONS, kind="list"),
         "disable_all_extensions": OptionInfo("none", "Disable all extensions (preserves the list of disabled "

@@ -19,6 +19,7 @@ from modules.models.manager import CheckpointNotFound, ModelManager
 from modules.models.registry import CheckpointRegistry
 from modules.options import Options
 from modules.paths import Paths
+from modules.processing import budget
 from modules.processing.context import CheckpointIdentity, ProcessingContext
 from modules.processing.params import Img2ImgParams, Txt2ImgParams, check_budget
 from modules.processing.progress import JobProgress
@@ -47,6 +48,7 @@ class Runtime:
     restart_requested: bool = False  # set by /sdapi/v1/server-restart; main() re-executes after shutdown
     # modules.scripts.ScriptRunner per tab ("txt2img", "img2img"): extension scripts, built after they load
     script_runners: dict[str, Any] = field(default_factory=dict)
+    costs: budget.CostModel = field(default_factory=budget.CostModel)  # step costs measured on finished jobs
 
     # -- settings -------------------------------------------------------------------------------------------
     def job_settings(self, overrides: dict[str, Any] | None) -> dict[str, Any]:
@@ -124,6 +126,7 @@ class Runtime:
         samplers.resolve_sampler(params.sampler_name, params.scheduler)  # raises UnknownSamplerError early
         settings = self.job_settings(params.override_settings)
         check_budget(params, float(settings.get("max_job_megapixel_steps") or 0))
+        self.check_job_seconds(params, settings)
         overridden = bool(params.override_settings.get("sd_model_checkpoint"))
         if overridden:
             self.manager.resolve(settings.get("sd_model_checkpoint"))  # 422 for unknown names before queueing
@@ -188,12 +191,52 @@ class Runtime:
                                   if hires is not None and self.embeddings is not None else None),
                 cfg_callbacks=script_callbacks.cfg_callbacks(),
                 reconfigure=reconfigure,
+                check_budget=lambda script_params, cells: self.check_job_seconds(script_params, settings, cells),
             )
 
         def run(job: Job) -> Any:
-            return process(context(job, settings, overridden))
+            ctx = context(job, settings, overridden)
+            try:
+                return process(ctx)
+            finally:
+                self._learn_costs(ctx, job.progress)
 
         return self.jobs.submit(kind, run, description=params.prompt[:80], progress=progress, job_id=job_id)
+
+    # -- time budget ----------------------------------------------------------------------------------------
+    def _cost_target(self, settings: dict[str, Any]) -> tuple[str, str, str, float | None]:
+        """(device kind, checkpoint key, family, UNet parameters) of the model a job with ``settings`` runs on:
+        the loaded model when it is that one, else the file's size stands in (family unknown until loaded)."""
+        model, info = self.manager.model, self.manager.info
+        wanted = settings.get("sd_model_checkpoint")
+        target = self.registry.get(wanted) if wanted else None
+        if model is not None and info is not None and (target is None or target.path == info.path):
+            return model.device.type, str(info.path), model.kind.family, _unet_params(model)
+        device = getattr(getattr(self.manager.device_policy, "device", None), "type", "cpu")
+        target = target or info
+        if target is None:
+            return device, "", "unknown", None
+        return device, str(target.path), "unknown", 0.8 * target.size / 4  # fp32 bytes; a fp16 file counts half
+
+    def check_job_seconds(self, params: Any, settings: dict[str, Any], multiplier: int = 1) -> float:
+        """Refuse (FieldError) a job estimated over ``max_job_seconds``; returns the estimate in seconds."""
+        limit = float(settings.get("max_job_seconds") or 0)
+        if not limit:
+            return 0.0
+        device, key, family, params_count = self._cost_target(settings)
+        cost = self.costs.cost(device, key, family, params_count)
+        return budget.check_seconds(params, cost, limit, multiplier, where=f" on this server's {device}")
+
+    def _learn_costs(self, ctx: ProcessingContext, progress: JobProgress) -> None:
+        timings = [budget.StepTiming(mp, rows, sec) for mp, rows, sec in progress.step_timings()]
+        if not timings or ctx.checkpoint is None:
+            return
+        model = ctx.model
+        try:
+            self.costs.observe(model.device.type, ctx.checkpoint.filename, model.kind.family, _unet_params(model),
+                               timings)
+        except Exception:  # noqa: BLE001 - learning is best effort; it must never fail a finished job
+            log.exception("could not update the step cost model")
 
     def submit_extras(self, params: Any, images: list[tuple[Any, str]], *, save: bool = True,
                       output_dir: Any = None) -> Job:
@@ -306,6 +349,16 @@ class LazyDevicePolicy:
         if name.startswith("_"):
             raise AttributeError(name)
         return getattr(self.resolved(), name)
+
+
+def _unet_params(model: Any) -> float | None:
+    """The UNet's parameter count, counted once per loaded model."""
+    if "unet_params" not in model.extra:
+        try:
+            model.extra["unet_params"] = float(sum(p.numel() for p in model.unet.parameters()))
+        except (AttributeError, TypeError):
+            model.extra["unet_params"] = None
+    return model.extra["unet_params"]
 
 
 def identity_of(info: Any) -> CheckpointIdentity:

@@ -227,8 +227,11 @@ class Script(scripts.Script):
         if cells > MAX_CELLS:
             raise FieldError("script_args", f"X/Y/Z plot: {cells} cells is more than {MAX_CELLS}")
         ctx = compat.active_context()
-        if ctx is not None:  # the whole plot counts against the job budget
-            check_budget(p.to_params(), float(ctx.settings.get("max_job_megapixel_steps") or 0), cells)
+        if ctx is not None:  # the whole plot counts against the job budgets (megapixel-steps and seconds)
+            whole = p.to_params()
+            check_budget(whole, float(ctx.settings.get("max_job_megapixel_steps") or 0), cells)
+            if ctx.check_budget is not None:
+                ctx.check_budget(whole, cells)
         if not no_fixed_seeds:
             compat.fix_seed(p)
         for axis, axis_vals in zip(axes, values):

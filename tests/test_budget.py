@@ -58,3 +58,25 @@ def test_an_xyz_plot_counts_all_its_cells(small_budget):
     r = small_budget.post("/sdapi/v1/txt2img", json={"width": 64, "height": 64, "steps": 2,
                                                      "script_name": "x/y/z plot", "script_args": args})
     assert r.status_code == 422 and "megapixel-steps" in r.text
+
+
+def test_an_xyz_plot_counts_all_its_cells_against_the_time_budget(tmp_path):
+    """max_job_seconds: one cell fits, the whole plot (200 cells) does not; refused before any cell runs."""
+    from tests.support.api_client import api_client
+    from tests.support.tiny_checkpoints import write_tiny_checkpoint
+
+    write_tiny_checkpoint("sd1", tmp_path / "models" / "Stable-diffusion", "tiny")
+    (tmp_path / "config.json").write_text(json.dumps({"max_job_megapixel_steps": 0}), encoding="utf-8")
+    body = {"width": 64, "height": 64, "steps": 2}
+    args = ["Seed", "1-200", [], "Nothing", "", [], "Nothing", "", [], True, False, False, False, False, False,
+            False, 0, False]
+    with api_client(tmp_path) as client:
+        rt = client.app.state.runtime
+        assert client.post("/sdapi/v1/txt2img", json=body).status_code == 200  # the model is loaded and measured
+        rt.options.apply({"max_job_seconds": 1e9})
+        one_cell = rt.check_job_seconds(Txt2ImgParams(**body), rt.options.as_dict())
+        rt.options.apply({"max_job_seconds": one_cell * 20})  # one cell fits easily, 200 cells do not
+        before = sorted((tmp_path / "outputs").rglob("*.png"))
+        r = client.post("/sdapi/v1/txt2img", json={**body, "script_name": "x/y/z plot", "script_args": args})
+        assert r.status_code == 422 and "max_job_seconds" in r.text, r.text
+        assert sorted((tmp_path / "outputs").rglob("*.png")) == before  # no cell ran

@@ -102,3 +102,26 @@ def test_progress_snapshot_reads_while_job_runs():
     gate.set()
     job.wait(5)
     q.stop()
+
+
+def test_close_cancels_the_queue_interrupts_the_running_job_and_refuses_new_ones():
+    q = JobQueue()
+    started = threading.Event()
+
+    def long(job):
+        started.set()
+        for step in range(1, 10_000):
+            time.sleep(0.01)
+            job.progress.step(step)
+
+    running = q.submit("t", long)
+    waiting = q.submit("t", lambda job: "never")
+    assert started.wait(5)
+    assert q.close() == 2
+    assert waiting.status == CANCELLED
+    with pytest.raises(JobFailed):
+        running.wait(5)
+    assert isinstance(running.exception, Interrupted)
+    with pytest.raises(QueueFull, match="shutting down"):
+        q.submit("t", lambda job: None)
+    q.stop()

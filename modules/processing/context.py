@@ -57,6 +57,9 @@ class ProcessingContext:
     # ``reconfigure(overrides)`` -> a context for the same job with settings overridden (checkpoint, VAE, clip
     # skip...): what X/Y/Z plot and scripts' ``p.override_settings`` use. None where the caller cannot reload.
     reconfigure: Any = None
+    # ``check_budget(params, multiplier)``: the server's time budget (FieldError past ``max_job_seconds``) for a
+    # script that runs ``multiplier`` jobs inside this one (X/Y/Z plot cells); None = no time budget.
+    check_budget: Any = None
 
 
 @dataclass

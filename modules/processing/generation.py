@@ -29,7 +29,7 @@ from modules.processing.conditioning import PromptEncoder
 from modules.processing.context import Processed, ProcessingContext
 from modules.processing.hires import LATENT_FACTOR
 from modules.processing.params import GenerationParams
-from modules.processing.progress import Interrupted
+from modules.processing.progress import Interrupted, interrupt_points
 from modules.processing.prompt_schedule import BatchConditioning
 from modules.processing.rng import ImageRNG, fix_seed
 from modules.processing.sampling import GuidedDenoiser, check_finite, cheap_preview, decode_latents, to_pil
@@ -270,7 +270,14 @@ class RefinerSwitch:
 
 
 def run_job(p: GenerationParams, ctx: ProcessingContext, plan: Plan) -> Processed:
-    """Generate ``n_iter`` batches of ``batch_size`` images. Interrupt keeps the images already finished."""
+    """Generate ``n_iter`` batches of ``batch_size`` images. Interrupt keeps the images already finished; it takes
+    effect inside a UNet step or a VAE decode (``interrupt_points``), and the batch it cuts short is dropped."""
+    models = [ctx.model, getattr(ctx, "refiner", None), getattr(ctx, "hires_model", None)]
+    with interrupt_points(ctx.progress, [part for m in models if m is not None for part in (m.unet, m.vae)]):
+        return _run_job(p, ctx, plan)
+
+
+def _run_job(p: GenerationParams, ctx: ProcessingContext, plan: Plan) -> Processed:
     settings = ctx.settings
     sampler, schedule = samplers.resolve_sampler(p.sampler_name, p.scheduler)
     job = Job(p=p, ctx=ctx, sampler=sampler, schedule=schedule,
@@ -297,13 +304,15 @@ def run_job(p: GenerationParams, ctx: ProcessingContext, plan: Plan) -> Processe
     lists = JobLists(all_prompts, all_negative, all_seeds, all_subseeds)
     hooks.process(job, lists)
     all_prompts, all_negative, all_seeds, all_subseeds = _fitted(lists, count)
-    plan.prepare(job)
-
     images, infotexts, saved = [], [], []
-    ctx.progress.begin(job_count=p.n_iter, steps=plan.progress_steps or p.steps)
     interrupted = False
+    try:
+        plan.prepare(job)
+    except Interrupted:  # inside the init image's encode: no image at all
+        interrupted = True
+    ctx.progress.begin(job_count=p.n_iter, steps=plan.progress_steps or p.steps)
     width, height = plan.width_height()
-    for n in range(p.n_iter):
+    for n in range(0 if interrupted else p.n_iter):
         if ctx.progress.interrupted:
             interrupted = True
             break
@@ -318,14 +327,14 @@ def run_job(p: GenerationParams, ctx: ProcessingContext, plan: Plan) -> Processe
         batch.rng = job.noise_streams(batch.seeds, batch.subseeds, width, height)
         try:
             result = plan.sample(job, batch)
-        except Interrupted:
+            tensors = job.decode(result) if isinstance(result, torch.Tensor) else None
+        except Interrupted:  # mid-step or mid-decode: this batch is unfinished and never saved
             interrupted = True
             break
         ti_hashes = job.encoders.ti_hashes()
         if ti_hashes and settings.get("textual_inversion_add_hashes_to_infotext", True):
             job.extra["TI hashes"] = ti_hashes
-        if isinstance(result, torch.Tensor):
-            tensors = job.decode(result)
+        if tensors is not None:
             if ctx.job_hooks is not None:
                 tensors = list(hooks.after_batch(job, batch, torch.stack(tensors)))
             decoded = [to_pil(t) for t in tensors]

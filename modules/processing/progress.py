@@ -5,10 +5,14 @@ Processing only sees ``JobProgress``: it reports steps and checks for interrupt/
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
+
+
+MAX_TIMINGS = 200
 
 
 class Interrupted(Exception):
@@ -44,6 +48,7 @@ class JobProgress:
         self._preview_image: Any = None
         self._preview_every = preview_every
         self._latent_preview = latent_preview
+        self._timings: list[tuple[float, int, float]] = []  # (megapixels, UNet rows, seconds) per sampling step
 
     # -- written by the worker -----------------------------------------------------------------------------
     def begin(self, job_count: int, steps: int, textinfo: str = "") -> None:
@@ -72,6 +77,21 @@ class JobProgress:
                 self._snap.preview_id += 1
             interrupted = self._snap.interrupted
         if interrupted:
+            raise Interrupted()
+
+    def record_step_time(self, megapixels: float, rows: int, seconds: float) -> None:
+        """One sampling step's wall time, for the server's cost model (bounded: the first steps suffice)."""
+        with self._lock:
+            if len(self._timings) < MAX_TIMINGS:
+                self._timings.append((megapixels, rows, seconds))
+
+    def step_timings(self) -> list[tuple[float, int, float]]:
+        with self._lock:
+            return list(self._timings)
+
+    def check_interrupt(self) -> None:
+        """Raise Interrupted when asked to stop: the interrupt points inside a model call."""
+        if self.interrupted:
             raise Interrupted()
 
     def set_textinfo(self, text: str) -> None:
@@ -121,3 +141,62 @@ class JobProgress:
             if self._latents is latents:
                 self._preview_image = image
         return image
+
+
+# Submodules of a UNet / VAE whose calls are interrupt points, below the block lists, at most this deep: resnets,
+# attentions, each transformer block and its self/cross attention (one attention call can take minutes at 4K).
+_POINT_ROOTS = ("down_blocks", "mid_block", "up_blocks", "encoder.down_blocks", "encoder.mid_block",
+                "decoder.mid_block", "decoder.up_blocks")
+_POINT_DEPTH = 5
+
+
+def _interrupt_points(module: Any) -> Iterator[Any]:
+    """The submodules of ``module`` (a diffusers UNet or VAE) to check between. Compiled code is left alone: a
+    hook inside a compiled region would break its graph, so a compiled module (and a UNet whose whole forward is
+    compiled) is checked only where it is called from outside."""
+    if "forward" in vars(module):  # torch.compile of the forward ("graphs"): only the call itself
+        yield module
+        return
+    yield module
+    for root_name in _POINT_ROOTS:
+        root = module
+        for part in root_name.split("."):
+            root = getattr(root, part, None)
+        if root is None or not hasattr(root, "named_modules"):
+            continue
+        compiled: list[str] = []
+        for name, sub in root.named_modules():
+            if name.count(".") >= _POINT_DEPTH or any(name == c or name.startswith(c + ".") for c in compiled):
+                continue
+            if getattr(sub, "_compiled_call_impl", None) is not None:
+                compiled.append(name)
+                continue
+            yield sub
+
+
+@contextlib.contextmanager
+def interrupt_points(progress: JobProgress, modules: Iterable[Any]) -> Iterator[int]:
+    """For the duration of a job, ``Interrupted`` is raised at the start of any block of ``modules`` (UNets, VAEs)
+    once the job is interrupted, so a stop takes effect within a block, not after a whole step or decode. Only the
+    thread that entered raises (a preview decoding in a poller's thread is never broken). Yields the hook count;
+    the hooks are removed on exit."""
+    owner = threading.get_ident()
+
+    def check(_module: Any, _args: Any) -> None:
+        if threading.get_ident() == owner and progress.interrupted:
+            raise Interrupted()
+
+    handles = []
+    try:
+        seen: set[int] = set()
+        for module in modules:
+            if module is None or id(module) in seen:
+                continue
+            seen.add(id(module))
+            for sub in _interrupt_points(module):
+                if hasattr(sub, "register_forward_pre_hook"):
+                    handles.append(sub.register_forward_pre_hook(check))
+        yield len(handles)
+    finally:
+        for handle in handles:
+            handle.remove()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
@@ -57,6 +58,7 @@ class GuidedDenoiser:
         self.cfg_callbacks = cfg_callbacks
         self.step = 0
         self.total_steps = 0  # evaluations of the pass, set by ``denoise`` (the callbacks' total_sampling_steps)
+        self.rows = 0  # UNet rows evaluated so far (the step timings for the cost model count them)
 
     def _unet(self, x: torch.Tensor, t: Any, c: Conditioning, time_ids: torch.Tensor | None,
               image_conditioning: torch.Tensor | None) -> torch.Tensor:
@@ -66,6 +68,7 @@ class GuidedDenoiser:
         if image_conditioning is not None:
             x = torch.cat([x, image_conditioning.to(x.dtype)], dim=1)
         dtype = self.model.dtype
+        self.rows += int(x.shape[0])
         out = self.model.unet(x.to(dtype), t, encoder_hidden_states=c.context, return_dict=False, **kwargs)[0]
         return out.to(torch.float32)
 
@@ -148,17 +151,28 @@ def denoise(scheduler: Any, denoiser: GuidedDenoiser, latents: torch.Tensor, gen
     if hasattr(denoiser, "total_steps"):
         denoiser.total_steps = total
     x = latents
+    megapixels = latents.shape[-2] * latents.shape[-1] * 64 / 1e6
     for i, t in enumerate(timesteps):
         if progress.take_skip():
             return x, False
+        started, rows = time.perf_counter(), _rows_done(denoiser)
         x_in = scheduler.scale_model_input(x, t)
         with torch.inference_mode():
             pred = denoiser(x_in, t)
         x = scheduler.step(pred, t, x, **step_kwargs)[0]
         if after_step is not None:
             x = after_step(i, x)
+        if rows is not None:
+            progress.record_step_time(megapixels, _rows_done(denoiser) - rows, time.perf_counter() - started)
         progress.step(step_offset - (-(i + 1) * steps_display // total), x)  # second-order samplers report sampler steps
     return x, True
+
+
+def _rows_done(denoiser: Any) -> int | None:
+    """UNet rows the denoiser has evaluated (a refiner switch counts both of its denoisers); None if unknown."""
+    parts = [denoiser, getattr(denoiser, "base", None), getattr(denoiser, "refiner", None)]
+    counts = [part.rows for part in parts if isinstance(getattr(part, "rows", None), int)]
+    return sum(counts) if counts else None
 
 
 def img2img_steps(steps: int, strength: float, fix_steps: bool) -> tuple[int, int]:
