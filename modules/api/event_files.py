@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from modules import browser_files
+from modules.api.guard import LimitedReceive
 
 log = logging.getLogger(__name__)
 
@@ -138,21 +139,10 @@ class GradioEventGuard:
         if declared is not None and declared > limit:
             await self._over_quota(client, send)
             return
-        seen, over = [0], [False]
-
-        async def counted() -> dict[str, Any]:
-            if over[0]:
-                return {"type": "http.request", "body": b"", "more_body": False}
-            message = await receive()
-            if message.get("type") == "http.request":
-                seen[0] += len(message.get("body", b""))
-                if seen[0] > limit:  # stop reading; whatever gradio answers becomes our 429
-                    over[0] = True
-                    return {"type": "http.request", "body": b"", "more_body": False}
-            return message
+        counted = LimitedReceive(receive, limit)  # past the quota, whatever gradio answers becomes our 429
 
         async def answer(message: dict[str, Any]) -> None:
-            if not over[0]:
+            if not counted.over:
                 await send(message)
             elif message.get("type") == "http.response.start":
                 await self._over_quota(client, send)
@@ -160,7 +150,7 @@ class GradioEventGuard:
         try:
             await self.app(scope, counted, answer)
         finally:
-            self.uploads.add(client, seen[0])
+            self.uploads.add(client, counted.seen)
 
     async def _over_quota(self, client: str, send: Any) -> None:
         quota_mb = self.uploads.quota // (1024 * 1024)

@@ -148,6 +148,27 @@ LOCKOUT_WINDOW = 60.0
 LOCKOUT_SECONDS = 60.0  # ...lock it out (429) for this long
 
 
+class LimitedReceive:
+    """An ASGI ``receive`` that stops reading a body past ``limit`` bytes: the app then sees the body end, and
+    ``over`` tells the middleware to answer with its refusal instead of whatever the app says. ``seen`` counts the
+    bytes read."""
+
+    def __init__(self, receive: Receive, limit: int) -> None:
+        self.receive, self.limit = receive, limit
+        self.seen, self.over = 0, False
+
+    async def __call__(self) -> dict[str, Any]:
+        if self.over:
+            return {"type": "http.request", "body": b"", "more_body": False}
+        message = await self.receive()
+        if message.get("type") == "http.request":
+            self.seen += len(message.get("body", b""))
+            if self.seen > self.limit:
+                self.over = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+        return message
+
+
 class RequestGuard:
     """The ASGI middleware over ``policy``."""
 
@@ -200,26 +221,14 @@ class RequestGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        over = [False]
-        limit, seen = self.policy.max_body, [0]
-
-        async def counted() -> dict[str, Any]:
-            if over[0]:
-                return {"type": "http.request", "body": b"", "more_body": False}
-            message = await receive()
-            if message.get("type") == "http.request":
-                seen[0] += len(message.get("body", b""))
-                if seen[0] > limit:  # stop reading; whatever the app answers becomes our 413
-                    over[0] = True
-                    return {"type": "http.request", "body": b"", "more_body": False}
-            return message
-
+        limit = self.policy.max_body
+        counted = LimitedReceive(receive, limit)  # past the limit, whatever the app answers becomes our 413
         path = scope.get("path", "")
 
         login_attempt = path.rstrip("/") == "/login" and scope.get("method") == "POST"
 
         async def answer(message: dict[str, Any]) -> None:
-            if not over[0]:
+            if not counted.over:
                 if message.get("type") == "http.response.start":
                     if login_attempt and message.get("status", 200) >= 400:  # gradio's login form said no
                         self._failed_login(client)
