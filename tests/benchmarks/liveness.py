@@ -79,8 +79,11 @@ def sigterm_to_exit(plain_uvicorn: bool, cap: float = 60.0) -> float | None:
         while not _ping(port):
             time.sleep(0.25)
         wait_for_model(server)
-        threading.Thread(target=lambda: server.request("POST", "/sdapi/v1/txt2img", {
-            "width": 1024, "height": 1024, "steps": 40}, timeout=900), daemon=True).start()
+        def generate() -> None:
+            with contextlib.suppress(OSError):  # the server goes away mid-request: that is the point
+                server.request("POST", "/sdapi/v1/txt2img", {"width": 1024, "height": 1024, "steps": 40}, timeout=900)
+
+        threading.Thread(target=generate, daemon=True).start()
         while server.request("GET", "/sdapi/v1/progress")[1]["state"]["sampling_steps"] != 40:
             time.sleep(0.1)
         time.sleep(1.0)
