@@ -426,7 +426,8 @@ def admin_refusal(ns: argparse.Namespace) -> str | None:
     return None
 
 
-def folder_refusal(ns: argparse.Namespace, data_dir: str | os.PathLike[str], path: str | os.PathLike[str]) -> str | None:
+def folder_refusal(ns: argparse.Namespace, data_dir: str | os.PathLike[str],
+                   path: str | os.PathLike[str]) -> str | None:
     """Why a folder (or a file in one) that a page or a request names may not be read or written, or None.
 
     The rule for every folder field (img2img batch input/output/mask/PNG info, Extras batch input/output): off

@@ -105,7 +105,8 @@ def _hooks(module) -> int:
 
 
 def _outputs(rt) -> int:
-    return sum(1 for _ in (rt.paths.data_dir / "outputs").rglob("*.png")) if (rt.paths.data_dir / "outputs").is_dir() else 0
+    outputs = rt.paths.data_dir / "outputs"
+    return sum(1 for _ in outputs.rglob("*.png")) if outputs.is_dir() else 0
 
 
 def test_interrupt_takes_effect_inside_a_unet_step(tiny_api_client):
