@@ -23,7 +23,7 @@ import os
 import re
 import shlex
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -441,6 +441,11 @@ def folder_refusal(ns: argparse.Namespace, data_dir: str | os.PathLike[str],
     if refused and not filenames.inside_any(path, [data_dir]):
         return f"{path} is outside the data folder {data_dir}; folders elsewhere are {refused}"
     return None
+
+
+def file_allowed(ns: argparse.Namespace, data_dir: str | os.PathLike[str]) -> Callable[[Path], bool]:
+    """``folder_refusal`` as a test for each file found in an allowed folder (a symlink in it may point out)."""
+    return lambda path: folder_refusal(ns, data_dir, path) is None
 
 
 def checked_folder(ns: argparse.Namespace, data_dir: str | os.PathLike[str], field: str,

@@ -52,11 +52,7 @@ def params_from_values(values: dict[str, Any]) -> postprocessing.ExtrasParams:
     return postprocessing.ExtrasParams(**data)
 
 
-def _any_file(path: Path) -> bool:
-    return True
-
-
-def directory_images(input_dir: str | Path, allowed: Callable[[Path], bool] = _any_file) -> list[Path]:
+def directory_images(input_dir: str | Path, allowed: Callable[[Path], bool] = lambda _path: True) -> list[Path]:
     """The images in ``input_dir``; ``allowed``: the folder rule for each (a symlink may point elsewhere)."""
     folder = Path(input_dir).expanduser()
     if not folder.is_dir():
@@ -78,13 +74,10 @@ def batch_directories(rt: Any, input_dir: str | None, output_dir: str | None) ->
 def folder_images(rt: Any, input_dir: str | None, output_dir: str | None) -> tuple[list[tuple[Any, str]],
                                                                                     Path | None]:
     """The opened images of the input folder (each file checked by the folder rule) and the output folder."""
-    from modules.cmd_args import folder_refusal
+    from modules.cmd_args import file_allowed
 
     source, target = batch_directories(rt, input_dir, output_dir)
-
-    def allowed(file: Path) -> bool:
-        return folder_refusal(rt.args, rt.paths.data_dir, file) is None
-
+    allowed = file_allowed(rt.args, rt.paths.data_dir)
     return [(_open(p), p.stem) for p in directory_images(source, allowed)], target
 
 

@@ -172,12 +172,8 @@ def batch_folders(rt: Any, input_dir: str | None, output_dir: str | None, mask_d
                         check("img2img_batch_png_info_dir", png_info_dir))
 
 
-def _any_file(path: Path) -> bool:
-    return True
-
-
 def batch_inputs(files: list[Any] | None, input_dir: str | Path | None, mask_dir: str | Path | None,
-                 allowed: Callable[[Path], bool] = _any_file) -> list[tuple[Path, Path | None]]:
+                 allowed: Callable[[Path], bool] = lambda _path: True) -> list[tuple[Path, Path | None]]:
     """Batch images (uploads, or every image in ``input_dir``) with the mask of the same name in ``mask_dir``.
     ``allowed``: the folder rule for each file found (a symlink in an allowed folder may point elsewhere)."""
     if input_dir:
@@ -450,13 +446,12 @@ def run_batch(rt: Runtime, values: dict[str, Any], files: list[Any] | None, inpu
     ``png_info`` (folder, parameters), each image's infotext (or that of the same name in the folder) supplies
     those parameters. Every folder field follows ``cmd_args.folder_refusal``: a refused one is an error message,
     and nothing is read or written."""
-    from modules.cmd_args import folder_refusal
+    from modules.cmd_args import file_allowed
     from modules.image_metadata import read_generation_info
     from modules import fileio
     from modules.processing.saving import encode_image
 
-    def allowed(file: Path) -> bool:
-        return folder_refusal(rt.args, rt.paths.data_dir, file) is None
+    allowed = file_allowed(rt.args, rt.paths.data_dir)
 
     try:
         folders = batch_folders(rt, input_dir, output_dir, mask_dir, png_info[0] if png_info else None)
