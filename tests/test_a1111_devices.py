@@ -1,0 +1,49 @@
+"""A1111's ``modules.devices`` as extensions use it (issue 17 section 2; adetailer imports ``NansException`` from
+it): the values are the running app's device policy, our NaN error is the exception they catch, and the helpers
+work on this CPU."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from modules.processing.sampling import NansError
+
+
+def test_devices_follow_the_running_app(tiny_api_client):
+    from modules import devices
+
+    policy = tiny_api_client.app.state.runtime.manager.device_policy
+    assert devices.device == policy.device == torch.device("cpu")  # no GPU here: the app's choice
+    assert devices.cpu == torch.device("cpu")
+    assert devices.dtype == devices.dtype_unet == policy.dtype == torch.float32
+    assert devices.dtype_vae == policy.vae_dtype
+    assert devices.device_esrgan == policy.device_for("esrgan")
+    assert devices.get_optimal_device() == policy.device and devices.get_optimal_device_name() == "cpu"
+    assert devices.has_mps() is False
+    devices.torch_gc()
+    with devices.autocast():  # fp32: no autocast at all
+        assert not torch.is_autocast_enabled("cpu")
+    with devices.without_autocast():
+        assert not torch.is_autocast_enabled("cpu")
+    assert devices.cond_cast_unet(torch.ones(2, dtype=torch.float64)).dtype == torch.float32
+    with pytest.raises(AttributeError, match="A1111 internals"):
+        devices.sd_hijack_something  # noqa: B018
+
+
+def test_nans_exception_is_the_error_our_sampler_raises(tiny_api_client):
+    from modules.devices import NansException, test_for_nans
+
+    assert NansException is NansError
+    with pytest.raises(NansException, match="all NaNs was produced in unet"):
+        test_for_nans(torch.full((2, 2), float("nan")), "unet")
+    test_for_nans(torch.tensor([float("nan"), 1.0]), "unet")  # A1111 raises only when every value is NaN
+
+
+def test_importing_the_facade_does_not_import_torch():
+    code = "import sys; import modules.devices; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
