@@ -1,6 +1,6 @@
-"""A1111's ``modules.devices`` as extensions use it (issue 17 section 2; adetailer imports ``NansException`` from
-it): the values are the running app's device policy, our NaN error is the exception they catch, and the helpers
-work on this CPU."""
+"""A1111 modules that extensions import (issue 17 section 2): ``modules.devices`` (adetailer imports
+``NansException`` from it) gives the running app's device policy and our NaN error; ``modules.sd_samplers`` and
+``modules.sd_schedulers`` are views of our one sampler table."""
 
 from __future__ import annotations
 
@@ -47,3 +47,23 @@ def test_importing_the_facade_does_not_import_torch():
     code = "import sys; import modules.devices; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_sampler_and_scheduler_lists_as_extensions_read_them(tiny_api_client):
+    from modules import samplers, sd_samplers, sd_schedulers
+
+    assert [s.name for s in sd_samplers.all_samplers] == samplers.sampler_names()
+    euler_a = sd_samplers.find_sampler_config("Euler a")
+    assert euler_a.name == "Euler a" and "k_euler_a" in euler_a.aliases and euler_a.constructor is None
+    assert sd_samplers.find_sampler_config(None) == sd_samplers.all_samplers[0]
+    assert sd_samplers.find_sampler_config("no such sampler") is None
+    assert sd_samplers.samplers_map["k_euler_a"] == "Euler a"
+    opts = tiny_api_client.app.state.runtime.options
+    opts.apply({"hide_samplers": ["Euler a"]})
+    try:
+        assert "Euler a" not in sd_samplers.visible_sampler_names() and "Euler" in sd_samplers.visible_sampler_names()
+    finally:
+        opts.apply({"hide_samplers": []})
+    assert [s.label for s in sd_schedulers.schedulers] == samplers.schedule_labels()
+    assert sd_schedulers.schedulers_map["karras"] is sd_schedulers.schedulers_map["Karras"]
+    assert sd_schedulers.schedulers_map["Karras"].default_rho == samplers.find_schedule("karras").default_rho
