@@ -1,6 +1,6 @@
 """A1111 modules that extensions import (issue 17 section 2): ``modules.devices`` (adetailer imports
 ``NansException`` from it) gives the running app's device policy and our NaN error; ``modules.sd_samplers`` and
-``modules.sd_schedulers`` are views of our one sampler table."""
+``modules.sd_schedulers`` are views of our one sampler table; ``modules.hashes`` hashes through the app's cache."""
 
 from __future__ import annotations
 
@@ -67,3 +67,26 @@ def test_sampler_and_scheduler_lists_as_extensions_read_them(tiny_api_client):
     assert [s.label for s in sd_schedulers.schedulers] == samplers.schedule_labels()
     assert sd_schedulers.schedulers_map["karras"] is sd_schedulers.schedulers_map["Karras"]
     assert sd_schedulers.schedulers_map["Karras"].default_rho == samplers.find_schedule("karras").default_rho
+
+
+def test_hashes_as_extensions_call_them(tiny_api_client, tmp_path):
+    import hashlib
+    import os
+
+    from modules import hashes
+
+    path = tmp_path / "model.safetensors"
+    header = b'{"__metadata__":{}}'
+    payload = b"tensor bytes " * 1000
+    path.write_bytes(len(header).to_bytes(8, "little") + header + payload)
+    expected = hashlib.sha256(path.read_bytes()).hexdigest()  # the oracle: hashlib on the whole file
+    assert hashes.calculate_sha256(path) == expected
+    assert hashes.sha256_from_cache(path, "test/model") is None  # not hashed yet: nothing is read
+    assert hashes.sha256(path, "test/model") == expected
+    assert hashes.sha256_from_cache(path, "test/model") == expected  # kept in the app's cache.json
+    with open(path, "rb") as f:
+        assert hashes.addnet_hash_safetensors(f) == hashlib.sha256(payload).hexdigest()
+    assert hashes.sha256(path, "test/model-addnet", use_addnet_hash=True) == hashlib.sha256(payload).hexdigest()
+    path.write_bytes(path.read_bytes() + b"changed")
+    os.utime(path, (1, 1))
+    assert hashes.sha256_from_cache(path, "test/model") is None  # the file changed: the cached value is stale
