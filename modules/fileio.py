@@ -375,6 +375,18 @@ def read_json_or_quarantine(path: str | os.PathLike[str]) -> tuple[dict[str, Any
     return None, quarantine(path, why)
 
 
+def read_settings_at_start(path: str | os.PathLike[str]) -> tuple[dict[str, Any] | None, Path | None, str | None]:
+    """A settings file as the app reads it at start: the temp files of a write killed midway removed, then
+    ``read_json_or_quarantine``; a file that cannot be read at all (a folder, no permission) is left alone.
+    Returns (data, where a corrupt file went, why the file was unreadable)."""
+    remove_temp_leftovers(path)
+    try:
+        data, quarantined = read_json_or_quarantine(path)
+    except OSError as err:
+        return None, None, err.strerror or type(err).__name__
+    return data, quarantined, None
+
+
 def read_json_quietly(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The JSON object in ``path``, or None when it is missing or unusable; nothing is moved (a look before the
     real start, which quarantines and reports). Other OS errors propagate, as in ``read_json_or_quarantine``."""
@@ -456,6 +468,7 @@ __all__ = [
     "quarantine",
     "read_json_or_quarantine",
     "read_json_quietly",
+    "read_settings_at_start",
     "remove_temp_leftovers",
     "unique_candidates",
     "write_new_file",

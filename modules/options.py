@@ -362,12 +362,10 @@ class Options:
 
     def _read(self, at_start: bool) -> tuple[dict[str, Any] | None, Path | None, str | None]:
         """(data, where a corrupt file went, why the file could not be read at all)."""
+        if at_start:
+            return fileio.read_settings_at_start(self.path)
         try:
-            if not at_start:
-                return fileio.read_json_quietly(self.path), None, None
-            fileio.remove_temp_leftovers(self.path)  # a kill -9 during a save leaves its temp file behind
-            data, quarantined = fileio.read_json_or_quarantine(self.path)
-            return data, quarantined, None
+            return fileio.read_json_quietly(self.path), None, None
         except OSError as err:
             return None, None, err.strerror or type(err).__name__
 

@@ -28,25 +28,14 @@ NUMERIC_PROPERTIES = ("minimum", "maximum", "step")
 class UiConfig:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.data: dict[str, Any] = {}
-        self.quarantined: Path | None = None
-        self.unreadable: str | None = None  # why the file could not be read at all (a folder, no permission)
         self.ignored: list[str] = []  # keys whose stored value did not fit, for the log and tests
         self._dirty = False
-        self.data = dict(self._read() or {})
+        # quarantined: where a corrupt file went; unreadable: why the file could not be read at all (a folder...)
+        data, self.quarantined, self.unreadable = fileio.read_settings_at_start(path)
+        self.data: dict[str, Any] = dict(data or {})
         note = self.startup_note()
         if note:
             log.warning("%s", note)
-
-    def _read(self) -> dict[str, Any] | None:
-        """The stored defaults; a corrupt file is quarantined, one that cannot be read at all is left alone."""
-        fileio.remove_temp_leftovers(self.path)  # a kill -9 during a save leaves its temp file behind
-        try:
-            data, self.quarantined = fileio.read_json_or_quarantine(self.path)
-        except OSError as err:
-            self.unreadable = err.strerror or type(err).__name__
-            return None
-        return data
 
     def startup_note(self) -> str | None:
         """What the page must tell the user about this file, or None when it loaded normally."""
