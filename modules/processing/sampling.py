@@ -21,6 +21,7 @@ from modules.processing import schedulers
 from modules.processing.cfg_callbacks import (AfterCFGCallbackParams, CfgCallbacks, CFGDenoisedParams,
                                                 CFGDenoiserParams)
 from modules.processing.conditioning import Conditioning
+from modules.processing.hires import LATENT_FACTOR
 from modules.processing.prompt_schedule import BatchConditioning, repeat_per_subprompt
 from modules.processing.progress import JobProgress
 
@@ -151,7 +152,7 @@ def denoise(scheduler: Any, denoiser: GuidedDenoiser, latents: torch.Tensor, gen
     if hasattr(denoiser, "total_steps"):
         denoiser.total_steps = total
     x = latents
-    megapixels = latents.shape[-2] * latents.shape[-1] * 64 / 1e6
+    megapixels = latents.shape[-2] * latents.shape[-1] * LATENT_FACTOR**2 / 1e6
     for i, t in enumerate(timesteps):
         if progress.take_skip():
             return x, False
