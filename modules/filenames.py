@@ -274,7 +274,6 @@ def _split_tag_args(tag: str) -> tuple[str, list[str]]:
     return tag[:end], args
 
 
-
 class _Ctx:
     """What a tag function sees: the fields plus the sanitizing settings."""
 
