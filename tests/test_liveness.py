@@ -132,6 +132,34 @@ def test_interrupt_takes_effect_inside_a_unet_step(tiny_api_client):
     assert r.status_code == 200 and len(r.json()["images"]) == 1
 
 
+def test_an_interrupt_after_some_steps_returns_the_partly_denoised_image_saved_with_its_infotext(tiny_api_client):
+    """A1111: an interrupted synchronous txt2img answers with what the sampler had made, saved like any image."""
+    import base64
+    import io
+    import json
+
+    from PIL import Image
+
+    rt = tiny_api_client.app.state.runtime
+    assert tiny_api_client.post("/sdapi/v1/txt2img", json=SMALL).status_code == 200
+    unet = rt.manager.model.unet
+    # two UNet calls a step (cond and uncond batched: one call); stop as the third step starts
+    down, h1 = _watch(unet.down_blocks[0], lambda n: rt.jobs.interrupt_current() if n == 3 else None)
+    saved = _outputs(rt)
+    try:
+        r = tiny_api_client.post("/sdapi/v1/txt2img", json={**SMALL, "steps": 20, "seed": 77, "save_images": True})
+    finally:
+        h1.remove()
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert len(body["images"]) == 1 and len(down) == 3
+    info = json.loads(body["info"])
+    assert info["all_seeds"] == [77] and "Seed: 77" in info["infotexts"][0] and "Steps: 20" in info["infotexts"][0]
+    image = Image.open(io.BytesIO(base64.b64decode(body["images"][0])))
+    assert image.size == (64, 64) and "Seed: 77" in image.info["parameters"]
+    assert _outputs(rt) == saved + 1  # saved as A1111 saves it
+
+
 def test_interrupt_takes_effect_inside_the_vae_decode_and_keeps_the_finished_batch(tiny_api_client):
     rt = tiny_api_client.app.state.runtime
     assert tiny_api_client.post("/sdapi/v1/txt2img", json=SMALL).status_code == 200

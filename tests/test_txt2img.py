@@ -145,7 +145,13 @@ def test_interrupt_keeps_finished_images(sd1, tmp_path):
 
     progress.step = step
     out = run_txt2img(sd1, tmp_path, n_iter=3, steps=3, progress=progress)
-    assert out.interrupted and len(out.images) == 1
+    # A1111: the first batch finished; the second, cut short after its first step, comes back as that step's
+    # prediction; the third never starts. Grid first, as for any job of several images.
+    assert out.interrupted and len(out.images) == 3 and out.index_of_first_image == 1
+    assert out.all_seeds[:2] == [1234, 1235] and "Seed: 1235" in out.infotexts[2]
+    full = run_txt2img(sd1, tmp_path, n_iter=2, steps=3)
+    assert np.array_equal(pixels(out.images[1]), pixels(full.images[1]))  # the finished batch is the same
+    assert not np.array_equal(pixels(out.images[2]), pixels(full.images[2]))  # the cut-short one is not
 
 
 @pytest.mark.parametrize("sampler_name", ["DPM++ SDE", "Euler a", "DPM++ 2M SDE", "DPM2 a"])

@@ -224,10 +224,15 @@ class Job:
         return RefinerSwitch(denoiser, build, switch_step)
 
     def decode(self, latents: torch.Tensor) -> list[torch.Tensor]:
+        """Latents -> pixel tensors. After an interrupt these are the partly denoised latents, decoded as A1111
+        returns them (``JobProgress.finishing``: only a second interrupt stops this decode)."""
         if self.ctx.nan_check:
             check_finite(latents, "Unet")
-        return decode_latents(self.model, latents, auto_upcast=bool(self.settings.get("auto_vae_precision", True)),
-                              tiling=str(self.settings.get("vae_tiling", "Automatic")))
+        progress = self.ctx.progress
+        with progress.finishing() if progress.interrupted else contextlib.nullcontext():
+            return decode_latents(self.model, latents,
+                                  auto_upcast=bool(self.settings.get("auto_vae_precision", True)),
+                                  tiling=str(self.settings.get("vae_tiling", "Automatic")))
 
     @torch.inference_mode()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
@@ -270,8 +275,10 @@ class RefinerSwitch:
 
 
 def run_job(p: GenerationParams, ctx: ProcessingContext, plan: Plan) -> Processed:
-    """Generate ``n_iter`` batches of ``batch_size`` images. Interrupt keeps the images already finished; it takes
-    effect inside a UNet step or a VAE decode (``interrupt_points``), and the batch it cuts short is dropped."""
+    """Generate ``n_iter`` batches of ``batch_size`` images. Interrupt takes effect inside a UNet step or a VAE
+    decode (``interrupt_points``); as in A1111, the batch it cuts short during sampling comes back as the images its
+    last finished step predicts (saved, with infotexts), and no later batch starts. A batch interrupted before its
+    first step, or during its decode, is dropped."""
     models = [ctx.model, getattr(ctx, "refiner", None), getattr(ctx, "hires_model", None)]
     with interrupt_points(ctx.progress, [part for m in models if m is not None for part in (m.unet, m.vae)]):
         return _run_job(p, ctx, plan)

@@ -49,6 +49,8 @@ class JobProgress:
         self._preview_every = preview_every
         self._latent_preview = latent_preview
         self._timings: list[tuple[float, int, float]] = []  # (megapixels, UNet rows, seconds) per sampling step
+        self._interrupt_requests = 0
+        self._held_requests: int | None = None  # set while the partial result of an interrupted job is decoded
 
     # -- written by the worker -----------------------------------------------------------------------------
     def begin(self, job_count: int, steps: int, textinfo: str = "") -> None:
@@ -91,8 +93,28 @@ class JobProgress:
 
     def check_interrupt(self) -> None:
         """Raise Interrupted when asked to stop: the interrupt points inside a model call."""
-        if self.interrupted:
+        if self.should_stop():
             raise Interrupted()
+
+    def should_stop(self) -> bool:
+        """Whether a model call must stop now: interrupted, unless the interrupted job is decoding what it made
+        (``finishing``), where only a further interrupt request stops it."""
+        with self._lock:
+            if not self._snap.interrupted:
+                return False
+            return self._held_requests is None or self._interrupt_requests > self._held_requests
+
+    @contextlib.contextmanager
+    def finishing(self) -> Iterator[None]:
+        """Decode the partly denoised latents of an interrupted job (A1111 returns them): the interrupt that
+        stopped sampling does not stop this decode; pressing Interrupt again does."""
+        with self._lock:
+            previous, self._held_requests = self._held_requests, self._interrupt_requests
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._held_requests = previous
 
     def set_textinfo(self, text: str) -> None:
         with self._lock:
@@ -102,6 +124,7 @@ class JobProgress:
     def interrupt(self) -> None:
         with self._lock:
             self._snap.interrupted = True
+            self._interrupt_requests += 1
 
     def skip(self) -> None:
         with self._lock:
@@ -188,7 +211,7 @@ def interrupt_points(progress: JobProgress, modules: Iterable[Any]) -> Iterator[
     owner = threading.get_ident()
 
     def check(_module: Any, _args: Any) -> None:
-        if threading.get_ident() == owner and progress.interrupted:
+        if threading.get_ident() == owner and progress.should_stop():
             raise Interrupted()
 
     handles = []

@@ -23,7 +23,7 @@ from modules.processing.cfg_callbacks import (AfterCFGCallbackParams, CfgCallbac
 from modules.processing.conditioning import Conditioning
 from modules.processing.hires import LATENT_FACTOR
 from modules.processing.prompt_schedule import BatchConditioning, repeat_per_subprompt
-from modules.processing.progress import JobProgress
+from modules.processing.progress import Interrupted, JobProgress
 
 log = logging.getLogger(__name__)
 
@@ -152,21 +152,49 @@ def denoise(scheduler: Any, denoiser: GuidedDenoiser, latents: torch.Tensor, gen
     if hasattr(denoiser, "total_steps"):
         denoiser.total_steps = total
     x = latents
+    estimate: torch.Tensor | None = None  # the denoised image the last finished step predicts
     megapixels = latents.shape[-2] * latents.shape[-1] * LATENT_FACTOR**2 / 1e6
     for i, t in enumerate(timesteps):
         if progress.take_skip():
-            return x, False
+            return (x if estimate is None else estimate), False
         started, rows = time.perf_counter(), _rows_done(denoiser)
-        x_in = scheduler.scale_model_input(x, t)
-        with torch.inference_mode():
-            pred = denoiser(x_in, t)
-        x = scheduler.step(pred, t, x, **step_kwargs)[0]
+        try:
+            x_in = scheduler.scale_model_input(x, t)
+            with torch.inference_mode():
+                pred = denoiser(x_in, t)
+        except Interrupted:
+            if estimate is None:  # not one step finished: nothing to show
+                raise
+            return estimate, False
+        output = scheduler.step(pred, t, x, **step_kwargs)
+        x = output[0]
         if after_step is not None:
             x = after_step(i, x)
+        estimate = denoised_estimate(scheduler, output, x)
         if rows is not None:
             progress.record_step_time(megapixels, _rows_done(denoiser) - rows, time.perf_counter() - started)
-        progress.step(step_offset - (-(i + 1) * steps_display // total), x)  # second-order samplers report sampler steps
+        try:
+            progress.step(step_offset - (-(i + 1) * steps_display // total), x)  # sampler steps for 2nd order
+        except Interrupted:
+            return estimate, False
     return x, True
+
+
+def denoised_estimate(scheduler: Any, output: Any, x: torch.Tensor) -> torch.Tensor:
+    """The fully denoised latents the scheduler's last step predicts: what an interrupted or skipped job returns,
+    as A1111 returns k-diffusion's ``denoised`` of the last step. Schedulers that report it give
+    ``pred_original_sample``; DPM-Solver++ and UniPC keep it as their last model output; others give the
+    partly denoised latents themselves."""
+    predicted = output[1] if isinstance(output, tuple) and len(output) > 1 else None
+    if isinstance(predicted, torch.Tensor) and predicted.shape == x.shape:
+        return predicted
+    config = getattr(scheduler, "config", {})
+    x0_outputs = (config.get("algorithm_type") in ("dpmsolver++", "sde-dpmsolver++")
+                  or bool(config.get("predict_x0", False)))
+    outputs = [o for o in getattr(scheduler, "model_outputs", None) or [] if isinstance(o, torch.Tensor)]
+    if x0_outputs and outputs and outputs[-1].shape == x.shape:
+        return outputs[-1]
+    return x
 
 
 def _rows_done(denoiser: Any) -> int | None:
