@@ -192,6 +192,7 @@ class Runtime:
                 cfg_callbacks=script_callbacks.cfg_callbacks(),
                 reconfigure=reconfigure,
                 check_budget=lambda script_params, cells: self.check_job_seconds(script_params, settings, cells),
+                face_restorers=self.face_restorers,
             )
 
         def run(job: Job) -> Any:

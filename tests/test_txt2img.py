@@ -215,3 +215,12 @@ def test_unet_nan_is_a_clear_error_and_nothing_is_saved(tmp_path):
     with pytest.raises(NansError, match="Unet.*--no-half"):
         run_txt2img(model, tmp_path, seed=1)
     assert not (tmp_path / "outputs").exists()
+
+
+def test_ensd_is_written_only_for_samplers_whose_noise_it_shifts(sd1, tmp_path):
+    """A1111 prints ENSD when eta_noise_seed_delta is set and the sampler draws noise per step (ancestral, SDE)."""
+    settings = default_settings(eta_noise_seed_delta=31337)
+    ancestral = run_txt2img(sd1, tmp_path, sampler_name="Euler a", settings=settings, do_not_save_samples=True)
+    deterministic = run_txt2img(sd1, tmp_path, sampler_name="DPM++ 2M", settings=settings, do_not_save_samples=True)
+    assert "ENSD: 31337" in ancestral.infotexts[0]
+    assert "ENSD" not in deterministic.infotexts[0]

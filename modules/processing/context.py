@@ -60,6 +60,8 @@ class ProcessingContext:
     # ``check_budget(params, multiplier)``: the server's time budget (FieldError past ``max_job_seconds``) for a
     # script that runs ``multiplier`` jobs inside this one (X/Y/Z plot cells); None = no time budget.
     check_budget: Any = None
+    # ``modules.upscalers.face_restoration.FaceRestorers`` for "Restore faces"; None = none set up (the job says so).
+    face_restorers: Any = None
 
 
 @dataclass
@@ -112,7 +114,7 @@ class Processed:
             "steps": p.steps,
             "batch_size": p.batch_size,
             "restore_faces": bool(p.restore_faces),
-            "face_restoration_model": None,
+            "face_restoration_model": self.extra_generation_params.get("Face restoration"),  # None: did not run
             "sd_model_name": self.checkpoint.model_name,
             "sd_model_hash": self.checkpoint.shorthash,
             "sd_vae_name": self.vae_name,

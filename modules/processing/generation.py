@@ -17,6 +17,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
@@ -24,7 +25,7 @@ from PIL import Image
 
 from modules import infotext as infotext_mod
 from modules import samplers
-from modules.processing import extra_networks, saving
+from modules.processing import extra_networks, saving, seamless
 from modules.processing.conditioning import PromptEncoder
 from modules.processing.context import Processed, ProcessingContext
 from modules.processing.hires import LATENT_FACTOR
@@ -279,8 +280,14 @@ def run_job(p: GenerationParams, ctx: ProcessingContext, plan: Plan) -> Processe
     decode (``interrupt_points``); as in A1111, the batch it cuts short during sampling comes back as the images its
     last finished step predicts (saved, with infotexts), and no later batch starts. A batch interrupted before its
     first step, or during its decode, is dropped."""
+    # A1111: restore_faces / tiling left unset (None) follow the settings "face_restoration" / "tiling".
+    if p.restore_faces is None:
+        p.restore_faces = bool(ctx.settings.get("face_restoration", False))
+    if p.tiling is None:
+        p.tiling = bool(ctx.settings.get("tiling", False))
     models = [ctx.model, getattr(ctx, "refiner", None), getattr(ctx, "hires_model", None)]
-    with interrupt_points(ctx.progress, [part for m in models if m is not None for part in (m.unet, m.vae)]):
+    parts = [part for m in models if m is not None for part in (m.unet, m.vae)]
+    with interrupt_points(ctx.progress, parts), seamless.circular_padding(parts, enabled=bool(p.tiling)):
         return _run_job(p, ctx, plan)
 
 
@@ -349,6 +356,8 @@ def _run_job(p: GenerationParams, ctx: ProcessingContext, plan: Plan) -> Process
             decoded = result
         for i, image in enumerate(decoded):
             index = lo + i
+            if p.restore_faces:
+                image = restore_faces(job, batch, i, image, outdir if save_samples else None)
             image = hooks.image(job, batch, i, image)
             image = plan.finish_image(job, batch, i, image)
             text = job.infotext(prompt=all_prompts[index], negative_prompt=all_negative[index],
@@ -412,6 +421,35 @@ def _run_job(p: GenerationParams, ctx: ProcessingContext, plan: Plan) -> Process
     return processed
 
 
+def restore_faces(job: Job, batch: Batch, index_in_batch: int, image: Image.Image,
+                  outdir: Path | None) -> Image.Image:
+    """A1111's "Restore faces" on one finished image, before the scripts see it: the restorer of the setting
+    ``face_restoration_model`` (CodeFormer with fidelity ``code_former_weight``, or GFPGAN) at full visibility.
+    Without its weights the image is kept as it is and the job says, once, what was skipped and which file goes
+    where; the infotext names the restorer only when it ran."""
+    restorers, settings = job.ctx.face_restorers, job.settings
+    name = str(settings.get("face_restoration_model", "CodeFormer") or "CodeFormer")
+    known = [r.name for r in restorers.items] if restorers is not None else []
+    if name not in known:
+        reason = (f"unknown face restorer {name!r} (setting face_restoration_model; choose one of "
+                  f"{', '.join(known)})" if known else "no face restorers are set up in this server")
+    else:
+        reason = restorers.get(name).unavailable_reason()
+    if reason is not None:
+        note(job.comments, [f"Face restoration was skipped: {reason}"])
+        return image
+    if outdir is not None and settings.get("save_images_before_face_restoration", False):
+        text = job.infotext(prompt=batch.prompts[index_in_batch], negative_prompt=batch.negative_prompts[index_in_batch],
+                            seed=batch.seeds[index_in_batch], subseed=batch.subseeds[index_in_batch])
+        fields = fields_for_name(job, batch.seeds[index_in_batch], batch.prompts[index_in_batch], job.job_timestamp,
+                                 batch.number)
+        saving.save_image(image, outdir, settings=settings, fields=fields, infotext=text,
+                          suffix="-before-face-restoration")
+    restored = restorers.apply(name, image, 1.0, float(settings.get("code_former_weight", 0.5)))
+    job.extra["Face restoration"] = name
+    return restored
+
+
 def _fitted(lists: JobLists, count: int) -> tuple[list[str], list[str], list[int], list[int]]:
     """The lists a script left, checked: one entry per image (a script that shortens them would otherwise fail
     deep inside sampling)."""
@@ -430,6 +468,8 @@ def create_infotext(p: GenerationParams, ctx: ProcessingContext, *, prompt: str,
     s = ctx.settings
     clip_skip = int(s.get("CLIP_stop_at_last_layers", 1))
     ensd = int(s.get("eta_noise_seed_delta", 0))
+    spec = samplers.find_sampler(sampler_name)  # A1111 prints ENSD only for samplers whose noise it shifts
+    ensd_sampler = spec is not None and samplers.uses_ensd(spec, getattr(p, "eta", None))
     rng_source = s.get("randn_source", "GPU")
     denoising = getattr(p, "denoising_strength", None)
     hires = bool(getattr(p, "enable_hr", False))
@@ -440,6 +480,7 @@ def create_infotext(p: GenerationParams, ctx: ProcessingContext, *, prompt: str,
         "Schedule type": schedule_label,
         "CFG scale": number(p.cfg_scale, ctx.from_api),
         "Seed": seed,
+        "Face restoration": None,  # the restorer's name in ``extra`` once it ran (see restore_faces)
         "Size": f"{p.width}x{p.height}",
         "Model hash": ctx.checkpoint.shorthash if s.get("add_model_hash_to_info", True) else None,
         "Model": ctx.checkpoint.model_name if s.get("add_model_name_to_info", True) else None,
@@ -455,8 +496,9 @@ def create_infotext(p: GenerationParams, ctx: ProcessingContext, *, prompt: str,
         "Conditional mask weight": (s.get("inpainting_mask_weight", 1.0)
                                     if is_img2img and ctx.model.kind.inpainting else None),
         "Clip skip": clip_skip if clip_skip > 1 else None,
-        "ENSD": ensd if ensd != 0 else None,
+        "ENSD": ensd if ensd != 0 and ensd_sampler else None,
         "RNG": rng_source if rng_source != "GPU" else None,
+        "Tiling": "True" if p.tiling else None,
         "Version": ctx.version if s.get("add_version_to_infotext", True) else None,
     }
     return infotext_mod.build_infotext(prompt, negative_prompt, infotext_mod.ordered_params(base, extra))

@@ -25,7 +25,8 @@ def load_tiny(path: Path) -> Any:
 
 
 def run_txt2img(model: Any, data_dir: Path, *, settings: dict[str, Any] | None = None, from_api: bool = False,
-                progress: JobProgress | None = None, hooks: list[Any] | None = None, **params: Any) -> Any:
+                progress: JobProgress | None = None, hooks: list[Any] | None = None, face_restorers: Any = None,
+                **params: Any) -> Any:
     defaults = dict(prompt="a photo of a cat", width=64, height=64, steps=3, seed=1234)
     defaults.update(params)
     ctx = ProcessingContext(
@@ -38,5 +39,6 @@ def run_txt2img(model: Any, data_dir: Path, *, settings: dict[str, Any] | None =
         version="v0.1.0",
         from_api=from_api,
         denoiser_hooks=list(hooks or []),
+        face_restorers=face_restorers,
     )
     return txt2img(Txt2ImgParams(**defaults), ctx)
