@@ -107,6 +107,6 @@ def test_seeds_and_random_seed():
     randoms = {fix_seed(-1) for _ in range(20)} | {fix_seed(None), fix_seed("")}
     assert all(0 <= s < 4294967294 for s in randoms) and len(randoms) > 1
     with pytest.raises(ValueError, match="seed must be"):
-        fix_seed(2**32)
+        fix_seed(2**64)
     with pytest.raises(ValueError, match="unknown RNG source"):
         ImageRNG(SHAPE, [1], source="TPU")

@@ -10,9 +10,12 @@ import types
 import typing
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo, field_validator, \
+    model_validator
 
-SEED_MAX = 2**32 - 1
+from pydantic_core import PydanticCustomError
+
+SEED_MAX = 2**64 - 1  # what torch.manual_seed takes, so what A1111 accepts; its random seeds stay below 2**32
 MAX_SIDE = 4096  # pixels; larger requests are refused before they reach the queue
 MAX_PROMPT_CHARS = 100_000
 MAX_STYLES = 100  # styles one request may apply; A1111's dropdown lists every style, users pick a few
@@ -44,7 +47,53 @@ class NumbersAreNumbers(BaseModel):
         return value
 
 
-class GenerationParams(NumbersAreNumbers):
+def annotation_accepts_none(annotation: Any) -> bool:
+    if annotation is Any or annotation is None or annotation is type(None):
+        return True
+    return typing.get_origin(annotation) in (typing.Union, types.UnionType) and type(None) in typing.get_args(annotation)
+
+
+class NullMeansDefault(BaseModel):
+    """A1111 declares every request field optional: an explicit ``null`` is the field's default here (instead of
+    a 422 for a field whose type has no None)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_the_default(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        fields = cls.model_fields
+        return {k: v for k, v in data.items()
+                if not (v is None and k in fields and not annotation_accepts_none(fields[k].annotation))}
+
+
+_FIELD_ADAPTERS: dict[tuple[type, str], TypeAdapter[Any]] = {}
+
+
+def drop_invalid_unused(model: type[BaseModel], data: dict[str, Any], names: typing.Iterable[str]) -> dict[str, Any]:
+    """``data`` without those of ``names`` whose value its field would refuse: fields that the request switches
+    off (hires fields without hires, the switch point without a refiner) take any value, as in A1111, and the
+    default stands in."""
+    out = dict(data)
+    for name in names:
+        if name not in out or name not in model.model_fields:
+            continue
+        key = (model, name)
+        if key not in _FIELD_ADAPTERS:
+            info = model.model_fields[name]
+            _FIELD_ADAPTERS[key] = TypeAdapter(typing.Annotated[info.annotation, info])
+        try:
+            _FIELD_ADAPTERS[key].validate_python(out[name])
+        except ValidationError:
+            del out[name]
+    return out
+
+
+def _off(value: Any) -> bool:
+    return value in (None, "", "None", "none", False, 0)
+
+
+class GenerationParams(NullMeansDefault, NumbersAreNumbers):
     """Fields shared by txt2img and img2img, with A1111's names."""
 
     model_config = ConfigDict(extra="ignore", allow_inf_nan=False, validate_assignment=True)
@@ -77,6 +126,25 @@ class GenerationParams(NumbersAreNumbers):
     refiner_checkpoint: str | None = Field(None, max_length=500, description="Refiner checkpoint (SDXL refiner)")
     refiner_switch_at: float | None = Field(None, ge=0.01, le=1.0, description="Refiner switch at (fraction)")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _unused_fields_take_any_value(cls, data: Any) -> Any:
+        if isinstance(data, dict) and _off(data.get("refiner_checkpoint")):
+            data = drop_invalid_unused(cls, data, ("refiner_switch_at",))
+        return data
+
+    @model_validator(mode="after")
+    def _seeds_of_every_image_fit(self) -> GenerationParams:
+        last = self.batch_size * self.n_iter - 1
+        for name in ("seed", "subseed"):
+            value = getattr(self, name)
+            if value > SEED_MAX - last:  # reported at the field (a model-level error would name no field)
+                raise ValidationError.from_exception_data(type(self).__name__, [{
+                    "type": PydanticCustomError("seed_range", "{name} + {count} images is above {limit}",
+                                                {"name": name, "count": last + 1, "limit": SEED_MAX}),
+                    "loc": (name,), "input": value}])
+        return self
+
 
 class Txt2ImgParams(GenerationParams):
     """txt2img, with the hires fix (a second img2img pass at a larger size) and the SDXL refiner."""
@@ -94,6 +162,18 @@ class Txt2ImgParams(GenerationParams):
     hr_prompt: str = Field("", max_length=MAX_PROMPT_CHARS, description="Hires prompt; empty = the prompt")
     hr_negative_prompt: str = Field("", max_length=MAX_PROMPT_CHARS,
                                     description="Hires negative prompt; empty = the negative prompt")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _hires_fields_without_hires_take_any_value(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("enable_hr"):
+            data = drop_invalid_unused(cls, data, HIRES_FIELDS)
+        return data
+
+
+# Used only by the hires pass; A1111 reads none of them with enable_hr off (denoising_strength included, in txt2img).
+HIRES_FIELDS = ("denoising_strength", "hr_scale", "hr_upscaler", "hr_second_pass_steps", "hr_resize_x", "hr_resize_y",
+                "hr_checkpoint_name", "hr_sampler_name", "hr_scheduler", "hr_prompt", "hr_negative_prompt")
 
 
 class Img2ImgParams(GenerationParams):

@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-SEED_MAX = 2**32 - 1  # what the UI/API accept; torch.manual_seed itself takes up to 2**64 - 1
+SEED_MAX = 2**64 - 1  # what torch.manual_seed takes, and so A1111; its random seeds stay below 2**32
 _RANDOM_SEED_BOUND = 4294967294  # A1111 draws int(random.randrange(4294967294))
 RNG_SOURCES = ("GPU", "CPU", "NV")
 
@@ -29,8 +29,8 @@ RNG_SOURCES = ("GPU", "CPU", "NV")
 def fix_seed(seed: int | str | None) -> int:
     """-1, None or "" -> a random seed in [0, 4294967293] (A1111's ``random.randrange(4294967294)``).
 
-    Other values must lie in 0..2**32-1 (``ValueError`` otherwise); A1111 would pass larger ones on to torch, which
-    accepts up to 2**64-1, but its UI and every client stay in 32 bits, so we refuse rather than guess."""
+    Other values must lie in 0..2**64-1 (``ValueError`` otherwise): A1111 hands seeds to ``torch.manual_seed``,
+    which takes that range."""
     if seed is None or (isinstance(seed, str) and not seed.strip()):
         seed = -1
     value = int(seed)
@@ -228,7 +228,8 @@ class ImageRNG:
             xs.append(noise)
 
         if self.eta_noise_seed_delta:
-            self._reseed([s + self.eta_noise_seed_delta for s in self.seeds])
+            # wraps like torch's uint64 seed instead of failing mid-job for a seed near 2**64
+            self._reseed([(s + self.eta_noise_seed_delta) & 0xFFFFFFFFFFFFFFFF for s in self.seeds])
         return torch.stack(xs).to(self.device)
 
     def next(self) -> torch.Tensor:
