@@ -23,9 +23,9 @@ Where A1111 loses data we do slightly better, without changing anything A1111's 
   (A1111 mis-splits ``... SGM Uniform``). A1111's paste then shows "Automatic" when the suffix is the sampler's
   default; we keep the explicit label, which resolves to the same schedule.
 
-Not done here (they need other modules): extracting styles from the prompt (styles.csv), the ``Emphasis`` default
-(needs the prompt parser; pass ``prompt_uses_emphasis``), and ``infotext_skip_pasting`` (pass ``skip_fields``).
-Pure module: standard library only.
+Not done here (they need other modules): extracting styles from the prompt (styles.csv) and
+``infotext_skip_pasting`` (pass ``skip_fields``). The ``Emphasis`` default asks the prompt parser.
+Pure module: standard library (and the prompt parser, also pure) only.
 """
 
 from __future__ import annotations
@@ -346,7 +346,8 @@ def parse_infotext(
     otherwise it belongs to the prompt. Values are strings as found (JSON-quoted ones decoded); see the module doc
     for defaults and types.
     ``backcompat`` applies A1111's version-based compatibility flags (its ``auto_backcompat`` option, default on).
-    ``prompt_uses_emphasis(text)``, if given, lets A1111's ``Emphasis: Original`` default be filled.
+    ``prompt_uses_emphasis(text)`` decides A1111's ``Emphasis: Original`` default (for a prompt that weights
+    something and an infotext without ``Emphasis``); by default the prompt parser's ``uses_emphasis``.
     Raises ``InfotextTooLongError`` (a ValueError) for a text over ``MAX_INFOTEXT_CHARS``. Linear time.
     """
     if len(text) > MAX_INFOTEXT_CHARS:
@@ -381,9 +382,9 @@ def parse_infotext(
         res.setdefault(key, default)
     if "Cache FP16 weight for LoRA" not in res and res["FP8 weight"] != "Disable":
         res["Cache FP16 weight for LoRA"] = False
-    if "Emphasis" not in res and prompt_uses_emphasis is not None and (
-        prompt_uses_emphasis(prompt) or prompt_uses_emphasis(negative_prompt)
-    ):
+    if prompt_uses_emphasis is None:
+        from modules.prompt_parser import uses_emphasis as prompt_uses_emphasis
+    if "Emphasis" not in res and (prompt_uses_emphasis(prompt) or prompt_uses_emphasis(negative_prompt)):
         res["Emphasis"] = "Original"
     res.setdefault("Refiner switch by sampling steps", False)
 
@@ -397,14 +398,21 @@ def parse_infotext(
 # -- version --------------------------------------------------------------------------------------------------------
 
 
-def version_string(install_dir: Path, *, timeout: float = 3.0) -> str | None:
-    """The ``Version`` infotext value: ``git describe --tags`` of the install, else the first non-empty line of
-    ``CHANGELOG.md`` without ``## ``, else None (key omitted). Never raises; call once at startup and keep it.
+# Our ``Version`` infotext value starts with this name, so that A1111 (and our own paste) does not read it as an
+# old A1111 version and apply its back-compatibility flags: A1111 cuts the text at its second "-" and hands the
+# rest to ``packaging.version.parse``, which refuses "sdwebui-py"; our ``_parse_version`` wants a "v1.2.3" form.
+VERSION_PREFIX = "sdwebui-py"
+
+
+def version_string(install_dir: Path, *, timeout: float = 3.0) -> str:
+    """The ``Version`` infotext value: ``sdwebui-py-`` and ``git describe --tags --always`` of the install (a tag,
+    or the commit), else the first non-empty line of ``CHANGELOG.md`` without ``## ``, else ``sdwebui-py`` alone.
+    Never raises; call once at startup and keep it.
     """
     env = dict(os.environ, GIT_TERMINAL_PROMPT="0", GIT_OPTIONAL_LOCKS="0")
     try:
         out = subprocess.run(
-            ["git", "-C", str(install_dir), "describe", "--tags"],
+            ["git", "-C", str(install_dir), "describe", "--tags", "--always"],
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -413,18 +421,19 @@ def version_string(install_dir: Path, *, timeout: float = 3.0) -> str | None:
             check=False,
         )
         tag = out.stdout.strip()
-        if out.returncode == 0 and tag:
-            return tag
+        if out.returncode == 0 and tag and (Path(install_dir) / ".git").exists():
+            return f"{VERSION_PREFIX}-{tag}"
     except (OSError, subprocess.SubprocessError, ValueError):
         pass
     try:
         with open(Path(install_dir) / "CHANGELOG.md", encoding="utf-8", errors="replace") as f:
             for line in f:
                 if line.strip():
-                    return line.strip().replace("## ", "") or None
+                    text = line.strip().replace("## ", "")
+                    return f"{VERSION_PREFIX}-{text}" if text else VERSION_PREFIX
     except OSError:
         pass
-    return None
+    return VERSION_PREFIX
 
 
 __all__ = [

@@ -282,6 +282,12 @@ _WHEN = re.compile(r"\s*([+-]?(?:(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?
 _CLOSER_FOR = {"(": ")", "[": "]"}
 
 
+def uses_emphasis(text: str) -> bool:
+    """Whether a prompt weights any part (``(a)``, ``[b]``, ``(c:1.2)``): A1111 then assumes ``Emphasis: Original``
+    for an infotext that does not name its emphasis mode. ``BREAK`` is not emphasis."""
+    return any(weight != 1.0 and part != "BREAK" for part, weight in parse_prompt_attention(text))
+
+
 def _pack(items: Sequence[Any]) -> tuple[_Item, ...]:
     """Join adjacent texts so rendering touches only the parts that change."""
     packed: list[_Item] = []

@@ -306,9 +306,9 @@ def test_backcompat_flags_from_version() -> None:
 def test_skip_fields_and_emphasis_hook() -> None:
     res = parse_infotext("(cat:1.2)\nSteps: 20, Seed: 1, CFG scale: 7", skip_fields=["Seed", "RNG"])
     assert "Seed" not in res and "RNG" not in res
+    assert res["Emphasis"] == "Original"  # the prompt parser's default hook
+    res = parse_infotext("(cat:1.2)\nSteps: 20, Seed: 1, CFG scale: 7", prompt_uses_emphasis=lambda p: False)
     assert "Emphasis" not in res
-    res = parse_infotext("(cat:1.2)\nSteps: 20, Seed: 1, CFG scale: 7", prompt_uses_emphasis=lambda p: "(" in p)
-    assert res["Emphasis"] == "Original"
     res = parse_infotext("x\nSteps: 20, Emphasis: No norm, CFG scale: 7", prompt_uses_emphasis=lambda p: True)
     assert res["Emphasis"] == "No norm"
 
@@ -421,9 +421,43 @@ def test_round_trip_examples(prompt: str, negative: str) -> None:
 
 
 def test_version_from_changelog_when_not_a_git_checkout(tmp_path: Path) -> None:
-    assert version_string(tmp_path) is None
+    assert version_string(tmp_path) == "sdwebui-py"
     (tmp_path / "CHANGELOG.md").write_text("\n\n## v1.10.1\n\n### Fixes\n", encoding="utf-8")
-    assert version_string(tmp_path) == "v1.10.1"
+    assert version_string(tmp_path) == "sdwebui-py-v1.10.1"
+
+
+def _a1111_parse_version(text: str):
+    """A1111's infotext_versions.parse_version, written out: cut at the second "-", then packaging's parse."""
+    import re
+
+    from packaging import version
+
+    m = re.match(r"([^-]+-[^-]+)-.*", text)
+    if m:
+        text = m.group(1)
+    try:
+        return version.parse(text)
+    except Exception:
+        return None
+
+
+@pytest.mark.parametrize("ours", ["sdwebui-py", "sdwebui-py-v1.2.0", "sdwebui-py-v0.3.1-12-gabcdef0", "sdwebui-py-6172397"])
+def test_our_version_is_not_read_as_an_old_a1111_by_a1111_or_by_us(ours: str) -> None:
+    assert _a1111_parse_version(ours) is None  # A1111 applies no back-compat flag to our images
+    assert _a1111_parse_version("v1.5.2") is not None  # (the oracle does read A1111's own)
+    text = f"a [b:c:5]\nSteps: 20, Sampler: DDIM, Seed: 1, Size: 512x512, Version: {ours}"
+    res = parse_infotext(text)
+    assert not any(k in res for k in ("Old prompt editing timelines", "Pad conds v0", "Downcast alphas_cumprod"))
+    old = parse_infotext(text.replace(ours, "v1.5.2"))
+    assert old["Old prompt editing timelines"] is True and old["Pad conds v0"] is True
+
+
+def test_emphasis_original_is_assumed_for_a_weighted_prompt_without_emphasis() -> None:
+    params = "Steps: 20, Sampler: Euler, Seed: 1, Size: 512x512"
+    assert parse_infotext(f"a (cat:1.2)\n{params}")["Emphasis"] == "Original"
+    assert parse_infotext(f"a cat\nNegative prompt: [ugly]\n{params}")["Emphasis"] == "Original"
+    assert "Emphasis" not in parse_infotext(f"a cat BREAK a dog\n{params}")
+    assert parse_infotext(f"a (cat:1.2)\n{params}, Emphasis: No norm")["Emphasis"] == "No norm"
 
 
 def test_version_never_raises_on_git_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -432,7 +466,7 @@ def test_version_never_raises_on_git_failure(tmp_path: Path, monkeypatch: pytest
 
     monkeypatch.setattr(infotext.subprocess, "run", boom)
     (tmp_path / "CHANGELOG.md").write_text("## 1.2.3\n", encoding="utf-8")
-    assert version_string(tmp_path) == "1.2.3"
+    assert version_string(tmp_path) == "sdwebui-py-1.2.3"
 
 
 def test_version_from_git_tag(tmp_path: Path) -> None:
@@ -443,7 +477,7 @@ def test_version_from_git_tag(tmp_path: Path) -> None:
             subprocess.run(["git", "-C", str(tmp_path), *cmd], check=True, env=env, capture_output=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         pytest.skip("git not usable here")
-    assert version_string(tmp_path) == "v9.8.7"
+    assert version_string(tmp_path) == "sdwebui-py-v9.8.7"
 
 
 # -- purity ---------------------------------------------------------------------------------------------------------
