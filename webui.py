@@ -68,6 +68,22 @@ def _add_http_middleware(app: Any, args: Any) -> None:
         return response
 
 
+def _add_login_check(app: Any, guard: Any) -> None:
+    """A1111's ``/login_check`` (gradio 3's, at the root; gradio 6 moved its own under /gradio_api): ``null`` when no
+    login is set or the caller is logged in (Basic credentials or the UI's cookie), else 401 "Not authenticated".
+    Added before gradio is mounted at "/", which would otherwise take the path."""
+    from fastapi import HTTPException, Request
+
+    def login_check(request: Request) -> None:
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        if not guard.authenticated(headers):
+            raise HTTPException(status_code=401, detail="Not authenticated")
+
+    login_check.__annotations__ = {"request": Request, "return": None}  # resolved here: the import is local
+    for path in ("/login_check", "/login_check/"):
+        app.add_api_route(path, login_check, methods=["GET"], include_in_schema=False)
+
+
 def create_app(args: Any, extensions: list[Any] | None = None) -> Any:  # -> FastAPI
     """Build the whole application for ``args`` (used by main() and by the tests' real servers). ``extensions``
     are the ones main() already discovered (and ran preload.py of); otherwise they are discovered here."""
@@ -126,6 +142,8 @@ def create_app(args: Any, extensions: list[Any] | None = None) -> Any:  # -> Fas
     demo = None
     if not args.nowebui:
         import gradio as gr
+
+        _add_login_check(app, guard)
 
         from modules.ui.app import CSS, build_ui, page_js
 

@@ -220,3 +220,21 @@ def test_repeated_wrong_logins_are_locked_out(data_dir):
     for _ in range(10):
         ui.post("/login", data={"username": "ann", "password": "nope"})
     assert ui.post("/login", data={"username": "ann", "password": "pw"}).status_code == 429
+
+
+def test_login_check_answers_as_a1111s(data_dir):
+    """gradio 3's /login_check, which A1111 served and clients probe: null when no login is needed or given, else 401
+    "Not authenticated" (no Basic challenge: a browser must not pop up a dialog)."""
+    open_ui = client_for(data_dir, "--api")
+    r = open_ui.get("/login_check")
+    assert r.status_code == 200 and r.json() is None
+    locked = client_for(data_dir, "--api", "--gradio-auth", "ann:pw")
+    r = locked.get("/login_check")
+    assert r.status_code == 401 and r.json() == {"detail": "Not authenticated"}
+    assert "www-authenticate" not in r.headers
+    assert locked.get("/login_check", headers=basic("ann", "wrong")).status_code == 401
+    assert locked.get("/login_check/", headers=basic("ann", "pw")).json() is None
+    assert locked.post("/login", data={"username": "ann", "password": "pw"}).status_code == 200
+    r = locked.get("/login_check")  # the UI's login cookie
+    assert r.status_code == 200 and r.json() is None
+    assert client_for(data_dir, "--nowebui").get("/login_check").status_code == 404  # no UI, no gradio route

@@ -75,6 +75,8 @@ class GuardPolicy:
     # UI login cookie. Without the UI every route needs credentials.
     served_by_gradio: Callable[[Scope], bool] = lambda scope: False
     session_user: Callable[[dict[str, str]], str | None] = lambda cookies: None
+    # Routes that answer "who are you" themselves, as gradio's would (A1111's /login_check).
+    self_checking_paths: frozenset[str] = frozenset({"/login_check", "/login_check/"})
 
     @classmethod
     def from_args(cls, args: Any, credentials: dict[str, str]) -> GuardPolicy:
@@ -114,6 +116,13 @@ class GuardPolicy:
         if origin in self.trusted_origins or (self.origin_regex is not None and self.origin_regex.fullmatch(origin)):
             return True
         return urlsplit(origin).netloc == host_header.strip().lower()
+
+    def authenticated(self, headers: dict[str, str]) -> bool:
+        """HTTP Basic credentials or the UI's login cookie; True when no login is set at all."""
+        if not self.credentials:
+            return True
+        return (self.basic_ok(headers.get("authorization", ""))
+                or self.session_user(_cookies(headers.get("cookie", ""))) is not None)
 
     def basic_ok(self, header: str) -> bool:
         scheme, _, value = header.partition(" ")
@@ -268,9 +277,9 @@ class RequestGuard:
                     return 400, "invalid Content-Length", {}
                 if too_big:
                     return 413, f"request body larger than {policy.max_body // (1024 * 1024)} MB", {}
-        if policy.credentials and not policy.served_by_gradio(scope):
-            if not (policy.basic_ok(headers.get("authorization", ""))
-                    or policy.session_user(_cookies(headers.get("cookie", ""))) is not None):
+        if (policy.credentials and not policy.served_by_gradio(scope)
+                and scope.get("path", "") not in policy.self_checking_paths):
+            if not policy.authenticated(headers):
                 return 401, "Incorrect username or password", {"www-authenticate": "Basic"}
         return None
 
