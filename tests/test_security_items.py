@@ -100,7 +100,7 @@ def test_img2img_batch_handler_refuses_each_outside_folder_and_touches_nothing(e
     submitted = []
     exposed_runtime.submit_img2img = lambda *a, **k: submitted.append(a)  # a job would read the images
     outputs = list(img2img_tab.run_batch(exposed_runtime, {"prompt": "x"}, None, folders["input"], folders["output"],
-                                         folders["mask"], {}, png_info))
+                                         folders["mask"], png_info))
     assert "outside the data folder" in _batch_error(outputs)
     assert {"input": "img2img_batch_input_dir", "output": "img2img_batch_output_dir",
             "mask": "img2img_batch_inpaint_mask_dir", "png_info": "img2img_batch_png_info_dir"}[field] \
@@ -116,7 +116,7 @@ def test_img2img_batch_skips_links_out_of_an_allowed_folder(exposed_runtime, tmp
     secret = red_png(tmp_path / "elsewhere" / "secret.png")
     (data / "in").mkdir()
     (data / "in" / "secret.png").symlink_to(secret)
-    outputs = list(img2img_tab.run_batch(exposed_runtime, {"prompt": "x"}, None, str(data / "in"), "", "", {}))
+    outputs = list(img2img_tab.run_batch(exposed_runtime, {"prompt": "x"}, None, str(data / "in"), "", ""))
     assert "no images to process" in _batch_error(outputs)
 
 

@@ -200,14 +200,14 @@ def test_batch_from_directory_writes_results_under_the_input_names(tmp_path):
         (source / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
         values = {**VALUES, "inpaint_full_res": "Whole picture", "inpainting_mask_invert": "Inpaint masked",
                   "inpainting_fill": "original", "denoising_strength": 0.8, "steps": 2.0}
-        outputs = list(tab.run_batch(rt, values, None, str(source), str(target), str(masks), {}))
+        outputs = list(tab.run_batch(rt, values, None, str(source), str(target), str(masks)))
         written = sorted(p.name for p in target.iterdir())
         assert written == ["one.png", "two.png"]  # the unreadable file is reported, the others are done
         assert any("Error" in str(o[1]) for o in outputs)
         one = np.asarray(Image.open(target / "one.png").convert("RGB")).astype(int)
         assert (one[40:, 40:] == (200, 30, 30)).all()  # outside its mask: the input
         assert Image.open(target / "two.png").info["parameters"].startswith("a cat")
-        again = list(tab.run_batch(rt, values, None, str(source), str(target), "", {}))
+        again = list(tab.run_batch(rt, values, None, str(source), str(target), ""))
         assert again and len(list(target.iterdir())) == 4  # a second run never overwrites the first
     finally:
         rt.jobs.stop()

@@ -373,6 +373,7 @@ def _run_job(p: GenerationParams, ctx: ProcessingContext, plan: Plan) -> Process
             infotexts.append(text)
         ctx.progress.next_job(n + 1)  # the batch is complete even when skipped mid-way
 
+    interrupted = interrupted or ctx.progress.interrupted  # a batch cut short still came back (its prediction)
     index_of_first_image = 0
     want_grid = (settings.get("return_grid", True) or settings.get("grid_save", True)) and not p.do_not_save_grid
     grid_wanted = want_grid and (len(images) > 1 or (images and not settings.get("grid_only_if_multiple", True)))

@@ -101,8 +101,16 @@ def build_size_and_batch(tab: str, f: dict[str, Any]) -> Any:
     return swap
 
 
-def build_seed_controls(tab: str, f: dict[str, Any], last_seed: dict[str, int]) -> None:
-    """Seed with 🎲 (random) and ♻️ (last seed), and the "Extra" variation-seed section."""
+@dataclass
+class SeedButtons:
+    """♻️ for the seed and the variation seed; wired to the output panel by ``wire_reuse_seed`` once it exists."""
+
+    reuse_seed: Any
+    reuse_subseed: Any
+
+
+def build_seed_controls(tab: str, f: dict[str, Any]) -> SeedButtons:
+    """Seed with 🎲 (random) and ♻️ (the shown image's seed), and the "Extra" variation-seed section."""
     with gr.Row():
         f["seed"] = gr.Number(value=-1, label="Seed", precision=0, elem_id=f"{tab}_seed")
         random_seed = gr.Button("🎲️", elem_id=f"{tab}_random_seed", min_width=40, scale=0)
@@ -111,6 +119,8 @@ def build_seed_controls(tab: str, f: dict[str, Any], last_seed: dict[str, int]) 
     with gr.Group(visible=False) as extra_group:
         with gr.Row():
             f["subseed"] = gr.Number(value=-1, label="Variation seed", precision=0, elem_id=f"{tab}_subseed")
+            random_subseed = gr.Button("🎲️", elem_id=f"{tab}_random_subseed", min_width=40, scale=0)
+            reuse_subseed = gr.Button("♻️", elem_id=f"{tab}_reuse_subseed", min_width=40, scale=0)
             f["subseed_strength"] = gr.Slider(0, 1, value=0, step=0.01, label="Variation strength",
                                               elem_id=f"{tab}_subseed_strength")
         with gr.Row():
@@ -119,8 +129,31 @@ def build_seed_controls(tab: str, f: dict[str, Any], last_seed: dict[str, int]) 
             f["seed_resize_from_h"] = gr.Slider(0, 2048, value=0, step=8, label="Resize seed from height",
                                                 elem_id=f"{tab}_seed_resize_from_h")
     random_seed.click(lambda: -1, outputs=[f["seed"]])
-    reuse_seed.click(lambda s: last_seed.get("seed", s), inputs=[f["seed"]], outputs=[f["seed"]])
+    random_subseed.click(lambda: -1, outputs=[f["subseed"]])
     f["show_extra"].change(lambda v: gr.update(visible=bool(v)), inputs=[f["show_extra"]], outputs=[extra_group])
+    return SeedButtons(reuse_seed, reuse_subseed)
+
+
+def seed_to_reuse(info: dict[str, Any] | None, selected: int | None, current: Any, subseed: bool = False) -> Any:
+    """A1111's ♻️: the seed (or, with a variation strength, the variation seed) of the image selected in this
+    page's gallery, else of the first image; the grid counts as the first. Nothing shown yet: -1 (random), as
+    A1111. ``info`` is this browser session's own result (a ``gr.State``), never another session's."""
+    if not isinstance(info, dict) or not info.get("all_seeds"):
+        return -1
+    if subseed and not info.get("subseed_strength"):
+        return current
+    seeds = list(info["all_subseeds" if subseed else "all_seeds"])
+    index = (selected if isinstance(selected, int) else 0) - int(info.get("index_of_first_image", 0))
+    return seeds[index if 0 <= index < len(seeds) else 0]
+
+
+def wire_reuse_seed(buttons: SeedButtons, f: dict[str, Any], panel: OutputPanel) -> None:
+    inputs = [panel.generation_info, panel.selected]
+    buttons.reuse_seed.click(lambda info, sel, cur: seed_to_reuse(info, sel, cur), inputs=[*inputs, f["seed"]],
+                             outputs=[f["seed"]], queue=False, show_progress="hidden")
+    buttons.reuse_subseed.click(lambda info, sel, cur: seed_to_reuse(info, sel, cur, subseed=True),
+                                inputs=[*inputs, f["subseed"]], outputs=[f["subseed"]], queue=False,
+                                show_progress="hidden")
 
 
 def build_refiner_controls(rt: Runtime, tab: str, f: dict[str, Any]) -> None:
@@ -275,7 +308,7 @@ def ui_values(values: dict[str, Any]) -> dict[str, Any]:
 Outputs = tuple[Any, Any, Any, Any, Any]  # gallery, infotext html, progress html, preview, generation info
 
 
-def stream_job(rt: Runtime, submit: Callable[[], Any], last_seed: dict[str, int]) -> Iterator[Outputs]:
+def stream_job(rt: Runtime, submit: Callable[[], Any]) -> Iterator[Outputs]:
     """Queue the job ``submit()`` returns and yield (gallery, infotext, progress, preview, info) until it ends.
     Bad input becomes a readable message in the infotext area; nothing else on the page changes."""
     try:
@@ -303,15 +336,15 @@ def stream_job(rt: Runtime, submit: Callable[[], Any], last_seed: dict[str, int]
     except JobFailed as err:
         yield gr.update(), error_html(str(err)), "", gr.update(visible=False), gr.update()
         return
-    if processed.all_seeds:
-        last_seed["seed"] = processed.all_seeds[0]
     text = processed.infotexts[processed.index_of_first_image] if processed.infotexts else ""
     notes = list(processed.comments)
     if processed.interrupted:
         notes.append("Interrupted: finished images were kept.")
     note = "".join(f"<p class='comments'>{words(n)}</p>" for n in notes)
     info = {"infotexts": list(processed.infotexts), "index_of_first_image": processed.index_of_first_image,
-            "paths": [str(p) if p is not None else None for p in processed.saved_paths]}
+            "paths": [str(p) if p is not None else None for p in processed.saved_paths],
+            "all_seeds": list(processed.all_seeds), "all_subseeds": list(processed.all_subseeds),
+            "subseed_strength": processed.params.subseed_strength}
     yield gallery_items(processed), note + infotext_html(text), "", gr.update(visible=False), info
 
 

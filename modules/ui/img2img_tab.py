@@ -252,7 +252,6 @@ def _copy_buttons(tab_ids: list[str]) -> dict[str, Any]:
 def build_img2img_tab(rt: Runtime) -> Img2ImgControls:
     tab = "img2img"
     f: dict[str, Any] = {}
-    last_seed: dict[str, int] = {}
     images: dict[str, Any] = {}
     row = common.build_prompt_row(rt, tab, f)
     mode = gr.State(IMG2IMG)
@@ -334,7 +333,7 @@ def build_img2img_tab(rt: Runtime) -> Img2ImgControls:
             script_controls.section(rt, tab, "cfg")
             f["denoising_strength"] = gr.Slider(0, 1, value=0.75, step=0.01, label="Denoising strength",
                                                 elem_id="img2img_denoising_strength")
-            common.build_seed_controls(tab, f, last_seed)
+            seed_buttons = common.build_seed_controls(tab, f)
             script_controls.section(rt, tab, "seed")
             common.build_refiner_controls(rt, tab, f)
             script_controls.scripts_area(rt, tab)
@@ -367,6 +366,7 @@ def build_img2img_tab(rt: Runtime) -> Img2ImgControls:
     from modules.processing import saving
 
     common.wire_output_panel(rt, output, saving.IMG2IMG)
+    common.wire_reuse_seed(seed_buttons, f, output)
     mode_outputs = [mode, mode_tabs, inpaint_controls, f["mask_alpha"]]
 
     # Mode tabs: remember the mode, show the inpaint controls where they apply (A1111's visibility rule).
@@ -420,7 +420,7 @@ def build_img2img_tab(rt: Runtime) -> Img2ImgControls:
         if mode_index == BATCH:
             png_info = (png_dir or "", list(props or [])) if use_png else None
             scripts_call = scripts.call(field_values)
-            yield from run_batch(rt, field_values, files, input_dir, output_dir, mask_dir, last_seed, png_info,
+            yield from run_batch(rt, field_values, files, input_dir, output_dir, mask_dir, png_info,
                                  scripts_call)
             return
         def submit() -> Any:
@@ -428,7 +428,7 @@ def build_img2img_tab(rt: Runtime) -> Img2ImgControls:
             params, script = params_and_script(mode_index, image_values, field_values, postprocessing_names(rt))
             return rt.submit_img2img(params, script=script, scripts_call=scripts_call)
 
-        yield from common.stream_job(rt, submit, last_seed)
+        yield from common.stream_job(rt, submit)
 
     generating = row.generate.click(generate_fn, inputs=[mode, *image_list, *inputs, *batch_components],
                        outputs=[output.gallery, output.infotext, output.progress, output.preview,
@@ -439,7 +439,7 @@ def build_img2img_tab(rt: Runtime) -> Img2ImgControls:
 
 
 def run_batch(rt: Runtime, values: dict[str, Any], files: list[Any] | None, input_dir: str, output_dir: str,
-              mask_dir: str, last_seed: dict[str, int], png_info: tuple[str, list[str]] | None = None,
+              mask_dir: str, png_info: tuple[str, list[str]] | None = None,
               scripts_call: Any = None) -> Iterator[common.Outputs]:
     """Batch mode: one job per image (its mask by name when a mask folder is given), results shown together; with
     an output directory the results are also written there under the input's name, never over a file. With
@@ -488,7 +488,7 @@ def run_batch(rt: Runtime, values: dict[str, Any], files: list[Any] | None, inpu
                     data["override_settings"].pop("sd_model_checkpoint")
             return rt.submit_img2img(Img2ImgParams(**data, init_images=[image], mask=mask), scripts_call=scripts_call)
 
-        for out in common.stream_job(rt, submit, last_seed):
+        for out in common.stream_job(rt, submit):
             last = out
             gallery_update, info_html, progress, preview, info = out
             if isinstance(info, dict) and "infotexts" in info:  # finished (gr.update() is a dict too)

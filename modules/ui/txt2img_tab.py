@@ -118,7 +118,6 @@ def build_hires_controls(rt: Runtime, f: dict[str, Any]) -> Any:
 def build_txt2img_tab(rt: Runtime) -> Txt2ImgControls:
     tab = "txt2img"
     f: dict[str, Any] = {}
-    last_seed: dict[str, int] = {}
     row = common.build_prompt_row(rt, tab, f)
     with gr.Row():
         with gr.Column(scale=1):
@@ -129,7 +128,7 @@ def build_txt2img_tab(rt: Runtime) -> Txt2ImgControls:
             script_controls.section(rt, tab, "batch")
             f["cfg_scale"] = gr.Slider(1, 30, value=7, step=0.5, label="CFG Scale", elem_id=f"{tab}_cfg_scale")
             script_controls.section(rt, tab, "cfg")
-            common.build_seed_controls(tab, f, last_seed)
+            seed_buttons = common.build_seed_controls(tab, f)
             script_controls.section(rt, tab, "seed")
             build_hires_controls(rt, f)
             common.build_refiner_controls(rt, tab, f)
@@ -144,6 +143,7 @@ def build_txt2img_tab(rt: Runtime) -> Txt2ImgControls:
     from modules.processing import saving
 
     common.wire_output_panel(rt, output, saving.TXT2IMG)
+    common.wire_reuse_seed(seed_buttons, f, output)
 
     inputs = list(f.values())
     names = list(f.keys())
@@ -173,7 +173,7 @@ def build_txt2img_tab(rt: Runtime) -> Txt2ImgControls:
         return rt.submit_txt2img(params, script=script, scripts_call=scripts_call)
 
     def generate_fn(*values: Any) -> Iterator[common.Outputs]:
-        yield from common.stream_job(rt, lambda: submit(values), last_seed)
+        yield from common.stream_job(rt, lambda: submit(values))
 
     generating = row.generate.click(generate_fn, inputs=inputs,
                        outputs=[output.gallery, output.infotext, output.progress, output.preview,
