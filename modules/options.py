@@ -3,6 +3,12 @@
 The registry is the single source for the Settings tab, ``GET/POST /sdapi/v1/options`` and validation. Writes are
 validate-then-atomic: a bad value is refused with a message naming the key and nothing is written. Pure module: no
 torch, no gradio.
+
+The registry holds every A1111 setting (``modules.a1111_settings``): the ones this server acts on are declared in
+``builtin_options()`` (or listed in ``a1111_settings.IMPLEMENTED``) and validated strictly; the others are *stored
+only* (``OptionInfo.used`` is False): kept, saved and returned for A1111 tools, and accepted as leniently as A1111
+accepts them (it checks no types when a setting is written). ``config.json`` is written with every key, defaults
+included, as A1111 writes it.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ class OptionInfo:
     comment: str = ""
     onchange: Callable[[], None] | None = None
     needs_reload_ui: bool = False
+    used: bool = True  # False: an A1111 setting this server stores and returns but does not act on ("stored only")
 
     def __post_init__(self) -> None:
         if not self.kind:
@@ -66,8 +73,44 @@ def _kind_of(value: Any) -> str:
     return "str"
 
 
+MAX_TEXT = 10_000  # characters in one text value
+MAX_STORED_JSON = 100_000  # characters of one stored-only value, as JSON
+
+
+def _coerce_stored(key: str, info: OptionInfo, value: Any) -> Any:
+    """A stored-only setting: any JSON value, as A1111 (which checks no types on write) takes it; numbers of the
+    setting's kind are normalised (1 -> 1.0 for a float, 2.0 -> 2 for an int). Only sizes and non-finite numbers
+    are refused, so a hostile client cannot bloat config.json."""
+    import json
+    import math
+
+    if isinstance(value, float) and not math.isfinite(value):
+        raise OptionError(key, "expected a finite number")
+    if isinstance(value, str) and len(value) > MAX_TEXT:
+        raise OptionError(key, f"text is too long ({MAX_TEXT:,} characters at most)")
+    if isinstance(value, tuple):
+        value = list(value)
+    if isinstance(value, (list, dict)):
+        try:
+            size = len(json.dumps(value, allow_nan=False))
+        except (TypeError, ValueError) as err:
+            raise OptionError(key, f"expected a JSON value ({err})") from None
+        if size > MAX_STORED_JSON:
+            raise OptionError(key, f"value is too large ({MAX_STORED_JSON:,} characters of JSON at most)")
+    elif value is not None and not isinstance(value, (bool, int, float, str)):
+        raise OptionError(key, f"expected a JSON value, got {type(value).__name__}")
+    if not isinstance(value, bool):
+        if info.kind == "float" and isinstance(value, int):
+            value = float(value)
+        elif info.kind == "int" and isinstance(value, float) and value.is_integer():
+            value = int(value)
+    return value
+
+
 def _coerce(key: str, info: OptionInfo, value: Any) -> Any:
     """Check and normalise one value against its OptionInfo; raise OptionError with a readable reason."""
+    if not info.used:
+        return _coerce_stored(key, info, value)
     kind = info.kind
     if value is None and info.default is None:
         return None
@@ -96,13 +139,18 @@ def _coerce(key: str, info: OptionInfo, value: Any) -> Any:
     else:
         if not isinstance(value, str):
             raise OptionError(key, f"expected text, got {type(value).__name__}")
-        if len(value) > 10_000:
-            raise OptionError(key, "text is too long (10,000 characters at most)")
+        if len(value) > MAX_TEXT:
+            raise OptionError(key, f"text is too long ({MAX_TEXT:,} characters at most)")
     choices = info.current_choices()
     if choices is not None and kind != "list" and value not in choices:
         shown = ", ".join(map(str, choices[:30]))
         raise OptionError(key, f"{value!r} is not one of: {shown}")
     return value
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Equal, and both booleans or neither (``True == 1`` in Python, but 1 is no value for a checkbox)."""
+    return a == b and isinstance(a, bool) == isinstance(b, bool)
 
 
 SAVING = ("saving-images", "Saving images/grids")
@@ -115,7 +163,11 @@ IMG2IMG = ("img2img", "img2img")
 UPSCALING = ("upscaling", "Upscaling")
 INFOTEXT = ("infotext", "Infotext")
 PREVIEW = ("ui", "Live previews")
-UI = ("ui_alternatives", "User interface")
+UI = ("ui", "User interface")
+UI_ALTERNATIVES = ("ui_alternatives", "UI alternatives")
+GALLERY = ("ui_gallery", "Gallery")
+COMPATIBILITY = ("compatibility", "Compatibility")
+EXTRA_NETWORKS = ("extra_networks", "Extra Networks")
 SYSTEM = ("system", "System")
 EXTENSIONS = ("extensions", "Extensions")
 
@@ -135,8 +187,8 @@ def builtin_options() -> dict[str, OptionInfo]:
                              minimum=-1, maximum=16),
         "grid_prevent_empty_spots": OptionInfo(False, "Prevent empty spots in grid (when set to autodetect)", SAVING),
         "enable_pnginfo": OptionInfo(True, "Save text information about generation parameters as chunks to png files",
-                                     SAVING),
-        "save_txt": OptionInfo(False, "Create a text file with infotext next to every image", SAVING),
+                                     INFOTEXT),
+        "save_txt": OptionInfo(False, "Create a text file with infotext next to every image", INFOTEXT),
         "save_images_before_highres_fix": OptionInfo(False, "Save copy of each image before applying highres fix.",
                                                      SAVING),
         "use_original_name_batch": OptionInfo(True, "Use original name for output filename during batch process in "
@@ -175,7 +227,7 @@ def builtin_options() -> dict[str, OptionInfo]:
         "emphasis": OptionInfo("Original", "Emphasis mode", SD, choices=("Original", "No norm", "Ignore", "None"),
                                infotext="Emphasis"),
         "comma_padding_backtrack": OptionInfo(20, "Prompt word wrap length limit", SD, minimum=0, maximum=74),
-        "use_old_scheduling": OptionInfo(False, "Use old prompt editing timelines", SD,
+        "use_old_scheduling": OptionInfo(False, "Use old prompt editing timelines", COMPATIBILITY,
                                          infotext="Old prompt editing timelines"),
         "randn_source": OptionInfo("GPU", "Random number generator source", SD, choices=("GPU", "CPU", "NV"),
                                    infotext="RNG"),
@@ -210,7 +262,7 @@ def builtin_options() -> dict[str, OptionInfo]:
         "add_vae_name_to_info": OptionInfo(True, "Add VAE name to infotext", INFOTEXT),
         "add_vae_hash_to_info": OptionInfo(True, "Add VAE hash to infotext", INFOTEXT),
         "textual_inversion_add_hashes_to_infotext": OptionInfo(True, "Add Textual Inversion hashes to infotext",
-                                                               INFOTEXT),
+                                                               EXTRA_NETWORKS),
         # Live previews
         "show_progressbar": OptionInfo(True, "Show progressbar", PREVIEW),
         "live_previews_enable": OptionInfo(True, "Show live previews of the created image", PREVIEW),
@@ -218,11 +270,11 @@ def builtin_options() -> dict[str, OptionInfo]:
                                                   minimum=-1, maximum=32),
         # User interface
         "localization": OptionInfo("None", "Localization", UI, needs_reload_ui=True),
-        "return_grid": OptionInfo(True, "Show grid in gallery", UI),
-        "hires_fix_show_sampler": OptionInfo(False, "Hires fix: show hires checkpoint and sampler selection", UI,
-                                             needs_reload_ui=True),
-        "hires_fix_show_prompts": OptionInfo(False, "Hires fix: show hires prompt and negative prompt", UI,
-                                             needs_reload_ui=True),
+        "return_grid": OptionInfo(True, "Show grid in gallery", GALLERY),
+        "hires_fix_show_sampler": OptionInfo(False, "Hires fix: show hires checkpoint and sampler selection",
+                                             UI_ALTERNATIVES, needs_reload_ui=True),
+        "hires_fix_show_prompts": OptionInfo(False, "Hires fix: show hires prompt and negative prompt",
+                                             UI_ALTERNATIVES, needs_reload_ui=True),
         # System
         "samples_log_stdout": OptionInfo(False, "Always print all generation info to standard output", SYSTEM),
         "max_job_megapixel_steps": OptionInfo(1_000_000.0, "Largest job accepted, in megapixel-steps (width x height "
@@ -238,16 +290,39 @@ def builtin_options() -> dict[str, OptionInfo]:
     }
 
 
+def a1111_option(fact: Any) -> OptionInfo:
+    """An A1111 setting from ``modules.a1111_settings`` as an OptionInfo: stored only unless listed in
+    ``IMPLEMENTED``. Choices A1111 computes at run time (models, scripts) are not known here and not checked."""
+    from modules import a1111_settings
+
+    return OptionInfo(fact.default, fact.label, fact.section.key, kind=fact.kind, minimum=fact.minimum,
+                      maximum=fact.maximum, step=fact.step, choices=fact.choices, restricted=fact.restricted,
+                      infotext=fact.infotext, comment=fact.comment, needs_reload_ui=fact.needs_reload_ui,
+                      used=fact.key in a1111_settings.IMPLEMENTED)
+
+
+def default_registry() -> dict[str, OptionInfo]:
+    """Every setting: A1111's keys in A1111's order (``builtin_options()`` where it declares them, the facts of
+    ``modules.a1111_settings`` otherwise), then our own keys A1111 lacks."""
+    from modules.a1111_settings import A1111_SETTINGS
+
+    builtin = builtin_options()
+    registry = {key: builtin.pop(key, None) or a1111_option(fact) for key, fact in A1111_SETTINGS.items()}
+    registry.update(builtin)  # ours: vae_tiling, job limits...
+    return registry
+
+
 class Options:
     """Current setting values over a registry; thread-safe; persisted atomically to ``config.json``.
 
     Unknown keys found in config.json (from extensions not loaded now, or newer versions) are kept and written back,
-    so a user never loses them.
+    so a user never loses them. Saving writes every key, defaults included, as A1111 does (tools recognise a web UI
+    folder by keys such as ``outdir_txt2img_samples`` in its config.json).
     """
 
     def __init__(self, path: Path, registry: Mapping[str, OptionInfo] | None = None) -> None:
         self.path = path
-        self.registry: dict[str, OptionInfo] = dict(registry or builtin_options())
+        self.registry: dict[str, OptionInfo] = dict(registry or default_registry())
         self.data: dict[str, Any] = {}
         self.quarantined: Path | None = None
         self.unreadable: str | None = None  # why config.json could not be read at all (a folder, no permission)
@@ -301,7 +376,7 @@ class Options:
             info = self.registry.get(key)
             if info is None:
                 raise OptionError(key, "unknown setting")
-            if from_api and info.restricted:
+            if from_api and info.restricted and not same_value(value, self.get(key)):  # the same value: no write
                 raise OptionError(key, "this setting can only be changed in config.json or the local UI")
             clean[key] = _coerce(key, info, value)
         return clean
@@ -310,7 +385,7 @@ class Options:
         """Validate all, then store and persist atomically. Returns the keys whose value changed."""
         with self._lock:
             clean = self.validate(changes, from_api=from_api)
-            changed = [k for k, v in clean.items() if self.get(k) != v]
+            changed = [k for k, v in clean.items() if not same_value(self.get(k), v)]
             if not changed:
                 return []
             if self.frozen and save:
@@ -383,7 +458,7 @@ class Options:
         import json
 
         with self._lock:
-            text = json.dumps(self.data, indent=4, ensure_ascii=False, default=str)
+            text = json.dumps(self.as_dict(), indent=4, ensure_ascii=False, default=str)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fileio.atomic_write_text(self.path, text, private=True)  # extensions keep API keys and tokens here
 

@@ -339,9 +339,11 @@ def build_router(rt: Runtime) -> APIRouter:
 
     @router.post("/options")
     async def set_options(req: dict[str, Any] = Body(...)) -> None:
+        from modules.options import same_value
+
         current = rt.options.as_dict()
         # Clients often post back what GET returned: unchanged values (restricted or not) are no-ops.
-        changes = {k: v for k, v in req.items() if not (k in current and current[k] == v)}
+        changes = {k: v for k, v in req.items() if not (k in current and same_value(current[k], v))}
         checkpoint = changes.pop("sd_model_checkpoint", None)
         rt.options.validate(changes, from_api=True)
         if checkpoint is not None:

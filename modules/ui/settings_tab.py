@@ -12,6 +12,10 @@ Wiring for modules/ui/app.py (the lead adds these lines; this module does not ed
 
 Keys shown in the quick-settings bar (``QUICKSETTINGS``) are not repeated here, so no elem_id appears twice.
 The conversion, diff and apply logic are plain functions (no gradio) so they unit test fast.
+
+Sections follow A1111's Settings page (``modules.a1111_settings.display_order``); sections A1111 lacks (ours,
+extensions') follow. A1111 settings this server stores but does not act on (``OptionInfo.used`` False) are marked
+"stored only" on each setting, and on the section title when none of its settings is used.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from modules.a1111_settings import display_order
 from modules.options import OptionError, OptionInfo, Options
 
 # Live in the quick-settings bar (app.py) with the same elem_ids; never built twice.
@@ -31,25 +36,68 @@ MAX_SLIDER_SPAN = 100_000
 
 RELOAD_JS = "() => { location.reload(); }"
 
+# Sections kept off this tab: set on the Extensions tab, or A1111's hidden options.
+HIDDEN_SECTIONS = ("extensions", "hidden")
+
+STORED_ONLY = "stored only"
+STORED_ONLY_INFO = "stored only: kept for A1111 tools, not used by this server"  # the legend says more
+STORED_ONLY_CLASS = "setting-stored-only"
+LEGEND_HTML = ("<div class='settings-legend'>Settings marked <i>stored only</i> are A1111 settings this server keeps "
+               "in config.json and returns over the API for tools made for A1111, but does not act on.</div>")
+
 
 # -- pure logic (no gradio) ------------------------------------------------------------------------------------
 def elem_id_for(key: str) -> str:
     return f"setting_{key}"
 
 
+_A1111_RANK = {section.key: i for i, section in enumerate(display_order())}
+
+
 def visible_keys(options: Options, *, hide_dir_config: bool = False) -> list[str]:
-    """Registry keys the tab shows, in registry order."""
-    return [k for k, info in options.registry.items()
-            if k not in QUICKSETTINGS and info.section[0] != "extensions"  # those are on the Extensions tab
+    """Registry keys the tab shows, in the order it shows them: A1111's sections in A1111's order, then other
+    sections in the order they first appear in the registry; registry order inside a section."""
+    keys = [k for k, info in options.registry.items()
+            if k not in QUICKSETTINGS and info.section[0] not in HIDDEN_SECTIONS
             and not (hide_dir_config and info.restricted)]
+    first_seen: dict[tuple[str, str], int] = {}
+    for key in keys:
+        first_seen.setdefault(tuple(options.registry[key].section), len(first_seen))
+
+    def rank(key: str) -> tuple[int, int]:
+        section = tuple(options.registry[key].section)
+        a1111 = _A1111_RANK.get(section)
+        return (0, a1111) if a1111 is not None else (1, first_seen[section])
+
+    return sorted(keys, key=rank)  # stable: registry order inside a section
 
 
 def sections(options: Options, keys: Iterable[str]) -> list[tuple[tuple[str, str], list[str]]]:
-    """Group keys by section, sections in the order they first appear in the registry."""
+    """Group keys by section, sections in the order they first appear in ``keys``."""
     out: dict[tuple[str, str], list[str]] = {}
     for key in keys:
         out.setdefault(tuple(options.registry[key].section), []).append(key)
     return list(out.items())
+
+
+def section_ids(grouped: Sequence[tuple[tuple[str, str], list[str]]]) -> list[str]:
+    """A unique id per section for elem_ids: the section id, or id_title where sections share an id (A1111's "User
+    interface" and "Live previews" are both "ui")."""
+    counts: dict[str, int] = {}
+    for (sid, _title), _keys in grouped:
+        counts[sid] = counts.get(sid, 0) + 1
+    out = []
+    for (sid, title), _keys in grouped:
+        slug = "".join(ch if ch.isalnum() else "_" for ch in title.lower()).strip("_")
+        out.append(sid if counts[sid] == 1 else f"{sid}_{slug}")
+    return out
+
+
+def section_title(options: Options, title: str, keys: Sequence[str]) -> str:
+    """The accordion title: marked stored only when none of the section's settings is used."""
+    if keys and not any(options.registry[k].used for k in keys):
+        return f"{title} ({STORED_ONLY})"
+    return title
 
 
 def _ui_value(info: OptionInfo, value: Any) -> Any:
@@ -72,9 +120,16 @@ def component_spec(key: str, info: OptionInfo, value: Any = None) -> dict[str, A
         value = info.default
     kwargs: dict[str, Any] = {"label": info.label or key, "elem_id": elem_id_for(key),
                               "value": _ui_value(info, value)}
-    if info.comment:
-        kwargs["info"] = info.comment
+    comment = info.comment
+    if not info.used:
+        comment = f"{STORED_ONLY_INFO}; {comment}" if comment else STORED_ONLY_INFO
+        kwargs["elem_classes"] = [STORED_ONLY_CLASS]
+    if comment:
+        kwargs["info"] = comment
     kind = info.kind
+    if not info.used and not _fits(info, value):  # A1111 stores any type; show what is stored, as text
+        kwargs["value"] = value if isinstance(value, str) else _json_text(value)
+        return {"type": "textbox", "kwargs": kwargs}
     choices = info.current_choices()
     if kind == "bool":
         kind_name = "checkbox"
@@ -115,6 +170,26 @@ def component_spec(key: str, info: OptionInfo, value: Any = None) -> dict[str, A
     return {"type": kind_name, "kwargs": kwargs}
 
 
+def _fits(info: OptionInfo, value: Any) -> bool:
+    """Whether a stored value has the type its component shows."""
+    if value is None:
+        return True
+    kind = info.kind
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind in ("int", "float"):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "list":
+        return isinstance(value, (list, tuple))
+    return isinstance(value, str)
+
+
+def _json_text(value: Any) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
 def from_ui(info: OptionInfo, value: Any) -> Any:
     """A component's value back in the option's type. Values that cannot convert are passed on, so that
     ``Options.validate`` names the problem."""
@@ -144,8 +219,13 @@ def changed_values(options: Options, keys: Sequence[str], values: Sequence[Any])
         if info is None:
             continue
         value = from_ui(info, raw)
-        if value != options.get(key):
-            out[key] = value
+        current = options.get(key)
+        if value == current:
+            continue
+        # a stored-only value of another type (shown as text) is unchanged when its component is untouched
+        if not info.used and value == from_ui(info, component_spec(key, info, current)["kwargs"]["value"]):
+            continue
+        out[key] = value
     return out
 
 
@@ -184,8 +264,8 @@ def search_visibility(labels: Mapping[str, str], query: str) -> dict[str, bool]:
 # -- gradio ----------------------------------------------------------------------------------------------------
 @dataclass
 class SettingsControls:
-    components: dict[str, Any]  # key -> component, in registry order
-    sections: dict[str, Any]  # section id -> accordion
+    components: dict[str, Any]  # key -> component, in the order shown (``visible_keys``)
+    sections: dict[str, Any]  # unique section id (``section_ids``) -> accordion
     search: Any
     submit: Any
     reload: Any
@@ -211,6 +291,7 @@ def build_settings_tab(rt: Any) -> SettingsControls:
     keys = visible_keys(options, hide_dir_config=hide_dirs)
     grouped = sections(options, keys)
     components: dict[str, Any] = {}
+    built: dict[str, str] = {}  # key -> component type it was built as
     accordions: dict[str, Any] = {}
 
     with gr.Column(elem_id="settings"):
@@ -222,8 +303,11 @@ def build_settings_tab(rt: Any) -> SettingsControls:
                             show_label=False, max_lines=1)
         result = gr.HTML(result_html(False, "Settings are frozen (--freeze-settings).") if frozen else "",
                          elem_id="settings_result")
-        for index, ((section_id, title), section_keys) in enumerate(grouped):
-            with gr.Accordion(title, open=index == 0, elem_id=f"settings_section_{section_id}") as acc:
+        if not all(options.registry[k].used for k in keys):
+            gr.HTML(LEGEND_HTML, elem_id="settings_legend")
+        for index, (((_sid, title), section_keys), section_id) in enumerate(zip(grouped, section_ids(grouped))):
+            with gr.Accordion(section_title(options, title, section_keys), open=index == 0,
+                              elem_id=f"settings_section_{section_id}") as acc:
                 accordions[section_id] = acc
                 for key in section_keys:
                     spec = component_spec(key, options.registry[key], options.get(key))
@@ -232,10 +316,13 @@ def build_settings_tab(rt: Any) -> SettingsControls:
                     if frozen:
                         kwargs["interactive"] = False
                     components[key] = cls(**kwargs)
+                    built[key] = spec["type"]
 
     comp_list = [components[k] for k in keys]
-    acc_list = [accordions[sid] for (sid, _), _ in grouped]
-    labels = {k: options.registry[k].label or k for k in keys}
+    acc_list = list(accordions.values())
+    # what search matches: the label, and "stored only" for those settings
+    labels = {k: (options.registry[k].label or k) + ("" if options.registry[k].used else f" ({STORED_ONLY})")
+              for k in keys}
 
     def on_apply(*values: Any) -> str:
         ok, message = apply_settings(options, keys, values, frozen=frozen, hide_dir_config=hide_dirs)
@@ -257,6 +344,9 @@ def build_settings_tab(rt: Any) -> SettingsControls:
         out = []
         for key in keys:
             spec = component_spec(key, options.registry[key], options.get(key))
+            if spec["type"] != built[key]:  # a stored-only value of another type now: shown after Reload UI
+                out.append(gr.update())
+                continue
             kw = spec["kwargs"]
             upd = {"value": kw["value"]}
             if "choices" in kw:
