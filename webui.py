@@ -152,6 +152,7 @@ def create_app(args: Any, extensions: list[Any] | None = None) -> Any:  # -> Fas
         script_callbacks.call("before_ui")
         with component_callbacks():
             demo = build_ui(rt)
+        shared.demo = demo  # A1111's shared.demo, read by extensions in app_started
         app = gr.mount_gradio_app(app, demo, path="/", auth=list(credentials.items()) or None, css=CSS,
                                   js=page_js(args.theme), head=page_head(rt),
                                   allowed_paths=[str(rt.paths.outputs_dir)])

@@ -193,6 +193,7 @@ class Runtime:
                 reconfigure=reconfigure,
                 check_budget=lambda script_params, cells: self.check_job_seconds(script_params, settings, cells),
                 face_restorers=self.face_restorers,
+                extension_networks=_extension_networks(),
             )
 
         def run(job: Job) -> Any:
@@ -352,6 +353,20 @@ class LazyDevicePolicy:
         return getattr(self.resolved(), name)
 
 
+def _extension_networks() -> Any:
+    """The A1111 facade's registry of extension networks, as processing takes it (None when none registered)."""
+    import sys
+
+    facade = sys.modules.get("modules.extra_networks")
+    if facade is None or not (facade.extra_network_registry or facade.extra_network_aliases):
+        return None
+    from modules.processing.extra_networks import ExtensionNetworks
+
+    return ExtensionNetworks(
+        kinds=lambda: set(facade.extra_network_registry) | set(facade.extra_network_aliases),
+        batch=facade.batch_networks)
+
+
 def _unet_params(model: Any) -> float | None:
     """The UNet's parameter count, counted once per loaded model."""
     if "unet_params" not in model.extra:
@@ -374,6 +389,12 @@ def build_runtime(args: argparse.Namespace) -> Runtime:
                       else paths.data_dir / args.ui_settings_file)
     options.load()
     options.frozen = bool(getattr(args, "freeze_settings", False))
+    if (not options.path.exists() and not options.frozen and options.unreadable is None
+            and options.quarantined is None):
+        try:  # as A1111 after its first start: every key, so tools recognise the folder (outdir_txt2img_samples)
+            options.save()
+        except OSError as err:
+            log.warning("could not write %s: %s", options.path, err)
     notes = [note for note in [options.startup_note()] if note]  # config.json kept aside, or not readable at all
     cache = HashCache(paths.cache_file)
     extra = [paths.explicit_ckpt] if paths.explicit_ckpt and paths.explicit_ckpt.is_file() else []

@@ -62,6 +62,8 @@ class ProcessingContext:
     check_budget: Any = None
     # ``modules.upscalers.face_restoration.FaceRestorers`` for "Restore faces"; None = none set up (the job says so).
     face_restorers: Any = None
+    # ``extra_networks.ExtensionNetworks``: networks extensions registered (activated around each batch); None = none.
+    extension_networks: Any = None
 
 
 @dataclass

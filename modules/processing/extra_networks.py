@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, ContextManager, Iterator, Mapping, Sequence
 
 LORA_TYPES = ("lora", "lyco")
 
@@ -32,11 +32,23 @@ def strip_batch(prompts: Sequence[str]) -> tuple[list[str], dict[str, list[Any]]
     return stripped, dict(networks or {})
 
 
+@dataclass(frozen=True)
+class ExtensionNetworks:
+    """Networks that extensions registered (A1111's ``extra_networks.register_extra_network``), as a job sees
+    them: the tag kinds they handle, and ``batch(job, networks)``, a context manager that activates them around a
+    batch. Handed in through ``ProcessingContext.extension_networks``; processing never imports the facade."""
+
+    kinds: Callable[[], set[str]]
+    batch: Callable[[Any, Mapping[str, list[Any]]], ContextManager[None]]
+
+
 @contextlib.contextmanager
-def activated(model: Any, networks: Mapping[str, list[Any]], loras: Any) -> Iterator[Activation]:
-    """Apply the networks to ``model`` for the ``with`` block; always removed afterwards, errors included."""
+def activated(model: Any, networks: Mapping[str, list[Any]], loras: Any,
+              handled_elsewhere: set[str] = frozenset()) -> Iterator[Activation]:
+    """Apply the networks to ``model`` for the ``with`` block; always removed afterwards, errors included. Kinds in
+    ``handled_elsewhere`` (extensions' networks) are not reported as unsupported."""
     messages = [f"Extra network type '{kind}' is not supported yet: <{kind}:...> was ignored."
-                for kind in networks if kind not in LORA_TYPES and networks[kind]]
+                for kind in networks if kind not in LORA_TYPES and kind not in handled_elsewhere and networks[kind]]
     tags = [tag for kind in LORA_TYPES for tag in networks.get(kind, [])]
     if not tags:
         yield Activation(messages=messages)

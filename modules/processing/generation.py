@@ -176,7 +176,10 @@ class Job:
         """Activate the extra networks of ``prompts`` (from the first, as A1111 does) for the ``with`` block; yields
         the encoder for them and the prompts without their tags."""
         clip_prompts, networks = extra_networks.strip_batch(prompts)
-        with extra_networks.activated(self.model, networks, self.ctx.loras) as activation:
+        others = self.ctx.extension_networks
+        kinds = others.kinds() if others is not None else set()
+        with extra_networks.activated(self.model, networks, self.ctx.loras, kinds) as activation, \
+                (others.batch(self, networks) if kinds else contextlib.nullcontext()):
             self.extra.update(activation.infotext)
             note(self.comments, activation.messages)
             assert self.encoders is not None
