@@ -61,7 +61,9 @@ def test_each_schedule_type_reaches_the_sampler(schedule):
     expected = schedule_sigmas(name, 8, model_sigmas())
     sched = prepared("Euler", schedule, 8)
     assert np.allclose(sched.sigmas.numpy()[:-1], expected, rtol=1e-4)
-    assert float(sched.sigmas[-1]) == 0.0
+    # A1111's schedules end at 0, but KL Optimal's last step stops at sigma_min
+    final = model_sigmas().sigma_min if schedule == "KL Optimal" else 0.0
+    assert float(sched.sigmas[-1]) == pytest.approx(final, rel=1e-4)
     assert np.all(np.diff(expected) < 0)  # strictly descending noise levels
 
 
@@ -83,6 +85,31 @@ def test_ddim_and_plms_use_a1111_integer_timesteps():
     assert [int(t) for t in prepared("DDIM", steps=10).timesteps] == expected
     plms = [int(t) for t in prepared("PLMS", steps=10).timesteps]
     assert sorted(set(plms), reverse=True) == expected
+
+
+def a1111_kl_optimal(n: int, sigma_min: float, sigma_max: float) -> list[float]:
+    # A1111's sd_schedulers.kl_optimal written out: n + 1 sigmas, tan of a linear blend of the arctans, no 0 after.
+    return [math.tan(i / n * math.atan(sigma_min) + (1 - i / n) * math.atan(sigma_max)) for i in range(n + 1)]
+
+
+@pytest.mark.parametrize("name", ["Euler", "Euler a", "DPM++ 2M"])
+def test_kl_optimal_ends_at_sigma_min_as_a1111s(name):
+    m = model_sigmas()
+    sched = prepared(name, "KL Optimal", 9)
+    assert np.allclose(sched.sigmas.numpy(), a1111_kl_optimal(9, m.sigma_min, m.sigma_max), rtol=1e-4)
+
+
+@pytest.mark.parametrize("steps", [7, 20, 30, 150])
+def test_ddim_and_plms_run_as_many_timesteps_as_a1111(steps):
+    # A1111: torch.asarray(list(range(0, 1000, 1000 // steps))) + 1, clipped to 999; 30 steps run 31 of them
+    expected = [min(t + 1, 999) for t in range(0, 1000, 1000 // steps)][::-1]
+    assert [int(t) for t in prepared("DDIM", steps=steps).timesteps] == expected
+    plms = [int(t) for t in prepared("PLMS", steps=steps).timesteps]
+    if expected[0] == 999 and expected[1] != 999 - 1000 // steps:  # A1111 clipped its top timestep (7 steps)
+        expected = expected[1:]  # PLMS's warm-up cannot step from a clipped one: diffusers' own n
+    assert sorted(set(plms), reverse=True) == expected
+    if steps == 30:
+        assert len(expected) == 31
 
 
 def test_unipc_ends_at_the_smallest_training_sigma_not_zero():

@@ -130,7 +130,7 @@ def schedule_sigmas(formula: str, n: int, model: ModelSigmas, options: ScheduleO
         sig = _polyexponential(n, smin, smax, 1.0)
     elif formula == "polyexponential":
         sig = _polyexponential(n, smin, smax, o.rho or 1.0)
-    elif formula == "kl_optimal":  # n+1 levels ending at sigma_min; the final step goes to 0 instead
+    elif formula == "kl_optimal":  # n+1 levels ending at sigma_min: the first n here, the last is the final
         s = np.arange(n + 1) / n
         sig = np.tan(s * math.atan(smin) + (1.0 - s) * math.atan(smax))[:n]
     elif formula == "align_your_steps":
@@ -209,7 +209,8 @@ class _SigmaTableMixin:
             return
         model = ModelSigmas(self.alphas_cumprod.detach().cpu().numpy())
         sig = self._a1111_sigma_fn(int(num_inference_steps), model)
-        self.sigmas = torch.from_numpy(np.concatenate([sig, [0.0]]).astype(np.float32))
+        final = self._a1111_final_fn(model) if getattr(self, "_a1111_final_fn", None) is not None else 0.0
+        self.sigmas = torch.from_numpy(np.concatenate([sig, [final]]).astype(np.float32))
         self.timesteps = torch.from_numpy(model.sigma_to_t(sig).astype(np.float32)).to(device=device)
         self.num_inference_steps = len(sig)
         self._step_index = None
@@ -227,12 +228,41 @@ class _LCMMixin:
         super().set_timesteps(num_inference_steps, device=device, **kwargs)
 
 
+def a1111_timesteps(steps: int, train_steps: int = 1000) -> np.ndarray:
+    """A1111's timesteps for DDIM and PLMS, ascending: ``range(0, T, T // steps) + 1`` clipped to T - 1. That is
+    ``steps`` of them when ``steps`` divides T and a few more otherwise (30 steps run 31), as A1111 runs them."""
+    return np.clip(np.arange(0, train_steps, max(train_steps // steps, 1)) + 1, 0, train_steps - 1)
+
+
+class _A1111TimestepsMixin:
+    """DDIM and PLMS on A1111's timesteps (``a1111_timesteps``). Their ``step`` derives the previous timestep
+    from the stride ``T // num_inference_steps``, which is A1111's, so only the list is replaced."""
+
+    def set_timesteps(self, num_inference_steps: int, device: Any = None, **kwargs: Any) -> None:
+        import torch
+
+        super().set_timesteps(num_inference_steps, device=device, **kwargs)
+        ts = a1111_timesteps(int(num_inference_steps), int(self.config.num_train_timesteps))
+        stride = int(self.config.num_train_timesteps) // int(num_inference_steps)
+        if hasattr(self, "plms_timesteps"):  # PNDM with skip_prk_steps: its warm-up repeats the second timestep
+            if len(ts) > 1 and ts[-1] != ts[-2] + stride:
+                return  # the top one was clipped to T - 1: the warm-up step would leave the table; diffusers' n
+            self._timesteps = ts
+            self.plms_timesteps = np.concatenate([ts[:-1], ts[-2:-1], ts[-1:]])[::-1].copy()
+            ts = self.plms_timesteps
+            self.ets, self.counter = [], 0
+        else:
+            ts = ts[::-1].copy()
+        self.timesteps = torch.from_numpy(ts.astype(np.int64)).to(device)
+
+
 @functools.cache
 def _subclass(mixin: type, base: type) -> type:
     # isinstance(sched, base) still holds, so diffusers code that checks the class keeps working.
     return type(base.__name__, (mixin, base), {"__module__": __name__, "__qualname__": base.__name__})
 
 
+_A1111_TIMESTEP_CLASSES = frozenset({"DDIMScheduler", "PNDMScheduler"})
 # Classes whose step() reads only ``sigmas``/``timesteps``/``_step_index``, so their tables can be replaced.
 _TABLE_CLASSES = frozenset({"EulerAncestralDiscreteScheduler", "EulerDiscreteScheduler", "LMSDiscreteScheduler"})
 
@@ -261,8 +291,11 @@ def build_scheduler(
 
     eff = effective_schedule(sampler, schedule)
     if eff is None:  # DDIM, PLMS, UniPC, LCM: their own timesteps, as in A1111
-        target = _subclass(_LCMMixin, cls) if cls.__name__ == "LCMScheduler" else cls
-        return target(**config)
+        if cls.__name__ == "LCMScheduler":
+            return _subclass(_LCMMixin, cls)(**config)
+        if cls.__name__ in _A1111_TIMESTEP_CLASSES and config.get("timestep_spacing") == "leading":
+            return _subclass(_A1111TimestepsMixin, cls)(**config)
+        return cls(**config)
     if eff.sigmas is None:
         raise SchedulerConfigError(f"schedule type {eff.label} cannot be served for {sampler.name}")
 
@@ -285,11 +318,22 @@ def build_scheduler(
     else:
         raise SchedulerConfigError(f"{cls.__name__} cannot take schedule type {eff.label}")
 
-    scheduler = target(**config)
     formula = eff.sigmas
     opts = options or ScheduleOptions()
+    ends_at_min = formula in FORMULAS_ENDING_AT_SIGMA_MIN
+    if ends_at_min and "final_sigmas_type" in accepted:
+        config["final_sigmas_type"] = "sigma_min"  # diffusers' is the model's sigma_min, A1111's default too
+    scheduler = target(**config)
     scheduler._a1111_sigma_fn = lambda n, model: schedule_sigmas(formula, n, model, opts)
+    if ends_at_min:
+        scheduler._a1111_final_fn = lambda model: opts.sigma_min or model.sigma_min
     return scheduler
+
+
+# A1111's KL Optimal returns n + 1 sigmas ending at sigma_min, with no 0 after it: the last step stops at sigma_min.
+# Served for the classes with diffusers' ``final_sigmas_type`` (Euler, DPM-Solver, UniPC) and the table classes;
+# the others (LMS, Heun, DPM2, DPM++ SDE) still end at 0.
+FORMULAS_ENDING_AT_SIGMA_MIN = frozenset({"kl_optimal"})
 
 
 def step_kwargs(scheduler: Any, generators: list[Any] | None, seeds: Sequence[int] | None = None) -> dict[str, Any]:
