@@ -601,3 +601,17 @@ def test_a_registered_extension_network_is_activated_around_each_batch_of_a_real
     assert ext.SEEN["activated"] == [[["two", "1.5"]], [["two", "1.5"]]] and ext.SEEN["deactivated"] == 2
     comments = json.loads(r.json()["info"])["comments"]
     assert not any("facadenet" in c for c in comments), comments
+
+
+def test_torch_utils_finds_the_parameter_through_a_wrapper():
+    import pytest
+    import torch
+
+    from modules import torch_utils
+
+    linear = torch.nn.Linear(2, 3)
+    wrapper = types.SimpleNamespace(model=linear)  # spandrel's ModelDescriptor keeps the module as .model
+    assert torch_utils.get_param(linear) is linear.weight and torch_utils.get_param(wrapper) is linear.weight
+    with pytest.raises(ValueError, match="No parameters"):
+        torch_utils.get_param(torch.nn.ReLU())
+    assert torch_utils.float64(torch.zeros(1)) == torch.float64

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from modules.infotext import MAX_INFOTEXT_CHARS
 from modules.processing.params import GenerationParams, Img2ImgParams, Txt2ImgParams
@@ -68,6 +68,15 @@ class Img2ImgRequest(_ApiFields, Img2ImgParams):
     inpaint_full_res: bool = Field(True, description="Inpaint area: only masked")
     inpaint_full_res_padding: int = Field(0, ge=0, le=1024, description="Only masked padding, pixels")
     include_init_images: bool = Field(False, description="Echo init_images and mask in `parameters`")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mask_invert_as_bool(cls, data: Any) -> Any:
+        """``inpainting_mask_invert`` is an int in A1111's schema, but its pydantic reads ``false``/``true`` as 0/1
+        and clients (A1111's own test suite among them) send a bool: the one number field that takes one."""
+        if isinstance(data, dict) and isinstance(data.get("inpainting_mask_invert"), bool):
+            data = {**data, "inpainting_mask_invert": int(data["inpainting_mask_invert"])}
+        return data
 
     def to_params(self, init_images: list[Any], mask: Any) -> Img2ImgParams:
         data = self._params_data(Img2ImgParams, exclude={"init_images", "mask"})
