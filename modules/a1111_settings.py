@@ -609,4 +609,6 @@ IMPLEMENTED = frozenset({
     "save_images_before_face_restoration",
     "tiling",  # tiling left unset follows it
     "send_size",  # A1111's infotext_utils for extensions: sending an image sends its size (modules/infotext_utils.py)
+    # sampler parameters a request leaves unset (modules/processing/sampler_params.py)
+    "eta_ancestral", "eta_ddim", "s_churn", "s_tmin", "s_tmax", "s_noise", "s_min_uncond",
 })

@@ -96,6 +96,9 @@ class Runtime:
 
         if not params.init_images:
             raise FieldError("init_images", "at least one init image is required")
+        from modules.processing import sampler_params
+
+        sampler_params.check(params)
         return self._submit_generation("img2img", params,
                                        self._processor("img2img", params, img2img, script, scripts_call),
                                        from_api=from_api, job_id=job_id)

@@ -94,14 +94,14 @@ def test_registry_has_every_key_with_a1111_defaults(opts: Options) -> None:
 
 
 def test_stored_only_values_are_taken_as_leniently_as_a1111(opts: Options) -> None:
-    # A1111 writes settings without type checks; real config.json files hold e.g. "eta_ddim": "0"
-    opts.apply({"eta_ddim": "0", "token_merging_ratio": 1, "uni_pc_order": 4.0, "sd_unet": "my-unet",
+    # A1111 writes settings without type checks; real config.json files hold strings such as "0" for numbers
+    opts.apply({"token_merging_ratio_hr": "0", "token_merging_ratio": 1, "uni_pc_order": 4.0, "sd_unet": "my-unet",
                 "js_modal_lightbox_gamepad_repeat": 99999, "quicksettings_list": ("sd_model_checkpoint", "sd_vae")})
-    assert opts.get("eta_ddim") == "0"
+    assert opts.get("token_merging_ratio_hr") == "0"
     assert opts.get("token_merging_ratio") == 1.0 and isinstance(opts.get("token_merging_ratio"), float)
     assert opts.get("uni_pc_order") == 4 and isinstance(opts.get("uni_pc_order"), int)
     assert opts.get("quicksettings_list") == ["sd_model_checkpoint", "sd_vae"]
-    for bad in ({"eta_ddim": math.nan}, {"eta_ddim": math.inf}, {"sd_unet": "x" * 20_000},
+    for bad in ({"token_merging_ratio_hr": math.nan}, {"token_merging_ratio_hr": math.inf}, {"sd_unet": "x" * 20_000},
                 {"hidden_tabs": ["x" * 9_000] * 20}):
         with pytest.raises(OptionError) as err:
             opts.validate(bad)
@@ -115,15 +115,15 @@ def test_stored_only_values_are_taken_as_leniently_as_a1111(opts: Options) -> No
 
 
 def test_config_json_holds_every_key_and_loads_back_clean(opts: Options, caplog) -> None:
-    opts.path.write_text(json.dumps({"eta_ddim": "0", "from_an_extension": {"a": 1}}), encoding="utf-8")
+    opts.path.write_text(json.dumps({"token_merging_ratio_hr": "0", "from_an_extension": {"a": 1}}), encoding="utf-8")
     opts.load()
-    assert opts.get("eta_ddim") == "0"  # a stored-only value of another type is kept, as A1111 keeps it
+    assert opts.get("token_merging_ratio_hr") == "0"  # a stored-only value of another type is kept, as A1111 keeps it
     opts.apply({"jpeg_quality": 95})
     saved = json.loads(opts.path.read_text(encoding="utf-8"))
     assert list(saved)[:len(A1111_KEYS)] == A1111_KEYS  # every key, A1111's order, like A1111's config.json
     assert set(OURS) <= set(saved) and saved["from_an_extension"] == {"a": 1}
     assert saved["outdir_txt2img_samples"] == "outputs/txt2img-images" and saved["jpeg_quality"] == 95
-    assert saved["eta_ddim"] == "0" and saved["sd_model_checkpoint"] is None
+    assert saved["token_merging_ratio_hr"] == "0" and saved["sd_model_checkpoint"] is None
     with caplog.at_level(logging.WARNING, logger="modules.options"):
         again = Options(opts.path)
         again.load()
@@ -200,7 +200,7 @@ def test_settings_tab_order_and_stored_only_markers(opts: Options) -> None:
     assert st.section_title(opts, "Training", [k for k in keys if opts.registry[k].section[0] == "training"]) == \
         "Training (stored only)"
     assert st.section_title(opts, "VAE", [k for k in keys if opts.registry[k].section[0] == "vae"]) == "VAE"
-    stored = st.component_spec("eta_ddim", opts.registry["eta_ddim"])
+    stored = st.component_spec("token_merging_ratio_hr", opts.registry["token_merging_ratio_hr"])
     assert stored["type"] == "slider" and stored["kwargs"]["elem_classes"] == [st.STORED_ONLY_CLASS]
     assert stored["kwargs"]["info"].startswith("stored only")
     used = st.component_spec("jpeg_quality", opts.registry["jpeg_quality"])
@@ -208,8 +208,8 @@ def test_settings_tab_order_and_stored_only_markers(opts: Options) -> None:
     face = st.component_spec("face_restoration", opts.registry["face_restoration"])
     assert "elem_classes" not in face["kwargs"]  # an A1111 key we act on is not marked
     # a stored value of another type (A1111 keeps what it is given) is shown as text and stays unchanged
-    opts.apply({"eta_ddim": "0", "sd_checkpoints_keep_in_cpu": "yes"})
-    spec = st.component_spec("eta_ddim", opts.registry["eta_ddim"], opts.get("eta_ddim"))
+    opts.apply({"token_merging_ratio_hr": "0", "sd_checkpoints_keep_in_cpu": "yes"})
+    spec = st.component_spec("token_merging_ratio_hr", opts.registry["token_merging_ratio_hr"], opts.get("token_merging_ratio_hr"))
     assert spec["type"] == "textbox" and spec["kwargs"]["value"] == "0"
     values = [st.component_spec(k, opts.registry[k], opts.get(k))["kwargs"]["value"] for k in keys]
     assert st.changed_values(opts, keys, values) == {}
@@ -228,7 +228,7 @@ def test_build_settings_tab_with_every_setting(tmp_path: Path) -> None:
     marked = {k for k, c in controls.components.items() if st.STORED_ONLY_CLASS in (c.elem_classes or [])}
     stored = {k for k in A1111_KEYS if not rt.options.registry[k].used}
     assert marked == stored - {"restore_config_state_file", "sd_checkpoint_hash"}  # (those two are hidden)
-    assert "stored only" in (controls.components["eta_ddim"].info or "")
+    assert "stored only" in (controls.components["token_merging_ratio_hr"].info or "")
     labels = {sid: acc.label for sid, acc in controls.sections.items()}
     assert labels["training"] == "Training (stored only)" and labels["saving-images"] == "Saving images/grids"
     config = demo.get_config_file()

@@ -28,14 +28,6 @@ class _ApiFields(BaseModel):
     save_images: bool = False
     alwayson_scripts: dict[str, Any] = Field(default_factory=dict)
     force_task_id: str | None = Field(None, max_length=200)
-    # A1111's sampler parameters: finite numbers or null (NaN/Infinity are 422s) but not yet used by our samplers
-    # (issue 17 section 5); A1111 bounds none of them.
-    eta: float | None = Field(None, description="Eta (ancestral and DDIM noise); not yet used")
-    s_min_uncond: float | None = Field(None, description="Negative guidance minimum sigma; not yet used")
-    s_churn: float | None = Field(None, description="Sigma churn; not yet used")
-    s_tmax: float | None = Field(None, description="Sigma tmax; not yet used")
-    s_tmin: float | None = Field(None, description="Sigma tmin; not yet used")
-    s_noise: float | None = Field(None, description="Sigma noise; not yet used")
     infotext: str | None = Field(None, max_length=MAX_INFOTEXT_CHARS)
 
     def _params_data(self, model: type[GenerationParams], exclude: set[str] = frozenset()) -> dict[str, Any]:

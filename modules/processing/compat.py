@@ -72,7 +72,7 @@ _A1111_EXTRAS: dict[str, Any] = {
     "scripts": None, "script_args": (), "all_prompts": None, "all_negative_prompts": None, "all_seeds": None,
     "all_subseeds": None, "prompts": None, "negative_prompts": None, "seeds": None, "subseeds": None,
     "iteration": 0, "batch_index": 0, "is_api": False, "user": None, "disable_extra_networks": False,
-    "comments": None, "s_min_uncond": 0.0, "s_churn": 0.0, "s_tmax": None, "s_tmin": 0.0, "s_noise": 1.0,
+    "comments": None, "s_min_uncond": None, "s_churn": None, "s_tmax": None, "s_tmin": None, "s_noise": None,
     "ddim_discretize": None, "do_not_reload_embeddings": False, "paste_to": None, "color_corrections": None,
     "overlay_images": None, "seed_enable_extras": True, "image_mask": None, "latent_mask": None,
     "job_timestamp": "", "scripts_setup_complete": False,

@@ -25,7 +25,7 @@ from PIL import Image
 
 from modules import infotext as infotext_mod
 from modules import samplers
-from modules.processing import extra_networks, saving, seamless
+from modules.processing import extra_networks, sampler_params, saving, seamless
 from modules.processing.conditioning import PromptEncoder
 from modules.processing.context import Processed, ProcessingContext
 from modules.processing.hires import LATENT_FACTOR
@@ -159,8 +159,15 @@ class Job:
         return bool(self.settings.get("use_old_scheduling", False))
 
     def new_scheduler(self, sampler: Any = None, schedule: Any = None) -> Any:
-        """A fresh scheduler (they are stateful) for the job's or the given sampler."""
-        return build_scheduler(sampler or self.sampler, schedule or self.schedule, self.model.scheduler_config)
+        """A fresh scheduler (they are stateful) for the job's or the given sampler, with the job's eta and sigma
+        churn where that sampler takes them (``sampler_params``)."""
+        sampler = sampler or self.sampler
+        scheduler = build_scheduler(sampler, schedule or self.schedule, self.model.scheduler_config)
+        params = sampler_params.resolve(self.p, self.settings, sampler.name)
+        scheduler.a1111_step_kwargs = params.step_kwargs
+        if params.eta is not None and hasattr(scheduler, "a1111_eta"):
+            scheduler.a1111_eta = params.eta
+        return scheduler
 
     def noise_streams(self, seeds: list[int], subseeds: list[int], width: int, height: int) -> ImageRNG:
         """Noise streams for a batch's latent of ``width`` x ``height`` pixels (a hires pass draws its own)."""
@@ -196,7 +203,8 @@ class Job:
         time_ids, neg_time_ids = sdxl_time_ids(self.model, width, height, conditioning.batch_size)
         return GuidedDenoiser(self.model, conditioning, self.p.cfg_scale if cfg_scale is None else cfg_scale,
                               time_ids, neg_time_ids, image_conditioning, hooks=self.ctx.denoiser_hooks,
-                              cfg_callbacks=self.ctx.cfg_callbacks)
+                              cfg_callbacks=self.ctx.cfg_callbacks,
+                              s_min_uncond=sampler_params.resolve(self.p, self.settings, self.sampler.name).s_min_uncond)
 
     def with_refiner(self, denoiser: GuidedDenoiser, make_conditioning: Callable[[PromptEncoder], BatchConditioning],
                      evaluations: int, width: int, height: int) -> Any:
@@ -316,6 +324,7 @@ def _run_job(p: GenerationParams, ctx: ProcessingContext, plan: Plan) -> Process
         job.extra["Emphasis"] = emphasis
     if job.use_old_scheduling:
         job.extra["Old prompt editing timelines"] = True
+    job.extra.update(sampler_params.resolve(p, settings, sampler.name).infotext)  # Eta, Sigma churn, NGMS...
     job.extra.update(p.extra_generation_params)
     hooks = ctx.job_hooks or JobHooks()
     lists = JobLists(all_prompts, all_negative, all_seeds, all_subseeds)

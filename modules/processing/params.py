@@ -123,6 +123,13 @@ class GenerationParams(NullMeansDefault, NumbersAreNumbers):
     override_settings_restore_afterwards: bool = True
     # What scripts add to the infotext (A1111's p.extra_generation_params); never taken from API requests.
     extra_generation_params: dict[str, Any] = Field(default_factory=dict, exclude=True)
+    # A1111's sampler parameters; unset (None): the settings eta_ancestral / eta_ddim / s_churn ... (sampler_params)
+    eta: float | None = Field(None, description="Eta: ancestral noise (1 = full) or DDIM's eta")
+    s_min_uncond: float | None = Field(None, description="Negative guidance minimum sigma (NGMS); 0 = off")
+    s_churn: float | None = Field(None, description="Sigma churn (Euler)")
+    s_tmax: float | None = Field(None, description="Sigma tmax; 0 = no upper bound")
+    s_tmin: float | None = Field(None, description="Sigma tmin")
+    s_noise: float | None = Field(None, description="Sigma noise")
     refiner_checkpoint: str | None = Field(None, max_length=500, description="Refiner checkpoint (SDXL refiner)")
     refiner_switch_at: float | None = Field(None, ge=0.01, le=1.0, description="Refiner switch at (fraction)")
 

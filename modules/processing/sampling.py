@@ -49,8 +49,10 @@ class GuidedDenoiser:
     def __init__(self, model: LoadedModel, conditioning: BatchConditioning, cfg_scale: float,
                  time_ids: torch.Tensor | None = None, neg_time_ids: torch.Tensor | None = None,
                  image_conditioning: torch.Tensor | None = None, hooks: Sequence[StepHook] = (),
-                 cfg_callbacks: CfgCallbacks | None = None) -> None:
+                 cfg_callbacks: CfgCallbacks | None = None, s_min_uncond: float = 0.0) -> None:
         self.model = model
+        self.s_min_uncond = float(s_min_uncond)  # NGMS (A1111): see ``_skips_uncond``
+        self.sigma: float | None = None  # the noise level of the evaluation, set by ``denoise``
         self.conditioning = conditioning
         self.cfg_scale = float(cfg_scale)
         self.time_ids, self.neg_time_ids = time_ids, neg_time_ids
@@ -89,12 +91,22 @@ class GuidedDenoiser:
             cond = Conditioning(_same_shape(params.text_cond, cond.context, "text_cond"), cond.pooled)
             uncond = Conditioning(_same_shape(params.text_uncond, uncond.context, "text_uncond"), uncond.pooled)
         self.step += 1
-        out = self._guided(x, t, cond, uncond)
+        out = self._cond_only(x, t, cond) if self._skips_uncond(step) else self._guided(x, t, cond, uncond)
         if callbacks is not None and callbacks.after_cfg is not None:
             after = AfterCFGCallbackParams(out, step, self.total_steps)
             callbacks.after_cfg(after)
             out = _same_shape(after.x, out, "x")
         return out
+
+    def _skips_uncond(self, step: int) -> bool:
+        """A1111's "Negative Guidance minimum sigma": below ``s_min_uncond``, every second evaluation (odd steps)
+        runs the prompt alone, without the negative prompt, saving that half of the UNet batch. Only for plain
+        prompts (no AND), where the prompt's prediction alone is what A1111 returns then."""
+        return (self.s_min_uncond > 0 and step % 2 == 1 and self.sigma is not None
+                and self.sigma < self.s_min_uncond and self.conditioning.is_plain)
+
+    def _cond_only(self, x: torch.Tensor, t: Any, cond: Conditioning) -> torch.Tensor:
+        return self._unet(x, t, cond, self.time_ids, self.image_conditioning)
 
     def _guided(self, x: torch.Tensor, t: Any, cond: Conditioning, uncond: Conditioning) -> torch.Tensor:
         weights = self.conditioning.weights
@@ -158,6 +170,7 @@ def denoise(scheduler: Any, denoiser: GuidedDenoiser, latents: torch.Tensor, gen
         if progress.take_skip():
             return (x if estimate is None else estimate), False
         started, rows = time.perf_counter(), _rows_done(denoiser)
+        _set_sigma(denoiser, schedulers.sigma_at(scheduler, t))
         try:
             x_in = scheduler.scale_model_input(x, t)
             with torch.inference_mode():
@@ -195,6 +208,12 @@ def denoised_estimate(scheduler: Any, output: Any, x: torch.Tensor) -> torch.Ten
     if x0_outputs and outputs and outputs[-1].shape == x.shape:
         return outputs[-1]
     return x
+
+
+def _set_sigma(denoiser: Any, sigma: float | None) -> None:
+    for part in (denoiser, getattr(denoiser, "base", None), getattr(denoiser, "refiner", None)):
+        if part is not None and hasattr(part, "sigma"):
+            part.sigma = sigma
 
 
 def _rows_done(denoiser: Any) -> int | None:

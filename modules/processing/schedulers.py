@@ -217,6 +217,57 @@ class _SigmaTableMixin:
         self._begin_index = None
 
 
+class _AncestralEtaMixin:
+    """Euler a with A1111's ``eta`` (k-diffusion's ``get_ancestral_step``): of the way down to ``sigma_to``, the
+    noise re-added is ``sigma_up = min(sigma_to, eta * sqrt(sigma_to^2 (sigma_from^2 - sigma_to^2) / sigma_from^2))``
+    and the deterministic step goes to ``sigma_down = sqrt(sigma_to^2 - sigma_up^2)``. eta 1 is diffusers' own step;
+    the noise is drawn from the same generators, so seeds still decide it."""
+
+    a1111_eta: float = 1.0
+
+    def step(self, model_output: Any, timestep: Any, sample: Any, generator: Any = None,
+             return_dict: bool = True) -> Any:
+        import torch
+        from diffusers.utils.torch_utils import randn_tensor
+
+        if self.a1111_eta == 1.0:
+            return super().step(model_output, timestep, sample, generator=generator, return_dict=return_dict)
+        if self.step_index is None:
+            self._init_step_index(timestep)
+        sigma_from, sigma_to = self.sigmas[self.step_index], self.sigmas[self.step_index + 1]
+        sample = sample.to(torch.float32)
+        if self.config.prediction_type == "v_prediction":
+            denoised = model_output * (-sigma_from / (sigma_from**2 + 1) ** 0.5) + sample / (sigma_from**2 + 1)
+        else:
+            denoised = sample - sigma_from * model_output
+        sigma_up = torch.minimum(sigma_to, self.a1111_eta * (sigma_to**2 * (sigma_from**2 - sigma_to**2)
+                                                              / sigma_from**2) ** 0.5)
+        sigma_down = (sigma_to**2 - sigma_up**2) ** 0.5
+        prev = sample + (sample - denoised) / sigma_from * (sigma_down - sigma_from)
+        if float(sigma_to) > 0:
+            noise = randn_tensor(model_output.shape, dtype=model_output.dtype, device=model_output.device,
+                                 generator=generator)
+            prev = prev + noise * sigma_up
+        self._step_index += 1
+        prev = prev.to(model_output.dtype)
+        return (prev, denoised) if not return_dict else _Output(prev, denoised)
+
+
+class _Output(tuple):
+    """(prev_sample, pred_original_sample), also by name, like diffusers' scheduler outputs."""
+
+    def __new__(cls, prev_sample: Any, pred_original_sample: Any) -> _Output:
+        return super().__new__(cls, (prev_sample, pred_original_sample))
+
+    @property
+    def prev_sample(self) -> Any:
+        return self[0]
+
+    @property
+    def pred_original_sample(self) -> Any:
+        return self[1]
+
+
 class _LCMMixin:
     """diffusers' LCM refuses more steps than its origin schedule (50); A1111's LCM takes any step count."""
 
@@ -315,18 +366,20 @@ def build_scheduler(
         target = _subclass(_SigmaHookMixin, cls)
     elif cls.__name__ in _TABLE_CLASSES:
         target = _subclass(_SigmaTableMixin, cls)
+        if cls.__name__ == "EulerAncestralDiscreteScheduler":
+            target = _subclass(_AncestralEtaMixin, target)
     else:
         raise SchedulerConfigError(f"{cls.__name__} cannot take schedule type {eff.label}")
 
     formula = eff.sigmas
-    opts = options or ScheduleOptions()
+    schedule_options = options or ScheduleOptions()
     ends_at_min = formula in FORMULAS_ENDING_AT_SIGMA_MIN
     if ends_at_min and "final_sigmas_type" in accepted:
         config["final_sigmas_type"] = "sigma_min"  # diffusers' is the model's sigma_min, A1111's default too
     scheduler = target(**config)
-    scheduler._a1111_sigma_fn = lambda n, model: schedule_sigmas(formula, n, model, opts)
+    scheduler._a1111_sigma_fn = lambda n, model: schedule_sigmas(formula, n, model, schedule_options)
     if ends_at_min:
-        scheduler._a1111_final_fn = lambda model: opts.sigma_min or model.sigma_min
+        scheduler._a1111_final_fn = lambda model: schedule_options.sigma_min or model.sigma_min
     return scheduler
 
 
@@ -334,6 +387,17 @@ def build_scheduler(
 # Served for the classes with diffusers' ``final_sigmas_type`` (Euler, DPM-Solver, UniPC) and the table classes;
 # the others (LMS, Heun, DPM2, DPM++ SDE) still end at 0.
 FORMULAS_ENDING_AT_SIGMA_MIN = frozenset({"kl_optimal"})
+
+
+def sigma_at(scheduler: Any, t: Any) -> float | None:
+    """The noise level (k-diffusion sigma) of timestep ``t``, from the scheduler's training schedule; timesteps of
+    k-style schedules are fractional, so the sigma is interpolated in log space as k-diffusion's t_to_sigma."""
+    alphas = getattr(scheduler, "alphas_cumprod", None)
+    if alphas is None:
+        return None
+    sigmas = np.log(((1 - alphas.detach().cpu().numpy().astype(np.float64)) / alphas.detach().cpu().numpy()) ** 0.5)
+    value = float(t)
+    return float(np.exp(np.interp(value, np.arange(len(sigmas)), sigmas)))
 
 
 def step_kwargs(scheduler: Any, generators: list[Any] | None, seeds: Sequence[int] | None = None) -> dict[str, Any]:
@@ -347,9 +411,11 @@ def step_kwargs(scheduler: Any, generators: list[Any] | None, seeds: Sequence[in
             # Always a list, even for one image: one Brownian tree per image, as k-diffusion builds it for A1111.
             scheduler.noise_sampler_seed = [int(s) for s in seeds]
         scheduler.noise_sampler = None  # rebuilt on the first step with the seeds
-    if generators and "generator" in inspect.signature(scheduler.step).parameters:
-        return {"generator": list(generators) if len(generators) > 1 else generators[0]}
-    return {}
+    params = inspect.signature(scheduler.step).parameters
+    extra = {k: v for k, v in getattr(scheduler, "a1111_step_kwargs", {}).items() if k in params}  # eta, churn
+    if generators and "generator" in params:
+        return {**extra, "generator": list(generators) if len(generators) > 1 else generators[0]}
+    return extra
 
 
 def model_calls(scheduler: Any) -> int:

@@ -14,7 +14,7 @@ from PIL import Image
 
 from modules import samplers
 from modules.errors import FieldError
-from modules.processing import saving, upscale
+from modules.processing import sampler_params, saving, upscale
 from modules.processing.context import Processed, ProcessingContext
 from modules.processing.generation import (LATENT_FACTOR, Batch, Job, Plan, fields_for_name, live_preview,  # noqa: F401
                                            number, run_job)
@@ -188,6 +188,7 @@ def check_txt2img(p: Txt2ImgParams, current_checkpoint: str | None = None,
                   upscalers: upscale.ModelUpscalers | None = None) -> None:
     """Names and combinations refused before the job is queued (each error names its field)."""
     samplers.resolve_sampler(p.sampler_name, p.scheduler)
+    sampler_params.check(p)
     if not p.enable_hr:
         return
     upscale.check_upscaler(p.hr_upscaler, upscalers)
