@@ -304,6 +304,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     shutdown.serve(app, runtime.jobs, host=host, port=port, root_path=root_path,
                    timeout_keep_alive=args.timeout_keep_alive, log_level="warning")
     if runtime.restart_requested:  # /sdapi/v1/server-restart: the same command again
+        from modules import script_callbacks
+
+        script_callbacks.call("before_reload")  # A1111 extensions stop their threads here
         log.info("Restarting")
         os.execv(sys.executable, [sys.executable, *sys.argv])
     return 0

@@ -611,4 +611,5 @@ IMPLEMENTED = frozenset({
     "send_size",  # A1111's infotext_utils for extensions: sending an image sends its size (modules/infotext_utils.py)
     # sampler parameters a request leaves unset (modules/processing/sampler_params.py)
     "eta_ancestral", "eta_ddim", "s_churn", "s_tmin", "s_tmax", "s_noise", "s_min_uncond",
+    "img2img_extra_noise",  # img2img and the hires pass (modules/processing/generation.py Job.extra_noise)
 })

@@ -197,6 +197,8 @@ class Runtime:
                 check_budget=lambda script_params, cells: self.check_job_seconds(script_params, settings, cells),
                 face_restorers=self.face_restorers,
                 extension_networks=_extension_networks(),
+                grid_hook=script_callbacks.hook("image_grid"),
+                extra_noise_hook=script_callbacks.hook("extra_noise"),
             )
 
         def run(job: Job) -> Any:

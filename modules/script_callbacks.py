@@ -6,7 +6,10 @@ Called: ``on_before_ui``, ``on_ui_settings``, ``on_ui_tabs``, ``on_app_started``
 loaded model), ``on_before_image_saved`` / ``on_image_saved`` (samples, grids and Extras results),
 ``on_cfg_denoiser`` / ``on_cfg_denoised`` / ``on_cfg_after_cfg`` (every model evaluation),
 ``on_before_component`` / ``on_after_component`` (every component the UI builds), ``on_infotext_pasted`` (PNG
-Info and paste) and ``on_script_unloaded`` (at shutdown). The rest are accepted and never called.
+Info and paste), ``on_script_unloaded`` (at shutdown), ``on_before_reload`` (before a restart re-executes the
+server), ``on_image_grid`` (before a grid is drawn; it may change the layout), ``on_extra_noise`` (before img2img's
+and the hires pass's extra noise, setting ``img2img_extra_noise``) and ``on_before_token_counter`` (before the
+prompt's token counter counts).
 """
 
 from __future__ import annotations
@@ -90,8 +93,26 @@ def remove_callbacks_for_function(fn: Callable[..., Any]) -> None:
 
 
 from modules.processing.cfg_callbacks import (  # noqa: E402, F401 - A1111 names, re-exported
-    AfterCFGCallbackParams, CFGDenoisedParams, CFGDenoiserParams, CfgCallbacks)
-from modules.processing.saving import ImageSaveParams, SaveHooks  # noqa: E402, F401 - A1111 names, re-exported
+    AfterCFGCallbackParams, CFGDenoisedParams, CFGDenoiserParams, CfgCallbacks, ExtraNoiseParams)
+from modules.processing.saving import ImageGridLoopParams, ImageSaveParams, SaveHooks  # noqa: E402, F401
+
+
+@dataclass
+class BeforeTokenCounterParams:
+    """A1111's: an ``on_before_token_counter`` callback may change what the prompt's token counter counts."""
+
+    prompt: str
+    steps: int
+    styles: list[str]
+    is_positive: bool = True
+
+
+def hook(kind: str) -> Callable[[Any], None] | None:
+    """A per-job caller of the ``kind`` callbacks (image_grid, extra_noise), or None when there are none; a
+    failing callback is logged and the others still run."""
+    if not _callbacks[kind]:
+        return None
+    return lambda params: call(kind, params)
 
 
 def cfg_callbacks() -> CfgCallbacks | None:

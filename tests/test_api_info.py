@@ -96,6 +96,13 @@ def test_server_stop_restart_and_kill_with_the_flag(tmp_path):
 
     from tests.support.server import _ping, running_server
 
+    # an extension that stops its worker on A1111's on_before_reload, which runs before the restart re-executes
+    marker = tmp_path / "before-reload.txt"
+    script = tmp_path / "extensions" / "reload-watch" / "scripts" / "watch.py"
+    script.parent.mkdir(parents=True)
+    script.write_text("from modules import script_callbacks\n"
+                      f"script_callbacks.on_before_reload(lambda: open({str(marker)!r}, 'a').write('called\\n'))\n",
+                      encoding="utf-8")
     with running_server(tmp_path, ["--api", "--api-server-stop", "--skip-load-model-at-start",
                                    "--nowebui"]) as server:
         status, body = server.request("POST", "/sdapi/v1/server-restart")
@@ -105,6 +112,7 @@ def test_server_stop_restart_and_kill_with_the_flag(tmp_path):
         while time.time() < deadline and not _ping(server.port):
             time.sleep(0.2)
         assert _ping(server.port) and server.process.poll() is None  # the same process, serving again
+        assert marker.read_text(encoding="utf-8") == "called\n"
         status, body = server.request("POST", "/sdapi/v1/server-stop")
         assert status == 200 and body == "Stopping."
         server.process.wait(timeout=30)

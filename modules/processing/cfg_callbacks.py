@@ -51,3 +51,13 @@ class CfgCallbacks:
     denoiser: Callable[[CFGDenoiserParams], Any] | None = None
     denoised: Callable[[CFGDenoisedParams], Any] | None = None
     after_cfg: Callable[[AfterCFGCallbackParams], Any] | None = None
+
+
+@dataclass
+class ExtraNoiseParams:
+    """A1111's ``script_callbacks.ExtraNoiseParams`` (``on_extra_noise``): the noise, which a callback may replace,
+    the clean latents ``x`` and the noised ones ``xi``, before img2img's extra noise is added."""
+
+    noise: Any
+    x: Any
+    xi: Any

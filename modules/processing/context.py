@@ -64,6 +64,9 @@ class ProcessingContext:
     face_restorers: Any = None
     # ``extra_networks.ExtensionNetworks``: networks extensions registered (activated around each batch); None = none.
     extension_networks: Any = None
+    # Extensions' on_image_grid / on_extra_noise (``saving.ImageGridLoopParams`` / ``sampling.ExtraNoiseParams``).
+    grid_hook: Any = None
+    extra_noise_hook: Any = None
 
 
 @dataclass

@@ -34,6 +34,7 @@ from modules.processing.progress import Interrupted, interrupt_points
 from modules.processing.prompt_schedule import BatchConditioning
 from modules.processing.rng import ImageRNG, fix_seed
 from modules.processing.sampling import GuidedDenoiser, check_finite, cheap_preview, decode_latents, to_pil
+from modules.processing.sampling import extra_noise as sampling_extra_noise
 from modules.processing.schedulers import build_scheduler
 
 log = logging.getLogger(__name__)
@@ -168,6 +169,15 @@ class Job:
         if params.eta is not None and hasattr(scheduler, "a1111_eta"):
             scheduler.a1111_eta = params.eta
         return scheduler
+
+    def extra_noise(self, scheduler: Any, clean: torch.Tensor, noise: torch.Tensor, noised: torch.Tensor,
+                    index: int) -> torch.Tensor:
+        """The img2img / hires start latents with the setting ``img2img_extra_noise`` applied (A1111)."""
+        amount = float(self.settings.get("img2img_extra_noise", 0.0) or 0.0)
+        if amount <= 0:
+            return noised
+        self.extra["Extra noise"] = amount
+        return sampling_extra_noise(scheduler, clean, noise, noised, index, amount, self.ctx.extra_noise_hook)
 
     def noise_streams(self, seeds: list[int], subseeds: list[int], width: int, height: int) -> ImageRNG:
         """Noise streams for a batch's latent of ``width`` x ``height`` pixels (a hires pass draws its own)."""
@@ -392,7 +402,7 @@ def _run_job(p: GenerationParams, ctx: ProcessingContext, plan: Plan) -> Process
     if grid_wanted:
         rows = saving.grid_rows(len(images), p.batch_size, int(settings.get("n_rows", -1)),
                                  bool(settings.get("grid_prevent_empty_spots", False)))
-        grid = saving.image_grid(images, rows)
+        grid = saving.image_grid(images, rows, hook=ctx.grid_hook)
         grid_text = job.infotext(prompt=prompt, negative_prompt=negative_prompt, seed=all_seeds[0],
                                  subseed=all_subseeds[0])
         grid.info["parameters"] = grid_text

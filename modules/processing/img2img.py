@@ -187,6 +187,7 @@ class Img2ImgPlan(Plan):
             init = init * keep
         start_noise = noise * self._noise_multiplier(job.settings)
         x = add_noise(scheduler, init, start_noise, start)
+        x = job.extra_noise(scheduler, init, start_noise, x, start)
         last = len(scheduler.timesteps) - start - 1
 
         def put_back_unmasked(i: int, latents: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,7 @@ from PIL import Image
 from modules.models.types import LoadedModel
 from modules.processing import schedulers
 from modules.processing.cfg_callbacks import (AfterCFGCallbackParams, CfgCallbacks, CFGDenoisedParams,
-                                                CFGDenoiserParams)
+                                                CFGDenoiserParams, ExtraNoiseParams)
 from modules.processing.conditioning import Conditioning
 from modules.processing.hires import LATENT_FACTOR
 from modules.processing.prompt_schedule import BatchConditioning, repeat_per_subprompt
@@ -250,6 +250,20 @@ def add_noise(scheduler: Any, latents: torch.Tensor, noise: torch.Tensor, index:
     """``latents`` noised to the level of timestep ``index`` (k-style schedulers: latents + sigma * noise)."""
     t = scheduler.timesteps[index:index + 1]
     return scheduler.add_noise(latents, noise, t.repeat(latents.shape[0]) if t.numel() else t)
+
+
+def extra_noise(scheduler: Any, clean: torch.Tensor, noise: torch.Tensor, noised: torch.Tensor, index: int,
+                amount: float, hook: Callable[[ExtraNoiseParams], None] | None = None) -> torch.Tensor:
+    """A1111's "Extra noise multiplier for img2img and hires fix": ``xi + noise * amount`` in k-diffusion's space,
+    i.e. scaled by the coefficient the scheduler gives the clean latents at this step (1 for k-style schedulers,
+    sqrt(alpha_cumprod) for DDIM, as A1111's timestep samplers scale it). ``hook`` is the extensions'
+    ``on_extra_noise``, called first."""
+    params = ExtraNoiseParams(noise, clean, noised)
+    if hook is not None:
+        hook(params)
+    ones = torch.ones_like(clean[:1])
+    scale = add_noise(scheduler, ones, torch.zeros_like(ones), index).mean()
+    return noised + _same_shape(params.noise, noise, "noise") * amount * scale
 
 
 def check_finite(latents: torch.Tensor, what: str) -> None:

@@ -13,7 +13,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from PIL import Image, PngImagePlugin
 
@@ -198,8 +198,23 @@ def grid_rows(count: int, batch_size: int, n_rows: int, prevent_empty_spots: boo
     return max(1, min(rows, count))
 
 
-def image_grid(images: Sequence[Image.Image], rows: int) -> Image.Image:
+@dataclass
+class ImageGridLoopParams:
+    """A1111's ``script_callbacks.ImageGridLoopParams``: an ``on_image_grid`` callback may change the layout."""
+
+    imgs: list[Image.Image]
+    cols: int
+    rows: int
+
+
+def image_grid(images: Sequence[Image.Image], rows: int,
+               hook: Callable[[ImageGridLoopParams], None] | None = None) -> Image.Image:
+    """The images in ``rows`` rows, left to right; ``hook`` (extensions' ``on_image_grid``) may change the layout."""
     cols = math.ceil(len(images) / rows)
+    if hook is not None:
+        params = ImageGridLoopParams(list(images), cols, rows)
+        hook(params)
+        images, cols, rows = params.imgs, max(1, int(params.cols)), max(1, int(params.rows))
     w, h = images[0].size
     grid = Image.new("RGB", (cols * w, rows * h), "black")
     for i, img in enumerate(images):

@@ -135,6 +135,7 @@ class Txt2ImgPlan(Plan):
         total, run = img2img_steps(self.hr_steps, p.denoising_strength, fix_steps=True)
         start = img2img_start(scheduler, total, run, model.device)
         x = add_noise(scheduler, latents, noise, start)
+        x = hr_job.extra_noise(scheduler, latents, noise, x, start)
         hr_prompts, hr_negative = batch.prompts, batch.negative_prompts
         styles = job.ctx.styles if p.styles else None
         if p.hr_prompt:  # styles apply to a hires prompt as to the prompt

@@ -266,7 +266,7 @@ def wire_output_panel(rt: Runtime, panel: OutputPanel, kind: Any) -> None:
 def wire_prompt_row(rt: Runtime, row: PromptRow, f: dict[str, Any]) -> None:
     f["prompt"].change(lambda text, steps: token_counter_html(rt, text, steps), inputs=[f["prompt"], f["steps"]],
                        outputs=[row.token_counter], queue=False, show_progress="hidden")
-    f["negative_prompt"].change(lambda text, steps: token_counter_html(rt, text, steps),
+    f["negative_prompt"].change(lambda text, steps: token_counter_html(rt, text, steps, is_positive=False),
                                 inputs=[f["negative_prompt"], f["steps"]], outputs=[row.negative_counter],
                                 queue=False, show_progress="hidden")
 
@@ -390,10 +390,16 @@ def style_names(rt: Runtime) -> list[str]:
     return list(rt.styles.styles) if rt.styles is not None else []
 
 
-def token_counter_html(rt: Runtime, text: str, steps: float | None) -> str:
-    """A1111's ``N/75`` counter, with the loaded model's tokenizer (or the bundled CLIP one before any load)."""
+def token_counter_html(rt: Runtime, text: str, steps: float | None, is_positive: bool = True) -> str:
+    """A1111's ``N/75`` counter, with the loaded model's tokenizer (or the bundled CLIP one before any load);
+    extensions' ``on_before_token_counter`` may change the prompt and steps it counts."""
+    from modules import script_callbacks
     from modules.processing.conditioning import prompt_token_count
 
+    if script_callbacks.callbacks("before_token_counter"):
+        params = script_callbacks.BeforeTokenCounterParams(text or "", int(steps or 20), [], is_positive)
+        script_callbacks.call("before_token_counter", params)
+        text, steps = params.prompt, params.steps
     model = rt.manager.model
     try:
         tokenizer = (model.tokenizer or model.tokenizer_2) if model is not None else _bundled_tokenizer()
