@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from modules import pip_constraints
+from modules import a1111_internals, pip_constraints
 from modules.paths import INSTALL_DIR
 
 log = logging.getLogger(__name__)
@@ -300,15 +300,18 @@ def _import_file(path: Path, module_name: str, timeout: float) -> tuple[Any, str
             sys.modules[module_name] = module
             spec.loader.exec_module(module)
             result["module"] = module
-        except BaseException:  # noqa: BLE001 - an extension's failure is reported, never raised
+        except BaseException as err:  # noqa: BLE001 - an extension's failure is reported, never raised
             sys.modules.pop(module_name, None)
             result["error"] = traceback.format_exc(limit=4)
+            result["internals"] = a1111_internals.summary_of(err)
 
     thread = threading.Thread(target=work, name=f"import {path.name}", daemon=True)
     thread.start()
     thread.join(timeout)
     if thread.is_alive():
         return None, f"{path.name} did not finish importing in {timeout:.0f} s and was skipped"
+    if result.get("internals"):  # one line, not a traceback: nothing the user can install fixes it
+        return None, f"{result['internals']} ({path.name})"
     if "error" in result:
         return None, f"{path.name} raised at import:\n{result['error']}"
     return result.get("module"), None
@@ -316,6 +319,7 @@ def _import_file(path: Path, module_name: str, timeout: float) -> tuple[Any, str
 
 def run_preloads(extensions: Iterable[Extension], parser: Any) -> None:
     """``preload(parser)`` of each active extension, so its command-line flags exist before parsing."""
+    a1111_internals.install()
     for ext in active(extensions):
         preload = ext.path / "preload.py"
         if not preload.is_file():
@@ -335,7 +339,10 @@ def load_scripts(extensions: Iterable[Extension], timeout: float | None = None) 
     """Import every active extension's scripts/*.py with the extension folder on sys.path (extensions import
     their own helper modules), recording what loaded and what failed."""
     from modules import script_callbacks, scripts
+    from modules.ui import gradio3_compat
 
+    a1111_internals.install()  # ldm / k-diffusion imports fail with a message that says why
+    gradio3_compat.install()  # the gradio 3 idioms extension UIs use (_js=, .style(), gr.Box, ...)
     scripts.script_classes.clear()  # this load's Script subclasses only (an app rebuilt in one process)
     for script in sorted(BUILTIN_SCRIPTS_DIR.glob("*.py")):  # ours (X/Y/Z plot, ...), before the extensions'
         with script_callbacks.registering("builtin", script):
@@ -355,10 +362,21 @@ def load_scripts(extensions: Iterable[Extension], timeout: float | None = None) 
                 if added and str(ext.path) in sys.path:
                     sys.path.remove(str(ext.path))
             if error:
-                ext.errors.append(error)
+                _record(ext, error)
                 log.error("extension %s: %s", ext.name, error.splitlines()[0])
             else:
                 ext.loaded_scripts.append(script.name)
+
+
+def _record(ext: Extension, error: str) -> None:
+    """Add a script's import error; scripts missing the same A1111 internal share one line."""
+    if error.startswith(a1111_internals.NOT_HERE):
+        line, _, script = error.rpartition(" (")
+        for index, known in enumerate(ext.errors):
+            if known.startswith(line + " ("):
+                ext.errors[index] = f"{known[:-1]}, {script}"
+                return
+    ext.errors.append(error)
 
 
 def _ident(text: str) -> str:

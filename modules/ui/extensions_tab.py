@@ -18,11 +18,39 @@ from typing import Any
 
 import gradio as gr
 
-from modules import extension_git
+from modules import a1111_internals, extension_git
 from modules.runtime import Runtime
 from modules.ui import common
 
 log = logging.getLogger(__name__)
+
+
+def problems(ext: Any) -> list[str]:
+    """What went wrong for ``ext``: its install/preload/import errors, then its scripts' ui() and hook failures and
+    its callbacks' (reported as "<extension>: ..."). A failure that comes down to A1111 internals we do not have
+    (ldm, k-diffusion, ...) is the one line that says so, once, instead of its traceback."""
+    from modules import script_callbacks, scripts
+
+    prefix = f"{ext.name}: "
+    found = list(ext.errors)
+    found += [m[len(prefix):] for m in [*scripts.errors, *script_callbacks.errors] if m.startswith(prefix)]
+
+    def key(message: str) -> str:  # one line per missing module, whichever scripts needed it
+        return message.split(" (", 1)[0] if message.startswith(a1111_internals.NOT_HERE) else message
+
+    out: list[str] = []
+    for message in found:
+        if not message.startswith(a1111_internals.NOT_HERE):
+            message = a1111_internals.summary(message) or message
+        if all(key(known) != key(message) for known in out):
+            out.append(message)
+    return out
+
+
+def _problem_html(message: str) -> str:
+    if message.startswith(a1111_internals.NOT_HERE):
+        return f"<p class='error extension-needs-a1111'>{html.escape(message)}</p>"
+    return f"<pre class='error'>{html.escape(message)}</pre>"
 
 
 def extensions_table(rt: Runtime, updates: dict[str, str] | None = None) -> str:
@@ -32,7 +60,7 @@ def extensions_table(rt: Runtime, updates: dict[str, str] | None = None) -> str:
     rows = []
     for ext in rt.extensions:
         state = "enabled" if ext.enabled else "disabled"
-        errors = "".join(f"<pre class='error'>{html.escape(e)}</pre>" for e in ext.errors)
+        errors = "".join(_problem_html(e) for e in problems(ext))
         scripts = ", ".join(html.escape(s) for s in ext.loaded_scripts)
         info = ext.git()
         remote = html.escape(info.remote or "")
