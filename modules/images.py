@@ -1,5 +1,5 @@
 """A1111's ``modules.images`` for extensions: ``save_image``, ``image_grid``, ``draw_grid_annotations``,
-``GridAnnotation`` and ``resize_image``, over our saving and grid code.
+``GridAnnotation``, ``resize_image`` and ``read_info_from_image``, over our saving, grid and metadata code.
 
 ``save_image`` writes only inside the outputs folder (a path elsewhere is refused), never over a file, with the
 job's settings and the extensions' save hooks, like every image the app writes.
@@ -75,3 +75,11 @@ def resize_image(resize_mode: int, im: Image.Image, width: int, height: int, ups
                  ) -> Image.Image:
     """A1111's resize modes 0-2 (just resize, crop and resize, resize and fill), with Lanczos."""
     return imageops.resize_image(resize_mode, im, width, height)
+
+
+def read_info_from_image(image: Image.Image) -> tuple[str | None, dict[str, Any]]:
+    """A1111's ``(geninfo, items)`` of an opened image: the generation parameters (PNG ``parameters`` chunk, EXIF
+    UserComment of a JPEG/WebP, a GIF comment, a NovelAI PNG converted) or None, and its other text items."""
+    from modules.image_metadata import read_generation_info
+
+    return read_generation_info(image)

@@ -13,6 +13,7 @@ included, as A1111 writes it.
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -312,6 +313,10 @@ def default_registry() -> dict[str, OptionInfo]:
     return registry
 
 
+def _defaults(registry: Mapping[str, OptionInfo]) -> dict[str, Any]:
+    return {key: copy.deepcopy(info.default) for key, info in registry.items()}
+
+
 class Options:
     """Current setting values over a registry; thread-safe; persisted atomically to ``config.json``.
 
@@ -323,7 +328,8 @@ class Options:
     def __init__(self, path: Path, registry: Mapping[str, OptionInfo] | None = None) -> None:
         self.path = path
         self.registry: dict[str, OptionInfo] = dict(registry or default_registry())
-        self.data: dict[str, Any] = {}
+        # every registered key with its value, defaults included (A1111's ``opts.data``, which extensions read)
+        self.data: dict[str, Any] = _defaults(self.registry)
         self.quarantined: Path | None = None
         self.unreadable: str | None = None  # why config.json could not be read at all (a folder, no permission)
         self.frozen = False  # --freeze-settings: nothing is written; in-memory session values still change
@@ -333,6 +339,8 @@ class Options:
     def add_option(self, key: str, info: OptionInfo) -> None:
         with self._lock:
             self.registry[key] = info
+            if key not in self.data:  # A1111: a new option's default is in ``opts.data`` at once
+                self.data[key] = copy.deepcopy(info.default)
 
     def onchange(self, key: str, func: Callable[[], None], call: bool = True) -> None:
         """A1111's ``opts.onchange``: ``func`` runs after ``key`` changes (and now, unless ``call`` is False)."""
@@ -346,6 +354,25 @@ class Options:
 
     def __contains__(self, key: str) -> bool:
         return key in self.registry or key in self.data
+
+    _OWN_ATTRIBUTES = frozenset({"path", "registry", "data", "quarantined", "unreadable", "frozen"})
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        """A1111's ``opts.samples_format = "jpg"`` (extensions do it, often to restore the old value later): the
+        setting changes for this session, validated as any change (a bad value raises OptionError), not written
+        to config.json and without its onchange callback, as in A1111 (``set()``/``apply()`` save and notify).
+        Any other name is an ordinary attribute."""
+        if key.startswith("_") or key in Options._OWN_ATTRIBUTES or "_lock" not in self.__dict__:
+            object.__setattr__(self, key, value)
+            return
+        with self._lock:
+            if key in self.registry:
+                self.data[key] = self.validate({key: value})[key]
+                return
+            if key in self.data:  # a setting of an extension not loaded now: kept as given
+                self.data[key] = value
+                return
+        object.__setattr__(self, key, value)
 
     # -- values ---------------------------------------------------------------------------------------------
     def get(self, key: str, default: Any = None) -> Any:
@@ -434,6 +461,8 @@ class Options:
                     self.data[key] = _coerce(key, info, value)
                 except OptionError as err:
                     log.warning("Ignoring bad value in %s: %s", self.path.name, err)
+            for key, value in _defaults(self.registry).items():
+                self.data.setdefault(key, value)
 
     def _read(self, at_start: bool) -> tuple[dict[str, Any] | None, Path | None, str | None]:
         """(data, where a corrupt file went, why the file could not be read at all)."""

@@ -17,7 +17,7 @@ import threading
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 from modules.paths import INSTALL_DIR
 from modules.processing.compat import PostprocessBatchListArgs, PostprocessImageArgs  # noqa: F401 - A1111 names
@@ -391,3 +391,60 @@ def build_runners() -> tuple[ScriptRunner, ScriptRunner]:
     scripts_txt2img.initialize_scripts(script_classes)
     scripts_img2img.initialize_scripts(script_classes)
     return scripts_txt2img, scripts_img2img
+
+
+class ScriptFile(NamedTuple):
+    """A1111's ``ScriptFile``: the folder a script belongs to (the install folder or an extension's), its file name
+    and full path."""
+
+    basedir: str
+    filename: str
+    path: str
+
+
+class ScriptClassData(NamedTuple):
+    """A1111's ``ScriptClassData``, one per loaded ``Script`` subclass (``scripts_data``)."""
+
+    script_class: type
+    path: str
+    basedir: str
+    module: Any
+
+
+def _active_extensions() -> list[Any]:
+    from modules import shared
+
+    rt = shared.runtime
+    return [e for e in (getattr(rt, "extensions", None) or []) if e.enabled]
+
+
+def list_scripts(scriptdirname: str, extension: str, *, include_extensions: bool = True) -> list[ScriptFile]:
+    """A1111's ``list_scripts("scripts", ".py")``: the files with that suffix in the install folder's
+    ``scriptdirname`` folder, then in each enabled extension's, as ``ScriptFile``s."""
+    found: list[ScriptFile] = []
+    folders = [(INSTALL_DIR, INSTALL_DIR / scriptdirname)]
+    if include_extensions:
+        folders += [(Path(e.path), Path(e.path) / scriptdirname) for e in _active_extensions()]
+    for base, folder in folders:
+        if not folder.is_dir():
+            continue
+        for name in sorted(p.name for p in folder.iterdir()):
+            path = folder / name
+            if path.suffix.lower() == extension.lower() and path.is_file():
+                found.append(ScriptFile(str(base), name, str(path)))
+    return found
+
+
+def __getattr__(name: str) -> Any:
+    """``scripts_data``: A1111's list of the loaded Script classes with their file, folder and module, read from
+    what was loaded each time."""
+    if name == "scripts_data":
+        out = []
+        for _extension, cls in script_classes:
+            module = sys.modules.get(cls.__module__)
+            path = str(getattr(module, "__file__", "") or "")
+            folder = Path(path).parent
+            base = str(folder.parent if folder.name == "scripts" else folder)
+            out.append(ScriptClassData(cls, path, base, module))
+        return out
+    raise AttributeError(f"module 'modules.scripts' has no attribute {name!r}")

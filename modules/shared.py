@@ -257,21 +257,111 @@ state: State = State()
 total_tqdm = TotalTQDM()
 
 
-def OptionInfo(default: Any = None, label: str = "", component: Any = None,  # noqa: N802 - A1111's name
-               component_args: Any = None, onchange: Callable[[], None] | None = None,
-               section: tuple[str, str] | None = None, refresh: Any = None, comment_before: str = "",
-               comment_after: str = "", infotext: str | None = None, restrict_api: bool = False,
-               category_id: str | None = None, **_: Any) -> _options.OptionInfo:
-    """A1111's ``shared.OptionInfo(default, label, component, component_args, ..., section=...)`` as ours; a Radio
-    or Dropdown's ``choices`` become the accepted values."""
-    args = component_args() if callable(component_args) else (component_args or {})
-    choices = args.get("choices") if isinstance(args, dict) else None
-    info = _options.OptionInfo(default, label, section or ("other", "Other"), choices=choices,
-                               restricted=restrict_api, infotext=infotext, comment=comment_after or comment_before,
-                               onchange=onchange)
-    if isinstance(args, dict):
-        info.minimum, info.maximum, info.step = args.get("minimum"), args.get("maximum"), args.get("step")
-    return info
+def _plain(text: str) -> str:
+    """An A1111 setting comment (HTML) as the plain text our Settings tab shows: tags dropped, entities decoded."""
+    import html
+    import re
+
+    return html.unescape(re.sub(r"<[^>]*>", "", str(text))).strip()
+
+
+class _NeedsReloadUI:
+    """``info.needs_reload_ui`` of an A1111-made option: a flag for our Settings tab (``if info.needs_reload_ui``)
+    and, called, A1111's builder method ``needs_reload_ui()`` that sets it and returns the option."""
+
+    __slots__ = ("_info",)
+
+    def __init__(self, info: OptionInfo) -> None:
+        self._info = info
+
+    def __bool__(self) -> bool:
+        return bool(self._info.__dict__.get("_reload_ui", False))
+
+    def __call__(self) -> OptionInfo:
+        self._info.__dict__["_reload_ui"] = True
+        return self._info._add_comment("(requires Reload UI)")
+
+    def __eq__(self, other: object) -> bool:
+        return bool(self) == other
+
+    def __hash__(self) -> int:
+        return hash(bool(self))
+
+    def __repr__(self) -> str:
+        return repr(bool(self))
+
+
+class OptionInfo(_options.OptionInfo):
+    """A1111's ``shared.OptionInfo(default, label, component, component_args, onchange, section, refresh, ...)``: one
+    of our options (a Radio or Dropdown's ``choices`` become the accepted values, ``minimum``/``maximum``/``step``
+    the bounds) with A1111's attributes (``component``, ``component_args``, ``refresh``, ``comment_before``/
+    ``comment_after``, ``category_id``) and builder methods, each returning the option:
+    ``info(text)`` and ``html(text)`` (the comment under the setting, shown as plain text: HTML tags are dropped),
+    ``link(label, url)`` (label and address in the comment), ``js(label, func)`` (the label in the comment; the
+    JavaScript call is kept in ``js_actions`` and not wired to anything), ``needs_restart()`` and
+    ``needs_reload_ui()`` (said in the comment; the latter also makes Settings offer to reload the page). A class,
+    as in A1111, so extensions can test ``isinstance`` or add methods to it."""
+
+    def __init__(self, default: Any = None, label: str = "", component: Any = None, component_args: Any = None,
+                 onchange: Callable[[], None] | None = None, section: tuple[str, str] | None = None,
+                 refresh: Any = None, comment_before: str = "", comment_after: str = "",
+                 infotext: str | None = None, restrict_api: bool = False, category_id: str | None = None,
+                 **_: Any) -> None:
+        args = component_args() if callable(component_args) else (component_args or {})
+        choices = args.get("choices") if isinstance(args, dict) else None
+        super().__init__(default, label, section or ("other", "Other"), choices=choices, restricted=restrict_api,
+                         infotext=infotext, comment=_plain(" ".join(c for c in (comment_before, comment_after) if c)),
+                         onchange=onchange)
+        if isinstance(args, dict):
+            self.minimum, self.maximum, self.step = args.get("minimum"), args.get("maximum"), args.get("step")
+        self.component, self.component_args, self.refresh = component, component_args, refresh
+        self.comment_before, self.comment_after = comment_before, comment_after
+        self.category_id = category_id
+        self.js_actions: list[tuple[str, str]] = []
+
+    @property  # type: ignore[override]
+    def needs_reload_ui(self) -> _NeedsReloadUI:
+        return _NeedsReloadUI(self)
+
+    @needs_reload_ui.setter
+    def needs_reload_ui(self, value: Any) -> None:
+        self.__dict__["_reload_ui"] = bool(value)
+
+    def _add_comment(self, text: str) -> OptionInfo:
+        text = _plain(text)
+        self.comment = f"{self.comment} {text}".strip() if self.comment else text
+        return self
+
+    def info(self, info: str) -> OptionInfo:
+        self.comment_after += f" ({info})" if self.comment_after else f"({info})"
+        return self._add_comment(f"({info})")
+
+    def html(self, html: str) -> OptionInfo:
+        self.comment_after += html
+        return self._add_comment(html)
+
+    def link(self, label: str, url: str) -> OptionInfo:
+        self.comment_before += f"[{label}]"
+        return self._add_comment(f"[{label}: {url}]")
+
+    def js(self, label: str, js_func: str) -> OptionInfo:
+        self.comment_before += f"[{label}]"
+        self.js_actions.append((label, js_func))
+        return self._add_comment(f"[{label}]")
+
+    def needs_restart(self) -> OptionInfo:
+        self.comment_after += " (requires restart)"
+        return self._add_comment("(requires restart)")
+
+
+def options_section(section_identifier: tuple[str, str], options_dict: dict[str, Any]) -> dict[str, Any]:
+    """A1111's ``options_section(("id", "Title"), {key: OptionInfo})``: the same options, each put in the section."""
+    for value in options_dict.values():
+        if len(section_identifier) == 2:
+            value.section = section_identifier
+        elif len(section_identifier) == 3:
+            value.section, value.category_id = section_identifier[0:2], section_identifier[2]
+    return options_dict
 
 
 def natural_sort_key(s: str, regex: Any = None) -> list[Any]:
@@ -377,3 +467,7 @@ def bind(rt: Any) -> None:
     import modules.sd_hijack  # noqa: F401
     import modules.sd_models  # noqa: F401
     import modules.shared_items  # noqa: F401
+    from modules import ui_extra_networks
+
+    ui_extra_networks.initialize()  # this app's pages (Textual Inversion, Checkpoints, Lora), as A1111 registers
+    ui_extra_networks.register_default_pages()

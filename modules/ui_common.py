@@ -1,9 +1,10 @@
 """A1111's ``modules.ui_common`` for extensions: ``create_refresh_button``, ``plaintext_to_html``,
-``update_generation_info``, ``open_folder`` and the ``folder_symbol``/``refresh_symbol`` icons.
+``update_generation_info``, ``save_files`` (the 💾 of a gallery), ``open_folder`` and the ``folder_symbol``/
+``refresh_symbol`` icons.
 
 gradio is imported inside the functions that build components, so importing this module (extensions do it at
-load, also for the API-only server) costs nothing. A1111's ``create_output_panel`` and ``save_files`` are its tab
-internals; our tabs have their own (``modules/ui/``), and reading those names raises AttributeError.
+load, also for the API-only server) costs nothing. A1111's ``create_output_panel`` is its tab internals; our tabs
+have their own (``modules/ui/``), and reading that name raises AttributeError.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 import os
 import platform
 import subprocess
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,7 @@ refresh_symbol = "\U0001f504"  # 🔄
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("create_output_panel", "save_files", "OutputPanel", "setup_dialog"):
+    if name in ("create_output_panel", "OutputPanel", "setup_dialog"):
         raise AttributeError(f"modules.ui_common.{name} is part of A1111's own tabs; this app's tabs are built by "
                              "modules/ui and extensions add theirs with script_callbacks.on_ui_tabs")
     raise AttributeError(f"module 'modules.ui_common' has no attribute {name!r}")
@@ -46,6 +47,58 @@ def update_generation_info(generation_info: str, html_info: str, img_index: int)
     except (TypeError, ValueError, KeyError):
         pass
     return html_info, gr.update()
+
+
+def save_files(js_data: str, images: Sequence[Any], do_make_zip: bool, index: int) -> tuple[Any, str]:
+    """A1111's 💾 of a result gallery: ``images`` (gallery items: base64 PNGs, PIL images, ``(image, caption)``
+    pairs or files in the output/upload folders) saved again with ``modules.images.save_image`` into the
+    ``outdir_save`` setting's folder (``log/images``), each with its infotext from ``js_data["infotexts"]`` (the
+    job's ``info`` JSON), never over a file; only the image at ``index`` with ``save_selected_only`` (when it is not
+    a grid); ``do_make_zip`` adds ``images.zip`` of them. Returns ``(gr.update(value=[saved files]), message
+    HTML)``. Unlike A1111, no ``log.csv`` is written beside them."""
+    import io
+    import zipfile
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    import gradio as gr
+
+    from modules import fileio, shared
+    from modules import images as images_module
+    from modules.infotext_utils import image_from_url_text, parse_generation_parameters
+
+    data = json.loads(js_data) if isinstance(js_data, (str, bytes)) else dict(js_data or {})
+    infotexts = list(data.get("infotexts") or [])
+    first_image = int(data.get("index_of_first_image", 0) or 0)
+    items, start = list(images or []), 0
+    if (index is not None and 0 <= int(index) < len(items) and int(index) >= first_image
+            and shared.opts.get("save_selected_only", True)):
+        items, start = [items[int(index)]], int(index)
+    folder = shared.opts.get("outdir_save") or "log/images"
+    extension = shared.opts.get("samples_format") or "png"
+    p = SimpleNamespace(**{k: v for k, v in data.items() if isinstance(k, str)})
+    saved: list[str] = []
+    for image_index, filedata in enumerate(items, start):
+        image = image_from_url_text(filedata)
+        if image is None:
+            continue
+        text = infotexts[image_index] if image_index < len(infotexts) else None
+        params = parse_generation_parameters(text or "", [])
+        written, text_file = images_module.save_image(
+            image, folder, "", seed=params.get("Seed"), prompt=params.get("Prompt"), extension=extension,
+            info=text, grid=image_index < first_image, p=p, save_to_dirs=False)
+        saved.append(written)
+        if text_file:
+            saved.append(text_file)
+    if not saved:
+        return gr.update(), plaintext_to_html("Nothing to save")
+    if do_make_zip:
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+            for path in saved:
+                archive.write(path, arcname=os.path.basename(path))
+        saved.append(str(fileio.write_new_file(Path(saved[0]).parent / "images.zip", buffer.getvalue())))
+    return gr.update(value=saved, visible=True), plaintext_to_html(f"Saved: {os.path.basename(saved[0])}")
 
 
 def create_refresh_button(refresh_component: Any, refresh_method: Callable[[], Any],

@@ -9,9 +9,9 @@ A1111's points through ``ScriptBridge``:
     postprocess_batch, per image: postprocess_image -> grid -> postprocess
 
 What a hook may change, and when it takes effect: any field before ``process`` (in ``setup``/``before_process``);
-``all_prompts``/``all_seeds``/... and ``extra_generation_params`` in ``process``; a batch's ``prompts``/``seeds`` in
-``process_batch``; images in ``postprocess_batch``/``postprocess_image``. ``p.override_settings`` (checkpoint, VAE,
-clip skip, ...) reconfigures the job's context before it runs.
+``all_prompts``/``all_seeds``/..., ``n_iter``/``batch_size`` and ``extra_generation_params`` in ``process``; a
+batch's ``prompts``/``seeds`` in ``process_batch``; images in ``postprocess_batch``/``postprocess_image``.
+``p.override_settings`` (checkpoint, VAE, clip skip, ...) reconfigures the job's context before it runs.
 
 ``process_images`` only works inside a running generation job (a script's ``run`` or a hook): that is where the
 loaded model and the settings snapshot are. Pure processing module: no gradio, no web framework.
@@ -410,7 +410,25 @@ class ScriptBridge:
         p.scripts.process(p)
         lists.all_prompts, lists.all_negative_prompts = p.all_prompts, p.all_negative_prompts
         lists.all_seeds, lists.all_subseeds = p.all_seeds, p.all_subseeds
+        self._batches(job)
         self._extra(job)
+
+    def _batches(self, job: Job) -> None:
+        """A ``process`` hook may change ``p.n_iter``/``p.batch_size`` (dynamic prompts runs one batch per prompt
+        combination): the job runs that many, validated as a request's and within the server's budget."""
+        p = self.p
+        wanted = (p.n_iter, p.batch_size)
+        if wanted == (job.p.n_iter, job.p.batch_size):
+            return
+        try:
+            job.p.n_iter, job.p.batch_size = int(wanted[0]), int(wanted[1])
+        except (TypeError, ValueError, ValidationError) as err:
+            raise FieldError("n_iter", f"a script set n_iter={wanted[0]!r}, batch_size={wanted[1]!r}: {err}") from err
+        from modules.processing.params import check_budget
+
+        check_budget(job.p, float(job.ctx.settings.get("max_job_megapixel_steps") or 0))
+        if job.ctx.check_budget is not None:
+            job.ctx.check_budget(job.p, 1)
 
     def before_batch(self, job: Job, batch: Batch) -> None:
         p = self.p

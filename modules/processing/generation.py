@@ -339,6 +339,7 @@ def _run_job(p: GenerationParams, ctx: ProcessingContext, plan: Plan) -> Process
     hooks = ctx.job_hooks or JobHooks()
     lists = JobLists(all_prompts, all_negative, all_seeds, all_subseeds)
     hooks.process(job, lists)
+    count = p.n_iter * p.batch_size  # a script's process() may set the batch count (A1111 reads p.n_iter after it)
     all_prompts, all_negative, all_seeds, all_subseeds = _fitted(lists, count)
     images, infotexts, saved = [], [], []
     interrupted = False
