@@ -93,11 +93,9 @@ def section_ids(grouped: Sequence[tuple[tuple[str, str], list[str]]]) -> list[st
     return out
 
 
-def section_title(options: Options, title: str, keys: Sequence[str]) -> str:
-    """The accordion title: marked stored only when none of the section's settings is used."""
-    if keys and not any(options.registry[k].used for k in keys):
-        return f"{title} ({STORED_ONLY})"
-    return title
+def section_stored_only(options: Options, keys: Sequence[str]) -> bool:
+    """Whether a section's accordion is marked stored only: none of its settings is used."""
+    return bool(keys) and not any(options.registry[k].used for k in keys)
 
 
 def _ui_value(info: OptionInfo, value: Any) -> Any:
@@ -120,9 +118,11 @@ def component_spec(key: str, info: OptionInfo, value: Any = None) -> dict[str, A
         value = info.default
     kwargs: dict[str, Any] = {"label": info.label or key, "elem_id": elem_id_for(key),
                               "value": _ui_value(info, value)}
+    # A1111's own label and comment, so that any A1111 localization translates them; the "stored only" badge
+    # comes from the class (CSS, its text translated by localization.js), an info line only where A1111 has none
     comment = info.comment
     if not info.used:
-        comment = f"{STORED_ONLY_INFO}; {comment}" if comment else STORED_ONLY_INFO
+        comment = comment or STORED_ONLY_INFO
         kwargs["elem_classes"] = [STORED_ONLY_CLASS]
     if comment:
         kwargs["info"] = comment
@@ -306,8 +306,9 @@ def build_settings_tab(rt: Any) -> SettingsControls:
         if not all(options.registry[k].used for k in keys):
             gr.HTML(LEGEND_HTML, elem_id="settings_legend")
         for index, (((_sid, title), section_keys), section_id) in enumerate(zip(grouped, section_ids(grouped))):
-            with gr.Accordion(section_title(options, title, section_keys), open=index == 0,
-                              elem_id=f"settings_section_{section_id}") as acc:
+            marked = [STORED_ONLY_CLASS] if section_stored_only(options, section_keys) else None
+            with gr.Accordion(title, open=index == 0, elem_id=f"settings_section_{section_id}",
+                              elem_classes=marked) as acc:
                 accordions[section_id] = acc
                 for key in section_keys:
                     spec = component_spec(key, options.registry[key], options.get(key))

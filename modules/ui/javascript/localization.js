@@ -2,16 +2,24 @@
 // and the placeholder, title and aria-label attributes, now and whenever gradio adds or changes nodes.
 // Names of models, files and styles are never translated (their dropdowns are skipped, as A1111 skips them).
 async function applyLocalization() {
-  let map = {};
-  try {
-    const response = await fetch("internal/localization", {cache: "no-store"});
-    if (response.ok) map = await response.json();
-  } catch (err) {
-    return;
+  // The page head carries the map (A1111 extensions read window.localization from their first line); a page
+  // served without it asks the server.
+  let map = window.__sdPage && window.__sdPage.localization;
+  if (!map) {
+    try {
+      const response = await fetch("internal/localization", {cache: "no-store"});
+      map = response.ok ? await response.json() : {};
+    } catch (err) {
+      return;
+    }
   }
   window.localization = map;  // A1111 extensions read it from here
   if (!map || Object.keys(map).length === 0) return;
   if (map.rtl === true) document.documentElement.setAttribute("dir", "rtl");
+  // the Settings tab's "stored only" badge is CSS text (content: var(--stored-only-label)), not a text node
+  if (typeof map["stored only"] === "string") {
+    document.documentElement.style.setProperty("--stored-only-label", JSON.stringify(map["stored only"]));
+  }
   const skipTags = new Set(["SCRIPT", "STYLE", "TEXTAREA", "CODE"]);
   // Dropdowns of names: their labels are translated, their options and chosen values are not.
   const tabs = ["txt2img", "img2img"];
