@@ -50,7 +50,10 @@ document.addEventListener("DOMContentLoaded", () => { __probe.domContentLoaded =
 titles = Object.assign({}, titles, {"Probe label": "Probe tooltip"});  // dynamic-prompts' idiom
 onUiLoaded(() => {
   __probe.loaded = {prompt: !!gradioApp().querySelector("#txt2img_prompt"), tab: get_uiCurrentTabContent().id,
-                    root: gradioApp().tagName, byId: !!gradioApp().getElementById("txt2img_prompt")};
+                    root: gradioApp().tagName, byId: !!gradioApp().getElementById("txt2img_prompt"),
+                    // tabs never opened are in the page too (prompt-all-in-one binds to both prompt boxes now)
+                    unopened: ["#img2img_prompt textarea", "#img2img_neg_prompt textarea", "#extras_image",
+                               "#pnginfo_image"].filter((s) => !gradioApp().querySelector(s))};
 });
 onOptionsAvailable(() => {
   __probe.available = {clip: opts.CLIP_stop_at_last_layers, localization: opts.localization,
@@ -162,7 +165,8 @@ def test_globals_exist_before_extension_scripts_run_and_callbacks_fire(page: Pag
     assert seen["domContentLoaded"] is True  # so DOMContentLoaded listeners (aspect-ratio-helper) start
     assert seen["order"] == ["a", "b", "module"]  # each .js by name, then the .mjs modules
     assert seen["localizedAtLoad"] == "探针标签"  # the extension's own zh_CN entry, there from the first line
-    assert seen["loaded"] == {"prompt": True, "tab": "tab_txt2img", "root": "GRADIO-APP", "byId": True}
+    assert seen["loaded"] == {"prompt": True, "tab": "tab_txt2img", "root": "GRADIO-APP", "byId": True,
+                              "unopened": []}
     # opts arrive once the UI is there (tagcomplete sets itself up on the first update with opts filled)
     assert seen["available"] == {"clip": 1, "localization": "zh_CN", "promptThere": True}
     assert seen["changes"][:1] == [1]

@@ -35,6 +35,7 @@ CSS = """
 .token-count{font-size:.8em;opacity:.7}
 .comments{font-size:.9em;color:var(--body-text-color-subdued)}
 footer{display:none !important}
+.sd-mounting-tabs #tabs .tabitem{visibility:hidden}
 .setting-stored-only{position:relative}
 .setting-stored-only::before{content:var(--stored-only-label,"stored only");position:absolute;top:2px;right:2.4em;
  z-index:2;font-size:.72em;padding:0 .45em;border-radius:4px;background:var(--color-accent-soft);

@@ -102,9 +102,11 @@ def _script_json(value: Any) -> str:
 
 
 def head_html(rt: Any, localization: dict[str, Any]) -> str:
-    data = {"localization": localization}
+    scripts = script_tags(rt)
+    # with extension scripts, the page builds every generation tab before onUiLoaded, as A1111's page has them
+    data = {"localization": localization, "mountTabs": bool(scripts)}
     return "\n".join([f"<script>window.__sdPage = {_script_json(data)};</script>",
-                      f"<script>{COMPAT_JS.read_text(encoding='utf-8')}</script>", script_tags(rt)])
+                      f"<script>{COMPAT_JS.read_text(encoding='utf-8')}</script>", scripts])
 
 
 def page_head(rt: Any) -> str:

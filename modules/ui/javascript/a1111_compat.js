@@ -204,22 +204,57 @@
     if (optionsAvailable) scheduleRefresh();
     else refreshOptions();  // the first time: at once
   };
+  // gradio 6 builds a tab's contents when it is first opened; A1111 has every tab in the page from the start and
+  // extensions look up #img2img_prompt, #extras_image... in onUiLoaded. With extension scripts in the page, each
+  // generation tab is opened once (panels hidden meanwhile) before onUiLoaded; it stays built after.
+  const MOUNTED_TABS = ["tab_img2img", "tab_extras", "tab_pnginfo"];
+  let mounting = false;
+  const nextFrame = () => new Promise((resolve) => requestAnimationFrame(() => resolve()));
+  const mountTabs = async () => {
+    const root = gradioApp();
+    const first = root.querySelector("#tabs button[role=tab][aria-selected=true]");
+    mounting = true;
+    root.classList.add("sd-mounting-tabs");
+    try {
+      for (const id of MOUNTED_TABS) {
+        const button = root.querySelector("#" + id + "-button");
+        if (!button) continue;
+        button.click();
+        for (let i = 0; i < 300 && !(root.querySelector("#" + id) || {children: []}).children.length; i++) {
+          await nextFrame();
+        }
+      }
+      if (first) first.click();
+      for (let i = 0; i < 300 && first && first.getAttribute("aria-selected") !== "true"; i++) await nextFrame();
+    } finally {
+      root.classList.remove("sd-mounting-tabs");
+      mounting = false;
+      currentTab = get_uiCurrentTab();  // the visits were not the user's: no onUiTabChange for them
+      pendingTab = null;
+    }
+  };
+  const uiReady = () => {
+    uiLoaded = true;
+    const prompt = gradioApp().querySelector("#txt2img_prompt textarea");
+    if (prompt) w.activePromptTextarea.txt2img = prompt;
+    executeCallbacks(w.uiLoadedCallbacks);
+  };
+  let starting = false;
   const observe = () => {
     const root = gradioApp();
     new MutationObserver((mutations) => {
-      if (!uiLoaded && gradioApp().querySelector("#txt2img_prompt")) {  // A1111: the txt2img prompt is there
-        uiLoaded = true;
-        const prompt = gradioApp().querySelector("#txt2img_prompt textarea");
-        if (prompt) w.activePromptTextarea.txt2img = prompt;
-        executeCallbacks(w.uiLoadedCallbacks);
+      if (!uiLoaded && !starting && gradioApp().querySelector("#txt2img_prompt")) {  // A1111: the prompt is there
+        starting = true;
+        if (w.__sdPage && w.__sdPage.mountTabs) mountTabs().then(uiReady, uiReady);
+        else uiReady();
       }
       executeCallbacks(w.uiUpdateCallbacks, mutations);
       clearTimeout(afterTimer);
       afterTimer = setTimeout(afterUpdate, 200);
       for (const m of mutations) m.addedNodes.forEach(applyTooltips);
-      checkTab();
+      if (!mounting) checkTab();
     }).observe(root, {childList: true, subtree: true});
-    new MutationObserver(checkTab).observe(root, {attributes: true, subtree: true,
+    new MutationObserver(() => { if (!mounting) checkTab(); }).observe(root, {attributes: true, subtree: true,
                                                   attributeFilter: ["aria-selected", "style"]});
   };
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", observe);
