@@ -44,6 +44,7 @@ class Extension:
     enabled: bool = True
     errors: list[str] = field(default_factory=list)  # what went wrong (installer, preload, scripts)
     loaded_scripts: list[str] = field(default_factory=list)
+    install_failed: bool = False  # its install.py failed: a script that then cannot import says so in that line
     _git: Any = field(default=None, repr=False, compare=False)
 
     def files(self, folder: str, suffixes: tuple[str, ...]) -> list[Path]:
@@ -171,8 +172,32 @@ def discover(data_dir: Path, settings: dict[str, Any], args: Any = None) -> list
     return found
 
 
-def active(extensions: Iterable[Extension]) -> list[Extension]:
-    return [e for e in extensions if e.enabled]
+def active(extensions: Iterable[Extension] | None = None) -> list[Extension]:
+    """The enabled ones; without an argument, A1111's ``extensions.active()``: those of the running app."""
+    return [e for e in (_running()[0] if extensions is None else extensions) if e.enabled]
+
+
+def _running() -> tuple[list[Extension], Path | None]:
+    """The running app's extensions and data dir (for A1111's module attributes; our code passes them)."""
+    from modules import shared
+
+    rt = shared.runtime
+    if rt is None:
+        return [], None
+    return list(getattr(rt, "extensions", None) or []), Path(rt.paths.data_dir)
+
+
+def __getattr__(name: str) -> Any:
+    """A1111's ``extensions.extensions`` (every extension found, builtin first), ``extensions_dir`` and
+    ``extensions_builtin_dir``, read from the running app each time."""
+    if name == "extensions":
+        return _running()[0]
+    if name == "extensions_dir":
+        data_dir = _running()[1]
+        return str((data_dir or INSTALL_DIR) / "extensions")
+    if name == "extensions_builtin_dir":
+        return str(BUILTIN_DIR)
+    raise AttributeError(f"module 'modules.extensions' has no attribute {name!r}")
 
 
 # -- install.py --------------------------------------------------------------------------------------------------
@@ -196,7 +221,7 @@ def run_installers(extensions: Iterable[Extension], data_dir: Path, skip: bool =
         state = {}
     changed = False
     constraints: Path | None = None
-    packages = hashlib.sha256("\n".join(pip_constraints.constraint_lines()).encode()).hexdigest()
+    packages: str | None = None  # the installed packages' fingerprint, read when an installer needs it (~0.1 s)
     try:
         for ext in active(extensions):
             installer = ext.path / "install.py"
@@ -206,17 +231,20 @@ def run_installers(extensions: Iterable[Extension], data_dir: Path, skip: bool =
             recorded = state.get(ext.name)
             if recorded == digest:
                 continue
+            packages = packages or _environment_fingerprint()
             if isinstance(recorded, dict) and recorded.get("failed") == digest and recorded.get("packages") == packages:
                 # the same installer against the same packages fails the same way (a resolver run can take a
                 # minute): say it again, run it again only when either changes
                 ext.errors.append(f"{recorded.get('error', 'install.py failed')} (not run again: install.py and "
-                                  "the app's packages are unchanged)")
+                                  "the installed packages are unchanged)")
+                ext.install_failed = True
                 continue
             constraints = constraints or pip_constraints.write_constraints()
             errors_before = len(ext.errors)
             if _run_installer(ext, installer, constraints):
                 state[ext.name] = digest
             else:
+                ext.install_failed = True
                 state[ext.name] = {"failed": digest, "packages": packages,
                                    "error": "; ".join(ext.errors[errors_before:])}
             changed = True
@@ -229,6 +257,15 @@ def run_installers(extensions: Iterable[Extension], data_dir: Path, skip: bool =
             fileio.atomic_write_text(state_file, json.dumps(state, indent=2), backup=False)
         except OSError as err:
             log.warning("could not record extension installs: %s", err)
+
+
+def _environment_fingerprint() -> str:
+    """Every installed distribution and its version: a failed installer runs again once anything here changes (the
+    user installed the missing package by hand, or another extension brought it)."""
+    from importlib import metadata
+
+    found = sorted(f"{(d.metadata['Name'] or '').lower()}=={d.version}" for d in metadata.distributions())
+    return hashlib.sha256("\n".join(found).encode()).hexdigest()
 
 
 def _run_installer(ext: Extension, installer: Path, constraints: Path) -> bool:
@@ -369,7 +406,14 @@ def load_scripts(extensions: Iterable[Extension], timeout: float | None = None) 
 
 
 def _record(ext: Extension, error: str) -> None:
-    """Add a script's import error; scripts missing the same A1111 internal share one line."""
+    """Add a script's import error; scripts missing the same A1111 internal share one line, and after a failed
+    install.py the import error joins the installer's line (the cause) as its last line instead of a traceback."""
+    cause = next((i for i, known in enumerate(ext.errors) if known.startswith("install.py")), None)
+    if ext.install_failed and cause is not None and " raised at import:" in error:
+        script = error.split(" raised at import:", 1)[0]
+        last = next((line.strip() for line in reversed(error.splitlines()) if line.strip()), "")
+        ext.errors[cause] = f"{ext.errors[cause]}\nso the extension is not loaded: {script}: {last}"
+        return
     if error.startswith(a1111_internals.NOT_HERE):
         line, _, script = error.rpartition(" (")
         for index, known in enumerate(ext.errors):

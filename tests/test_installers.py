@@ -112,3 +112,47 @@ def test_conflicts_and_constraint_lines():
     assert pip_constraints.conflicts("uninstall -y gradio") == ["uninstalling gradio (this app needs it)"]
     assert pip_constraints.conflicts(["install", "torchvision==0.28.0"]) == [
         "torchvision==0.28.0 (cannot be installed beside this app's packages)"]
+
+
+def _fake_distribution(folder: Path, name: str) -> None:
+    """A distribution as pip leaves it (a .dist-info folder on sys.path): what a manual ``pip install`` adds."""
+    info = folder / f"{name}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n", encoding="utf-8")
+
+
+def test_a_failed_installer_runs_again_once_the_installed_packages_change(tmp_path, monkeypatch):
+    """adetailer after ``pip install ultralytics`` by hand: the next start runs its installer again."""
+    ext = extension(tmp_path, "needs-pkg", """
+        import os
+        open("runs.txt", "a").write("x")
+        if not os.path.exists("fixed.txt"):
+            raise RuntimeError("needs a package")
+    """)
+    run(tmp_path, ext)
+    assert "needs a package" in ext.errors[0]
+    (ext.path / "fixed.txt").write_text("", encoding="utf-8")  # it would pass now, but nothing says so yet
+    again = ext_mod.Extension(name="needs-pkg", path=ext.path)
+    run(tmp_path, again)  # same installer, same packages: not run again, the failure is repeated
+    assert (ext.path / "runs.txt").read_text() == "x" and "not run again" in again.errors[0]
+    site = tmp_path / "site"
+    _fake_distribution(site, "sd_webui_test_new_pkg")  # a package installed since
+    monkeypatch.syspath_prepend(str(site))
+    fixed = ext_mod.Extension(name="needs-pkg", path=ext.path)
+    run(tmp_path, fixed)
+    assert (ext.path / "runs.txt").read_text() == "xx" and fixed.errors == []
+
+
+def test_a_failed_installer_and_the_import_error_it_causes_are_one_message(tmp_path):
+    ext = extension(tmp_path, "like-adetailer", 'raise RuntimeError("torchvision cannot be installed here")\n')
+    scripts = ext.path / "scripts"
+    scripts.mkdir()
+    (scripts / "main.py").write_text("import sd_webui_test_no_such_module\n", encoding="utf-8")
+    (scripts / "other.py").write_text("import sd_webui_test_no_such_module\n", encoding="utf-8")
+    run(tmp_path, ext)
+    ext_mod.load_scripts([ext])
+    assert len(ext.errors) == 1, ext.errors
+    message = ext.errors[0]
+    assert "torchvision cannot be installed here" in message and "Traceback" not in message
+    assert "so the extension is not loaded: main.py: ModuleNotFoundError: No module named " \
+           "'sd_webui_test_no_such_module'" in message and "other.py" in message

@@ -30,13 +30,17 @@ EXTENSION = '''
 import math
 
 import modules.scripts as scripts
-from modules import images, script_callbacks, shared, ui_extra_networks
+from modules import extensions, images, script_callbacks, shared, ui_extra_networks
 from modules.shared import opts
 from modules.ui_common import plaintext_to_html, save_files
 
 SEEN = {"save_files": save_files, "plaintext_to_html": plaintext_to_html,
         # infinite-image-browsing reads the output folders from opts.data, on the first start too
-        "outdir_at_import": opts.data.get("outdir_txt2img_samples")}
+        "outdir_at_import": opts.data.get("outdir_txt2img_samples"),
+        # images-browser and IIB find themselves and the others through modules.extensions
+        "extensions": [(e.name, e.enabled, e.is_builtin, str(e.path)) for e in extensions.extensions],
+        "active": [e.name for e in extensions.active()],
+        "dirs": (extensions.extensions_dir, extensions.extensions_builtin_dir)}
 
 
 def on_ui_settings():
@@ -144,6 +148,15 @@ def test_the_extension_loads(app):
     from modules import script_callbacks
 
     assert not [m for m in script_callbacks.errors if m.startswith("surface-ext")]
+
+
+def test_modules_extensions_lists_the_running_apps_extensions(app):
+    from modules.extensions import BUILTIN_DIR
+
+    seen = app.ext.SEEN
+    folder = app.root / "extensions" / "surface-ext"
+    assert ("surface-ext", True, False, str(folder)) in seen["extensions"] and "surface-ext" in seen["active"]
+    assert seen["dirs"] == (str(app.root / "extensions"), str(BUILTIN_DIR))
 
 
 def test_option_info_builder_methods_as_tagcomplete_uses_them(app):
