@@ -30,6 +30,23 @@ def test_first_start_writes_the_defaults(tmp_path):
     assert data["img2img/Mask blur/value"] == 4 and data["txt2img/Hires. fix/value"] is False
 
 
+def test_a_second_start_finds_nothing_to_ignore(tmp_path, caplog):
+    """What the first start wrote fits the controls at the next (an empty textbox is "", never null)."""
+    build(tmp_path)
+    data = json.loads((tmp_path / "ui-config.json").read_text(encoding="utf-8"))
+    assert data["txt2img/Negative prompt/value"] == "" and data["img2img/Prompt/value"] == ""
+    assert [k for k, v in data.items() if v is None] == ["img2img/Checkpoint/value"]  # "no override" is null
+    rt, _ = build(tmp_path)
+    assert [r.getMessage() for r in caplog.records if "ui-config.json" in r.getMessage()] == []
+
+
+def test_nulls_an_earlier_version_wrote_are_no_warning(tmp_path, caplog):
+    (tmp_path / "ui-config.json").write_text(json.dumps({"txt2img/Negative prompt/value": None}), encoding="utf-8")
+    _, demo = build(tmp_path)
+    assert component(demo, "txt2img_neg_prompt").value in ("", None)
+    assert [r.getMessage() for r in caplog.records if "does not fit" in r.getMessage()] == []
+
+
 def test_stored_values_become_the_controls_defaults(tmp_path):
     (tmp_path / "ui-config.json").write_text(json.dumps({
         "txt2img/Sampling steps/value": 33, "txt2img/Sampling steps/maximum": 200,

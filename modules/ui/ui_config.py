@@ -66,10 +66,15 @@ class UiConfig:
                 self._number_property(f"{base}/{prop}", component, prop)
         self._visible(f"{base}/visible", component)
         key = f"{base}/value"
+        own = component.value
+        if own is None and isinstance(component, gr.Textbox):
+            own = ""  # an empty textbox is "" in A1111's file (gradio may hold None)
         if key not in self.data:
-            self._remember(key, component.value)
+            self._remember(key, own)
             return
         value = self.data[key]
+        if value is None and own in (None, ""):  # "nothing", as an earlier version of this file wrote it
+            return
         if self._fits(component, value):
             component.value = value
         else:
