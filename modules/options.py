@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -311,6 +311,22 @@ def default_registry() -> dict[str, OptionInfo]:
     registry = {key: builtin.pop(key, None) or a1111_option(fact) for key, fact in A1111_SETTINGS.items()}
     registry.update(builtin)  # ours: vae_tiling, job limits...
     return registry
+
+
+def anchor_folder_defaults(registry: Mapping[str, OptionInfo], data_dir: Path,
+                           install_dir: Path) -> dict[str, OptionInfo]:
+    """The registry with the output folders' defaults (``outdir_*``) absolute when the data folder is not the install
+    folder, as A1111 writes them then (its defaults are relative to its install folder, the working directory, only
+    for folders inside it). Extensions resolve a relative one against the working directory (infinite-image-browsing
+    lists nothing otherwise); our saving resolves it against the data folder, so it is the same folder either way."""
+    if Path(data_dir).resolve() == Path(install_dir).resolve():
+        return dict(registry)
+    out = dict(registry)
+    for key, info in registry.items():
+        if key.startswith("outdir_") and isinstance(info.default, str) and info.default \
+                and not Path(info.default).is_absolute():
+            out[key] = replace(info, default=str(Path(data_dir) / info.default))
+    return out
 
 
 def _defaults(registry: Mapping[str, OptionInfo]) -> dict[str, Any]:

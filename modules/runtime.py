@@ -17,7 +17,7 @@ from modules.hashing import HashCache
 from modules.jobs import Job, JobQueue
 from modules.models.manager import CheckpointNotFound, ModelManager
 from modules.models.registry import CheckpointRegistry
-from modules.options import Options
+from modules.options import Options, anchor_folder_defaults, default_registry
 from modules.paths import Paths
 from modules.processing import budget
 from modules.processing.context import CheckpointIdentity, ProcessingContext
@@ -391,7 +391,8 @@ def build_runtime(args: argparse.Namespace) -> Runtime:
     paths = Paths.from_args(args)
     paths.ensure_data_folders()
     options = Options(paths.config_file if not getattr(args, "ui_settings_file", None)
-                      else paths.data_dir / args.ui_settings_file)
+                      else paths.data_dir / args.ui_settings_file,
+                      anchor_folder_defaults(default_registry(), paths.data_dir, paths.install_dir))
     options.load()
     options.frozen = bool(getattr(args, "freeze_settings", False))
     if (not options.path.exists() and not options.frozen and options.unreadable is None

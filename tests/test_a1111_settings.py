@@ -248,8 +248,13 @@ def test_get_options_returns_every_a1111_key(tiny_api_client) -> None:
     missing = [k for k in A1111_KEYS if k not in got]
     assert not missing
     assert set(OURS) <= set(got)
+    data_dir = tiny_api_client.app.state.runtime.paths.data_dir
     for key, fact in a1111_settings.A1111_SETTINGS.items():
-        if key != "sd_model_checkpoint":  # filled in with the loaded model
+        if key == "sd_model_checkpoint":  # filled in with the loaded model
+            continue
+        if key.startswith("outdir_") and fact.default:  # a data folder outside the install: absolute, as A1111's
+            assert got[key] == str(data_dir / fact.default), key
+        else:
             assert got[key] == fact.default, key
 
 

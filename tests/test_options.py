@@ -72,3 +72,23 @@ def test_unknown_keys_in_config_are_kept(tmp_path):
     opts.apply({"save_txt": True})
     data = json.loads(path.read_text(encoding="utf-8"))
     assert data["some_extension_option"] == [1, 2] and data["save_txt"] is True
+
+
+def test_output_folder_defaults_are_absolute_when_the_data_folder_is_elsewhere(tmp_path):
+    """A1111 writes absolute outdir_* defaults for a data folder outside its install folder; extensions join a
+    relative one to the working directory (the install folder), ours to the data folder."""
+    import os
+
+    from modules.options import anchor_folder_defaults, default_registry
+    from modules.paths import INSTALL_DIR
+
+    registry = default_registry()
+    elsewhere = anchor_folder_defaults(registry, tmp_path, INSTALL_DIR)
+    assert elsewhere["outdir_txt2img_samples"].default == str(tmp_path / "outputs" / "txt2img-images")
+    assert elsewhere["outdir_save"].default == str(tmp_path / "log" / "images")
+    assert elsewhere["outdir_samples"].default == ""  # empty: "the folders below", unchanged
+    assert elsewhere["jpeg_quality"] is registry["jpeg_quality"]
+    assert os.path.join(str(INSTALL_DIR), elsewhere["outdir_txt2img_samples"].default) == \
+        str(tmp_path / "outputs" / "txt2img-images")  # what infinite-image-browsing does with it
+    at_home = anchor_folder_defaults(registry, INSTALL_DIR, INSTALL_DIR)
+    assert at_home["outdir_txt2img_samples"].default == "outputs/txt2img-images"  # A1111's own relative form

@@ -53,7 +53,11 @@ onUiLoaded(() => {
                     root: gradioApp().tagName, byId: !!gradioApp().getElementById("txt2img_prompt"),
                     // tabs never opened are in the page too (prompt-all-in-one binds to both prompt boxes now)
                     unopened: ["#img2img_prompt textarea", "#img2img_neg_prompt textarea", "#extras_image",
-                               "#pnginfo_image"].filter((s) => !gradioApp().querySelector(s))};
+                               "#pnginfo_image", "#probe_text", "#settings_search"]
+                      .filter((s) => !gradioApp().querySelector(s)),
+                    // and the page is back on txt2img, its panels visible
+                    shown: get_uiCurrentTabContent().id + ":" + getComputedStyle(
+                      gradioApp().querySelector("#tab_txt2img")).visibility};
 });
 onOptionsAvailable(() => {
   __probe.available = {clip: opts.CLIP_stop_at_last_layers, localization: opts.localization,
@@ -166,7 +170,7 @@ def test_globals_exist_before_extension_scripts_run_and_callbacks_fire(page: Pag
     assert seen["order"] == ["a", "b", "module"]  # each .js by name, then the .mjs modules
     assert seen["localizedAtLoad"] == "探针标签"  # the extension's own zh_CN entry, there from the first line
     assert seen["loaded"] == {"prompt": True, "tab": "tab_txt2img", "root": "GRADIO-APP", "byId": True,
-                              "unopened": []}
+                              "unopened": [], "shown": "tab_txt2img:visible"}
     # opts arrive once the UI is there (tagcomplete sets itself up on the first update with opts filled)
     assert seen["available"] == {"clip": 1, "localization": "zh_CN", "promptThere": True}
     assert seen["changes"][:1] == [1]

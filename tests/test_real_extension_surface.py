@@ -184,7 +184,8 @@ def test_option_info_builder_methods_as_tagcomplete_uses_them(app):
 
 
 def test_opts_data_holds_every_default_on_a_first_start(app):
-    assert app.ext.SEEN["outdir_at_import"] == "outputs/txt2img-images"
+    # absolute, as A1111 writes it for a data folder outside its install folder: IIB joins it to the working dir
+    assert app.ext.SEEN["outdir_at_import"] == str(app.root / "outputs" / "txt2img-images")
     assert app.ext.SEEN["data_after_add"] == {"surface_restart": True, "surface_info": "", "surface_reload": "a",
                                               "surface_link": 3}
 
@@ -240,8 +241,8 @@ def test_save_files_and_read_info_from_image_as_images_browser_uses_them(app):
     elsewhere = app.root / "outputs" / "chosen"
     result, _ = app.ext.save_elsewhere(str(elsewhere), js_data, [_png_with_infotext(text)], 0)
     assert Path(result["value"][0]).parent == elsewhere
-    assert app.rt.options.get("outdir_save") == "log/images"
-    assert json.loads(app.rt.options.path.read_text(encoding="utf-8"))["outdir_save"] == "log/images"
+    assert app.rt.options.get("outdir_save") == str(app.root / "log" / "images")
+    assert json.loads(app.rt.options.path.read_text(encoding="utf-8"))["outdir_save"] == str(app.root / "log" / "images")
 
 
 def test_list_scripts_and_scripts_data(app):

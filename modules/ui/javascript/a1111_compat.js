@@ -205,9 +205,11 @@
     else refreshOptions();  // the first time: at once
   };
   // gradio 6 builds a tab's contents when it is first opened; A1111 has every tab in the page from the start and
-  // extensions look up #img2img_prompt, #extras_image... in onUiLoaded. With extension scripts in the page, each
-  // generation tab is opened once (panels hidden meanwhile) before onUiLoaded; it stays built after.
-  const MOUNTED_TABS = ["tab_img2img", "tab_extras", "tab_pnginfo"];
+  // extensions look up #img2img_prompt, their own tab's elements... in onUiLoaded. With extension scripts in the
+  // page, each top-level tab (tab_<id>, its button tab_<id>-button) is opened once, panels hidden meanwhile,
+  // before onUiLoaded; it stays built after.
+  const topLevelTabs = (root) => Array.from(root.querySelectorAll("button[role=tab][id^=tab_][id$='-button']"))
+    .map((button) => button.id.slice(0, -"-button".length));
   let mounting = false;
   const nextFrame = () => new Promise((resolve) => requestAnimationFrame(() => resolve()));
   const mountTabs = async () => {
@@ -216,7 +218,8 @@
     mounting = true;
     root.classList.add("sd-mounting-tabs");
     try {
-      for (const id of MOUNTED_TABS) {
+      for (const id of topLevelTabs(root)) {
+        if (first && first.id === id + "-button") continue;
         const button = root.querySelector("#" + id + "-button");
         if (!button) continue;
         button.click();
