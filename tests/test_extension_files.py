@@ -171,7 +171,8 @@ def test_page_carries_helpers_scripts_and_settings_in_a1111_order(site):
     style = page.index('href="./extension-assets/tags-ext/style.css"')
     assert data < helpers < script < head_end < style < body_end  # scripts in the head, styles after gradio's
     start = data + len("window.__sdPage = ")
-    assert json.loads(page[start:page.index(";</script>", start)]) == {"localization": {}}
+    # an extension script is in the page: every tab is built before onUiLoaded
+    assert json.loads(page[start:page.index(";</script>", start)]) == {"localization": {}, "mountTabs": True}
     # the settings are not in the page, which gradio also serves as its login page
     assert SECRET not in page and SECRET in fetch(site, "/internal/page-options")[1].decode()
     assert "/extension-assets/off-ext/" not in page  # a disabled extension's script stays out
