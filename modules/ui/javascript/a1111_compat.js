@@ -208,27 +208,28 @@
   // extensions look up #img2img_prompt, their own tab's elements... in onUiLoaded. With extension scripts in the
   // page, each top-level tab (tab_<id>, its button tab_<id>-button) is opened once, panels hidden meanwhile,
   // before onUiLoaded; it stays built after.
-  const topLevelTabs = (root) => Array.from(root.querySelectorAll("button[role=tab][id^=tab_][id$='-button']"))
-    .map((button) => button.id.slice(0, -"-button".length));
+  const topLevelTabButtons = (root) => Array.from(root.querySelectorAll("button[role=tab][id^=tab_][id$='-button']"));
   let mounting = false;
   const nextFrame = () => new Promise((resolve) => requestAnimationFrame(() => resolve()));
+  const untilOrTimeout = async (ready) => {  // at most ~5 s of frames: a tab that never builds is left as it is
+    for (let i = 0; i < 300 && !ready(); i++) await nextFrame();
+  };
   const mountTabs = async () => {
     const root = gradioApp();
     const first = root.querySelector("#tabs button[role=tab][aria-selected=true]");
     mounting = true;
     root.classList.add("sd-mounting-tabs");
     try {
-      for (const id of topLevelTabs(root)) {
-        if (first && first.id === id + "-button") continue;
-        const button = root.querySelector("#" + id + "-button");
-        if (!button) continue;
+      for (const button of topLevelTabButtons(root)) {
+        if (button === first) continue;
+        const panel = "#" + button.id.slice(0, -"-button".length);
         button.click();
-        for (let i = 0; i < 300 && !(root.querySelector("#" + id) || {children: []}).children.length; i++) {
-          await nextFrame();
-        }
+        await untilOrTimeout(() => (root.querySelector(panel) || {children: []}).children.length > 0);
       }
-      if (first) first.click();
-      for (let i = 0; i < 300 && first && first.getAttribute("aria-selected") !== "true"; i++) await nextFrame();
+      if (first) {
+        first.click();
+        await untilOrTimeout(() => first.getAttribute("aria-selected") === "true");
+      }
     } finally {
       root.classList.remove("sd-mounting-tabs");
       mounting = false;
