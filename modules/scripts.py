@@ -181,8 +181,11 @@ class ScriptRunner:
         """Build ``script.ui()`` in the current gradio context; its components take the next slice of inputs."""
         self._placed.add(id(script))
         script.args_from = len(self.inputs)
+        from modules.ui.gradio3_compat import extension_ui
+
         try:
-            controls = script.ui(self.is_img2img) or []
+            with extension_ui():
+                controls = script.ui(self.is_img2img) or []
         except Exception:  # noqa: BLE001 - a script whose UI fails is left out, the tab still builds
             _report(script, "ui()")
             controls = []

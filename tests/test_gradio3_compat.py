@@ -96,6 +96,50 @@ def test_index_dropdown_and_class_update_through_a_real_event():
     assert update == {"choices": [["x", "x"], ["y", "y"]], "value": "y", "visible": True, "__type__": "update"}
 
 
+def test_hidden_extension_components_stay_in_the_page():
+    """gradio 3 rendered visible=False components hidden; extensions' page scripts look them up. Built as extension
+    code, they are gradio 6's "hidden" (in the page), also when a handler hides them later; our own UI keeps
+    gradio 6's visible=False (left out of the page)."""
+    def hide(_):
+        return gr.update(visible=False), gr.Textbox(visible=False, value="rebuilt")
+
+    def hide_each(_):
+        yield {"__type__": "update", "visible": False}
+        yield gr.Button.update(visible=True)
+
+    async def hide_later(_):
+        return [gr.update(visible=False, value="a")]
+
+    with gr.Blocks() as demo:
+        ours = gr.Textbox(visible=False, elem_id="ours")
+        with gradio3_compat.extension_ui():
+            with gr.Group(visible=False) as group:
+                theirs = gr.Button("x", visible=False)
+            with gr.Tabs():
+                in_tab_set = gr.Textbox(visible=False)  # a rendered one would count as a tab
+                with gr.Tab("t"):
+                    in_tab = gr.Textbox(visible=False)
+            shown = gr.Textbox(elem_id="shown")
+            first = gr.Textbox()
+            shown.change(hide, inputs=[shown], outputs=[first, shown], api_name="hide")
+            gr.on([shown.submit], hide_each, inputs=[shown], outputs=[theirs], api_name="each")
+            shown.blur(fn=hide_later, inputs=[shown], outputs=[first], api_name="later")
+        plain = gr.Button()
+        plain.click(lambda _: gr.update(visible=False), inputs=[ours], outputs=[ours], api_name="ours")
+    assert (group.visible, theirs.visible, shown.visible, ours.visible) == ("hidden", "hidden", True, False)
+    assert (in_tab_set.visible, in_tab.visible) == (False, "hidden")
+    update, rebuilt = demo("x", api_name="hide")
+    assert update == {"__type__": "update", "visible": "hidden"}
+    assert rebuilt["visible"] == "hidden" and rebuilt["value"] == "rebuilt"
+    fns = {f.api_name: f.fn for f in demo.fns.values()}
+    assert list(fns["each"]("x")) == [{"__type__": "update", "visible": "hidden"},
+                                     {"__type__": "update", "visible": True}]
+    import asyncio
+    assert asyncio.run(fns["later"]("x")) == [{"__type__": "update", "visible": "hidden", "value": "a"}]
+    assert demo("x", api_name="ours") == {"__type__": "update", "visible": False}  # ours: gradio 6 as it is
+    assert gradio3_compat.hidden_in_page(["a", 1]) == ["a", 1]  # plain values pass through
+
+
 def test_gradio_inputs_and_outputs():
     import gradio.inputs
     from gradio.outputs import Image as OutputImage

@@ -53,7 +53,9 @@ onUiLoaded(() => {
                     root: gradioApp().tagName, byId: !!gradioApp().getElementById("txt2img_prompt"),
                     // tabs never opened are in the page too (prompt-all-in-one binds to both prompt boxes now)
                     unopened: ["#img2img_prompt textarea", "#img2img_neg_prompt textarea", "#extras_image",
-                               "#pnginfo_image", "#probe_text", "#settings_search"]
+                               "#pnginfo_image", "#probe_text", "#settings_search",
+                               // and tabs inside tabs (images-browser looks up each of its inner tabs)
+                               "#probe_inner_b", "#img2img_scale", "#extras_batch_input_dir"]
                       .filter((s) => !gradioApp().querySelector(s)),
                     // and the page is back on txt2img, its panels visible
                     shown: get_uiCurrentTabContent().id + ":" + getComputedStyle(
@@ -102,6 +104,13 @@ def on_ui_tabs():
         go.click(fn=lambda t, c, s: (f"{t}|{c}|{int(s)}", gr.Button.update(visible=True)),
                  inputs=[text, choice, slider], outputs=[out, later], _js="probeBeforeGo") \\
             .then(fn=None, _js="() => { window.__probe.then = true; }")
+        with gr.Tabs(elem_id="probe_inner_tabs"):  # images-browser: an inner tab per folder
+            with gr.Tab("Inner A"):
+                gr.Textbox(label="Inner a", elem_id="probe_inner_a")
+            with gr.Tab("Inner B"):
+                gr.Textbox(label="Inner b", elem_id="probe_inner_b")
+        hide = gr.Button("Probe hide", elem_id="probe_hide")
+        hide.click(lambda: gr.update(visible=False), outputs=[out])
     return [(tab, "Probe", "probe")]
 
 
@@ -246,6 +255,7 @@ def test_gradio3_tab_of_an_extension_runs_js_then_python(page: Page):
     expect(text).to_be_visible()
     expect(page.locator("#probe_box.gr-group").first).to_be_visible()  # gr.Box is a group (its id is there twice)
     expect(page.locator("#probe_later")).to_be_hidden()
+    expect(page.locator("#probe_later")).to_be_attached()  # hidden as in gradio 3: its page script can find it
     # an extension sets a textbox from script and tells gradio with updateInput (tagcomplete, prompt-all-in-one)
     page.evaluate("() => { const t = gradioApp().querySelector('#probe_text textarea'); t.value = 'cat';"
                   " updateInput(t); }")
@@ -262,6 +272,9 @@ def test_gradio3_tab_of_an_extension_runs_js_then_python(page: Page):
     label = page.get_by_text("探针标签", exact=True).first
     expect(label).to_have_attribute("title", "Probe tooltip")
     assert "tool" in page.locator("#probe_go").get_attribute("class")
+    page.locator("#probe_hide").click()  # gr.update(visible=False) hides it and leaves it in the page
+    expect(page.locator("#probe_out")).to_be_hidden()
+    expect(page.locator("#probe_out")).to_be_attached()
     assert page.js_errors == []
 
 

@@ -210,9 +210,12 @@ def extension_tabs() -> list[tuple[Any, str, str]]:
     """(blocks, title, elem_id) of the tabs extensions add through on_ui_tabs; built before the page's own Blocks,
     as in A1111, so each renders where it belongs."""
     from modules import script_callbacks
+    from modules.ui.gradio3_compat import extension_ui
 
     tabs = []
-    for result in script_callbacks.call("ui_tabs"):
+    with extension_ui():
+        results = script_callbacks.call("ui_tabs")
+    for result in results:
         for item in result or []:
             if isinstance(item, (tuple, list)) and len(item) >= 2:
                 tabs.append((item[0], str(item[1]), str(item[2]) if len(item) > 2 else str(item[1])))

@@ -7,6 +7,7 @@ Each tab is built from these with its own ``tab`` prefix (``txt2img``/``img2img`
 from __future__ import annotations
 
 import html
+import json
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
@@ -227,6 +228,19 @@ def build_output_panel(tab: str) -> OutputPanel:
     selected = gr.State(None)
     return OutputPanel(progress, preview, gallery, infotext, generation_info, open_folder, save, save_zip, download,
                        send, selected)
+
+
+def page_set_number(value: int, elem_id: str) -> Any:
+    """A hidden number that the page's own script sets (which tab is selected), for the tabs' ``select_in_page``.
+    A JS function cannot set a ``gr.State``; it can set this."""
+    return gr.Number(value, precision=0, visible=False, elem_id=elem_id)
+
+
+def select_in_page(tab: Any, outputs: list[Any], values: list[Any]) -> None:
+    """Selecting ``tab`` sets ``outputs`` to ``values`` (JSON: numbers, ``gr.update(...)`` dicts) in the page, no
+    server call: gradio 6's page spends O(all components) on every server event, seconds per tab click on a page
+    with the large extension tabs (images-browser), and opening each tab once is how the page starts."""
+    tab.select(None, js=f"() => {json.dumps(values)}", outputs=outputs, queue=False, show_progress="hidden")
 
 
 def wire_output_panel(rt: Runtime, panel: OutputPanel, kind: Any) -> None:

@@ -13,6 +13,7 @@ import contextlib
 from typing import Any, Iterator
 
 from modules import script_callbacks
+from modules.ui.gradio3_compat import extension_ui
 
 
 @contextlib.contextmanager
@@ -28,10 +29,11 @@ def component_callbacks() -> Iterator[None]:
     def notify(when: str, component: Any, kwargs: dict[str, Any]) -> None:
         inside[0] = True
         try:
-            script_callbacks.call(f"{when}_component", component, **kwargs)
-            runner = scripts.scripts_current
-            if runner is not None:
-                getattr(runner, f"{when}_component")(component, **kwargs)
+            with extension_ui():  # the callbacks are extension code: what they build follows gradio 3's visibility
+                script_callbacks.call(f"{when}_component", component, **kwargs)
+                runner = scripts.scripts_current
+                if runner is not None:
+                    getattr(runner, f"{when}_component")(component, **kwargs)
         finally:
             inside[0] = False
 

@@ -29,7 +29,7 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 class ExtrasControls:
     fields: dict[str, Any]
     image: Any  # the single-image input, target of "send to extras"
-    mode: Any  # gr.State: 0 single, 1 batch, 2 directory
+    mode: Any  # hidden gr.Number: 0 single, 1 batch, 2 directory
     tabs: Any
     generate: Any
     gallery: Any
@@ -91,7 +91,7 @@ def _open(path: Path | str) -> Image.Image:
 
 def build_extras_tab(rt: Runtime) -> ExtrasControls:
     f: dict[str, Any] = {}
-    mode = gr.State(0)
+    mode = common.page_set_number(0, "extras_mode_index")
     names = postprocessing.upscaler_names(rt.upscalers)
     restorers = rt.face_restorers.status() if rt.face_restorers is not None else {}
     with gr.Row():
@@ -125,7 +125,7 @@ def build_extras_tab(rt: Runtime) -> ExtrasControls:
                             f["upscaling_resize_h"] = gr.Slider(64, 8192, value=512, step=8, label="Height",
                                                                 elem_id="extras_upscaling_resize_h")
                         f["upscaling_crop"] = gr.Checkbox(True, label="Crop to fit", elem_id="extras_upscaling_crop")
-                f["resize_mode"] = gr.State(0)
+                f["resize_mode"] = common.page_set_number(0, "extras_resize_mode_index")
                 with gr.Row():
                     f["upscaler_1"] = gr.Dropdown(names, value="None", label="Upscaler 1", elem_id="extras_upscaler_1")
                     f["upscaler_2"] = gr.Dropdown(names, value="None", label="Upscaler 2", elem_id="extras_upscaler_2")
@@ -152,9 +152,9 @@ def build_extras_tab(rt: Runtime) -> ExtrasControls:
             info = gr.HTML("", elem_id="html_info_x")
 
     for index, tab in enumerate((single_tab, batch_tab, dir_tab)):
-        tab.select(lambda i=index: i, outputs=[mode], queue=False, show_progress="hidden")
-    scale_by.select(lambda: 0, outputs=[f["resize_mode"]], queue=False, show_progress="hidden")
-    scale_to.select(lambda: 1, outputs=[f["resize_mode"]], queue=False, show_progress="hidden")
+        common.select_in_page(tab, [mode], [index])
+    common.select_in_page(scale_by, [f["resize_mode"]], [0])
+    common.select_in_page(scale_to, [f["resize_mode"]], [1])
     field_names = list(f)
 
     def generate_fn(mode_index: int, single: Any, uploads: Any, in_dir: str, out_dir: str, show: bool,

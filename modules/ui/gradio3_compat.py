@@ -23,17 +23,26 @@ code, which runs while the page is built, finds:
 - ``gr.Textbox.update(...)``, ``gr.Dropdown.update(...)``, ... : gradio 6's ``gr.update(...)``, which a handler
   returns to change a component's properties (``gr.update`` itself is still in gradio 6).
 
-``gr.Dropdown(type="index")``, ``gr.Radio(type="index")``, ``visible=`` and ``elem_id=`` are gradio 6 as they were.
+- ``visible=False`` in an extension's UI (built inside ``extension_ui()``: scripts' ``ui()``, ``on_ui_tabs``) and
+  in what its handlers return (``gr.update(visible=False)``, a component built with it): gradio 3 rendered such a
+  component hidden, gradio 6 leaves it out of the page, so the extension's page script, which looks it up by
+  ``elem_id`` (images-browser's ``#image_browser_swipe``, dynamic-prompts' wildcards tree), found nothing. It becomes
+  gradio 6's ``visible="hidden"``: in the page, not shown (except directly inside a ``gr.Tabs``, where gradio 6
+  would take it for a tab). Our own UI keeps gradio 6's behaviour (a smaller page).
+
+``gr.Dropdown(type="index")``, ``gr.Radio(type="index")`` and ``elem_id=`` are gradio 6 as they were.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import inspect
 import logging
 import sys
 import types
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import gradio as gr
 from gradio.blocks import Block, BlockContext, Blocks
@@ -42,6 +51,7 @@ from gradio.components.base import Component
 log = logging.getLogger(__name__)
 
 _installed = False
+_building_extension_ui: contextvars.ContextVar[bool] = contextvars.ContextVar("building_extension_ui", default=False)
 _warned: set[tuple[str, str]] = set()
 _signatures: dict[Any, tuple[set[str], bool]] = {}
 
@@ -109,6 +119,66 @@ def constructor_keywords(cls: type, init: Callable[..., Any], kwargs: dict[str, 
     return out
 
 
+@contextlib.contextmanager
+def extension_ui() -> Iterator[None]:
+    """Extension code runs inside: its hidden components stay in the page (see the module's docstring)."""
+    token = _building_extension_ui.set(True)
+    try:
+        yield
+    finally:
+        _building_extension_ui.reset(token)
+
+
+def hidden_in_page(value: Any) -> Any:
+    """What a handler returned, with every ``visible=False`` update as ``visible="hidden"``."""
+    if isinstance(value, dict):
+        if value.get("__type__") == "update":
+            return {**value, "visible": "hidden"} if value.get("visible") is False else value
+        return {key: hidden_in_page(item) for key, item in value.items()}  # {component: update}
+    if isinstance(value, (list, tuple)) and any(isinstance(item, dict) for item in value):
+        return type(value)(hidden_in_page(item) for item in value)
+    return value
+
+
+def _keeps_hidden_in_page(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` (an extension's event handler) run as extension code, its updates through ``hidden_in_page``.
+    The wrapper is of fn's kind (plain, generator, async), which gradio inspects."""
+    if getattr(fn, "_gradio3_compat", False):
+        return fn
+    if inspect.isasyncgenfunction(fn):
+        @functools.wraps(fn)
+        async def wrapped(*args: Any, **kwargs: Any) -> Any:
+            with extension_ui():
+                async for item in fn(*args, **kwargs):
+                    yield hidden_in_page(item)
+    elif inspect.iscoroutinefunction(fn):
+        @functools.wraps(fn)
+        async def wrapped(*args: Any, **kwargs: Any) -> Any:
+            with extension_ui():
+                return hidden_in_page(await fn(*args, **kwargs))
+    elif inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            with extension_ui():
+                for item in fn(*args, **kwargs):
+                    yield hidden_in_page(item)
+    else:
+        @functools.wraps(fn)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            with extension_ui():
+                return hidden_in_page(fn(*args, **kwargs))
+    wrapped._gradio3_compat = True  # type: ignore[attr-defined]
+    return wrapped
+
+
+def _in_tab_set() -> bool:
+    """Being built directly inside a ``gr.Tabs``: gradio 6 counts a rendered non-tab child there as a tab (the bar
+    then shows one tab twice and loses another: images-browser's hidden textbox), so it stays out of the page."""
+    from gradio.context import Context
+
+    return isinstance(Context.block, gr.Tabs)
+
+
 def _repair_init(cls: type) -> None:
     original = cls.__dict__["__init__"]
     if getattr(original, "_gradio3_compat", False):
@@ -117,6 +187,8 @@ def _repair_init(cls: type) -> None:
     @functools.wraps(original)
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         tooltip = kwargs.pop("tooltip", None)
+        if kwargs.get("visible") is False and _building_extension_ui.get() and not _in_tab_set():
+            kwargs["visible"] = "hidden"
         original(self, *args, **constructor_keywords(cls, original, kwargs))
         if tooltip is not None:
             self.webui_tooltip = tooltip
@@ -148,10 +220,29 @@ def _wrap_listener(listener: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(listener)  # keeps event_name, has_trigger, ... that gradio reads off the listener
     def wrapped(*args: Any, **kwargs: Any) -> Any:
-        return listener(*args, **event_keywords(kwargs, getattr(listener, "event_name", "event listener")))
+        kwargs = event_keywords(kwargs, getattr(listener, "event_name", "event listener"))
+        if _building_extension_ui.get():
+            args, kwargs = _handler_kept_hidden_in_page(listener, args, kwargs)
+        return listener(*args, **kwargs)
 
     wrapped._gradio3_compat = True  # type: ignore[attr-defined]
     return wrapped
+
+
+def _handler_kept_hidden_in_page(listener: Callable[..., Any], args: tuple[Any, ...],
+                                 kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The listener call's ``fn`` (by keyword or by position) wrapped by ``_keeps_hidden_in_page``."""
+    if callable(kwargs.get("fn")):
+        kwargs["fn"] = _keeps_hidden_in_page(kwargs["fn"])
+        return args, kwargs
+    try:  # the unbound class attribute takes the block first, as gr.on takes its triggers
+        names = list(inspect.signature(listener).parameters)
+    except (TypeError, ValueError):
+        return args, kwargs
+    position = names.index("fn") if "fn" in names else -1
+    if 0 <= position < len(args) and callable(args[position]) and not isinstance(args[position], Block):
+        args = (*args[:position], _keeps_hidden_in_page(args[position]), *args[position + 1:])
+    return args, kwargs
 
 
 def _subclasses(cls: type) -> list[type]:

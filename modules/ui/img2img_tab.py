@@ -34,7 +34,7 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 class Img2ImgControls:
     fields: dict[str, Any]
     images: dict[str, Any]  # the image component of each mode, by A1111 elem_id
-    mode: Any  # gr.State: index into MODES
+    mode: Any  # hidden gr.Number: index into MODES
     mode_tabs: Any
     generate: Any
     output: common.OutputPanel
@@ -254,7 +254,7 @@ def build_img2img_tab(rt: Runtime) -> Img2ImgControls:
     f: dict[str, Any] = {}
     images: dict[str, Any] = {}
     row = common.build_prompt_row(rt, tab, f)
-    mode = gr.State(IMG2IMG)
+    mode = common.page_set_number(IMG2IMG, "img2img_mode_index")
     with gr.Row():
         with gr.Column(scale=1):
             with gr.Tabs(elem_id="mode_img2img") as mode_tabs:
@@ -326,7 +326,7 @@ def build_img2img_tab(rt: Runtime) -> Img2ImgControls:
                 with gr.Tab("Resize by", id="img2img_tab_resize_by") as resize_by:
                     f["scale_by"] = gr.Slider(0.05, 4.0, value=1.0, step=0.05, label="Scale",
                                               elem_id="img2img_scale")
-            f["resize_tab"] = gr.State(0)
+            f["resize_tab"] = common.page_set_number(0, "img2img_resize_tab_index")
             script_controls.section(rt, tab, "dimensions")
             script_controls.section(rt, tab, "batch")
             f["cfg_scale"] = gr.Slider(1, 30, value=7, step=0.5, label="CFG Scale", elem_id=f"{tab}_cfg_scale")
@@ -371,10 +371,10 @@ def build_img2img_tab(rt: Runtime) -> Img2ImgControls:
 
     # Mode tabs: remember the mode, show the inpaint controls where they apply (A1111's visibility rule).
     for index, tab_component in enumerate((t0, t1, t2, t3, t4, t5)):
-        tab_component.select(lambda i=index: mode_updates(i, switch_tab=False), outputs=mode_outputs, queue=False,
-                             show_progress="hidden")
-    resize_to.select(lambda: 0, outputs=[f["resize_tab"]], queue=False, show_progress="hidden")
-    resize_by.select(lambda: 1, outputs=[f["resize_tab"]], queue=False, show_progress="hidden")
+        updates = mode_updates(index, switch_tab=False)
+        common.select_in_page(tab_component, [mode, inpaint_controls, f["mask_alpha"]], [updates[0], *updates[2:]])
+    common.select_in_page(resize_to, [f["resize_tab"]], [0])
+    common.select_in_page(resize_by, [f["resize_tab"]], [1])
     f["script_name"].change(lambda s: (gr.update(visible=s == outpainting.TITLE),
                                        gr.update(visible=s == prompts_from_file.TITLE),
                                        gr.update(visible=s == sd_upscale.TITLE), *scripts.visibility(s)),

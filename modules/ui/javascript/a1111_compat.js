@@ -205,30 +205,58 @@
     else refreshOptions();  // the first time: at once
   };
   // gradio 6 builds a tab's contents when it is first opened; A1111 has every tab in the page from the start and
-  // extensions look up #img2img_prompt, their own tab's elements... in onUiLoaded. With extension scripts in the
-  // page, each top-level tab (tab_<id>, its button tab_<id>-button) is opened once, panels hidden meanwhile,
-  // before onUiLoaded; it stays built after.
-  const topLevelTabButtons = (root) => Array.from(root.querySelectorAll("button[role=tab][id^=tab_][id$='-button']"));
+  // extensions look up #img2img_prompt, their own tab's elements (images-browser: those of each of its inner
+  // tabs)... in onUiLoaded. With extension scripts in the page, every tab is opened once, panels hidden meanwhile,
+  // before onUiLoaded: the top-level ones (tab_<id>, its button tab_<id>-button) first, then the tabs inside them,
+  // each tab list back on the tab it showed. A tab stays built after.
   let mounting = false;
   const nextFrame = () => new Promise((resolve) => requestAnimationFrame(() => resolve()));
   const untilOrTimeout = async (ready) => {  // at most ~5 s of frames: a tab that never builds is left as it is
     for (let i = 0; i < 300 && !ready(); i++) await nextFrame();
   };
+  // Gradio re-renders a tab bar as its selection changes: each tab is looked up afresh by the panel it controls,
+  // or by its place.
+  const tabKey = (button, i) => button.getAttribute("aria-controls") || "#" + i;
+  const findTab = (holder, key) => {
+    const found = tabButtons(holder).filter((button, i) => tabKey(button, i) === key);
+    return found.find(isSelected) || found[0] || null;
+  };
+  const panelBuilt = (button) => {
+    const id = button.getAttribute("aria-controls");
+    const panel = id ? gradioApp().querySelector("#" + CSS.escape(id)) : null;
+    return !id || (panel !== null && panel.children.length > 0);
+  };
+  const openEachTab = async (holder) => {  // each tab opened once, then the one shown before again
+    const buttons = tabButtons(holder);
+    const keys = [...new Set(buttons.map(tabKey))];
+    const before = buttons.findIndex(isSelected);
+    const shown = before < 0 ? null : tabKey(buttons[before], before);
+    for (const key of keys) {
+      const button = findTab(holder, key);
+      if (key === shown || !button) continue;
+      button.click();
+      await untilOrTimeout(() => {
+        const now = findTab(holder, key);
+        return now !== null && isSelected(now) && panelBuilt(now);
+      });
+    }
+    const back = shown && findTab(holder, shown);
+    if (back) {
+      back.click();
+      await untilOrTimeout(() => isSelected(findTab(holder, shown) || back));
+    }
+  };
   const mountTabs = async () => {
     const root = gradioApp();
-    const first = root.querySelector("#tabs button[role=tab][aria-selected=true]");
     mounting = true;
     root.classList.add("sd-mounting-tabs");
     try {
-      for (const button of topLevelTabButtons(root)) {
-        if (button === first) continue;
-        const panel = "#" + button.id.slice(0, -"-button".length);
-        button.click();
-        await untilOrTimeout(() => (root.querySelector(panel) || {children: []}).children.length > 0);
-      }
-      if (first) {
-        first.click();
-        await untilOrTimeout(() => first.getAttribute("aria-selected") === "true");
+      const visited = new Set();
+      // #tabs first, then the tab sets inside tabs, found as those get built
+      for (let holder = root.querySelector("#tabs"); holder;
+           holder = Array.from(root.querySelectorAll(".tabs")).find((tabs) => !visited.has(tabs))) {
+        visited.add(holder);
+        await openEachTab(holder);
       }
     } finally {
       root.classList.remove("sd-mounting-tabs");
