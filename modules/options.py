@@ -329,6 +329,16 @@ def anchor_folder_defaults(registry: Mapping[str, OptionInfo], data_dir: Path,
     return out
 
 
+def _relative_form_of_default(info: OptionInfo, value: Any) -> bool:
+    """``value`` is a folder setting's default as written before ``anchor_folder_defaults`` made it absolute
+    ("outputs/txt2img-images" for "<data>/outputs/txt2img-images"): A1111 tools resolve it against the working
+    directory, so it is read as the default."""
+    if not (isinstance(value, str) and value and isinstance(info.default, str)) or Path(value).is_absolute():
+        return False
+    default, relative = Path(info.default), Path(value)
+    return default.is_absolute() and default.parts[-len(relative.parts):] == relative.parts
+
+
 def _defaults(registry: Mapping[str, OptionInfo]) -> dict[str, Any]:
     return {key: copy.deepcopy(info.default) for key, info in registry.items()}
 
@@ -473,6 +483,8 @@ class Options:
                 if info is None:
                     self.data[key] = value  # keep unknown keys verbatim
                     continue
+                if _relative_form_of_default(info, value):
+                    continue  # an earlier save's relative default: the default (absolute) is the same folder
                 try:
                     self.data[key] = _coerce(key, info, value)
                 except OptionError as err:

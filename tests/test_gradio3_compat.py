@@ -115,10 +115,8 @@ def test_hidden_extension_components_stay_in_the_page():
         with gradio3_compat.extension_ui():
             with gr.Group(visible=False) as group:
                 theirs = gr.Button("x", visible=False)
-            with gr.Tabs():
-                in_tab_set = gr.Textbox(visible=False)  # a rendered one would count as a tab
-                with gr.Tab("t"):
-                    in_tab = gr.Textbox(visible=False)
+            with gr.Tab("t"):
+                in_tab = gr.Textbox(visible=False)
             shown = gr.Textbox(elem_id="shown")
             first = gr.Textbox()
             shown.change(hide, inputs=[shown], outputs=[first, shown], api_name="hide")
@@ -127,7 +125,7 @@ def test_hidden_extension_components_stay_in_the_page():
         plain = gr.Button()
         plain.click(lambda _: gr.update(visible=False), inputs=[ours], outputs=[ours], api_name="ours")
     assert (group.visible, theirs.visible, shown.visible, ours.visible) == ("hidden", "hidden", True, False)
-    assert (in_tab_set.visible, in_tab.visible) == (False, "hidden")
+    assert in_tab.visible == "hidden"
     update, rebuilt = demo("x", api_name="hide")
     assert update == {"__type__": "update", "visible": "hidden"}
     assert rebuilt["visible"] == "hidden" and rebuilt["value"] == "rebuilt"
@@ -138,6 +136,24 @@ def test_hidden_extension_components_stay_in_the_page():
     assert asyncio.run(fns["later"]("x")) == [{"__type__": "update", "visible": "hidden", "value": "a"}]
     assert demo("x", api_name="ours") == {"__type__": "update", "visible": False}  # ours: gradio 6 as it is
     assert gradio3_compat.hidden_in_page(["a", 1]) == ["a", 1]  # plain values pass through
+
+
+def test_components_beside_tabs_move_before_the_tab_set():
+    """gradio 6 takes a component placed directly in a gr.Tabs for a tab (images-browser's hidden textbox there
+    made its tab bar show "txt2img" twice and lose "img2img"); gradio 3 showed it above the bar."""
+    with gr.Blocks() as demo:
+        with gr.Column() as column:
+            with gr.Tabs() as tabs:
+                stray = gr.Textbox(visible="hidden", elem_id="stray")
+                with gr.Tab("a") as a:
+                    gr.Textbox()
+                with gr.Tab("b") as b:
+                    gr.Textbox()
+    assert tabs.children == [a, b]
+    assert column.children.index(tabs) == 1 and column.children[0].children == [stray]  # in its form, before
+    assert stray.parent.parent is column
+    layout = demo.get_config_file()["layout"]
+    assert "stray" in str(demo.get_config_file()["components"]) and layout  # still in the page
 
 
 def test_gradio_inputs_and_outputs():

@@ -92,3 +92,24 @@ def test_output_folder_defaults_are_absolute_when_the_data_folder_is_elsewhere(t
         str(tmp_path / "outputs" / "txt2img-images")  # what infinite-image-browsing does with it
     at_home = anchor_folder_defaults(registry, INSTALL_DIR, INSTALL_DIR)
     assert at_home["outdir_txt2img_samples"].default == "outputs/txt2img-images"  # A1111's own relative form
+
+
+def test_a_saved_relative_default_reads_as_the_absolute_default(tmp_path):
+    """A config.json written before the defaults were absolute holds "outputs/txt2img-images"; images-browser read
+    that as <install>/outputs/txt2img-images and listed nothing. A relative value of the user's own stays."""
+    import json
+
+    from modules.options import Options, anchor_folder_defaults, default_registry
+    from modules.paths import INSTALL_DIR
+
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"outdir_txt2img_samples": "outputs/txt2img-images",
+                                  "outdir_img2img_samples": "my-pictures", "outdir_save": "log/images"}))
+    options = Options(config, anchor_folder_defaults(default_registry(), tmp_path, INSTALL_DIR))
+    options.load()
+    assert options.get("outdir_txt2img_samples") == str(tmp_path / "outputs" / "txt2img-images")
+    assert options.get("outdir_save") == str(tmp_path / "log" / "images")
+    assert options.get("outdir_img2img_samples") == "my-pictures"
+    at_home = Options(config, default_registry())
+    at_home.load()
+    assert at_home.get("outdir_txt2img_samples") == "outputs/txt2img-images"  # data folder = install folder

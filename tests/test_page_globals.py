@@ -55,7 +55,9 @@ onUiLoaded(() => {
                     unopened: ["#img2img_prompt textarea", "#img2img_neg_prompt textarea", "#extras_image",
                                "#pnginfo_image", "#probe_text", "#settings_search",
                                // and tabs inside tabs (images-browser looks up each of its inner tabs)
-                               "#probe_inner_b", "#img2img_scale", "#extras_batch_input_dir"]
+                               "#probe_inner_b", "#img2img_scale", "#extras_batch_input_dir",
+                               // and what closed accordions hold
+                               "#probe_in_closed"]
                       .filter((s) => !gradioApp().querySelector(s)),
                     // and the page is back on txt2img, its panels visible
                     shown: get_uiCurrentTabContent().id + ":" + getComputedStyle(
@@ -109,6 +111,8 @@ def on_ui_tabs():
                 gr.Textbox(label="Inner a", elem_id="probe_inner_a")
             with gr.Tab("Inner B"):
                 gr.Textbox(label="Inner b", elem_id="probe_inner_b")
+        with gr.Accordion("Probe closed", open=False):  # dynamic-prompts clicks a button in a closed one
+            gr.Button("Probe in closed", elem_id="probe_in_closed")
         hide = gr.Button("Probe hide", elem_id="probe_hide")
         hide.click(lambda: gr.update(visible=False), outputs=[out])
     return [(tab, "Probe", "probe")]
@@ -256,6 +260,7 @@ def test_gradio3_tab_of_an_extension_runs_js_then_python(page: Page):
     expect(page.locator("#probe_box.gr-group").first).to_be_visible()  # gr.Box is a group (its id is there twice)
     expect(page.locator("#probe_later")).to_be_hidden()
     expect(page.locator("#probe_later")).to_be_attached()  # hidden as in gradio 3: its page script can find it
+    expect(page.locator("#probe_in_closed")).to_be_hidden()  # built before onUiLoaded, then closed again
     # an extension sets a textbox from script and tells gradio with updateInput (tagcomplete, prompt-all-in-one)
     page.evaluate("() => { const t = gradioApp().querySelector('#probe_text textarea'); t.value = 'cat';"
                   " updateInput(t); }")

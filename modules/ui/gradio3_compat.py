@@ -27,8 +27,10 @@ code, which runs while the page is built, finds:
   in what its handlers return (``gr.update(visible=False)``, a component built with it): gradio 3 rendered such a
   component hidden, gradio 6 leaves it out of the page, so the extension's page script, which looks it up by
   ``elem_id`` (images-browser's ``#image_browser_swipe``, dynamic-prompts' wildcards tree), found nothing. It becomes
-  gradio 6's ``visible="hidden"``: in the page, not shown (except directly inside a ``gr.Tabs``, where gradio 6
-  would take it for a tab). Our own UI keeps gradio 6's behaviour (a smaller page).
+  gradio 6's ``visible="hidden"``: in the page, not shown. Our own UI keeps gradio 6's behaviour (a smaller page).
+- Components placed directly in a ``gr.Tabs`` beside its tabs (images-browser's hidden textbox): gradio 3 showed
+  them above the tab bar; gradio 6 takes them for tabs (the bar shows one tab twice and loses others). They are
+  moved just before the ``gr.Tabs``.
 
 ``gr.Dropdown(type="index")``, ``gr.Radio(type="index")`` and ``elem_id=`` are gradio 6 as they were.
 """
@@ -171,14 +173,6 @@ def _keeps_hidden_in_page(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapped
 
 
-def _in_tab_set() -> bool:
-    """Being built directly inside a ``gr.Tabs``: gradio 6 counts a rendered non-tab child there as a tab (the bar
-    then shows one tab twice and loses another: images-browser's hidden textbox), so it stays out of the page."""
-    from gradio.context import Context
-
-    return isinstance(Context.block, gr.Tabs)
-
-
 def _repair_init(cls: type) -> None:
     original = cls.__dict__["__init__"]
     if getattr(original, "_gradio3_compat", False):
@@ -187,7 +181,7 @@ def _repair_init(cls: type) -> None:
     @functools.wraps(original)
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         tooltip = kwargs.pop("tooltip", None)
-        if kwargs.get("visible") is False and _building_extension_ui.get() and not _in_tab_set():
+        if kwargs.get("visible") is False and _building_extension_ui.get():
             kwargs["visible"] = "hidden"
         original(self, *args, **constructor_keywords(cls, original, kwargs))
         if tooltip is not None:
@@ -274,6 +268,28 @@ def _style(self: Any, *args: Any, **kwargs: Any) -> Any:
         elif key not in COSMETIC_STYLE:
             _warn_once(name, f"style:{key}", f".style({key}=...) has no gradio 6 equivalent; ignored")
     return self
+
+
+def _repair_tabs_exit() -> None:
+    original = gr.Tabs.__exit__
+    if getattr(original, "_gradio3_compat", False):
+        return
+
+    @functools.wraps(original)
+    def __exit__(self: Any, *args: Any) -> Any:
+        result = original(self, *args)
+        strays = [child for child in self.children if not isinstance(child, gr.Tab)]
+        parent = self.parent
+        if strays and parent is not None and self in parent.children:
+            self.children = [child for child in self.children if isinstance(child, gr.Tab)]
+            at = parent.children.index(self)
+            parent.children[at:at] = strays
+            for child in strays:
+                child.parent = parent
+        return result
+
+    __exit__._gradio3_compat = True  # type: ignore[attr-defined]
+    gr.Tabs.__exit__ = __exit__  # type: ignore[method-assign]
 
 
 def _repair_dependency() -> None:
@@ -385,6 +401,7 @@ def install() -> None:
     if not hasattr(Block, "style"):
         Block.style = _style  # type: ignore[attr-defined]
     _repair_dependency()
+    _repair_tabs_exit()
     gr.on = _wrap_listener(gr.on)
     for alias, target in (("Box", gr.Group), ("Variable", gr.State)):
         if not hasattr(gr, alias):

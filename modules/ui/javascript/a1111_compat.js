@@ -246,18 +246,46 @@
       await untilOrTimeout(() => isSelected(findTab(holder, shown) || back));
     }
   };
+  // A closed accordion's contents, too, are built when it is first opened (dynamic-prompts clicks a button inside
+  // its closed "Collection actions" to load the wildcards tree): all are opened at once and closed again.
+  const closedAccordionContent = (accordion) => {
+    const content = accordion.querySelector(":scope > [data-testid=accordion-content]");
+    return content && content.style.display === "none" ? content : null;
+  };
+  const built = (content) => Array.from(content.children).some((child) => child.children.length > 0);
+  const untilSettled = async (count, total) => {  // all there, or no new one for 20 frames (an empty accordion)
+    for (let last = -1, still = 0; still < 20 && last < total;) {
+      await nextFrame();
+      const now = count();
+      still = now === last ? still + 1 : 0;
+      last = now;
+    }
+  };
+  const openEveryAccordion = async (root) => {
+    for (let round = 0; round < 4; round++) {  // accordions inside accordions show up as their parents open
+      const closed = Array.from(root.querySelectorAll(".gr-accordion")).map((accordion) => ({
+        accordion, toggle: accordion.querySelector(":scope > .label-wrap"), content: closedAccordionContent(accordion),
+      })).filter(({toggle, content}) => toggle && content && !built(content));
+      if (!closed.length) return;
+      closed.forEach(({toggle}) => toggle.click());
+      await untilSettled(() => closed.filter(({content}) => built(content)).length, closed.length);
+      closed.forEach(({toggle}) => toggle.click());
+      await untilOrTimeout(() => closed.every(({accordion}) => closedAccordionContent(accordion) !== null));
+    }
+  };
   const mountTabs = async () => {
     const root = gradioApp();
     mounting = true;
     root.classList.add("sd-mounting-tabs");
     try {
+      // #tabs first, then the tab sets inside its tabs (each set on its own, all at once), then those inside them
       const visited = new Set();
-      // #tabs first, then the tab sets inside tabs, found as those get built
-      for (let holder = root.querySelector("#tabs"); holder;
-           holder = Array.from(root.querySelectorAll(".tabs")).find((tabs) => !visited.has(tabs))) {
-        visited.add(holder);
-        await openEachTab(holder);
+      const unvisited = () => Array.from(root.querySelectorAll(".tabs")).filter((tabs) => !visited.has(tabs));
+      for (let sets = [root.querySelector("#tabs")].filter(Boolean); sets.length; sets = unvisited()) {
+        sets.forEach((tabs) => visited.add(tabs));
+        await Promise.all(sets.map(openEachTab));
       }
+      await openEveryAccordion(root);
     } finally {
       root.classList.remove("sd-mounting-tabs");
       mounting = false;
