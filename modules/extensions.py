@@ -325,6 +325,24 @@ def _env() -> dict[str, str]:
 # -- preload.py and scripts ----------------------------------------------------------------------------------------
 
 
+def missing_package(err: BaseException) -> str | None:
+    """For an import that failed because a Python package is not installed (adetailer without ultralytics), the
+    line that says which; None for any other failure (a bug in the extension keeps its traceback)."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, ModuleNotFoundError) and err.name:
+            top = err.name.split(".")[0]
+            try:
+                installed = importlib.util.find_spec(top) is not None
+            except (ImportError, ValueError):
+                installed = False
+            if not installed:
+                return f"ModuleNotFoundError: the Python package {top!r} is not installed"
+        err = err.__cause__ or err.__context__  # type: ignore[assignment]
+    return None
+
+
 def _import_file(path: Path, module_name: str, timeout: float) -> tuple[Any, str | None]:
     """Import ``path`` in a worker thread; (module, None), or (None, why) for an error or a hang."""
     result: dict[str, Any] = {}
@@ -341,6 +359,7 @@ def _import_file(path: Path, module_name: str, timeout: float) -> tuple[Any, str
             sys.modules.pop(module_name, None)
             result["error"] = traceback.format_exc(limit=4)
             result["internals"] = a1111_internals.summary_of(err)
+            result["missing"] = missing_package(err)
 
     thread = threading.Thread(target=work, name=f"import {path.name}", daemon=True)
     thread.start()
@@ -349,6 +368,8 @@ def _import_file(path: Path, module_name: str, timeout: float) -> tuple[Any, str
         return None, f"{path.name} did not finish importing in {timeout:.0f} s and was skipped"
     if result.get("internals"):  # one line, not a traceback: nothing the user can install fixes it
         return None, f"{result['internals']} ({path.name})"
+    if result.get("missing"):  # one line: the package to install is all the user needs to know
+        return None, f"{path.name} raised at import: {result['missing']}"
     if "error" in result:
         return None, f"{path.name} raised at import:\n{result['error']}"
     return result.get("module"), None
@@ -410,8 +431,8 @@ def _record(ext: Extension, error: str) -> None:
     install.py the import error joins the installer's line (the cause) as its last line instead of a traceback."""
     cause = next((i for i, known in enumerate(ext.errors) if known.startswith("install.py")), None)
     if ext.install_failed and cause is not None and " raised at import:" in error:
-        script = error.split(" raised at import:", 1)[0]
-        last = next((line.strip() for line in reversed(error.splitlines()) if line.strip()), "")
+        script, detail = error.split(" raised at import:", 1)
+        last = next((line.strip() for line in reversed(detail.splitlines()) if line.strip()), "")
         ext.errors[cause] = f"{ext.errors[cause]}\nso the extension is not loaded: {script}: {last}"
         return
     if error.startswith(a1111_internals.NOT_HERE):

@@ -439,6 +439,11 @@ def _cmd_opts_view(rt: Any) -> Any:
     for name, value in _folder_defaults(rt.paths).items():
         if getattr(view, name, None) in (None, "", []):
             setattr(view, name, value)
+    # /file= serves what is inside the extensions folder (modules/ui/extension_assets.py), wherever the data folder
+    # is; prompt-all-in-one looks for its folder here and warns at every start otherwise.
+    allowed = list(getattr(view, "gradio_allowed_path", None) or [])
+    if str(rt.paths.extensions_dir) not in allowed:
+        view.gradio_allowed_path = [*allowed, str(rt.paths.extensions_dir)]
     return view
 
 

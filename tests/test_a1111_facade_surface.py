@@ -414,6 +414,9 @@ def test_shared_state_cmd_opts_and_styles(app):
     assert shared.cmd_opts.gfpgan_models_path == str(root / "models" / "GFPGAN")
     assert shared.cmd_opts.data_dir == str(root) and shared.cmd_opts.models_dir == str(root / "models")
     assert shared.cmd_opts.disable_safe_unpickle is False  # adetailer patches it
+    # /file= serves the extensions folder: prompt-all-in-one looks for its folder in --gradio-allowed-path
+    assert shared.cmd_opts.gradio_allowed_path == [str(rt.paths.extensions_dir)]
+    assert rt.args.gradio_allowed_path in (None, [])
     assert shared.prompt_styles is rt.styles and shared.demo is None and shared.hypernetworks == {}
     assert shared.prompt_styles.apply_styles_to_prompt("cat", []) == "cat"
     assert str(shared.device) == "cpu" and shared.list_checkpoint_tiles() == list(rt.registry.titles())

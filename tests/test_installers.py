@@ -154,5 +154,19 @@ def test_a_failed_installer_and_the_import_error_it_causes_are_one_message(tmp_p
     assert len(ext.errors) == 1, ext.errors
     message = ext.errors[0]
     assert "torchvision cannot be installed here" in message and "Traceback" not in message
-    assert "so the extension is not loaded: main.py: ModuleNotFoundError: No module named " \
-           "'sd_webui_test_no_such_module'" in message and "other.py" in message
+    assert "so the extension is not loaded: main.py: ModuleNotFoundError: the Python package " \
+           "'sd_webui_test_no_such_module' is not installed" in message and "other.py" in message
+
+
+def test_a_missing_package_is_one_line_without_the_installer_too(tmp_path):
+    """--skip-install (or an installer that did not fail): adetailer's ``import ultralytics`` is one line naming
+    the package; an extension's own bug keeps its traceback."""
+    scripts = tmp_path / "extensions" / "skipped" / "scripts"
+    scripts.mkdir(parents=True)
+    ext = ext_mod.Extension(name="skipped", path=scripts.parent)
+    (scripts / "a_needs.py").write_text("from sd_webui_test_absent.models import YOLO\n", encoding="utf-8")
+    (scripts / "b_buggy.py").write_text("undefined_name + 1\n", encoding="utf-8")
+    ext_mod.load_scripts([ext])
+    assert ext.errors[0] == "a_needs.py raised at import: ModuleNotFoundError: the Python package " \
+                            "'sd_webui_test_absent' is not installed"
+    assert ext.errors[1].startswith("b_buggy.py raised at import:\nTraceback") and "NameError" in ext.errors[1]
