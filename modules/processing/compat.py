@@ -352,7 +352,7 @@ class Processed(_A1111Processed, _context.Processed, metaclass=_AnyProcessed):
             schedule_label=samplers.effective_schedule_label(sampler, schedule), checkpoint=ctx.checkpoint,
             index_of_first_image=index_of_first_image, saved_paths=[None] * len(images_list),
             job_timestamp=p.job_timestamp, version=ctx.version,
-            clip_skip=int(ctx.settings.get("CLIP_stop_at_last_layers", 1)),
+            clip_skip=ctx.settings.CLIP_stop_at_last_layers,
             extra_generation_params=dict(p.extra_generation_params),
             comments=[comments] if comments else [])
 
@@ -426,7 +426,7 @@ class ScriptBridge:
             raise FieldError("n_iter", f"a script set n_iter={wanted[0]!r}, batch_size={wanted[1]!r}: {err}") from err
         from modules.processing.params import check_budget
 
-        check_budget(job.p, float(job.ctx.settings.get("max_job_megapixel_steps") or 0))
+        check_budget(job.p, job.ctx.settings.max_job_megapixel_steps)
         if job.ctx.check_budget is not None:
             job.ctx.check_budget(job.p, 1)
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modules.processing.job_settings import JobSettings
 from modules.processing.progress import JobProgress
 
 
@@ -29,7 +30,7 @@ class CheckpointIdentity:
 class ProcessingContext:
     model: Any  # LoadedModel
     checkpoint: CheckpointIdentity
-    settings: dict[str, Any]
+    settings: JobSettings  # given as the option values (a mapping), kept as their typed snapshot
     data_dir: Path
     progress: JobProgress = field(default_factory=JobProgress)
     version: str | None = None
@@ -67,6 +68,9 @@ class ProcessingContext:
     # Extensions' on_image_grid / on_extra_noise (``saving.ImageGridLoopParams`` / ``sampling.ExtraNoiseParams``).
     grid_hook: Any = None
     extra_noise_hook: Any = None
+
+    def __post_init__(self) -> None:
+        self.settings = JobSettings.of(self.settings)
 
 
 @dataclass

@@ -28,6 +28,7 @@ from modules import samplers
 from modules.processing import extra_networks, sampler_params, saving, seamless
 from modules.processing.conditioning import PromptEncoder
 from modules.processing.context import Processed, ProcessingContext
+from modules.processing.job_settings import JobSettings
 from modules.processing.hires import LATENT_FACTOR
 from modules.processing.params import GenerationParams
 from modules.processing.progress import Interrupted, interrupt_points
@@ -152,12 +153,12 @@ class Job:
         return other
 
     @property
-    def settings(self) -> dict[str, Any]:
+    def settings(self) -> JobSettings:
         return self.ctx.settings
 
     @property
     def use_old_scheduling(self) -> bool:
-        return bool(self.settings.get("use_old_scheduling", False))
+        return self.settings.use_old_scheduling
 
     def new_scheduler(self, sampler: Any = None, schedule: Any = None) -> Any:
         """A fresh scheduler (they are stateful) for the job's or the given sampler, with the job's eta and sigma
@@ -173,7 +174,7 @@ class Job:
     def extra_noise(self, scheduler: Any, clean: torch.Tensor, noise: torch.Tensor, noised: torch.Tensor,
                     index: int) -> torch.Tensor:
         """The img2img / hires start latents with the setting ``img2img_extra_noise`` applied (A1111)."""
-        amount = float(self.settings.get("img2img_extra_noise", 0.0) or 0.0)
+        amount = self.settings.img2img_extra_noise
         if amount <= 0:
             return noised
         self.extra["Extra noise"] = amount
@@ -234,9 +235,9 @@ class Job:
                 else identity.model_name
             self.extra["Refiner switch at"] = switch_at
             embeddings = self.ctx.refiner_embeddings
-            encoder = PromptEncoder(refiner, clip_skip=int(self.settings.get("CLIP_stop_at_last_layers", 1)),
-                                    emphasis=str(self.settings.get("emphasis", "Original")),
-                                    comma_backtrack=int(self.settings.get("comma_padding_backtrack", 20)),
+            encoder = PromptEncoder(refiner, clip_skip=self.settings.CLIP_stop_at_last_layers,
+                                    emphasis=self.settings.emphasis,
+                                    comma_backtrack=self.settings.comma_padding_backtrack,
                                     embeddings=embeddings.vectors() if embeddings is not None else None)
             conditioning = make_conditioning(encoder)
             time_ids, neg_time_ids = sdxl_time_ids(refiner, width, height, conditioning.batch_size)
@@ -253,8 +254,8 @@ class Job:
         progress = self.ctx.progress
         with progress.finishing() if progress.interrupted else contextlib.nullcontext():
             return decode_latents(self.model, latents,
-                                  auto_upcast=bool(self.settings.get("auto_vae_precision", True)),
-                                  tiling=str(self.settings.get("vae_tiling", "Automatic")))
+                                  auto_upcast=self.settings.auto_vae_precision,
+                                  tiling=self.settings.vae_tiling)
 
     @torch.inference_mode()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
@@ -265,7 +266,7 @@ class Job:
         scaling = float(getattr(vae.config, "scaling_factor", 0.18215))
         shift = getattr(vae.config, "shift_factor", None) or 0.0
         out = []
-        tiled = tiling_wanted(str(self.settings.get("vae_tiling", "Automatic")), images.shape[-1], images.shape[-2],
+        tiled = tiling_wanted(self.settings.vae_tiling, images.shape[-1], images.shape[-2],
                               self.model.device)
         with vae_tiles(vae, tiled):
             for image in images:
@@ -303,9 +304,9 @@ def run_job(p: GenerationParams, ctx: ProcessingContext, plan: Plan) -> Processe
     first step, or during its decode, is dropped."""
     # A1111: restore_faces / tiling left unset (None) follow the settings "face_restoration" / "tiling".
     if p.restore_faces is None:
-        p.restore_faces = bool(ctx.settings.get("face_restoration", False))
+        p.restore_faces = ctx.settings.face_restoration
     if p.tiling is None:
-        p.tiling = bool(ctx.settings.get("tiling", False))
+        p.tiling = ctx.settings.tiling
     models = [ctx.model, getattr(ctx, "refiner", None), getattr(ctx, "hires_model", None)]
     parts = [part for m in models if m is not None for part in (m.unet, m.vae)]
     with interrupt_points(ctx.progress, parts), seamless.circular_padding(parts, enabled=bool(p.tiling)):
@@ -328,8 +329,8 @@ def _run_job(p: GenerationParams, ctx: ProcessingContext, plan: Plan) -> Process
     job_timestamp = job.job_timestamp = datetime.now().strftime("%Y%m%d%H%M%S")
     job.encoders = EncoderCache(ctx.model, settings, ctx.embeddings)
     outdir = saving.output_dir(settings, ctx.data_dir, plan.kind, grid=False)
-    save_samples = settings.get("samples_save", True) and not p.do_not_save_samples
-    emphasis = str(settings.get("emphasis", "Original"))
+    save_samples = settings.samples_save and not p.do_not_save_samples
+    emphasis = settings.emphasis
     if emphasis != "Original" and any(c in prompt + negative_prompt for c in "(["):
         job.extra["Emphasis"] = emphasis
     if job.use_old_scheduling:
@@ -369,7 +370,7 @@ def _run_job(p: GenerationParams, ctx: ProcessingContext, plan: Plan) -> Process
             interrupted = True
             break
         ti_hashes = job.encoders.ti_hashes()
-        if ti_hashes and settings.get("textual_inversion_add_hashes_to_infotext", True):
+        if ti_hashes and settings.textual_inversion_add_hashes_to_infotext:
             job.extra["TI hashes"] = ti_hashes
         if tensors is not None:
             if ctx.job_hooks is not None:
@@ -398,22 +399,22 @@ def _run_job(p: GenerationParams, ctx: ProcessingContext, plan: Plan) -> Process
 
     interrupted = interrupted or ctx.progress.interrupted  # a batch cut short still came back (its prediction)
     index_of_first_image = 0
-    want_grid = (settings.get("return_grid", True) or settings.get("grid_save", True)) and not p.do_not_save_grid
-    grid_wanted = want_grid and (len(images) > 1 or (images and not settings.get("grid_only_if_multiple", True)))
+    want_grid = (settings.return_grid or settings.grid_save) and not p.do_not_save_grid
+    grid_wanted = want_grid and (len(images) > 1 or (images and not settings.grid_only_if_multiple))
     if grid_wanted:
-        rows = saving.grid_rows(len(images), p.batch_size, int(settings.get("n_rows", -1)),
-                                 bool(settings.get("grid_prevent_empty_spots", False)))
+        rows = saving.grid_rows(len(images), p.batch_size, settings.n_rows,
+                                 settings.grid_prevent_empty_spots)
         grid = saving.image_grid(images, rows, hook=ctx.grid_hook)
         grid_text = job.infotext(prompt=prompt, negative_prompt=negative_prompt, seed=all_seeds[0],
                                  subseed=all_subseeds[0])
         grid.info["parameters"] = grid_text
         grid_path = None
-        if settings.get("grid_save", True):
+        if settings.grid_save:
             grid_dir = saving.output_dir(settings, ctx.data_dir, plan.kind, grid=True)
             fields = fields_for_name(job, all_seeds[0], prompt, job_timestamp, 0)
             grid_path = saving.save_image(grid, grid_dir, settings=settings, fields=fields, infotext=grid_text,
                                           grid=True, hooks=ctx.save_hooks, p=p)
-        if settings.get("return_grid", True):
+        if settings.return_grid:
             images.insert(0, grid)
             saved.insert(0, grid_path)
             infotexts.insert(0, grid_text)
@@ -437,7 +438,7 @@ def _run_job(p: GenerationParams, ctx: ProcessingContext, plan: Plan) -> Process
         all_subseeds=all_subseeds, params=p, sampler_name=sampler.name, schedule_label=job.schedule_label,
         checkpoint=ctx.checkpoint, index_of_first_image=index_of_first_image, saved_paths=saved,
         job_timestamp=job_timestamp, version=ctx.version,
-        clip_skip=int(settings.get("CLIP_stop_at_last_layers", 1)), extra_generation_params=job.extra,
+        clip_skip=settings.CLIP_stop_at_last_layers, extra_generation_params=job.extra,
         interrupted=interrupted, comments=job.comments, vae_name=ctx.vae_infotext.get("VAE"),
         vae_hash=ctx.vae_infotext.get("VAE hash"),
         is_using_inpainting_conditioning=bool(ctx.model.kind.inpainting))
@@ -452,7 +453,7 @@ def restore_faces(job: Job, batch: Batch, index_in_batch: int, image: Image.Imag
     Without its weights the image is kept as it is and the job says, once, what was skipped and which file goes
     where; the infotext names the restorer only when it ran."""
     restorers, settings = job.ctx.face_restorers, job.settings
-    name = str(settings.get("face_restoration_model", "CodeFormer") or "CodeFormer")
+    name = settings.face_restoration_model or "CodeFormer"
     known = [r.name for r in restorers.items] if restorers is not None else []
     if name not in known:
         reason = (f"unknown face restorer {name!r} (setting face_restoration_model; choose one of "
@@ -462,14 +463,14 @@ def restore_faces(job: Job, batch: Batch, index_in_batch: int, image: Image.Imag
     if reason is not None:
         note(job.comments, [f"Face restoration was skipped: {reason}"])
         return image
-    if outdir is not None and settings.get("save_images_before_face_restoration", False):
+    if outdir is not None and settings.save_images_before_face_restoration:
         text = job.infotext(prompt=batch.prompts[index_in_batch], negative_prompt=batch.negative_prompts[index_in_batch],
                             seed=batch.seeds[index_in_batch], subseed=batch.subseeds[index_in_batch])
         fields = fields_for_name(job, batch.seeds[index_in_batch], batch.prompts[index_in_batch], job.job_timestamp,
                                  batch.number)
         saving.save_image(image, outdir, settings=settings, fields=fields, infotext=text,
                           suffix="-before-face-restoration")
-    restored = restorers.apply(name, image, 1.0, float(settings.get("code_former_weight", 0.5)))
+    restored = restorers.apply(name, image, 1.0, settings.code_former_weight)
     job.extra["Face restoration"] = name
     return restored
 
@@ -535,7 +536,7 @@ def fields_for_name(job: Job, seed: int, prompt: str, job_timestamp: str, batch_
         "width": p.width, "height": p.height, "sampler": job.sampler.name, "model_name": ctx.checkpoint.model_name,
         "model_hash": ctx.checkpoint.shorthash or "", "job_timestamp": job_timestamp, "batch_number": batch_number,
         "styles": p.styles, "date": datetime.now(),
-        "prompt_words_limit": ctx.settings.get("directories_max_prompt_words", 8),
+        "prompt_words_limit": ctx.settings.directories_max_prompt_words,
     }
 
 
@@ -568,16 +569,16 @@ class EncoderCache:
     """One PromptEncoder per set of active extra networks: text-encoder LoRAs change what a text encodes, so
     batches with the same networks share cached conditioning and batches with others do not."""
 
-    def __init__(self, model: Any, settings: dict[str, Any], embeddings: Any) -> None:
+    def __init__(self, model: Any, settings: JobSettings, embeddings: Any) -> None:
         self.model, self.settings, self.embeddings = model, settings, embeddings
         self._encoders: dict[Any, PromptEncoder] = {}
 
     def get(self, key: Any) -> PromptEncoder:
         if key not in self._encoders:
             self._encoders[key] = PromptEncoder(
-                self.model, clip_skip=int(self.settings.get("CLIP_stop_at_last_layers", 1)),
-                emphasis=str(self.settings.get("emphasis", "Original")),
-                comma_backtrack=int(self.settings.get("comma_padding_backtrack", 20)),
+                self.model, clip_skip=self.settings.CLIP_stop_at_last_layers,
+                emphasis=self.settings.emphasis,
+                comma_backtrack=self.settings.comma_padding_backtrack,
                 embeddings=self.embeddings.vectors() if self.embeddings is not None else None)
         return self._encoders[key]
 

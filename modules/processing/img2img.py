@@ -9,7 +9,7 @@ UNet) also get the mask and the masked image as conditioning, with A1111's "Cond
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -18,6 +18,7 @@ from PIL import Image, ImageOps
 from modules.errors import FieldError
 from modules.processing import imageops, masking, saving
 from modules.processing.context import Processed, ProcessingContext
+from modules.processing.job_settings import JobSettings
 from modules.processing.generation import LATENT_FACTOR, Batch, Job, Plan, number, run_job
 from modules.processing.masking import INPAINT_AREAS, MASK_MODES, MASKED_CONTENT  # noqa: F401 - re-exported
 from modules.processing.params import Img2ImgParams
@@ -39,12 +40,12 @@ class PreparedImages:
     overlay_mask: Image.Image | None = None
 
 
-def prepare_images(p: Img2ImgParams, settings: dict[str, Any], comments: list[str]) -> PreparedImages:
+def prepare_images(p: Img2ImgParams, settings: Mapping[str, Any], comments: list[str]) -> PreparedImages:
     """A1111's img2img ``init``: normalise, mask (binarise, invert, blur), crop for "Only masked", resize, pre-fill."""
     if not p.init_images:
         raise FieldError("init_images", "at least one init image is required")
     originals = [imageops.normalize_input(im) for im in p.init_images]
-    background = str(settings.get("img2img_background_color", "#ffffff") or "#ffffff")
+    background = JobSettings.of(settings).img2img_background_color or "#ffffff"
     width, height = p.width, p.height
     full_res = p.inpaint_full_res
     mask = overlay_mask = processing_mask = None
@@ -118,7 +119,7 @@ class Img2ImgPlan(Plan):
     def prepare(self, job: Job) -> None:
         p, settings = self.p, job.settings
         self.total_steps, self.run_steps = img2img_steps(p.steps, p.denoising_strength,
-                                                         bool(settings.get("img2img_fix_steps", False)))
+                                                         settings.img2img_fix_steps)
         self.progress_steps = self.run_steps
         self.prepared = prepared = prepare_images(p, settings, job.comments)
         if prepared.processing_mask is not None:
@@ -146,9 +147,9 @@ class Img2ImgPlan(Plan):
         if job.model.kind.inpainting:
             self.image_conditioning = self._inpainting_conditioning(job, pixels)
 
-    def _noise_multiplier(self, settings: dict[str, Any]) -> float:
+    def _noise_multiplier(self, settings: JobSettings) -> float:
         value = self.p.initial_noise_multiplier
-        return float(settings.get("initial_noise_multiplier", 1.0) if value is None else value)
+        return float(settings.initial_noise_multiplier if value is None else value)
 
     @torch.inference_mode()
     def _inpainting_conditioning(self, job: Job, pixels: torch.Tensor) -> torch.Tensor:
@@ -162,7 +163,7 @@ class Img2ImgPlan(Plan):
             mask = torch.from_numpy(np.asarray(mask_image, dtype=np.float32) / 255.0)[None, None]
             if self.p.mask_round:
                 mask = torch.round(mask)
-        weight = float(job.settings.get("inpainting_mask_weight", 1.0))
+        weight = job.settings.inpainting_mask_weight
         blanked = torch.lerp(pixels, pixels * (1.0 - mask), weight)
         latents = job.encode(blanked)
         size = (self.p.height // LATENT_FACTOR, self.p.width // LATENT_FACTOR)
@@ -195,7 +196,7 @@ class Img2ImgPlan(Plan):
             target = init if i >= last else add_noise(scheduler, init, start_noise, start + i + 1)
             return target * keep + latents * (1.0 - keep)
 
-        fixed = bool(job.settings.get("img2img_fix_steps", False))
+        fixed = job.settings.img2img_fix_steps
         with job.networks(batch.prompts) as (encoder, clip_prompts):
             evaluations = len(scheduler.timesteps) - (start if fixed else 0)
             conditioning = job.conditioning(encoder, clip_prompts, batch.negative_prompts, evaluations)

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from modules.errors import FieldError
 from modules.processing import imageops, saving
+from modules.processing.job_settings import JobSettings
 from modules.processing.upscale import PIXEL_UPSCALERS, pixel_upscaler
 
 MAX_OUTPUT_SIDE = 16384
@@ -140,8 +141,9 @@ def save_extras(result: ExtrasResult, source_info: Mapping[str, Any], settings: 
 
     folder = output_dir if output_dir is not None else saving.output_dir(settings, data_dir, EXTRAS, grid=False)
     folder.mkdir(parents=True, exist_ok=True)
-    fmt = str(settings.get("samples_format", "png") or "png")
-    if basename and settings.get("use_original_name_batch", True):
+    settings = JobSettings.of(settings)
+    fmt = settings.samples_format or "png"
+    if basename and settings.use_original_name_batch:
         stem = filenames.sanitize_filename_part(basename)
     else:
         stem = f"{filenames.next_sequence_number(folder, ''):05}"
@@ -149,8 +151,8 @@ def save_extras(result: ExtrasResult, source_info: Mapping[str, Any], settings: 
     extra = {"extras": result.infotext} if result.infotext else {}
     hooked = saving.HookedSave.before(hooks, result.image, None, folder, folder / f"{stem}.{fmt}", parameters,
                                       extra)
-    data = saving.encode_image(hooked.image, fmt, hooked.infotext if settings.get("enable_pnginfo", True) else None,
-                               int(settings.get("jpeg_quality", 80)), extra_text=hooked.extra if fmt == "png" else None)
+    data = saving.encode_image(hooked.image, fmt, hooked.infotext if settings.enable_pnginfo else None,
+                               settings.jpeg_quality, extra_text=hooked.extra if fmt == "png" else None)
     hooked.target.parent.mkdir(parents=True, exist_ok=True)
     path = fileio.write_new_file(hooked.target, data)
     hooked.after(path)

@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping, Sequence
 from PIL import Image, PngImagePlugin
 
 from modules import fileio, filenames
+from modules.processing.job_settings import JobSettings
 
 EXIF_USER_COMMENT = 0x9286
 EXIF_IFD = 0x8769
@@ -76,8 +77,9 @@ def encode_image(image: Image.Image, fmt: str, infotext: str | None, quality: in
 
 def output_dir(settings: Mapping[str, Any], data_dir: Path, kind: OutputKind, grid: bool) -> Path:
     """The configured folder, relative to the data dir. ``outdir_samples``/``outdir_grids`` override all kinds."""
-    override = settings.get("outdir_grids" if grid else "outdir_samples") or ""
-    folder = override or settings.get(kind.grids_setting if grid else kind.samples_setting) or ""
+    settings = JobSettings.of(settings)
+    override = settings.outdir_grids if grid else settings.outdir_samples
+    folder = override or settings.get(kind.grids_setting if grid else kind.samples_setting) or ""  # by kind
     path = Path(folder)
     return path if path.is_absolute() else data_dir / path
 
@@ -98,20 +100,21 @@ def save_image(image: Image.Image, directory: Path, *, settings: Mapping[str, An
     change) the image, name and text chunks before, and the result after. ``basename`` replaces "grid" for grids
     (``xyz_grid-0000.png``) and joins the number of samples (``00001-name-1234.png``), as scripts ask."""
     root = directory
-    to_dirs = settings.get("grid_save_to_dirs" if grid else "save_to_dirs", True)
+    settings = JobSettings.of(settings)
+    to_dirs = settings.grid_save_to_dirs if grid else settings.save_to_dirs
     if to_dirs:
         sub = filenames.relative_subpath(
-            filenames.apply_pattern(settings.get("directories_filename_pattern") or "[date]", fields))
+            filenames.apply_pattern(settings.directories_filename_pattern or "[date]", fields))
         directory = filenames.contained_path(directory, sub) if sub else directory
     directory.mkdir(parents=True, exist_ok=True)
-    fmt = settings.get("grid_format" if grid else "samples_format", "png") or "png"
+    fmt = (settings.grid_format if grid else settings.samples_format) or "png"
     if grid:
         basename, decoration = basename or "grid", ""
     else:
         basename = basename or ""
-        pattern = settings.get("samples_filename_pattern") or ("[seed]" if to_dirs else "[seed]-[prompt_spaces]")
+        pattern = settings.samples_filename_pattern or ("[seed]" if to_dirs else "[seed]-[prompt_spaces]")
         decoration = filenames.apply_pattern(pattern, fields)
-    add_number = settings.get("save_images_add_number", True)
+    add_number = settings.save_images_add_number
     number = filenames.next_sequence_number(directory, basename if grid else "") if add_number or grid else None
     if number is None:
         stem = decoration or "image"
@@ -124,11 +127,11 @@ def save_image(image: Image.Image, directory: Path, *, settings: Mapping[str, An
     stem = filenames.sanitize_filename_part(stem + suffix)
     target = directory / f"{stem}.{fmt}"
     hooked = HookedSave.before(hooks, image, p, root, target, infotext, {})
-    data = encode_image(hooked.image, fmt, hooked.infotext if settings.get("enable_pnginfo", True) else None,
-                        int(settings.get("jpeg_quality", 80)), extra_text=hooked.extra if fmt == "png" else None)
+    data = encode_image(hooked.image, fmt, hooked.infotext if settings.enable_pnginfo else None,
+                        settings.jpeg_quality, extra_text=hooked.extra if fmt == "png" else None)
     hooked.target.parent.mkdir(parents=True, exist_ok=True)
     path = fileio.write_new_file(hooked.target, data)
-    if settings.get("save_txt") and hooked.infotext:
+    if settings.save_txt and hooked.infotext:
         fileio.write_new_file(path.with_suffix(".txt"), hooked.infotext.encode("utf-8"))
     hooked.after(path)
     return path

@@ -117,7 +117,7 @@ def run(p: Img2ImgParams, args: SdUpscaleArgs, ctx: ProcessingContext,
     from modules.processing import postprocessing
 
     source = imageops.flatten(imageops.normalize_input(p.init_images[0]),
-                              str(ctx.settings.get("img2img_background_color", "#ffffff") or "#ffffff"))
+                              ctx.settings.img2img_background_color or "#ffffff")
     image = postprocessing.upscale_once(source, args.upscaler, args.scale, upscalers) if args.upscaler != "None" \
         else source
     if args.overlap >= min(p.width, p.height):
@@ -153,7 +153,7 @@ def run(p: Img2ImgParams, args: SdUpscaleArgs, ctx: ProcessingContext,
         text = first.infotexts[first.index_of_first_image]
         combined.info["parameters"] = text
         path = None
-        if ctx.settings.get("samples_save", True) and not p.do_not_save_samples:
+        if ctx.settings.samples_save and not p.do_not_save_samples:
             fields = {"seed": first.seed + n, "prompt": first.prompt, "width": combined.width,
                       "height": combined.height, "model_name": ctx.checkpoint.model_name}
             path = saving.save_image(combined, saving.output_dir(ctx.settings, ctx.data_dir, saving.IMG2IMG, False),

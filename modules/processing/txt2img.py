@@ -113,7 +113,7 @@ class Txt2ImgPlan(Plan):
 
     def _hires_pass(self, job: Job, batch: Batch, latents: torch.Tensor) -> Any:
         p = self.p
-        if job.settings.get("save_images_before_highres_fix", False) and not p.do_not_save_samples:
+        if job.settings.save_images_before_highres_fix and not p.do_not_save_samples:
             self._save_first_pass(job, batch, latents)
         # A hires checkpoint (same latent space) takes over from here: its text encoder, UNet and VAE.
         other = job.ctx.hires_model is not None
