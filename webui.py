@@ -129,6 +129,10 @@ def create_app(args: Any, extensions: list[Any] | None = None) -> Any:  # -> Fas
     def ping() -> dict:
         return {}
 
+    from modules import progress
+
+    progress.setup_progress_api(app)  # A1111's POST /internal/progress: the page's requestProgress() polls it
+
     @app.get("/internal/localization", include_in_schema=False)
     def page_localization() -> dict:
         """The chosen localization's text map, read by the page on load (a setting change applies on reload)."""

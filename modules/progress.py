@@ -4,7 +4,8 @@
 id is a task id).
 
 Our page follows jobs through the job API; ``setup_progress_api(app)`` adds A1111's ``/internal/progress`` route
-for pages that poll it (the app does not call it itself). No torch, no gradio (pydantic only).
+(webui.py does, as A1111 does) for what polls it: the page's ``requestProgress()``, extensions' own progress bars.
+No torch, no gradio (pydantic only).
 """
 
 from __future__ import annotations
@@ -126,4 +127,6 @@ def restore_progress(id_task: str) -> Any:
 
 def setup_progress_api(app: Any) -> None:
     """Add A1111's ``POST /internal/progress`` to ``app``."""
-    app.add_api_route("/internal/progress", progressapi, methods=["POST"], response_model=ProgressResponse)
+    # out of the schema, as our other /internal routes: its model would share the name of /sdapi/v1/progress's
+    app.add_api_route("/internal/progress", progressapi, methods=["POST"], response_model=ProgressResponse,
+                      include_in_schema=False)

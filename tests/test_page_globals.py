@@ -247,10 +247,13 @@ def test_small_helpers(page: Page):
     assert page.evaluate("() => confirm_clear_prompt('p', 'n')") == ["", ""]
     page.once("dialog", lambda dialog: dialog.dismiss())
     assert page.evaluate("() => confirm_clear_prompt('p', 'n')") == ["p", "n"]
-    # requestProgress against a task the server does not know: it gives up and calls atEnd
-    page.evaluate("() => requestProgress(randomId(), gradioApp().querySelector('#txt2img_gallery'), null,"
-                  " () => { window.__progressEnded = true; })")
+    # requestProgress polls /internal/progress: a task the server never heard of is given up after
+    # inactivityTimeout seconds (atEnd called), having been answered (onProgress) meanwhile
+    page.evaluate("() => { window.__progressAnswers = 0; requestProgress(randomId(),"
+                  " gradioApp().querySelector('#txt2img_gallery'), null, () => { window.__progressEnded = true; },"
+                  " (res) => { window.__progressAnswers += res.active === false && res.queued === false; }, 1); }")
     page.wait_for_function("window.__progressEnded === true")
+    assert page.evaluate("window.__progressAnswers") >= 1
 
 
 def test_gradio3_tab_of_an_extension_runs_js_then_python(page: Page):

@@ -35,6 +35,26 @@ def test_sdapi_is_served_only_with_api_or_nowebui(data_dir):
     assert float(response.headers["X-Process-Time"]) >= 0
 
 
+def test_internal_progress_answers_for_tasks_as_a1111(data_dir):
+    """POST /internal/progress is served with or without --api (requestProgress() and extensions poll it)."""
+    from modules import progress
+
+    client = LocalClient(app_for("--data-dir", str(data_dir)))
+    task = progress.create_task_id("txt2img")
+
+    def state() -> tuple[bool, bool, bool]:
+        body = client.post("/internal/progress", json={"id_task": task, "id_live_preview": -1}).json()
+        return body["active"], body["queued"], body["completed"]
+
+    assert state() == (False, False, False)
+    progress.add_task_to_queue(task)
+    assert state() == (False, True, False)
+    progress.start_task(task)
+    assert state() == (True, False, False)
+    progress.finish_task(task)
+    assert state() == (False, False, True)
+
+
 def test_cors_origins(data_dir):
     client = LocalClient(app_for("--nowebui", "--data-dir", str(data_dir), "--cors-allow-origins",
                                 "http://editor.local,http://other.local"))
