@@ -10,7 +10,7 @@ import argparse
 import logging
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 from modules import infotext
 from modules.hashing import HashCache
@@ -21,6 +21,7 @@ from modules.options import Options, anchor_folder_defaults, default_registry
 from modules.paths import Paths
 from modules.processing import budget
 from modules.processing.context import CheckpointIdentity, ProcessingContext
+from modules.processing.job_settings import JobSettings
 from modules.processing.params import Img2ImgParams, Txt2ImgParams, check_budget
 from modules.processing.progress import JobProgress
 
@@ -51,12 +52,12 @@ class Runtime:
     costs: budget.CostModel = field(default_factory=budget.CostModel)  # step costs measured on finished jobs
 
     # -- settings -------------------------------------------------------------------------------------------
-    def job_settings(self, overrides: dict[str, Any] | None) -> dict[str, Any]:
+    def job_settings(self, overrides: dict[str, Any] | None) -> JobSettings:
         """A snapshot of the settings for one job, with per-request overrides validated, not stored."""
         values = self.options.as_dict()
         if overrides:
             values.update(self.options.validate(overrides, from_api=True))
-        return values
+        return JobSettings.of(values)
 
     # -- jobs -----------------------------------------------------------------------------------------------
     def submit_load(self, name: str | None) -> Job:
@@ -128,7 +129,7 @@ class Runtime:
 
         samplers.resolve_sampler(params.sampler_name, params.scheduler)  # raises UnknownSamplerError early
         settings = self.job_settings(params.override_settings)
-        check_budget(params, float(settings.get("max_job_megapixel_steps") or 0))
+        check_budget(params, settings.max_job_megapixel_steps)
         self.check_job_seconds(params, settings)
         overridden = bool(params.override_settings.get("sd_model_checkpoint"))
         if overridden:
@@ -138,10 +139,10 @@ class Runtime:
                       if getattr(params, "enable_hr", False) else None)
         if not params.override_settings_restore_afterwards and params.override_settings:
             self.options.apply(params.override_settings, from_api=from_api)
-        progress = JobProgress(job=kind, preview_every=int(settings.get("show_progress_every_n_steps", 10))
-                               if settings.get("live_previews_enable", True) else 0)
+        progress = JobProgress(job=kind, preview_every=settings.show_progress_every_n_steps
+                               if settings.live_previews_enable else 0)
 
-        def context(job: Job, settings: dict[str, Any], overridden: bool, nested: bool = False) -> ProcessingContext:
+        def context(job: Job, settings: Mapping[str, Any], overridden: bool, nested: bool = False) -> ProcessingContext:
             """The job's context for ``settings``: the checkpoint they name loaded (a configured one that no
             longer exists falls back to the loaded/first one, as in A1111), second checkpoints, VAE. ``nested``:
             reconfigured while the job runs, when the job's first context still holds the model it started with."""
@@ -211,7 +212,7 @@ class Runtime:
         return self.jobs.submit(kind, run, description=params.prompt[:80], progress=progress, job_id=job_id)
 
     # -- time budget ----------------------------------------------------------------------------------------
-    def _cost_target(self, settings: dict[str, Any]) -> tuple[str, str, str, float | None]:
+    def _cost_target(self, settings: Mapping[str, Any]) -> tuple[str, str, str, float | None]:
         """(device kind, checkpoint key, family, UNet parameters) of the model a job with ``settings`` runs on:
         the loaded model when it is that one, else the file's size stands in (family unknown until loaded)."""
         model, info = self.manager.model, self.manager.info
@@ -225,9 +226,9 @@ class Runtime:
             return device, "", "unknown", None
         return device, str(target.path), "unknown", 0.8 * target.size / 4  # fp32 bytes; a fp16 file counts half
 
-    def check_job_seconds(self, params: Any, settings: dict[str, Any], multiplier: int = 1) -> float:
+    def check_job_seconds(self, params: Any, settings: Mapping[str, Any], multiplier: int = 1) -> float:
         """Refuse (FieldError) a job estimated over ``max_job_seconds``; returns the estimate in seconds."""
-        limit = float(settings.get("max_job_seconds") or 0)
+        limit = JobSettings.of(settings).max_job_seconds
         if not limit:
             return 0.0
         device, key, family, params_count = self._cost_target(settings)
@@ -300,7 +301,7 @@ class Runtime:
                                          f"{model.kind.label} image: their latent spaces differ")
         return second
 
-    def _select_vae(self, model: Any, settings: dict[str, Any], comments: list[str]) -> Any:
+    def _select_vae(self, model: Any, settings: Mapping[str, Any], comments: list[str]) -> Any:
         """Put the VAE the settings ask for into the loaded model (no checkpoint reload). A VAE file that cannot be
         used keeps the current VAE and says so in the job's comments, as A1111 goes on with the one it has."""
         if self.vaes is None:
@@ -311,8 +312,9 @@ class Runtime:
         switcher = VaeSwitcher.for_model(model, hash_cache=self.hash_cache,
                                          hashing=not getattr(self.args, "no_hashing", False))
         try:
-            choice = switcher.select(self.vaes, settings.get("sd_vae", "Automatic"), self.paths.forced_vae,
-                                     bool(settings.get("sd_vae_overrides_per_model_preferences", True)))
+            typed = JobSettings.of(settings)
+            choice = switcher.select(self.vaes, typed.sd_vae, self.paths.forced_vae,
+                                     typed.sd_vae_overrides_per_model_preferences)
             if choice.warning:
                 comments.append(choice.warning)
         except ModelFileError as err:

@@ -414,7 +414,9 @@ def test_generate_forever_repeats_until_cancelled(page: Page, server, js_errors)
         except Exception:  # noqa: BLE001 - playwright's TimeoutError: try again, the last attempt raises
             if attempt == 4:
                 raise
-    # The run in flight finishes; then nothing more starts.
+    # The run in flight finishes (its progress line goes; a slow run can outlast any fixed quiet time); then nothing
+    # more starts.
+    expect(page.locator("#txt2img_progress")).to_be_empty(timeout=90_000)
     settled, stable_since = count(), time.time()
     while time.time() - stable_since < 3 and time.time() < deadline + 30:
         time.sleep(0.2)

@@ -59,8 +59,15 @@ class JobSettings(Mapping[str, Any]):
     face_restoration_model: str
     code_former_weight: float
     tiling: bool
-    # ours: the job size this server accepts (0: any)
+    # progress
+    show_progress_every_n_steps: int
+    live_previews_enable: bool
+    # the checkpoint's VAE
+    sd_vae: str
+    sd_vae_overrides_per_model_preferences: bool
+    # ours: the job size and time this server accepts (0: any)
     max_job_megapixel_steps: float
+    max_job_seconds: float
 
     @classmethod
     def of(cls, values: Mapping[str, Any]) -> JobSettings:
