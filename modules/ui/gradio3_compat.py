@@ -147,12 +147,19 @@ def _keeps_hidden_in_page(fn: Callable[..., Any]) -> Callable[..., Any]:
     The wrapper is of fn's kind (plain, generator, async), which gradio inspects."""
     if getattr(fn, "_gradio3_compat", False):
         return fn
+    # A generator's steps may each run in another copy of the context (gradio steps it from worker threads): the
+    # flag is set around each step, never held across a yield.
     if inspect.isasyncgenfunction(fn):
         @functools.wraps(fn)
         async def wrapped(*args: Any, **kwargs: Any) -> Any:
-            with extension_ui():
-                async for item in fn(*args, **kwargs):
-                    yield hidden_in_page(item)
+            steps = fn(*args, **kwargs)
+            while True:
+                with extension_ui():
+                    try:
+                        item = await steps.__anext__()
+                    except StopAsyncIteration:
+                        return
+                yield hidden_in_page(item)
     elif inspect.iscoroutinefunction(fn):
         @functools.wraps(fn)
         async def wrapped(*args: Any, **kwargs: Any) -> Any:
@@ -161,9 +168,14 @@ def _keeps_hidden_in_page(fn: Callable[..., Any]) -> Callable[..., Any]:
     elif inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def wrapped(*args: Any, **kwargs: Any) -> Any:
-            with extension_ui():
-                for item in fn(*args, **kwargs):
-                    yield hidden_in_page(item)
+            steps = fn(*args, **kwargs)
+            while True:
+                with extension_ui():
+                    try:
+                        item = next(steps)
+                    except StopIteration:
+                        return
+                yield hidden_in_page(item)
     else:
         @functools.wraps(fn)
         def wrapped(*args: Any, **kwargs: Any) -> Any:
