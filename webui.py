@@ -173,7 +173,9 @@ def load_scripts(rt: Any, extensions: list[Any]) -> None:
     from modules import scripts
 
     ext_mod.load_scripts(extensions)
-    rt.script_runners = dict(zip(("txt2img", "img2img"), scripts.build_runners()))
+    from modules.script_registry import ScriptRegistry
+
+    rt.scripts = ScriptRegistry.of(dict(zip(("txt2img", "img2img"), scripts.build_runners())))
 
 
 def _mounts_last(app: Any) -> None:

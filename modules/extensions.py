@@ -397,17 +397,20 @@ def load_scripts(extensions: Iterable[Extension], timeout: float | None = None) 
     """Import every active extension's scripts/*.py with the extension folder on sys.path (extensions import
     their own helper modules), recording what loaded and what failed."""
     from modules import script_callbacks, scripts
-    from modules.ui import gradio3_compat
 
     a1111_internals.install()  # ldm / k-diffusion imports fail with a message that says why
-    gradio3_compat.install()  # the gradio 3 idioms extension UIs use (_js=, .style(), gr.Box, ...)
-    scripts.script_classes.clear()  # this load's Script subclasses only (an app rebuilt in one process)
+    ordered = load_order(extensions)
+    if any(ext.scripts() for ext in ordered):  # extension scripts import gradio; ours do not (the API alone)
+        from modules.ui import gradio3_compat
+
+        gradio3_compat.install()  # the gradio 3 idioms extension UIs use (_js=, .style(), gr.Box, ...)
+    scripts.script_classes.clear()  # this load's Script subclasses only (shared.bind clears the other registries)
     for script in sorted(BUILTIN_SCRIPTS_DIR.glob("*.py")):  # ours (X/Y/Z plot, ...), before the extensions'
         with script_callbacks.registering("builtin", script):
             _, error = _import_file(script, f"builtin_script_{_ident(script.stem)}", IMPORT_TIMEOUT)
         if error:
             log.error("built-in script %s: %s", script.name, error)
-    for ext in load_order(extensions):
+    for ext in ordered:
         for script in ext.scripts():
             added = str(ext.path) not in sys.path
             if added:

@@ -44,6 +44,7 @@ class ExtraNetwork:
 def initialize() -> None:
     extra_network_registry.clear()
     extra_network_aliases.clear()
+    errors.clear()
 
 
 def register_extra_network(extra_network: ExtraNetwork) -> None:

@@ -29,6 +29,16 @@ recorded_results: list[tuple[str, Any]] = []
 recorded_results_limit = 2
 
 
+def reset() -> None:
+    """Forget every task (an app built again in one process)."""
+    global current_task
+    with _lock:
+        current_task = None
+        pending_tasks.clear()
+        finished_tasks.clear()
+        recorded_results.clear()
+
+
 def create_task_id(task_type: str) -> str:
     """``task(<type>-<random>)``, the form A1111's pages send as a gradio event's first argument."""
     suffix = "".join(random.choices(string.ascii_letters + string.digits, k=15))  # noqa: S311 - an id, not a secret

@@ -24,6 +24,7 @@ from modules.processing.context import CheckpointIdentity, ProcessingContext
 from modules.processing.job_settings import JobSettings
 from modules.processing.params import Img2ImgParams, Txt2ImgParams, check_budget
 from modules.processing.progress import JobProgress
+from modules.script_registry import ScriptRegistry
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,8 @@ class Runtime:
     startup_notes: list[str] = field(default_factory=list)
     extensions: list[Any] = field(default_factory=list)  # modules.extensions.Extension, discovered at start
     restart_requested: bool = False  # set by /sdapi/v1/server-restart; main() re-executes after shutdown
-    # modules.scripts.ScriptRunner per tab ("txt2img", "img2img"): extension scripts, built after they load
-    script_runners: dict[str, Any] = field(default_factory=dict)
+    # each tab's scripts (ours and the A1111 Script classes), rebuilt after scripts load
+    scripts: ScriptRegistry = field(default_factory=ScriptRegistry)
     costs: budget.CostModel = field(default_factory=budget.CostModel)  # step costs measured on finished jobs
 
     # -- settings -------------------------------------------------------------------------------------------
@@ -108,9 +109,8 @@ class Runtime:
         """``process(params, ctx)``, or the chosen built-in script running it (``prompts_from_file.ScriptArgs``,
         ``sd_upscale.SdUpscaleArgs``, ...), with the extension scripts' hooks around every generation when the
         tab has any; the script's own checks run before anything is queued."""
-        runner = self.script_runners.get(tab)
-        if scripts_call is None and runner is not None and runner.alwayson_scripts:
-            scripts_call = runner.call(runner.default_args())
+        if scripts_call is None:  # a job submitted without a prepared request: the always-on scripts' defaults
+            scripts_call = self.scripts.tab(tab).call_for_each_job(None)
         if scripts_call is not None:
             plain = process
 

@@ -257,6 +257,14 @@ class ScriptRunner:
     def components(self) -> list[Any]:
         return [c for c in self.inputs[1:] if c is not None]
 
+    def script_info(self) -> list[dict[str, Any]]:
+        """A1111's ``/sdapi/v1/script-info`` entries: each script with its controls' label, default, range and
+        choices."""
+        self.ensure_ui()
+        return [{"name": script.name, "is_alwayson": script.alwayson, "is_img2img": self.is_img2img,
+                 "args": [_arg_info(c) for c in self.inputs[script.args_from:script.args_to]]}
+                for script in self.scripts]
+
     # -- hooks ----------------------------------------------------------------------------------------------
     def _each(self, what: str, p: Any, call: Callable[[Script, tuple[Any, ...]], Any]) -> None:
         for script in self.alwayson_scripts:
@@ -338,6 +346,15 @@ class ScriptRunner:
                                  [s.name for s in self.alwayson_scripts])
             _fill(args, target, values)
         return args
+
+
+def _arg_info(component: Any) -> dict[str, Any]:
+    choices = getattr(component, "choices", None)
+    if choices:  # gradio keeps (label, value) pairs
+        choices = [c[1] if isinstance(c, (tuple, list)) and len(c) == 2 else c for c in choices]
+    return {"label": str(getattr(component, "label", "") or ""), "value": getattr(component, "value", None),
+            "minimum": getattr(component, "minimum", None), "maximum": getattr(component, "maximum", None),
+            "step": getattr(component, "step", None), "choices": choices or None}
 
 
 def _fill(args: list[Any], script: Script, values: Sequence[Any]) -> None:

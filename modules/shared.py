@@ -447,6 +447,22 @@ def _cmd_opts_view(rt: Any) -> Any:
     return view
 
 
+def _clear_registries() -> None:
+    """Empty every A1111 registry the facade keeps at module level (the only module-level state of the app), so
+    an app built again in one process (a reload, the tests) starts from what its own extensions register."""
+    from modules import extra_networks, infotext_utils, progress, script_callbacks, scripts, sd_models
+
+    script_callbacks.clear()
+    scripts.script_classes.clear()
+    scripts.errors.clear()
+    infotext_utils.reset()
+    extra_networks.initialize()
+    progress.reset()
+    sd_models.checkpoints_loaded.clear()
+    for registry in (restricted_opts, settings_components, tab_names, loaded_hypernetworks):
+        registry.clear()
+
+
 def bind(rt: Any) -> None:
     """Point the facade at the running app (called once per app build)."""
     global opts, cmd_opts, runtime, prompt_styles
@@ -463,7 +479,7 @@ def bind(rt: Any) -> None:
     config_filename = str(rt.options.path)
     default_sd_model_file = sd_model_file = os.path.join(script_path, "model.ckpt")
     styles_filename = [str(p) for p in getattr(rt.styles, "paths", [])] or list(cmd_opts.styles_file)
-    restricted_opts.clear()
+    _clear_registries()
     restricted_opts.update(k for k, info in rt.options.registry.items() if info.restricted)
     # A1111 imports these at start, so extensions reach them as ``modules.sd_models`` after ``import modules``.
     import modules.call_queue  # noqa: F401

@@ -6,8 +6,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import gradio as gr
-
 from modules import scripts, shared
 from modules.errors import FieldError
 from modules.images import image_grid, save_image
@@ -40,6 +38,8 @@ class Script(scripts.Script):
         return is_img2img
 
     def ui(self, is_img2img: bool) -> list[Any]:
+        import gradio as gr  # here: importing the script (the API alone) needs no gradio
+
         loops = gr.Slider(1, MAX_LOOPS, value=4, step=1, label="Loops", elem_id=self.elem_id("loops"))
         final = gr.Slider(0, 1, value=0.5, step=0.01, label="Final denoising strength",
                           elem_id=self.elem_id("final_denoising_strength"))

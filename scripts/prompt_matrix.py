@@ -7,8 +7,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import gradio as gr
-
 from modules import scripts, shared
 from modules.errors import FieldError
 from modules.images import image_grid, save_image
@@ -48,6 +46,8 @@ class Script(scripts.Script):
         return "Prompt matrix"
 
     def ui(self, is_img2img: bool) -> list[Any]:
+        import gradio as gr  # here: importing the script (the API alone) needs no gradio
+
         with gr.Row():
             put_at_start = gr.Checkbox(False, label="Put variable parts at start of prompt",
                                        elem_id=self.elem_id("put_at_start"))

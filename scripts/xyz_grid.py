@@ -12,8 +12,6 @@ import copy
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import gradio as gr
-
 from modules import scripts, shared
 from modules.errors import FieldError
 from modules.images import save_image
@@ -183,6 +181,8 @@ class Script(scripts.Script):
         return "X/Y/Z plot"
 
     def ui(self, is_img2img: bool) -> list[Any]:
+        import gradio as gr  # here: importing the script (the API alone) needs no gradio
+
         names = [a.label for a in axes_for(is_img2img)]
         controls: list[Any] = []
         for axis_name, default in (("x", "Seed"), ("y", "Nothing"), ("z", "Nothing")):

@@ -211,3 +211,30 @@ def test_batch_from_directory_writes_results_under_the_input_names(tmp_path):
         assert again and len(list(target.iterdir())) == 4  # a second run never overwrites the first
     finally:
         rt.jobs.stop()
+
+
+def test_batch_runs_the_chosen_script_on_each_image(tmp_path):
+    """A1111's batch applies the Script dropdown's choice to every image: outpainting widens each one."""
+    from modules.cmd_args import parse_args
+    from modules.runtime import build_runtime
+    from modules.script_registry import TabScripts
+    from modules.ui.script_controls import ScriptControls
+    from tests.support.tiny_checkpoints import write_tiny_checkpoint
+
+    write_tiny_checkpoint("sd1", tmp_path / "data" / "models" / "Stable-diffusion", "tiny")
+    rt = build_runtime(parse_args(["--data-dir", str(tmp_path / "data")], environ={}))
+    try:
+        source, target = tmp_path / "in", tmp_path / "out"
+        source.mkdir()
+        for name in ("one", "two"):
+            Image.new("RGB", (64, 64), (200, 30, 30)).save(source / f"{name}.png")
+        values = {**VALUES, "steps": 1.0, "script_name": "Poor man's outpainting", "outpaint_pixels": 16,
+                  "outpaint_directions": ["right"]}
+        controls = ScriptControls(TabScripts("img2img"))
+        chosen = controls.take(values)
+        list(tab.run_batch(rt, values, None, str(source), str(target), "",
+                           prepare=lambda params: controls.prepare(params, chosen, ["None"])))
+        assert sorted((p.name, Image.open(p).size) for p in target.iterdir()) == [("one.png", (80, 64)),
+                                                                                   ("two.png", (80, 64))]
+    finally:
+        rt.jobs.stop()

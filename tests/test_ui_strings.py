@@ -42,7 +42,7 @@ def demo(tmp_path_factory):
 
     rt = build_runtime(parse_args(["--data-dir", str(tmp_path_factory.mktemp("ui"))], environ={}))
     load_scripts(rt, [])  # the built-in scripts' controls (X/Y/Z plot, ...) are part of the page
-    assert rt.script_runners["txt2img"].titles == ["Prompt matrix", "X/Y/Z plot"]
+    assert rt.scripts.txt2img.selectable_titles == ["Prompts from file or textbox", "Prompt matrix", "X/Y/Z plot"]
     return build_ui(rt)
 
 

@@ -35,47 +35,10 @@ class InterrogateRequest(BaseModel):
     model: str = "clip"
 
 
-def script_catalogue(rt: Runtime) -> dict[str, list[dict[str, Any]]]:
-    """The selectable scripts per tab with their ``script_args`` (A1111's ``script-info`` args)."""
-    from modules.processing import outpainting, prompts_from_file, sd_upscale
+def _upscaler_names(rt: Runtime) -> list[str]:
     from modules.processing.postprocessing import upscaler_names
 
-    def arg(label: str, value: Any, minimum: Any = None, maximum: Any = None, step: Any = None,
-            choices: list[Any] | None = None) -> dict[str, Any]:
-        return {"label": label, "value": value, "minimum": minimum, "maximum": maximum, "step": step,
-                "choices": choices}
-
-    prompts = (prompts_from_file.TITLE, [
-        arg("Iterate seed every line", False), arg("Use same random seed for all lines", False),
-        arg("Insert prompts at the", "start", choices=["start", "end"]), arg("List of prompt inputs", "")])
-    outpaint = (outpainting.TITLE, [
-        arg("Pixels to expand", 128, 8, 256, 8), arg("Mask blur", 4, 0, 64, 1),
-        arg("Masked content", "fill", choices=list(outpainting.MASKED_CONTENT)),
-        arg("Outpainting direction", list(outpainting.DIRECTIONS), choices=list(outpainting.DIRECTIONS))])
-    upscale = (sd_upscale.TITLE, [
-        arg("", ""), arg("Tile overlap", 64, 0, 256, 16),
-        arg("Upscaler", "None", choices=upscaler_names(rt.upscalers)), arg("Scale Factor", 2.0, 1.0, 4.0, 0.05)])
-    entry = lambda title, args: {"name": title.lower(), "is_alwayson": False, "args": args}  # noqa: E731
-    catalogue = {"txt2img": [{**entry(*prompts), "is_img2img": False}],
-                 "img2img": [{**entry(t, a), "is_img2img": True} for t, a in (outpaint, prompts, upscale)]}
-    for tab, runner in rt.script_runners.items():
-        runner.ensure_ui()
-        for script in runner.scripts:
-            components = runner.inputs[script.args_from:script.args_to]
-            catalogue[tab].append({"name": script.name, "is_alwayson": script.alwayson,
-                                   "is_img2img": runner.is_img2img,
-                                   "args": [arg(str(getattr(c, "label", "") or ""), getattr(c, "value", None),
-                                                getattr(c, "minimum", None), getattr(c, "maximum", None),
-                                                getattr(c, "step", None), _choices(c)) for c in components]})
-    return catalogue
-
-
-def _choices(component: Any) -> list[Any] | None:
-    choices = getattr(component, "choices", None)
-    if not choices:
-        return None
-    # gradio keeps (label, value) pairs
-    return [c[1] if isinstance(c, (tuple, list)) and len(c) == 2 else c for c in choices]
+    return upscaler_names(rt.upscalers)
 
 
 def build_info_router(rt: Runtime) -> APIRouter:
@@ -128,13 +91,12 @@ def build_info_router(rt: Runtime) -> APIRouter:
 
     @router.get("/scripts")
     def scripts() -> dict[str, list[str]]:
-        catalogue = script_catalogue(rt)
-        return {tab: [s["name"] for s in items] for tab, items in catalogue.items()}
+        return {tab.tab: tab.names() for tab in rt.scripts.tabs()}
 
     @router.get("/script-info")
     def script_info() -> list[dict[str, Any]]:
-        catalogue = script_catalogue(rt)
-        return [*catalogue["txt2img"], *catalogue["img2img"]]
+        names = _upscaler_names(rt)
+        return [entry for tab in rt.scripts.tabs() for entry in tab.info(names)]
 
     @router.get("/extensions")
     def extensions() -> list[dict[str, Any]]:

@@ -18,7 +18,6 @@ from modules.jobs import JobCancelled, JobFailed, QueueFull
 from modules.models.manager import CheckpointNotFound, NoCheckpointError
 from modules.models.types import ModelFileError
 from modules.options import OptionError
-from modules.processing import outpainting, prompts_from_file, sd_upscale
 from modules.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -99,16 +98,6 @@ def _sd_model_item(info: Any) -> schemas.SDModelItem:
                                sha256=info.sha256, filename=str(info.path), config=None)
 
 
-def _no_unknown_script(name: str | None, titles: tuple[str, ...]) -> str | None:
-    """The script title ``script_name`` matches (case-insensitive, as A1111); unknown names are a 422."""
-    if not name:
-        return None
-    for title in titles:
-        if title.lower() == name.lower():
-            return title
-    raise FieldError("script_name", f"unknown script {name!r}", list(titles))
-
-
 Respond = Callable[[Any], Any]
 
 
@@ -124,48 +113,32 @@ class Submissions:
         images = [encode_pil_to_base64(im) for im in processed.images] if req.send_images else []
         return schemas.ImagesResponse(images=images, parameters=echo, info=processed.js())
 
-    def _scripts_call(self, tab: str, req: Any, builtin: tuple[str, ...]) -> tuple[str | None, Any]:
-        """(the built-in script ``script_name`` names, or None; the extension scripts' ``ScriptCall``, or None
-        when the tab has none). Unknown script names are 422s naming the field."""
-        runner = self.rt.script_runners.get(tab)
-        extension_titles = tuple(runner.titles) if runner is not None else ()
-        script = _no_unknown_script(req.script_name, builtin + extension_titles)
-        if runner is None or not runner.scripts:
-            _no_alwayson_scripts(req.alwayson_scripts)
-            return script, None
-        selected = script if script in extension_titles else None
+    def _prepare(self, tab: str, req: Any, params: Any) -> Any:
+        """The request's scripts (``script_name``, ``script_args``, ``alwayson_scripts``) looked up in the one
+        registry: ``script_registry.Prepared``. Unknown names are 422s naming the field."""
+        from modules.processing.postprocessing import upscaler_names
+
         alwayson = {name: _alwayson_args(name, value) for name, value in req.alwayson_scripts.items()}
-        args = runner.args_for(selected, req.script_args if selected else None, alwayson)
-        return (None if selected else script), runner.call(args)
+        return self.rt.scripts.tab(tab).prepare_api(params, req.script_name, req.script_args, alwayson,
+                                                     upscaler_names(self.rt.upscalers))
 
     def txt2img(self, req: schemas.Txt2ImgRequest) -> tuple[Any, Respond]:
-        script, scripts_call = self._scripts_call("txt2img", req, (prompts_from_file.TITLE,))
-        params = apply_request_infotext(req).to_params()
-        lines = prompts_from_file.parse_args(req.script_args) if script == prompts_from_file.TITLE else None
-        job = self.rt.submit_txt2img(params, from_api=True, script=lines, job_id=req.force_task_id,
-                                     scripts_call=scripts_call)
+        self.rt.scripts.txt2img.find(req.script_name)  # an unknown script is a 422 before anything else
+        run = self._prepare("txt2img", req, apply_request_infotext(req).to_params())
+        job = self.rt.submit_txt2img(run.params, from_api=True, script=run.script, job_id=req.force_task_id,
+                                     scripts_call=run.scripts_call)
         echo = req.model_dump()
         return job, lambda processed: self._images(req, processed, echo)
 
     def img2img(self, req: schemas.Img2ImgRequest) -> tuple[Any, Respond]:
         if not req.init_images:
             raise FieldError("init_images", "Init image not found")
-        script, scripts_call = self._scripts_call("img2img", req, (outpainting.TITLE, prompts_from_file.TITLE,
-                                                                   sd_upscale.TITLE))
+        self.rt.scripts.img2img.find(req.script_name)
         init_images = [decode_base64_to_image(data, f"init_images.{i}") for i, data in enumerate(req.init_images)]
         mask = decode_base64_to_image(req.mask, "mask") if req.mask else None
-        params = apply_request_infotext(req).to_params(init_images, mask)
-        if script == outpainting.TITLE:
-            params = outpainting.apply(params, req.script_args)
-        runner = None
-        if script == prompts_from_file.TITLE:
-            runner = prompts_from_file.parse_args(req.script_args)
-        elif script == sd_upscale.TITLE:
-            from modules.processing.postprocessing import upscaler_names
-
-            runner = sd_upscale.parse_args(req.script_args, upscaler_names(self.rt.upscalers))
-        job = self.rt.submit_img2img(params, from_api=True, script=runner, job_id=req.force_task_id,
-                                     scripts_call=scripts_call)
+        run = self._prepare("img2img", req, apply_request_infotext(req).to_params(init_images, mask))
+        job = self.rt.submit_img2img(run.params, from_api=True, script=run.script, job_id=req.force_task_id,
+                                     scripts_call=run.scripts_call)
         echo = req.model_dump()
         if not req.include_init_images:  # A1111 leaves the (large) images out of the echo unless asked
             echo["init_images"] = None
@@ -248,12 +221,6 @@ def _infotext_value(value: Any, annotation: Any, key: str) -> Any:
     except ValueError:
         raise FieldError("infotext", f"{key}: {value!r} is not a number") from None
     return int(number) if kind is int and number.is_integer() else number
-
-
-def _no_alwayson_scripts(scripts: dict[str, Any]) -> None:
-    """A tab without always-on scripts: naming one is A1111's 422 ("always on script ... not found")."""
-    for name in scripts:
-        raise FieldError("alwayson_scripts", f"always on script {name} not found", [])
 
 
 def _alwayson_args(name: str, value: Any) -> list[Any]:

@@ -223,6 +223,9 @@ def extension_tabs() -> list[tuple[Any, str, str]]:
 
 
 def build_ui(rt: Runtime) -> gr.Blocks:
+    from modules.ui import gradio3_compat
+
+    gradio3_compat.install()  # the page is built on the same gradio whether or not extension scripts loaded
     added_tabs = extension_tabs()
     # delete_cache: uploads and gradio's copies of results older than a day go, checked hourly (a page left open
     # that long re-uploads); the per-client upload quota is in modules/api/event_files.py.

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator
 import gradio as gr
 from pydantic import ValidationError
 
-from modules import browser_files, samplers
+from modules import samplers
 from modules.jobs import JobFailed, QueueFull
 from modules.runtime import Runtime
 
@@ -168,45 +168,6 @@ def build_refiner_controls(rt: Runtime, tab: str, f: dict[str, Any]) -> None:
                                                   elem_id=f"{tab}_checkpoint", allow_custom_value=False)
             f["refiner_switch_at"] = gr.Slider(0.01, 1.0, value=0.8, step=0.01, label="Switch at",
                                                elem_id=f"{tab}_switch_at")
-
-
-PROMPTS_FROM_FILE_FIELDS = ("pff_iterate", "pff_same_seed", "pff_position", "pff_text")
-
-
-def build_prompts_from_file_controls(tab: str, f: dict[str, Any]) -> Any:
-    """The controls of "Prompts from file or textbox" (A1111's order); returns their group to show/hide."""
-    with gr.Group(visible=False, elem_id=f"{tab}_script_prompts_from_file") as group:
-        f["pff_iterate"] = gr.Checkbox(False, label="Iterate seed every line", elem_id=f"{tab}_pff_iterate")
-        f["pff_same_seed"] = gr.Checkbox(False, label="Use same random seed for all lines",
-                                         elem_id=f"{tab}_pff_same_seed")
-        f["pff_position"] = gr.Radio(["start", "end"], value="start", label="Insert prompts at the",
-                                     elem_id=f"{tab}_pff_position")
-        f["pff_text"] = gr.Textbox(label="List of prompt inputs", lines=2, elem_id=f"{tab}_pff_text")
-        upload = gr.File(label="Upload prompt inputs", file_types=[".txt"], elem_id=f"{tab}_pff_file")
-
-    def read_upload(file: Any) -> Any:
-        path = browser_files.checked_upload(file, [browser_files.upload_cache_dir()])
-        if path is None:
-            return gr.update()
-        try:
-            with open(path, encoding="utf-8", errors="replace") as handle:
-                return handle.read(1_000_000)
-        except OSError:
-            return gr.update()
-
-    upload.change(read_upload, inputs=[upload], outputs=[f["pff_text"]], queue=False, show_progress="hidden")
-    return group
-
-
-def script_call(data: dict[str, Any]) -> Any:
-    """Take the script fields out of ``data``: the parsed "Prompts from file" arguments, or None."""
-    from modules.processing import prompts_from_file
-
-    title = data.pop("script_name", "None")
-    args = [data.pop(key, None) for key in PROMPTS_FROM_FILE_FIELDS]
-    if title != prompts_from_file.TITLE:
-        return None
-    return prompts_from_file.parse_args([bool(args[0]), bool(args[1]), args[2] or "start", args[3] or ""])
 
 
 SEND_TARGETS = {"img2img": "🖼️", "inpaint": "🎨️", "extras": "📐"}

@@ -9,24 +9,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import gradio as gr
 import numpy as np
 from PIL import Image
 
 from modules.errors import FieldError
-from modules.processing import imageops, masking, outpainting, prompts_from_file, sd_upscale
+from modules.processing import builtin_scripts, imageops, masking
+from modules.processing.builtin_scripts import SD_UPSCALE_NOTE  # noqa: F401 - a UI string (localization tests)
 from modules.processing.masking import INPAINT_AREAS, MASK_MODES, MASKED_CONTENT
 from modules.processing.params import Img2ImgParams
 from modules.runtime import Runtime
+from modules.script_registry import Prepared, TabScripts
 from modules.ui import common, script_controls
 
 MODES = ("img2img", "Sketch", "Inpaint", "Inpaint sketch", "Inpaint upload", "Batch")
 IMG2IMG, SKETCH, INPAINT, INPAINT_SKETCH, INPAINT_UPLOAD, BATCH = range(6)
 INPAINT_MODES = (INPAINT, INPAINT_SKETCH, INPAINT_UPLOAD, BATCH)
-SCRIPTS = ("None", outpainting.TITLE, prompts_from_file.TITLE, sd_upscale.TITLE)
-SD_UPSCALE_NOTE = "Will upscale the image by the selected scale factor; use width and height sliders to set tile size"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 
@@ -101,9 +101,7 @@ def init_and_mask(mode: int, images: Mapping[str, Any], mask_transparency: float
     return image, mask
 
 
-UI_ONLY_FIELDS = ("scale_by", "resize_tab", "mask_alpha", "script_name", "outpaint_pixels", "outpaint_mask_blur",
-                  "outpaint_fill", "outpaint_directions", *common.PROMPTS_FROM_FILE_FIELDS, "sdu_overlap",
-                  "sdu_upscaler", "sdu_scale")
+UI_ONLY_FIELDS = ("scale_by", "resize_tab", "mask_alpha", "script_name", *builtin_scripts.ui_keys())
 RADIOS = (("inpainting_fill", MASKED_CONTENT), ("inpaint_full_res", INPAINT_AREAS),
           ("inpainting_mask_invert", MASK_MODES), ("resize_mode", imageops.RESIZE_MODES))
 
@@ -120,18 +118,17 @@ def split_values(values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, A
 
 
 def params_from_ui(mode: int, images: Mapping[str, Any], values: Mapping[str, Any]) -> Img2ImgParams:
-    """One typed parameter object from the tab: the mode's image and mask, the radios' indices, resize by/to."""
-    return params_and_script(mode, images, values)[0]
+    """One typed parameter object from the tab: the mode's image and mask, the radios' indices, resize by/to, and
+    what a chosen built-in script (outpainting) makes of them."""
+    return prepare_from_ui(mode, images, values, script_controls.ScriptControls(TabScripts("img2img"))).params
 
 
-def params_and_script(mode: int, images: Mapping[str, Any], values: Mapping[str, Any],
-                      upscaler_names: list[str] | None = None) -> tuple[Img2ImgParams, Any]:
-    """The parameters and the chosen script's runner (None unless a running script is chosen)."""
+def prepare_from_ui(mode: int, images: Mapping[str, Any], values: Mapping[str, Any],
+                    scripts: script_controls.ScriptControls, upscaler_names: Sequence[str] = ("None",)) -> Prepared:
+    """The parameters, the chosen built-in script's runner and the facade's call (``script_registry.Prepared``)."""
+    values = dict(values)
+    chosen = scripts.take(values)
     data, ui = split_values(values)
-    script = common.script_call(dict(ui))
-    if ui.get("script_name") == sd_upscale.TITLE:
-        script = sd_upscale.parse_args(["", ui.get("sdu_overlap", 64), ui.get("sdu_upscaler", "None"),
-                                        ui.get("sdu_scale", 2.0)], upscaler_names or ["None"])
     image, mask = init_and_mask(mode, images, float(ui.get("mask_alpha") or 0), int(data.get("mask_blur") or 0))
     if mode not in INPAINT_MODES:
         mask = None
@@ -140,12 +137,7 @@ def params_and_script(mode: int, images: Mapping[str, Any], values: Mapping[str,
         scale = float(ui.get("scale_by") or 1.0)
         data["width"] = imageops.snap_size(image.width * scale)
         data["height"] = imageops.snap_size(image.height * scale)
-    params = Img2ImgParams(**data, init_images=[image], mask=mask)
-    if ui.get("script_name") == outpainting.TITLE:
-        params = outpainting.apply(params, [ui.get("outpaint_pixels", 128), ui.get("outpaint_mask_blur", 4),
-                                            ui.get("outpaint_fill", "fill"),
-                                            list(ui.get("outpaint_directions") or [])])
-    return params, script
+    return scripts.prepare(Img2ImgParams(**data, init_images=[image], mask=mask), chosen, upscaler_names)
 
 
 @dataclass(frozen=True)
@@ -337,29 +329,8 @@ def build_img2img_tab(rt: Runtime) -> Img2ImgControls:
             script_controls.section(rt, tab, "seed")
             common.build_refiner_controls(rt, tab, f)
             script_controls.scripts_area(rt, tab)
-            f["script_name"] = gr.Dropdown(list(SCRIPTS) + script_controls.runner_titles(rt, tab), value="None",
-                                           label="Script", elem_id="img2img_script")
-            with gr.Group(visible=False) as outpaint_controls:
-                f["outpaint_pixels"] = gr.Slider(8, 256, value=128, step=8, label="Pixels to expand",
-                                                 elem_id="img2img_outpaint_pixels")
-                f["outpaint_mask_blur"] = gr.Slider(0, 64, value=4, step=1, label="Mask blur",
-                                                    elem_id="img2img_outpaint_mask_blur")
-                f["outpaint_fill"] = gr.Radio(list(MASKED_CONTENT), value="fill", label="Masked content",
-                                              elem_id="img2img_outpaint_fill")
-                f["outpaint_directions"] = gr.CheckboxGroup(list(outpainting.DIRECTIONS),
-                                                            value=list(outpainting.DIRECTIONS),
-                                                            label="Outpainting direction",
-                                                            elem_id="img2img_outpaint_direction")
-            pff_group = common.build_prompts_from_file_controls(tab, f)
-            with gr.Group(visible=False) as sdu_controls:
-                gr.HTML(f"<p class='comments'>{common.words(SD_UPSCALE_NOTE)}</p>")
-                f["sdu_overlap"] = gr.Slider(0, 256, value=64, step=16, label="Tile overlap",
-                                             elem_id="img2img_sd_upscale_overlap")
-                f["sdu_scale"] = gr.Slider(1.0, 4.0, value=2.0, step=0.05, label="Scale Factor",
-                                           elem_id="img2img_sd_upscale_scale_factor")
-                f["sdu_upscaler"] = gr.Dropdown(postprocessing_names(rt), value="None", label="Upscaler",
-                                                elem_id="img2img_sd_upscale_upscaler_index")
-            scripts = script_controls.selectable(rt, tab, f)
+            f["script_name"] = script_controls.dropdown(rt, tab, "img2img_script")
+            scripts = script_controls.selectable(rt, tab, f, postprocessing_names(rt))
         with gr.Column(scale=1):
             output = common.build_output_panel(tab)
     common.wire_prompt_row(rt, row, f)
@@ -375,12 +346,6 @@ def build_img2img_tab(rt: Runtime) -> Img2ImgControls:
         common.select_in_page(tab_component, [mode, inpaint_controls, f["mask_alpha"]], [updates[0], *updates[2:]])
     common.select_in_page(resize_to, [f["resize_tab"]], [0])
     common.select_in_page(resize_by, [f["resize_tab"]], [1])
-    f["script_name"].change(lambda s: (gr.update(visible=s == outpainting.TITLE),
-                                       gr.update(visible=s == prompts_from_file.TITLE),
-                                       gr.update(visible=s == sd_upscale.TITLE), *scripts.visibility(s)),
-                            inputs=[f["script_name"]],
-                            outputs=[outpaint_controls, pff_group, sdu_controls, *scripts.groups],
-                            queue=False, show_progress="hidden")
 
     image_list = list(images.values())
     image_keys = list(images.keys())
@@ -419,14 +384,15 @@ def build_img2img_tab(rt: Runtime) -> Img2ImgControls:
         files, input_dir, output_dir, mask_dir, use_png, png_dir, props = values[n_images + n_fields:]
         if mode_index == BATCH:
             png_info = (png_dir or "", list(props or [])) if use_png else None
-            scripts_call = scripts.call(field_values)
+            chosen = scripts.take(field_values)
+            upscaler_names = postprocessing_names(rt)
             yield from run_batch(rt, field_values, files, input_dir, output_dir, mask_dir, png_info,
-                                 scripts_call)
+                                 lambda params: scripts.prepare(params, chosen, upscaler_names))
             return
+
         def submit() -> Any:
-            scripts_call = scripts.call(field_values)
-            params, script = params_and_script(mode_index, image_values, field_values, postprocessing_names(rt))
-            return rt.submit_img2img(params, script=script, scripts_call=scripts_call)
+            run = prepare_from_ui(mode_index, image_values, field_values, scripts, postprocessing_names(rt))
+            return rt.submit_img2img(run.params, script=run.script, scripts_call=run.scripts_call)
 
         yield from common.stream_job(rt, submit)
 
@@ -440,12 +406,12 @@ def build_img2img_tab(rt: Runtime) -> Img2ImgControls:
 
 def run_batch(rt: Runtime, values: dict[str, Any], files: list[Any] | None, input_dir: str, output_dir: str,
               mask_dir: str, png_info: tuple[str, list[str]] | None = None,
-              scripts_call: Any = None) -> Iterator[common.Outputs]:
+              prepare: Callable[[Img2ImgParams], Prepared] | None = None) -> Iterator[common.Outputs]:
     """Batch mode: one job per image (its mask by name when a mask folder is given), results shown together; with
     an output directory the results are also written there under the input's name, never over a file. With
     ``png_info`` (folder, parameters), each image's infotext (or that of the same name in the folder) supplies
-    those parameters. Every folder field follows ``cmd_args.folder_refusal``: a refused one is an error message,
-    and nothing is read or written."""
+    those parameters; ``prepare`` applies the chosen script to each image's job. Every folder field follows
+    ``cmd_args.folder_refusal``: a refused one is an error message, and nothing is read or written."""
     from modules.cmd_args import file_allowed
     from modules.image_metadata import read_generation_info
     from modules import fileio
@@ -486,7 +452,9 @@ def run_batch(rt: Runtime, values: dict[str, Any], files: list[Any] | None, inpu
                 wanted = data.get("override_settings", {}).get("sd_model_checkpoint")
                 if wanted and rt.registry.get(wanted) is None:  # an unknown model hash is ignored, as in A1111
                     data["override_settings"].pop("sd_model_checkpoint")
-            return rt.submit_img2img(Img2ImgParams(**data, init_images=[image], mask=mask), scripts_call=scripts_call)
+            params = Img2ImgParams(**data, init_images=[image], mask=mask)
+            run = prepare(params) if prepare is not None else Prepared(params)  # the chosen script, per image
+            return rt.submit_img2img(run.params, script=run.script, scripts_call=run.scripts_call)
 
         for out in common.stream_job(rt, submit):
             last = out

@@ -12,14 +12,11 @@ from typing import Any, Iterator
 import gradio as gr
 
 from modules import samplers
-from modules.processing import prompts_from_file, upscale
+from modules.processing import builtin_scripts, upscale
 from modules.processing.params import Txt2ImgParams
 from modules.runtime import Runtime
 from modules.ui import common, script_controls
 from modules.ui.common import error_html  # noqa: F401  (re-exported for app.py)
-
-
-SCRIPTS = ("None", prompts_from_file.TITLE)
 
 
 @dataclass
@@ -38,22 +35,18 @@ class Txt2ImgControls:
 
 
 def params_from_values(values: dict[str, Any]) -> Txt2ImgParams:
-    """The tab's values as one typed object. Validation errors are user-readable (``common.stream_job``)."""
-    return params_and_script(values)[0]
-
-
-def params_and_script(values: dict[str, Any]) -> tuple[Txt2ImgParams, Any]:
-    """The parameters and the chosen built-in script's arguments (None for "None"); the extension scripts'
-    values are taken out before (``script_controls.ScriptControls.call``)."""
+    """The tab's values as one typed object (the Script values are taken out before, ``ScriptControls.take``;
+    any left are dropped). Validation errors are user-readable (``common.stream_job``)."""
     data = common.ui_values(values)
-    script = common.script_call(data)
+    for key in ("script_name", *builtin_scripts.ui_keys()):
+        data.pop(key, None)
     if data.get("hr_sampler_name") == "Use same sampler":
         data["hr_sampler_name"] = None
     if data.get("hr_scheduler") == "Use same scheduler":
         data["hr_scheduler"] = None
     if data.get("hr_checkpoint_name") == "Use same checkpoint":
         data["hr_checkpoint_name"] = None
-    return Txt2ImgParams(**data), script
+    return Txt2ImgParams(**data)
 
 
 def hires_resolution_html(width: float, height: float, scale: float, rx: float, ry: float) -> str:
@@ -133,9 +126,7 @@ def build_txt2img_tab(rt: Runtime) -> Txt2ImgControls:
             build_hires_controls(rt, f)
             common.build_refiner_controls(rt, tab, f)
             script_controls.scripts_area(rt, tab)
-            f["script_name"] = gr.Dropdown(list(SCRIPTS) + script_controls.runner_titles(rt, tab), value="None",
-                                           label="Script", elem_id=f"{tab}_script")
-            script_group = common.build_prompts_from_file_controls(tab, f)
+            f["script_name"] = script_controls.dropdown(rt, tab, f"{tab}_script")
             scripts = script_controls.selectable(rt, tab, f)
         with gr.Column(scale=1):
             output = common.build_output_panel(tab)
@@ -162,15 +153,11 @@ def build_txt2img_tab(rt: Runtime) -> Txt2ImgControls:
 
     row.paste.click(paste_params, inputs=[f["prompt"]], outputs=inputs, queue=False)
 
-    f["script_name"].change(lambda s: [gr.update(visible=s == prompts_from_file.TITLE), *scripts.visibility(s)],
-                            inputs=[f["script_name"]], outputs=[script_group, *scripts.groups], queue=False,
-                            show_progress="hidden")
-
     def submit(values: tuple[Any, ...]) -> Any:
         data = dict(zip(names, values))
-        scripts_call = scripts.call(data)
-        params, script = params_and_script(data)
-        return rt.submit_txt2img(params, script=script, scripts_call=scripts_call)
+        chosen = scripts.take(data)
+        run = scripts.prepare(params_from_values(data), chosen, [])
+        return rt.submit_txt2img(run.params, script=run.script, scripts_call=run.scripts_call)
 
     def generate_fn(*values: Any) -> Iterator[common.Outputs]:
         yield from common.stream_job(rt, lambda: submit(values))
