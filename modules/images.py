@@ -15,6 +15,7 @@ from PIL import Image
 
 from modules import filenames
 from modules.processing import imageops, saving
+from modules.processing.job_settings import JobSettings
 from modules.processing.xyz_grid import GridAnnotation, draw_grid_annotations  # noqa: F401 - A1111 names
 
 
@@ -58,7 +59,7 @@ def save_image(image: Image.Image, path: str, basename: str = "", seed: Any = No
               "cfg": getattr(p, "cfg_scale", ""), "sampler": getattr(p, "sampler_name", ""),
               "negative_prompt": getattr(p, "negative_prompt", ""), "styles": getattr(p, "styles", []),
               "job_timestamp": getattr(p, "job_timestamp", ""), "batch_number": getattr(p, "iteration", 0),
-              "prompt_words_limit": settings.get("directories_max_prompt_words", 8)}
+              "prompt_words_limit": JobSettings.of(settings).directories_max_prompt_words}
     written = saving.save_image(image, Path(real), settings=settings, fields=fields, infotext=info, grid=grid,
                                 suffix=suffix, hooks=hooks, p=p, basename=basename or None)
     text = written.with_suffix(".txt")

@@ -133,7 +133,7 @@ class Runtime:
         self.check_job_seconds(params, settings)
         overridden = bool(params.override_settings.get("sd_model_checkpoint"))
         if overridden:
-            self.manager.resolve(settings.get("sd_model_checkpoint"))  # 422 for unknown names before queueing
+            self.manager.resolve(settings.sd_model_checkpoint)  # 422 for unknown names before queueing
         refiner_info = self._other_checkpoint("refiner_checkpoint", params.refiner_checkpoint)
         hires_info = (self._other_checkpoint("hr_checkpoint_name", getattr(params, "hr_checkpoint_name", None))
                       if getattr(params, "enable_hr", False) else None)
@@ -151,7 +151,7 @@ class Runtime:
             from modules.processing.generation import live_preview
 
             job.progress.set_textinfo("Loading model" if self.manager.model is None else "")
-            wanted = settings.get("sd_model_checkpoint")
+            wanted = JobSettings.of(settings).sd_model_checkpoint or None
             name = wanted if overridden or self.registry.get(wanted) is not None else None
             model, info = self.manager.ensure(name, reuse_previous=not nested)
             if not overridden:
@@ -166,7 +166,7 @@ class Runtime:
             vae_switcher = self._select_vae(model, settings, comments)
 
             def reconfigure(overrides: dict[str, Any]) -> ProcessingContext:
-                changed = {**settings, **self.options.validate(overrides, from_api=True)}
+                changed = JobSettings.of({**settings, **self.options.validate(overrides, from_api=True)})
                 return context(job, changed, overridden or "sd_model_checkpoint" in overrides, nested=True)
 
             return ProcessingContext(
@@ -216,7 +216,7 @@ class Runtime:
         """(device kind, checkpoint key, family, UNet parameters) of the model a job with ``settings`` runs on:
         the loaded model when it is that one, else the file's size stands in (family unknown until loaded)."""
         model, info = self.manager.model, self.manager.info
-        wanted = settings.get("sd_model_checkpoint")
+        wanted = JobSettings.of(settings).sd_model_checkpoint
         target = self.registry.get(wanted) if wanted else None
         if model is not None and info is not None and (target is None or target.path == info.path):
             return model.device.type, str(info.path), model.kind.family, _unet_params(model)

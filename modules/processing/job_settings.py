@@ -62,7 +62,8 @@ class JobSettings(Mapping[str, Any]):
     # progress
     show_progress_every_n_steps: int
     live_previews_enable: bool
-    # the checkpoint's VAE
+    # the checkpoint ("": none chosen, the first one found) and its VAE
+    sd_model_checkpoint: str
     sd_vae: str
     sd_vae_overrides_per_model_preferences: bool
     # ours: the job size and time this server accepts (0: any)
