@@ -92,7 +92,7 @@ def a1111_kl_optimal(n: int, sigma_min: float, sigma_max: float) -> list[float]:
     return [math.tan(i / n * math.atan(sigma_min) + (1 - i / n) * math.atan(sigma_max)) for i in range(n + 1)]
 
 
-@pytest.mark.parametrize("name", ["Euler", "Euler a", "DPM++ 2M"])
+@pytest.mark.parametrize("name", ["Euler", "Euler a", "DPM++ 2M", "LMS"])
 def test_kl_optimal_ends_at_sigma_min_as_a1111s(name):
     m = model_sigmas()
     sched = prepared(name, "KL Optimal", 9)
@@ -155,3 +155,19 @@ def test_api_lists_have_a1111_shapes():
     assert karras["default_rho"] == 7.0 and set(karras) == {"name", "label", "aliases", "default_rho",
                                                               "need_inner_model"}
     assert math.isclose(next(s for s in schedules if s["name"] == "sgm_uniform")["default_rho"], -1.0)
+
+
+def test_lms_with_kl_optimal_steps_down_to_sigma_min():
+    """k-diffusion's sample_lms over A1111's KL Optimal sigmas: with the model predicting the clean image x0 = 0
+    (eps = x / sigma), every step lands on x * sigma_next / sigma, so the last one leaves x * sigma_min / sigma_max."""
+    import torch
+
+    m = model_sigmas()
+    sched = prepared("LMS", "KL Optimal", 6)
+    x = torch.ones(1, 4, 2, 2) * float(sched.init_noise_sigma)
+    for t in sched.timesteps:
+        sigma = float(sched.sigmas[sched.step_index if sched.step_index is not None else 0])
+        scaled = sched.scale_model_input(x, t)
+        eps = scaled * (sigma**2 + 1) ** 0.5 / sigma  # the model input is x / sqrt(sigma^2 + 1)
+        x = sched.step(eps, t, x).prev_sample
+    assert float(x.mean()) == pytest.approx(m.sigma_min, rel=1e-3)  # started at sigma_max: ends at sigma_min

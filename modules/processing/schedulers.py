@@ -361,7 +361,11 @@ def build_scheduler(
         if key in accepted:
             config[key] = None
 
-    if "use_karras_sigmas" in accepted and hasattr(cls, "_convert_to_karras"):
+    formula = eff.sigmas
+    ends_at_min = formula in FORMULAS_ENDING_AT_SIGMA_MIN
+    # LMS appends its own 0 after hooked sigmas; its table can end at sigma_min instead (its step reads only that)
+    table_for_final = ends_at_min and "final_sigmas_type" not in accepted and cls.__name__ in _TABLE_CLASSES
+    if "use_karras_sigmas" in accepted and hasattr(cls, "_convert_to_karras") and not table_for_final:
         config["use_karras_sigmas"] = True
         target = _subclass(_SigmaHookMixin, cls)
     elif cls.__name__ in _TABLE_CLASSES:
@@ -371,9 +375,7 @@ def build_scheduler(
     else:
         raise SchedulerConfigError(f"{cls.__name__} cannot take schedule type {eff.label}")
 
-    formula = eff.sigmas
     schedule_options = options or ScheduleOptions()
-    ends_at_min = formula in FORMULAS_ENDING_AT_SIGMA_MIN
     if ends_at_min and "final_sigmas_type" in accepted:
         config["final_sigmas_type"] = "sigma_min"  # diffusers' is the model's sigma_min, A1111's default too
     scheduler = target(**config)
@@ -384,8 +386,9 @@ def build_scheduler(
 
 
 # A1111's KL Optimal returns n + 1 sigmas ending at sigma_min, with no 0 after it: the last step stops at sigma_min.
-# Served for the classes with diffusers' ``final_sigmas_type`` (Euler, DPM-Solver, UniPC) and the table classes;
-# the others (LMS, Heun, DPM2, DPM++ SDE) still end at 0.
+# Served for the classes with diffusers' ``final_sigmas_type`` (Euler, DPM-Solver, UniPC) and the table classes
+# (Euler a, LMS); Heun, DPM2 and DPM++ SDE still end at 0 (their interleaved second-order tables would need an extra
+# model evaluation on the last step, as k-diffusion makes when the last sigma is not 0).
 FORMULAS_ENDING_AT_SIGMA_MIN = frozenset({"kl_optimal"})
 
 
