@@ -45,6 +45,7 @@ class Extension:
     errors: list[str] = field(default_factory=list)  # what went wrong (installer, preload, scripts)
     loaded_scripts: list[str] = field(default_factory=list)
     install_failed: bool = False  # its install.py failed: a script that then cannot import says so in that line
+    notes: list[str] = field(default_factory=list)  # what was done differently, not wrong (extras left out)
     _git: Any = field(default=None, repr=False, compare=False)
 
     def files(self, folder: str, suffixes: tuple[str, ...]) -> list[Path]:
@@ -222,6 +223,7 @@ def run_installers(extensions: Iterable[Extension], data_dir: Path, skip: bool =
     changed = False
     constraints: Path | None = None
     packages: str | None = None  # the installed packages' fingerprint, read when an installer needs it (~0.1 s)
+    failed: list[tuple[Extension, Path, str, int, str]] = []
     try:
         for ext in active(extensions):
             installer = ext.path / "install.py"
@@ -230,6 +232,9 @@ def run_installers(extensions: Iterable[Extension], data_dir: Path, skip: bool =
             digest = hashlib.sha256(installer.read_bytes()).hexdigest()
             recorded = state.get(ext.name)
             if recorded == digest:
+                continue
+            if isinstance(recorded, dict) and recorded.get("done") == digest:  # done, with something to say
+                ext.notes.extend(recorded.get("notes") or [])
                 continue
             packages = packages or _environment_fingerprint()
             if isinstance(recorded, dict) and recorded.get("failed") == digest and recorded.get("packages") == packages:
@@ -242,12 +247,13 @@ def run_installers(extensions: Iterable[Extension], data_dir: Path, skip: bool =
             constraints = constraints or pip_constraints.write_constraints()
             errors_before = len(ext.errors)
             if _run_installer(ext, installer, constraints):
-                state[ext.name] = digest
+                state[ext.name] = {"done": digest, "notes": ext.notes} if ext.notes else digest
+                packages = None  # it may have installed something: read again when needed
             else:
-                ext.install_failed = True
-                state[ext.name] = {"failed": digest, "packages": packages,
-                                   "error": "; ".join(ext.errors[errors_before:])}
+                failed.append((ext, installer, digest, errors_before, packages))
             changed = True
+        if failed and constraints is not None:
+            _retry_failed(failed, state, constraints)
     finally:
         if constraints is not None:
             constraints.unlink(missing_ok=True)
@@ -257,6 +263,26 @@ def run_installers(extensions: Iterable[Extension], data_dir: Path, skip: bool =
             fileio.atomic_write_text(state_file, json.dumps(state, indent=2), backup=False)
         except OSError as err:
             log.warning("could not record extension installs: %s", err)
+
+
+def _retry_failed(failed: list[tuple[Extension, Path, str, int, str]], state: dict[str, Any],
+                  constraints: Path) -> None:
+    """Installers that failed in this run against packages another one then changed run once more now (what the
+    later one installed may be what the earlier one lacked); each failure is recorded against the packages as they
+    are at the end, so the next start does not run it again for a change made during this one."""
+    final = _environment_fingerprint()
+    still_failing = []
+    for ext, installer, digest, errors_before, packages_then in failed:
+        if packages_then != final:
+            del ext.errors[errors_before:]
+            if _run_installer(ext, installer, constraints):
+                state[ext.name] = {"done": digest, "notes": ext.notes} if ext.notes else digest
+                continue
+        still_failing.append((ext, digest, errors_before))
+    final = _environment_fingerprint()
+    for ext, digest, errors_before in still_failing:
+        ext.install_failed = True
+        state[ext.name] = {"failed": digest, "packages": final, "error": "; ".join(ext.errors[errors_before:])}
 
 
 def _environment_fingerprint() -> str:
@@ -282,18 +308,17 @@ def _run_installer(ext: Extension, installer: Path, constraints: Path) -> bool:
     started = time.perf_counter()
     env = {**_env(), "PYTHONPATH": str(INSTALL_DIR), "PIP_CONSTRAINT": str(constraints),
            pip_constraints.EXTENSION_ENV: ext.name}
-    try:
-        done = subprocess.run([sys.executable, str(installer)], cwd=ext.path, capture_output=True, text=True,
-                              timeout=INSTALL_TIMEOUT, env=env)
-    except subprocess.TimeoutExpired:
-        ext.errors.append(f"install.py did not finish in {INSTALL_TIMEOUT:.0f} s")
-        return False
-    except OSError as err:
-        ext.errors.append(f"install.py could not run: {err}")
+    done = _run_install_py(ext, installer, env)
+    if done is None:
         return False
     output = (done.stdout + done.stderr).strip()
     if output:
         log.info("install.py of %s:\n%s", ext.name, output[-4000:])
+    if done.returncode != 0 and _install_without_blocked_extras(ext, output, env):
+        done = _run_install_py(ext, installer, env)  # it finds what it asked for, less the extras left out
+        if done is None:
+            return False
+        output = (done.stdout + done.stderr).strip()
     changed = sorted(set(pip_constraints.constraint_lines()) - set(before))
     if changed:  # pip run with --isolated, or a package removed by hand: say so, the app may be broken
         ext.errors.append(f"install.py changed the app's packages ({', '.join(changed)}); run launch.sh "
@@ -303,6 +328,39 @@ def _run_installer(ext: Extension, installer: Path, constraints: Path) -> bool:
         return False
     log.info("install.py of %s done in %.1f s", ext.name, time.perf_counter() - started)
     return not changed
+
+
+def _run_install_py(ext: Extension, installer: Path, env: dict[str, str]) -> subprocess.CompletedProcess | None:
+    try:
+        return subprocess.run([sys.executable, str(installer)], cwd=ext.path, capture_output=True, text=True,
+                              timeout=INSTALL_TIMEOUT, env=env)
+    except subprocess.TimeoutExpired:
+        ext.errors.append(f"install.py did not finish in {INSTALL_TIMEOUT:.0f} s")
+    except OSError as err:
+        ext.errors.append(f"install.py could not run: {err}")
+    return None
+
+
+def _install_without_blocked_extras(ext: Extension, output: str, env: dict[str, str]) -> bool:
+    """When pip failed only on extras that need what this app pins (dynamic-prompts' ``magicprompt`` wants
+    transformers<5), install those requirements without them, as a user would by hand; True when that worked.
+    What was left out is noted on the extension."""
+    notes = []
+    for _ in range(3):  # dropping one extra may reveal that another one is blocked too
+        fallbacks = pip_constraints.without_blocked_extras(output)
+        if not fallbacks:
+            break
+        command = [sys.executable, "-m", "pip", "install", "--prefer-binary", *(f.requirement for f in fallbacks)]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=INSTALL_TIMEOUT, env=env, check=False)
+        notes += [f"{f.name} installed without its "
+                  f"{', '.join(f.dropped)} extra{'s' if len(f.dropped) > 1 else ''} ({f.needs} cannot be had "
+                  "beside this app's packages)" for f in fallbacks]
+        if done.returncode == 0:
+            ext.notes.extend(notes)
+            log.info("extension %s: %s", ext.name, "; ".join(notes))
+            return True
+        output = (done.stdout or "") + (done.stderr or "")
+    return False
 
 
 def _installer_failure(output: str) -> str:

@@ -15,6 +15,7 @@ import re
 import shlex
 import tempfile
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -113,3 +114,59 @@ def explain_failure(output: str) -> str:
         chosen = chosen[:chosen.index("Traceback (most recent call last):")]
     # "... the requirement transformers<5 (from versions: 0.1, 2.0.0, ...)": the list says nothing useful
     return "\n".join(line.split(" (from versions:")[0][:300] for line in chosen)[-1500:]
+
+
+# A requirement one of whose extras needs what our pins rule out (dynamic-prompts asks for
+# ``dynamicprompts[attentiongrabber,magicprompt]``; the magicprompt extra wants transformers<5). pip words it two ways:
+#   Could not find a version that satisfies the requirement transformers[torch]<5; extra == "magicprompt"
+#       (from dynamicprompts[attentiongrabber,magicprompt])
+#   dynamicprompts[magicprompt] 0.31.0 depends on transformers[torch]~=4.19; extra == "magicprompt"
+_EXTRA_NOT_FOUND = re.compile(r"the requirement (?P<dep>[^;]+); extra == \"(?P<extra>[^\"]+)\" "
+                              r"\(from (?P<parent>[A-Za-z0-9][A-Za-z0-9._-]*)\[(?P<extras>[^\]]+)\]")
+_EXTRA_DEPENDS = re.compile(r"(?P<parent>[A-Za-z0-9][A-Za-z0-9._-]*)\[(?P<extras>[^\]]+)\] (?P<version>\d[^\s]*) "
+                            r"depends on (?P<dep>[^;]+); extra == \"(?P<extra>[^\"]+)\"")
+
+
+@dataclass(frozen=True)
+class ExtrasFallback:
+    """A requirement to install again without the extras that cannot be had here."""
+
+    name: str  # the package, "dynamicprompts"
+    requirement: str  # e.g. "dynamicprompts[attentiongrabber]~=0.31.0"
+    dropped: tuple[str, ...]  # the extras left out ("magicprompt",)
+    needs: str  # what they need ("transformers[torch]<5")
+
+
+@dataclass
+class _Blocked:
+    name: str
+    extras: set[str] = field(default_factory=set)
+    drop: set[str] = field(default_factory=set)
+    needs: list[str] = field(default_factory=list)
+    version: str | None = None
+
+
+def without_blocked_extras(output: str) -> list[ExtrasFallback]:
+    """From a failed pip run: each requirement whose failure is only in some of its extras, to install again without
+    them. The version is the one pip was installing (its ``depends on``/``Collecting`` lines), so the installer
+    that asked finds the version it asked for."""
+    blocked: dict[str, _Blocked] = {}
+    for match in [*_EXTRA_NOT_FOUND.finditer(output), *_EXTRA_DEPENDS.finditer(output)]:
+        entry = blocked.setdefault(canonicalize_name(match["parent"]), _Blocked(match["parent"]))
+        entry.extras |= {e.strip() for e in match["extras"].split(",")}
+        entry.drop.add(match["extra"])
+        if match["dep"].strip() not in entry.needs:
+            entry.needs.append(match["dep"].strip())
+        if match.groupdict().get("version"):
+            entry.version = f"=={match['version']}"
+    out = []
+    for entry in blocked.values():
+        spec = entry.version
+        if spec is None:
+            collecting = re.search(rf"Collecting {re.escape(entry.name)}(?:\[[^\]]*\])?(?P<spec>[<>=!~][^\s(]*)",
+                                   output)
+            spec = collecting["spec"] if collecting else ""
+        kept = sorted(entry.extras - entry.drop)
+        requirement = f"{entry.name}[{','.join(kept)}]{spec}" if kept else f"{entry.name}{spec}"
+        out.append(ExtrasFallback(entry.name, requirement, tuple(sorted(entry.drop)), ", ".join(entry.needs)))
+    return out

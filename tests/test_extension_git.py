@@ -161,7 +161,9 @@ def test_extension_names_and_errors_are_escaped_in_the_table(tmp_path):
     evil = "<img src=x onerror=alert(1)>"
     ext = ext_mod.Extension(evil, tmp_path / "x")
     ext.errors.append(f"boom {evil}")
+    ext.notes.append(f"installed without its {evil} extra")  # a note is shown beside the problems, as text too
     ext.loaded_scripts.append(f"{evil}.py")
     rt.extensions.append(ext)
     table = extensions_tab.extensions_table(rt, {evil: evil})
-    assert "<img" not in table and table.count("&lt;img src=x onerror=alert(1)&gt;") == 4
+    assert "<img" not in table and table.count("&lt;img src=x onerror=alert(1)&gt;") == 5
+    assert "<p class='comments'>installed without its &lt;img" in table

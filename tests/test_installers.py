@@ -170,3 +170,86 @@ def test_a_missing_package_is_one_line_without_the_installer_too(tmp_path):
     assert ext.errors[0] == "a_needs.py raised at import: ModuleNotFoundError: the Python package " \
                             "'sd_webui_test_absent' is not installed"
     assert ext.errors[1].startswith("b_buggy.py raised at import:\nTraceback") and "NameError" in ext.errors[1]
+
+
+def _wheel(folder: Path, name: str, version: str, extras: dict[str, list[str]]) -> Path:
+    """A minimal pure-Python wheel whose extras need ``extras[extra]`` (pip installs it from a local folder)."""
+    import zipfile
+
+    module, info = name.replace("-", "_"), f"{name.replace('-', '_')}-{version}.dist-info"
+    metadata = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
+    for extra, needs in extras.items():
+        metadata.append(f"Provides-Extra: {extra}")
+        metadata += [f'Requires-Dist: {need}; extra == "{extra}"' for need in needs]
+    files = {f"{module}/__init__.py": f"VERSION = {version!r}\n", f"{info}/METADATA": "\n".join(metadata) + "\n",
+             f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    files[f"{info}/RECORD"] = "".join(f"{path},,\n" for path in [*files, f"{info}/RECORD"])
+    path = folder / f"{module}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as archive:
+        for member, text in files.items():
+            archive.writestr(member, text)
+    return path
+
+
+def test_a_requirement_whose_extra_needs_a_pinned_package_installs_without_that_extra(tmp_path, monkeypatch):
+    """dynamic-prompts asks for dynamicprompts[attentiongrabber,magicprompt]; magicprompt wants transformers<5.
+    The package itself works beside our transformers: it is installed without that extra and the installer run
+    again finds it, with a note saying what was left out (also at the next start, when install.py is not run)."""
+    wheels, target = tmp_path / "wheels", tmp_path / "site"
+    wheels.mkdir()
+    major = PROTECTED_NOW["numpy"].split(".")[0]
+    _wheel(wheels, "probe-extras", "1.0", {"heavy": [f"numpy<{major}"], "light": []})
+    monkeypatch.setenv("PIP_NO_INDEX", "1")  # nothing is fetched: the local wheel, our constraints
+    monkeypatch.setenv("PIP_FIND_LINKS", str(wheels))
+    monkeypatch.setenv("PIP_TARGET", str(target))  # installed beside the venv, not into it
+    ext = extension(tmp_path, "wants-extras", f"""
+        import subprocess, sys
+        sys.path.insert(0, {str(target)!r})
+        try:
+            import probe_extras
+            open("found.txt", "w").write(probe_extras.VERSION)
+        except ImportError:
+            subprocess.run([sys.executable, "-m", "pip", "install", "probe-extras[heavy,light]==1.0"], check=True)
+    """)
+    run(tmp_path, ext)
+    assert ext.errors == [] and not ext.install_failed
+    assert (ext.path / "found.txt").read_text() == "1.0"  # the second run of install.py found it
+    assert ext.notes == [f"probe-extras installed without its heavy extra (numpy<{major} "
+                         "cannot be had beside this app's packages)"]
+    again = ext_mod.Extension(name="wants-extras", path=ext.path)
+    run(tmp_path, again)
+    assert again.notes == ext.notes and again.errors == []
+
+
+def test_an_installer_that_failed_before_another_changed_the_packages_runs_again_in_the_same_start(
+        tmp_path, monkeypatch):
+    """What a later installer installs may be what an earlier one lacked: the earlier one runs once more in this
+    start. One that still fails is recorded against the packages as they are at the end, so the next start does not
+    run it again (a resolver run can take a minute) for a change made during this one."""
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))  # distributions written here count as installed
+    probe = site / "probe_dist-1.0.dist-info"
+    needs = extension(tmp_path, "a-needs-probe", f"""
+        import os
+        open("runs.txt", "a").write("x")
+        if not os.path.exists({str(probe / "METADATA")!r}):
+            raise RuntimeError("needs probe-dist")
+    """)
+    never = extension(tmp_path, "b-never-fits", """
+        open("runs.txt", "a").write("x")
+        raise RuntimeError("needs something nobody brings")
+    """)
+    brings = extension(tmp_path, "c-brings-probe", f"""
+        import os
+        os.makedirs({str(probe)!r}, exist_ok=True)
+        open(os.path.join({str(probe)!r}, "METADATA"), "w").write("Metadata-Version: 2.1\\nName: probe-dist\\n"
+                                                                 "Version: 1.0\\n")
+    """)
+    run(tmp_path, needs, never, brings)
+    assert needs.errors == [] and not needs.install_failed and (needs.path / "runs.txt").read_text() == "xx"
+    assert never.install_failed and (never.path / "runs.txt").read_text() == "xx"
+    again = [ext_mod.Extension(name=e.name, path=e.path) for e in (needs, never, brings)]
+    run(tmp_path, *again)
+    assert (never.path / "runs.txt").read_text() == "xx" and "not run again" in again[1].errors[0]
+    assert (needs.path / "runs.txt").read_text() == "xx" and again[0].errors == []

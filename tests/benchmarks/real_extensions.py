@@ -75,6 +75,7 @@ class Report:
     enabled: bool = True
     scripts_loaded: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # done differently, not wrong (an extra left out)
     script_titles: list[str] = field(default_factory=list)
     assets: list[Check] = field(default_factory=list)
     api: list[Check] = field(default_factory=list)
@@ -156,9 +157,10 @@ def extension_table(server: Server) -> dict[str, dict[str, Any]]:
         if len(cells) < 10:
             continue
         problems = [html_module.unescape(p) for p in
-                    re.findall(r"<(?:pre|p) class='[^']*'>(.*?)</(?:pre|p)>", cells[9], re.S)]
+                    re.findall(r"<(?:pre|p) class='error[^']*'>(.*?)</(?:pre|p)>", cells[9], re.S)]
+        notes = [html_module.unescape(p) for p in re.findall(r"<p class='comments'>(.*?)</p>", cells[9], re.S)]
         scripts = [html_module.unescape(s.strip()) for s in cells[8].split(",") if s.strip()]
-        out[html_module.unescape(cells[0])] = {"scripts": scripts, "problems": problems,
+        out[html_module.unescape(cells[0])] = {"scripts": scripts, "problems": problems, "notes": notes,
                                                "enabled": "disabled" not in cells[1]}
     return out
 
@@ -502,7 +504,8 @@ def collect(server: Server, chromium: str, browser: bool, ctx: dict[str, Any]) -
     for name, item in listed.items():
         row = table.get(name, {})
         r = Report(name, remote=item.get("remote") or "", enabled=bool(item.get("enabled")),
-                   scripts_loaded=row.get("scripts", []), problems=row.get("problems", []))
+                   scripts_loaded=row.get("scripts", []), problems=row.get("problems", []),
+                   notes=row.get("notes", []))
         folder = ext_root / name
         r.script_titles = [t for t in extension_titles if _mentions(folder, t)]
         for asset in sorted((folder / "javascript").glob("*.js")) + sorted((folder / "javascript").glob("*.mjs")) \
@@ -559,6 +562,8 @@ def print_report(reports: dict[str, Report], unattributed: list[str], timings: d
             print("  PROBLEM: " + (lines[0] if lines else ""))
             for line in lines[1:][-12:]:
                 print("           " + line)
+        for note in r.notes:
+            print("  note: " + note)
         for group, checks in (("asset", r.assets), ("api", r.api), ("ui", r.ui)):
             for c in checks:
                 print(f"  {group:5} {_mark(c.ok)} {c.what}: {c.detail}")
