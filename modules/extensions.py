@@ -502,6 +502,12 @@ def _record(ext: Extension, error: str) -> None:
             if known.startswith(line + " ("):
                 ext.errors[index] = f"{known[:-1]}, {script}"
                 return
+    script, marker, reason = error.partition(" raised at import: ")
+    if marker and reason.startswith("ModuleNotFoundError: the Python package "):  # one line per missing package
+        for index, known in enumerate(ext.errors):
+            if known.endswith(marker + reason):
+                ext.errors[index] = f"{known[:-len(marker + reason)]}, {script}{marker}{reason}"
+                return
     ext.errors.append(error)
 
 

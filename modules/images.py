@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 from PIL import Image
 
@@ -84,3 +84,50 @@ def read_info_from_image(image: Image.Image) -> tuple[str | None, dict[str, Any]
     from modules.image_metadata import read_generation_info
 
     return read_generation_info(image)
+
+
+LANCZOS = Image.Resampling.LANCZOS  # A1111's names for the resampling filters
+NEAREST = Image.Resampling.NEAREST
+
+
+def flatten(img: Image.Image, bgcolor: str) -> Image.Image:
+    """A1111's ``flatten``: RGB, transparency composited over ``bgcolor`` ("#ffffff")."""
+    return imageops.flatten(img, bgcolor)
+
+
+class Grid(NamedTuple):
+    """A1111's tile grid: ``tiles`` is ``[[y, h, [[x, w, tile_image], ...]], ...]``, a row per entry."""
+
+    tiles: list[list[Any]]
+    tile_w: int
+    tile_h: int
+    image_w: int
+    image_h: int
+    overlap: int
+
+
+def split_grid(image: Image.Image, tile_w: int = 512, tile_h: int = 512, overlap: int = 64) -> Grid:
+    """A1111's ``split_grid``: tiles covering ``image`` with at least ``overlap`` shared pixels (the SD upscale
+    split), in A1111's list layout, which extensions index into."""
+    from modules.processing import sd_upscale
+
+    ours = sd_upscale.split_grid(image, tile_w, tile_h, overlap)
+    rows = [[row[0].y, tile_h, [[tile.x, tile_w, tile.image] for tile in row]] for row in ours.tiles]
+    return Grid(rows, tile_w, tile_h, image.width, image.height, overlap)
+
+
+def combine_grid(grid: Grid) -> Image.Image:
+    """A1111's ``combine_grid``: the tiles (which the caller may have replaced) pasted back, each fading in over the
+    overlap."""
+    from modules.processing import sd_upscale
+
+    rows = [[sd_upscale.Tile(x, y, tile) for x, _w, tile in row] for y, _h, row in grid.tiles]
+    return sd_upscale.combine_grid(sd_upscale.Grid(rows, grid.image_w, grid.image_h, grid.tile_w, grid.tile_h,
+                                                   grid.overlap))
+
+
+def sanitize_filename_part(text: str | None, replace_spaces: bool = True) -> str | None:
+    """A1111's: ``text`` safe as part of a file name (None stays None)."""
+    if text is None:
+        return None
+    return filenames.sanitize_filename_part(text, replace_spaces=replace_spaces)

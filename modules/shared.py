@@ -401,8 +401,10 @@ def __getattr__(name: str) -> Any:
         from modules import devices
 
         return devices.device
-    if name == "sd_upscalers":
-        return list(runtime.upscalers.list()) if runtime is not None and runtime.upscalers is not None else []
+    if name == "sd_upscalers":  # A1111's UpscalerData list: "None", "Lanczos", "Nearest", then the models
+        from modules.upscaler import app_upscalers
+
+        return app_upscalers(runtime.upscalers) if runtime is not None else []
     if name in ("list_checkpoint_tiles", "refresh_checkpoints", "list_samplers", "reload_hypernetworks"):
         from modules import shared_items
 

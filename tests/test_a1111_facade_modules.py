@@ -90,3 +90,101 @@ def test_hashes_as_extensions_call_them(tiny_api_client, tmp_path):
     path.write_bytes(path.read_bytes() + b"changed")
     os.utime(path, (1, 1))
     assert hashes.sha256_from_cache(path, "test/model") is None  # the file changed: the cached value is stale
+
+
+def test_sd_upscalers_are_a1111s_list_and_upscale_to_a1111s_size(tiny_api_client):
+    """Ultimate SD upscale indexes shared.sd_upscalers (an index radio) and calls data.scaler.upscale."""
+    from PIL import Image
+
+    from modules import shared
+
+    names = [u["name"] for u in tiny_api_client.get("/sdapi/v1/upscalers").json()]
+    upscalers = shared.sd_upscalers
+    assert [u.name for u in upscalers] == names and names[:3] == ["None", "Lanczos", "Nearest"]
+    nearest = upscalers[2]
+    image = Image.new("RGB", (30, 20), (10, 20, 30))
+    image.putpixel((0, 0), (255, 0, 0))
+    bigger = nearest.scaler.upscale(image, 2.5, nearest.data_path)
+    assert bigger.size == (72, 48)  # 75x50 rounded down to 8 pixels, as A1111's Upscaler.upscale
+    assert bigger.getpixel((1, 1)) == (255, 0, 0) and bigger.getpixel((40, 40)) == (10, 20, 30)  # nearest: no blur
+
+
+def test_images_grid_split_and_combine_in_a1111s_layout():
+    """sd-upscale-style extensions walk grid.tiles as [y, h, [[x, w, tile], ...]] and paste tiles back."""
+    import numpy as np
+    from PIL import Image
+
+    from modules import images
+
+    rng = np.random.default_rng(0)
+    picture = Image.fromarray(rng.integers(0, 255, (100, 150, 3), dtype=np.uint8))
+    grid = images.split_grid(picture, tile_w=64, tile_h=64, overlap=16)
+    assert (grid.tile_w, grid.tile_h, grid.image_w, grid.image_h, grid.overlap) == (64, 64, 150, 100, 16)
+    for y, h, row in grid.tiles:
+        assert h == 64 and row[-1][0] + 64 == 150  # the last tile ends at the edge
+        for x, w, tile in row:
+            assert w == 64 and tile.tobytes() == picture.crop((x, y, x + 64, y + 64)).tobytes()
+    assert grid.tiles[-1][0] + 64 == 100
+    assert images.combine_grid(grid).tobytes() == picture.tobytes()  # unchanged tiles give the picture back
+    for _y, _h, row in grid.tiles:
+        for tile in row:
+            tile[2] = Image.new("RGB", (64, 64), (7, 7, 7))
+    assert set(images.combine_grid(grid).getdata()) == {(7, 7, 7)}
+    rgba = Image.new("RGBA", (4, 4), (255, 0, 0, 0))
+    assert images.flatten(rgba, "#00ff00").getpixel((0, 0)) == (0, 255, 0)  # transparent: the background
+
+
+def test_api_helpers_extensions_import(tmp_path):
+    """rembg and ControlNet decode and encode with modules.api.api; A1111's encoder returns bytes."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from modules.api import api
+    from modules.api.images import BadImage
+
+    image = Image.new("RGB", (3, 2), (1, 2, 3))
+    encoded = api.encode_pil_to_base64(image)
+    assert isinstance(encoded, bytes)
+    assert Image.open(io.BytesIO(base64.b64decode(encoded))).getpixel((2, 1)) == (1, 2, 3)
+    assert api.decode_base64_to_image("data:image/png;base64," + encoded.decode()).size == (3, 2)
+    with pytest.raises(BadImage):
+        api.decode_base64_to_image("not an image")
+    assert api.validate_sampler_name("euler a") == "Euler a"
+
+
+def test_masking_crop_regions_as_a1111():
+    from PIL import Image
+
+    from modules import masking
+
+    mask = Image.new("L", (100, 80))
+    mask.paste(255, (30, 20, 40, 30))
+    assert masking.get_crop_region(mask, pad=5) == (25, 15, 45, 35)
+    assert masking.get_crop_region_v2(Image.new("L", (100, 80))) is None
+    assert masking.get_crop_region(Image.new("L", (100, 80)), pad=4) == (96, 76, 4, 4)  # A1111's inverted box
+    x1, y1, x2, y2 = masking.expand_crop_region((25, 15, 45, 35), 64, 32, 100, 80)
+    assert (x2 - x1) / (y2 - y1) == 2 and x1 >= 0 and x2 <= 100  # the processing size's ratio, inside the image
+
+
+def test_modelloader_downloads_once_into_the_folder_and_lists_models(tmp_path):
+    from modules import modelloader
+
+    source = tmp_path / "source" / "annotator.pth"
+    source.parent.mkdir()
+    source.write_bytes(b"weights")
+    models = tmp_path / "models"
+    path = modelloader.load_file_from_url(source.as_uri(), model_dir=str(models))
+    assert path == str(models / "annotator.pth") and (models / "annotator.pth").read_bytes() == b"weights"
+    source.write_bytes(b"changed")
+    assert modelloader.load_file_from_url(source.as_uri(), model_dir=str(models)) == path  # there: not fetched
+    assert (models / "annotator.pth").read_bytes() == b"weights"
+    with pytest.raises(ValueError):
+        modelloader.load_file_from_url(source.as_uri(), model_dir=str(models), file_name="../escape.pth")
+    with pytest.raises(ValueError, match="expected hash"):
+        modelloader.load_file_from_url(source.as_uri(), model_dir=str(models), file_name="x.pth", hash_prefix="zz")
+    assert not (models / "x.pth").exists() and not list(models.glob("*.partial"))
+    (models / "notes.txt").write_text("x")
+    assert modelloader.load_models(str(models), ext_filter=[".pth"]) == [path]
+    assert modelloader.friendly_name("https://host/a/control_v11p_sd15_canny.pth") == "control_v11p_sd15_canny"

@@ -122,6 +122,7 @@ class FacadeDetailer(scripts.Script):
             p2.close()
         SEEN["inner"] = (len(processed.images), processed.all_prompts, processed.all_negative_prompts,
                          processed.sd_model_name, processed.denoising_strength)
+        SEEN["inner_infotext"] = (processed.infotext(p2, 0), processed.infotexts[processed.index_of_first_image])
         SEEN["before"] = pp.image.copy()
         pp.image = processed.images[0]
 '''
@@ -581,6 +582,8 @@ def test_an_adetailer_style_extension_inpaints_each_image(app):
     # the nested img2img ran on the masked square only, in the same job
     count, prompts, negatives, model_name, strength = seen["inner"]
     assert (count, prompts, negatives, model_name, strength) == (1, ["a detail"], [""], "tiny2", 0.6)
+    by_index, listed = seen["inner_infotext"]  # processed.infotext(p, 0), as Ultimate SD upscale reads it
+    assert by_index == listed and by_index.startswith("a detail\n")
     result = Image.open(io.BytesIO(base64.b64decode(r.json()["images"][0]))).convert("RGB")
     before = seen["before"].convert("RGB")
     corner = (0, 0, 12, 12)

@@ -253,3 +253,15 @@ def test_an_installer_that_failed_before_another_changed_the_packages_runs_again
     run(tmp_path, *again)
     assert (never.path / "runs.txt").read_text() == "xx" and "not run again" in again[1].errors[0]
     assert (needs.path / "runs.txt").read_text() == "xx" and again[0].errors == []
+
+
+def test_scripts_missing_the_same_package_share_one_line(tmp_path):
+    """regional-prompter's three scripts each import torchvision: one line names the package and the scripts."""
+    folder = tmp_path / "extensions" / "three-scripts" / "scripts"
+    folder.mkdir(parents=True)
+    for name in ("a.py", "b.py", "c.py"):
+        (folder / name).write_text("import surely_not_installed_pkg_xyz.sub\n", encoding="utf-8")
+    ext = ext_mod.Extension(name="three-scripts", path=folder.parent)
+    ext_mod.load_scripts([ext])
+    assert ext.errors == ["a.py, b.py, c.py raised at import: ModuleNotFoundError: the Python package "
+                          "'surely_not_installed_pkg_xyz' is not installed"]

@@ -248,6 +248,15 @@ class _A1111Processed:
     vae_hash: Any
     extra_generation_params: dict[str, Any]
 
+    def infotext(self, p: Any, index: int) -> str:
+        """A1111's ``processed.infotext(p, index)``: the parameters text of image ``index`` of this run (counted
+        from the first generated image, as A1111 counts it; a grid before it is skipped)."""
+        texts = getattr(self, "infotexts", None) or []
+        position = index + int(getattr(self, "index_of_first_image", 0) or 0)
+        if 0 <= position < len(texts):
+            return texts[position]
+        return create_infotext(p, p.all_prompts, p.all_seeds, p.all_subseeds, index=index)
+
     @property
     def restore_faces(self) -> bool:
         return bool(self.params.restore_faces)

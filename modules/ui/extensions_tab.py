@@ -44,6 +44,12 @@ def problems(ext: Any) -> list[str]:
             message = a1111_internals.summary(message) or message
         if all(key(known) != key(message) for known in out):
             out.append(message)
+    internals = [m for m in out if m.startswith(a1111_internals.NOT_HERE)]
+    if internals and len(out) > len(internals):  # built on A1111's internals: that is the one thing to say
+        others = len(out) - len(internals)
+        internals[-1] += (f"; {others} other import error{'s' if others > 1 else ''} of its scripts "
+                          f"({'are' if others > 1 else 'is'} in the server log)")
+        return internals
     return out
 
 
