@@ -175,7 +175,8 @@ def load_scripts(rt: Any, extensions: list[Any]) -> None:
     ext_mod.load_scripts(extensions)
     from modules.script_registry import ScriptRegistry
 
-    rt.scripts = ScriptRegistry.of(dict(zip(("txt2img", "img2img"), scripts.build_runners())))
+    txt2img, img2img = scripts.build_runners()
+    rt.scripts = ScriptRegistry.of({"txt2img": txt2img, "img2img": img2img, "extras": scripts.scripts_postproc})
 
 
 def _mounts_last(app: Any) -> None:

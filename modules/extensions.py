@@ -454,7 +454,7 @@ def run_preloads(extensions: Iterable[Extension], parser: Any) -> None:
 def load_scripts(extensions: Iterable[Extension], timeout: float | None = None) -> None:
     """Import every active extension's scripts/*.py with the extension folder on sys.path (extensions import
     their own helper modules), recording what loaded and what failed."""
-    from modules import script_callbacks, scripts
+    from modules import script_callbacks, scripts, scripts_postprocessing
 
     a1111_internals.install()  # ldm / k-diffusion imports fail with a message that says why
     ordered = load_order(extensions)
@@ -463,6 +463,7 @@ def load_scripts(extensions: Iterable[Extension], timeout: float | None = None) 
 
         gradio3_compat.install()  # the gradio 3 idioms extension UIs use (_js=, .style(), gr.Box, ...)
     scripts.script_classes.clear()  # this load's Script subclasses only (shared.bind clears the other registries)
+    scripts_postprocessing.script_classes.clear()
     for script in sorted(BUILTIN_SCRIPTS_DIR.glob("*.py")):  # ours (X/Y/Z plot, ...), before the extensions'
         with script_callbacks.registering("builtin", script):
             _, error = _import_file(script, f"builtin_script_{_ident(script.stem)}", IMPORT_TIMEOUT)

@@ -247,15 +247,19 @@ class Runtime:
             log.exception("could not update the step cost model")
 
     def submit_extras(self, params: Any, images: list[tuple[Any, str]], *, save: bool = True,
-                      output_dir: Any = None) -> Job:
-        """Queue an Extras job over ``images`` ((PIL image, source name) pairs); returns (results, paths)."""
+                      output_dir: Any = None, postprocess: Any = None) -> Job:
+        """Queue an Extras job over ``images`` ((PIL image, source name) pairs); returns (results, paths).
+        ``postprocess``: the extensions' Extras scripts with their values (``scripts_postprocessing.
+        PostprocessCall``); None runs them with their defaults, as A1111's API does."""
         from modules.processing import postprocessing
 
-        from modules import script_callbacks
+        from modules import script_callbacks, scripts_postprocessing
 
         postprocessing.check_request(params, self.upscalers, self.face_restorers)
         settings = self.options.as_dict()
         hooks = script_callbacks.save_hooks()
+        if postprocess is None:
+            postprocess = scripts_postprocessing.call_for(self.scripts.extras)
 
         def run(job: Job) -> Any:
             job.progress.begin(job_count=len(images), steps=1)
@@ -265,12 +269,18 @@ class Runtime:
                     break
                 job.progress.next_job(number)
                 result = postprocessing.run_extras(image, params, self.upscalers, self.face_restorers)
-                result.image.info.update({k: v for k, v in image.info.items() if isinstance(v, str)})
-                result.image.info["extras"] = result.infotext
-                results.append(result)
-                paths.append(postprocessing.save_extras(result, image.info, settings, self.paths.data_dir,
-                                                        basename=name, output_dir=output_dir, hooks=hooks)
-                             if save else None)
+                outputs = [(result, "")]
+                if postprocess is not None:  # the extensions' scripts, after ours; they may add images
+                    outputs = [(postprocessing.ExtrasResult(im, info), suffix)
+                               for im, info, suffix in postprocess.apply(result.image, result.info)]
+                for result, suffix in outputs:
+                    result.image.info.update({k: v for k, v in image.info.items() if isinstance(v, str)})
+                    result.image.info["extras"] = result.infotext
+                    results.append(result)
+                    paths.append(postprocessing.save_extras(result, image.info, settings, self.paths.data_dir,
+                                                            basename=f"{name}{suffix}" if name else "",
+                                                            output_dir=output_dir, hooks=hooks)
+                                 if save else None)
             job.progress.next_job(len(images))
             return results, paths
 

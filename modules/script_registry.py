@@ -128,11 +128,12 @@ class ScriptRegistry:
 
     txt2img: TabScripts = field(default_factory=lambda: TabScripts(builtin_scripts.TXT2IMG))
     img2img: TabScripts = field(default_factory=lambda: TabScripts(builtin_scripts.IMG2IMG))
+    extras: Any = None  # modules.scripts_postprocessing.ScriptPostprocessingRunner: the Extras tab's scripts
 
     @classmethod
     def of(cls, runners: Mapping[str, Any]) -> ScriptRegistry:
         return cls(TabScripts(builtin_scripts.TXT2IMG, runners.get("txt2img")),
-                   TabScripts(builtin_scripts.IMG2IMG, runners.get("img2img")))
+                   TabScripts(builtin_scripts.IMG2IMG, runners.get("img2img")), runners.get("extras"))
 
     def tab(self, name: str) -> TabScripts:
         if name == builtin_scripts.TXT2IMG:

@@ -404,12 +404,19 @@ scripts_img2img: ScriptRunner = ScriptRunner(is_img2img=True)
 scripts_current: ScriptRunner | None = None  # the runner whose tab is being built (component callbacks)
 
 
+scripts_postproc: Any = None  # A1111's runner of the Extras tab's scripts (modules.scripts_postprocessing)
+
+
 def build_runners() -> tuple[ScriptRunner, ScriptRunner]:
-    """Fresh runners for the scripts loaded so far; the facade's module names point at them."""
-    global scripts_txt2img, scripts_img2img
+    """Fresh runners for the scripts loaded so far (``scripts_postproc`` too); the facade's module names point at
+    them."""
+    global scripts_txt2img, scripts_img2img, scripts_postproc
+    from modules import scripts_postprocessing
+
     scripts_txt2img, scripts_img2img = ScriptRunner(is_img2img=False), ScriptRunner(is_img2img=True)
     scripts_txt2img.initialize_scripts(script_classes)
     scripts_img2img.initialize_scripts(script_classes)
+    scripts_postproc = scripts_postprocessing.ScriptPostprocessingRunner(scripts_postprocessing.script_classes)
     return scripts_txt2img, scripts_img2img
 
 
@@ -455,9 +462,17 @@ def list_scripts(scriptdirname: str, extension: str, *, include_extensions: bool
     return found
 
 
+# Modules A1111's ``modules/scripts.py`` imports, which extensions reach through it (``scripts.script_callbacks``).
+_A1111_IMPORTS = ("script_callbacks", "shared", "paths", "scripts_postprocessing")
+
+
 def __getattr__(name: str) -> Any:
     """``scripts_data``: A1111's list of the loaded Script classes with their file, folder and module, read from
-    what was loaded each time."""
+    what was loaded each time; the modules A1111's scripts module imports."""
+    if name in _A1111_IMPORTS:
+        import importlib
+
+        return importlib.import_module(f"modules.{name}")
     if name == "scripts_data":
         out = []
         for _extension, cls in script_classes:

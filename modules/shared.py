@@ -452,10 +452,12 @@ def _cmd_opts_view(rt: Any) -> Any:
 def _clear_registries() -> None:
     """Empty every A1111 registry the facade keeps at module level (the only module-level state of the app), so
     an app built again in one process (a reload, the tests) starts from what its own extensions register."""
-    from modules import extra_networks, infotext_utils, progress, script_callbacks, scripts, sd_models
+    from modules import (extra_networks, infotext_utils, progress, script_callbacks, scripts, scripts_postprocessing,
+                         sd_models)
 
     script_callbacks.clear()
     scripts.script_classes.clear()
+    scripts_postprocessing.script_classes.clear()
     scripts.errors.clear()
     infotext_utils.reset()
     extra_networks.initialize()

@@ -336,20 +336,8 @@ def test_every_answer_has_referrer_policy_same_origin(exposed_server):
         assert answer.get("referrer-policy") == "same-origin", (path, answer)
 
 
-def _select_tab(events: PageEvents, tab_id: str) -> dict[str, object]:
-    """Click a sub-tab as the page does: its select event is a JS function (no server call) whose values go to its
-    outputs, the hidden number holding the mode; what it sets, by elem_id, for the next call's fields."""
-    components = {c["id"]: c for c in events.config["components"]}
-    tab = next(i for i, c in components.items() if c.get("props", {}).get("id") == tab_id)
-    dep = next(d for d in events.config["dependencies"] if [tab, "select"] in d["targets"])
-    assert not dep["backend_fn"] and dep["js"].startswith("() => ")
-    values = json.loads(dep["js"][len("() => "):])
-    return {components[out]["props"]["elem_id"]: value for out, value in zip(dep["outputs"], values)
-            if not isinstance(value, dict)}  # the mode number; visibility updates do not reach the server
-
-
 def _batch_call(events: PageEvents, trigger: str, tab_id: str, fields: dict[str, object]):
-    selected = _select_tab(events, tab_id)
+    selected = events.tab_select(tab_id)
     return events.call(events.dependency(trigger, with_input=next(iter(fields))), {**selected, **fields})
 
 

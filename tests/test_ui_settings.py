@@ -173,6 +173,9 @@ def test_build_settings_tab(tmp_path: Path) -> None:
     assert controls.submit.elem_id == "settings_submit" and controls.search.elem_id == "settings_search"
     assert controls.result.elem_id == "settings_result"
     assert controls.reload.elem_id == "settings_restart_gradio"
+    # a section is #settings_<its id>, as A1111's (stable-diffusion-webui-state styles #settings_state)
+    sections = {c.elem_id for c in demo.blocks.values() if isinstance(c, gr.Accordion)}
+    assert {"settings_saving-images", "settings_sd"} <= sections
     assert isinstance(controls.components["samples_save"], gr.Checkbox)
     assert isinstance(controls.components["jpeg_quality"], gr.Slider)
     assert isinstance(controls.components["samples_format"], gr.Dropdown)

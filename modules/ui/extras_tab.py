@@ -145,6 +145,8 @@ def build_extras_tab(rt: Runtime) -> ExtrasControls:
                                                    label="Weight (0 = maximum effect, 1 = minimum effect)",
                                                    elem_id="extras_codeformer_weight")
                 gr.HTML(restorer_note(restorers.get("CodeFormer")))
+            postprocess = getattr(getattr(rt, "scripts", None), "extras", None)
+            script_inputs = postprocess.setup_ui() if postprocess is not None and postprocess.scripts else []
         with gr.Column(scale=1):
             progress = gr.HTML("", elem_id="extras_progress")
             gallery = gr.Gallery(label="Result", format="png", columns=2, elem_id="extras_gallery",
@@ -159,7 +161,11 @@ def build_extras_tab(rt: Runtime) -> ExtrasControls:
 
     def generate_fn(mode_index: int, single: Any, uploads: Any, in_dir: str, out_dir: str, show: bool,
                     *values: Any) -> Iterator[tuple[Any, Any, Any]]:
+        from modules import scripts_postprocessing
+
         data = dict(zip(field_names, values))
+        scripts_call = scripts_postprocessing.call_for(postprocess, values[len(field_names):]) \
+            if script_inputs else None
         if not data.pop("gfpgan_enabled"):
             data["gfpgan_visibility"] = 0.0
         if not data.pop("codeformer_enabled"):
@@ -177,7 +183,7 @@ def build_extras_tab(rt: Runtime) -> ExtrasControls:
                 images, target = folder_images(rt, in_dir, out_dir)
             if not images:
                 raise FieldError("image", "no images to process")
-            job = rt.submit_extras(params, images, output_dir=target)
+            job = rt.submit_extras(params, images, output_dir=target, postprocess=scripts_call)
         except ValidationError as err:
             yield gr.update(), common.error_html(common.describe_validation(err)), ""
             return
@@ -199,6 +205,7 @@ def build_extras_tab(rt: Runtime) -> ExtrasControls:
             text = f"<p class='comments'>{common.words(NOTHING_TO_DO)}</p>"
         yield (shown if (mode_index != 2 or show) else []), f"<div class='infotext'>{text}</div>", ""
 
-    generate.click(generate_fn, inputs=[mode, image, files, input_dir, output_dir, show_results, *f.values()],
+    generate.click(generate_fn, inputs=[mode, image, files, input_dir, output_dir, show_results, *f.values(),
+                                        *script_inputs],
                    outputs=[gallery, info, progress], concurrency_limit=None, show_progress="hidden")
     return ExtrasControls(f, image, mode, tabs, generate, gallery, info)

@@ -307,7 +307,7 @@ def build_settings_tab(rt: Any) -> SettingsControls:
             gr.HTML(LEGEND_HTML, elem_id="settings_legend")
         for index, (((_sid, title), section_keys), section_id) in enumerate(zip(grouped, section_ids(grouped))):
             marked = [STORED_ONLY_CLASS] if section_stored_only(options, section_keys) else None
-            with gr.Accordion(title, open=index == 0, elem_id=f"settings_section_{section_id}",
+            with gr.Accordion(title, open=index == 0, elem_id=f"settings_{section_id}",
                               elem_classes=marked) as acc:
                 accordions[section_id] = acc
                 for key in section_keys:

@@ -75,6 +75,16 @@ class PageEvents:
                                                                            else ""))
         return deps[0]
 
+    def tab_select(self, tab_id: str) -> dict[str, Any]:
+        """Click a sub-tab as the page does: its select event is a JS function (no server call) whose values go to
+        its outputs, the hidden number holding the mode; what it sets, by elem_id, for the next call's fields."""
+        tab = next(i for i, c in self.components.items() if c.get("props", {}).get("id") == tab_id)
+        dep = next(d for d in self.config["dependencies"] if [tab, "select"] in d["targets"])
+        assert not dep["backend_fn"] and dep["js"].startswith("() => ")
+        values = json.loads(dep["js"][len("() => "):])
+        return {self.components[out]["props"]["elem_id"]: value for out, value in zip(dep["outputs"], values)
+                if not isinstance(value, dict)}  # the mode number; visibility updates do not reach the server
+
     def default_inputs(self, dep: dict[str, Any]) -> list[Any]:
         return [self.components[i].get("props", {}).get("value") for i in dep["inputs"]]
 
