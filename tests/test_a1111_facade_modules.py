@@ -188,3 +188,14 @@ def test_modelloader_downloads_once_into_the_folder_and_lists_models(tmp_path):
     (models / "notes.txt").write_text("x")
     assert modelloader.load_models(str(models), ext_filter=[".pth"]) == [path]
     assert modelloader.friendly_name("https://host/a/control_v11p_sd15_canny.pth") == "control_v11p_sd15_canny"
+
+
+def test_names_a1111_modules_reexport_follow_the_running_app(tiny_api_client):
+    """stable-diffusion-webui-state registers through scripts.script_callbacks; rembg reads paths_internal."""
+    from modules import paths, script_callbacks, scripts, shared
+
+    assert scripts.script_callbacks is script_callbacks and scripts.shared is shared and scripts.paths is paths
+    from modules.paths_internal import data_path, models_path
+
+    rt = tiny_api_client.app.state.runtime
+    assert (models_path, data_path) == (str(rt.paths.models_dir), str(rt.paths.data_dir))
