@@ -157,17 +157,33 @@ def test_api_lists_have_a1111_shapes():
     assert math.isclose(next(s for s in schedules if s["name"] == "sgm_uniform")["default_rho"], -1.0)
 
 
-def test_lms_with_kl_optimal_steps_down_to_sigma_min():
-    """k-diffusion's sample_lms over A1111's KL Optimal sigmas: with the model predicting the clean image x0 = 0
-    (eps = x / sigma), every step lands on x * sigma_next / sigma, so the last one leaves x * sigma_min / sigma_max."""
+@pytest.mark.parametrize("name, evaluations", [("LMS", 6), ("Heun", 12), ("DPM2", 12)])
+def test_kl_optimal_steps_down_to_sigma_min_with_k_diffusions_evaluations(name, evaluations):
+    """k-diffusion's samplers over A1111's KL Optimal sigmas (n + 1 of them, the last sigma_min, no 0): Heun and
+    DPM2 take their second evaluation on every step, the last one too (it does not end at 0). With the model
+    predicting the clean image x0 = 0 (eps = x / sigma), every step lands on x * sigma_next / sigma, so 6 steps
+    leave x * sigma_min / sigma_max."""
     import torch
 
     m = model_sigmas()
-    sched = prepared("LMS", "KL Optimal", 6)
+    sched = prepared(name, "KL Optimal", 6)
     x = torch.ones(1, 4, 2, 2) * float(sched.init_noise_sigma)
     for t in sched.timesteps:
-        sigma = float(sched.sigmas[sched.step_index if sched.step_index is not None else 0])
-        scaled = sched.scale_model_input(x, t)
-        eps = scaled * (sigma**2 + 1) ** 0.5 / sigma  # the model input is x / sqrt(sigma^2 + 1)
+        index = sched.step_index if sched.step_index is not None else 0
+        second = getattr(sched, "sigmas_interpol", None) is not None and not sched.state_in_first_order
+        sigma = float((sched.sigmas_interpol if second else sched.sigmas)[index])  # where the model is evaluated
+        eps = sched.scale_model_input(x, t) * (sigma**2 + 1) ** 0.5 / sigma  # its input is x / sqrt(sigma^2 + 1)
         x = sched.step(eps, t, x).prev_sample
+    assert len(sched.timesteps) == evaluations
     assert float(x.mean()) == pytest.approx(m.sigma_min, rel=1e-3)  # started at sigma_max: ends at sigma_min
+
+
+def test_dpmpp_sde_with_kl_optimal_stops_at_sigma_min():
+    import torch
+
+    sched = prepared("DPM++ SDE", "KL Optimal", 6)
+    x = torch.ones(1, 4, 2, 2) * float(sched.init_noise_sigma)
+    for t in sched.timesteps:
+        x = sched.step(x / 10, t, x).prev_sample
+    assert len(sched.timesteps) == 12  # two evaluations on each of the 6 steps, as k-diffusion's
+    assert float(sched.sigmas[sched.step_index]) == pytest.approx(model_sigmas().sigma_min, rel=1e-4)

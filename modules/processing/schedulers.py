@@ -180,7 +180,14 @@ class _SigmaHookMixin:
             return _call_karras(super(), in_sigmas, num_inference_steps)
         n = num_inference_steps or self.num_inference_steps  # LMS and DPM++ SDE pass no count
         self._a1111_hook_ran = True
-        return fn(int(n), ModelSigmas(self.alphas_cumprod.detach().cpu().numpy()))
+        model = ModelSigmas(self.alphas_cumprod.detach().cpu().numpy())
+        sigmas = fn(int(n), model)
+        final_fn = getattr(self, "_a1111_final_fn", None)
+        if final_fn is not None and "final_sigmas_type" not in _init_params(type(self)):
+            # A schedule ending at sigma_min (KL Optimal) on a class that appends its own 0: sigma_min becomes a
+            # step of its own, and set_timesteps drops the step from it to 0 that the class adds after it
+            sigmas = np.concatenate([sigmas, [final_fn(model)]])
+        return sigmas
 
     def set_timesteps(self, num_inference_steps: int | None = None, *args: Any, **kwargs: Any) -> None:
         if kwargs.get("timesteps") is not None or kwargs.get("sigmas") is not None:
@@ -189,6 +196,8 @@ class _SigmaHookMixin:
         super().set_timesteps(num_inference_steps, *args, **kwargs)
         if getattr(self, "_a1111_sigma_fn", None) is not None and not self._a1111_hook_ran:
             raise SchedulerConfigError(f"{type(self).__name__} no longer calls _convert_to_karras")
+        if getattr(self, "_a1111_final_fn", None) is not None and "final_sigmas_type" not in _init_params(type(self)):
+            self.timesteps = self.timesteps[:-1]  # stop at sigma_min: the step to 0 after it is not taken
 
 
 def _call_karras(parent: Any, in_sigmas: Any, n: int | None) -> Any:
@@ -386,9 +395,9 @@ def build_scheduler(
 
 
 # A1111's KL Optimal returns n + 1 sigmas ending at sigma_min, with no 0 after it: the last step stops at sigma_min.
-# Served for the classes with diffusers' ``final_sigmas_type`` (Euler, DPM-Solver, UniPC) and the table classes
-# (Euler a, LMS); Heun, DPM2 and DPM++ SDE still end at 0 (their interleaved second-order tables would need an extra
-# model evaluation on the last step, as k-diffusion makes when the last sigma is not 0).
+# Served with diffusers' ``final_sigmas_type`` (Euler, DPM-Solver, UniPC), by the table classes (Euler a, LMS), and for
+# the second-order classes that append their own 0 (Heun, DPM2, DPM++ SDE) by hooking sigma_min in as one more
+# sigma and dropping the step to 0 after it, so their last step takes its second evaluation as k-diffusion's does.
 FORMULAS_ENDING_AT_SIGMA_MIN = frozenset({"kl_optimal"})
 
 
