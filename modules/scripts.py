@@ -17,7 +17,7 @@ import threading
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 from modules.paths import INSTALL_DIR
 from modules.processing.compat import PostprocessBatchListArgs, PostprocessImageArgs  # noqa: F401 - A1111 names
@@ -133,11 +133,7 @@ class ScriptRunner:
 
     # -- discovery -------------------------------------------------------------------------------------------
     def initialize_scripts(self, classes: Sequence[tuple[str, type]]) -> None:
-        seen: set[type] = set()
-        for extension, cls in classes:
-            if cls in seen:
-                continue
-            seen.add(cls)
+        for extension, cls in unique_classes(classes):
             try:
                 script = cls()
                 script.extension = extension
@@ -355,6 +351,15 @@ def _arg_info(component: Any) -> dict[str, Any]:
     return {"label": str(getattr(component, "label", "") or ""), "value": getattr(component, "value", None),
             "minimum": getattr(component, "minimum", None), "maximum": getattr(component, "maximum", None),
             "step": getattr(component, "step", None), "choices": choices or None}
+
+
+def unique_classes(classes: Sequence[tuple[str, type]]) -> Iterator[tuple[str, type]]:
+    """(extension, class) pairs, each class once (a script file imported twice registers it twice)."""
+    seen: set[type] = set()
+    for extension, cls in classes:
+        if cls not in seen:
+            seen.add(cls)
+            yield extension, cls
 
 
 def _fill(args: list[Any], script: Script, values: Sequence[Any]) -> None:

@@ -98,13 +98,10 @@ class ScriptPostprocessingRunner:
         self.scripts: list[ScriptPostprocessing] = []
         self.inputs: list[Any] = []
         self.ui_created = False
-        self.errors: list[str] = []
         self._lock = threading.Lock()
-        seen: set[type] = set()
-        for extension, cls in classes:
-            if cls in seen:
-                continue
-            seen.add(cls)
+        from modules.scripts import unique_classes
+
+        for extension, cls in unique_classes(classes):
             try:
                 script = cls()
             except Exception:  # noqa: BLE001 - one broken script must not hide the others
