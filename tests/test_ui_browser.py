@@ -390,6 +390,45 @@ def test_send_to_img2img_carries_image_and_parameters(page: Page, server, js_err
     assert js_errors == []
 
 
+def test_script_dropdown_shows_the_chosen_scripts_controls_and_runs_it(page: Page, server, js_errors):
+    """The Script dropdown from the one script registry: each choice shows its own controls only, and Generate
+    runs it (SD upscale doubles the picture in tiles of the width x height)."""
+    page.get_by_role("tab", name="txt2img").first.click()
+    set_tiny_size(page)
+    page.locator("#txt2img_prompt textarea").fill("a tile to upscale")
+    page.locator("#txt2img_generate").click()
+    expect(page.locator("#html_info_txt2img")).to_contain_text("a tile to upscale")
+    page.locator("#txt2img_send_to_img2img").click()
+    expect(page.locator("#img2img_image img")).to_be_visible()
+    set_numbers(page, {"img2img_steps": "2", "img2img_width": "64", "img2img_height": "64"})
+
+    def choose(title: str) -> None:
+        page.locator("#img2img_script input").click()
+        page.get_by_role("option", name=title, exact=True).click()
+        expect(page.locator("#img2img_script input")).to_have_value(title)
+
+    choose("Poor man's outpainting")
+    expect(page.locator("#img2img_outpaint_pixels")).to_be_visible()
+    expect(page.locator("#img2img_sd_upscale_overlap")).to_be_hidden()
+    choose("SD upscale")
+    expect(page.locator("#img2img_sd_upscale_overlap")).to_be_visible()
+    expect(page.locator("#img2img_outpaint_pixels")).to_be_hidden()
+    page.locator("#img2img_sd_upscale_upscaler_index input").click()
+    page.get_by_role("option", name="Lanczos", exact=True).click()
+    set_numbers(page, {"img2img_sd_upscale_overlap": "16"})  # smaller than the 64-pixel tiles
+    before = set(server.data_dir.glob("outputs/img2img-images/*/*.png"))
+    page.locator("#img2img_generate").click()
+    expect(page.locator("#html_info_img2img")).to_contain_text("a tile to upscale")
+    made = sorted(set(server.data_dir.glob("outputs/img2img-images/*/*.png")) - before)
+    assert made
+    with Image.open(made[-1]) as result:
+        assert result.size == (128, 128)  # the default scale factor 2
+    choose("None")
+    expect(page.locator("#img2img_sd_upscale_overlap")).to_be_hidden()
+    page.get_by_role("tab", name="txt2img").first.click()
+    assert js_errors == []
+
+
 def test_generate_forever_repeats_until_cancelled(page: Page, server, js_errors):
     import time
 
