@@ -99,8 +99,8 @@ class TabScripts:
         return Prepared(params, script, self.runner.call(args))
 
     def call_for_each_job(self, facade_args: Sequence[Any] | None) -> Any:
-        """The facade's call for jobs that are not one request (img2img batch): None unless always-on scripts
-        hook the tab."""
+        """The facade's call for a job submitted without a prepared request (``Runtime.submit_*`` called
+        directly): the always-on scripts with these values or their defaults; None when none hooks the tab."""
         if not self.uses_facade:
             return None
         args = list(facade_args) if facade_args is not None else self.runner.default_args()
