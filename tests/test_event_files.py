@@ -157,6 +157,8 @@ def test_uploads_are_bounded_per_client(server):
     assert statuses[:2] == [200, 200]
     status, answer = upload(server, "one-too-many.bin", chunk)
     assert status == 429 and "upload limit" in answer["detail"] and int(answer["retry-after"]) > 0
+    # refused before its body is read: the client still gets the 429, never a broken pipe mid-upload
+    assert [upload(server, f"again{i}.bin", chunk * 4)[0] for i in range(6)] == [429] * 6
     # the image editor's blobs (multipart component_server calls, kept in memory) count against the same quota
     status, answer = upload(server, "layer.png", chunk, route="component_server")
     assert status == 429 and "upload limit" in answer["detail"]

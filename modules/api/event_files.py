@@ -49,6 +49,22 @@ def _declared_length(scope: Scope) -> int | None:
     return None
 
 
+DRAIN_LIMIT = 64 * 1024 * 1024  # at most this much of a refused body is read (the request guard caps bodies too)
+
+
+async def _drain(receive: Any, limit: int = DRAIN_LIMIT) -> None:
+    """Read and drop the rest of a refused request's body, so the client, still sending, gets the answer instead
+    of a broken pipe (a server that answers and closes mid-upload leaves urllib and others without the 429)."""
+    read = 0
+    while read <= limit:
+        message = await receive()
+        if message.get("type") != "http.request":
+            return
+        read += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
+
+
 async def _answer(send: Any, status: int, message: str, extra: Sequence[tuple[bytes, bytes]] = ()) -> None:
     body = json.dumps({"detail": message}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra]
@@ -137,6 +153,7 @@ class GradioEventGuard:
         limit = self.uploads.quota - self.uploads.used(client)
         declared = _declared_length(scope)
         if declared is not None and declared > limit:
+            await _drain(receive)
             await self._over_quota(client, send)
             return
         counted = LimitedReceive(receive, limit)  # past the quota, whatever gradio answers becomes our 429
@@ -145,6 +162,7 @@ class GradioEventGuard:
             if not counted.over:
                 await send(message)
             elif message.get("type") == "http.response.start":
+                await _drain(receive)
                 await self._over_quota(client, send)
 
         try:
