@@ -272,14 +272,17 @@ def _retry_failed(failed: list[tuple[Extension, Path, str, int, str]], state: di
     are at the end, so the next start does not run it again for a change made during this one."""
     final = _environment_fingerprint()
     still_failing = []
+    retried = False
     for ext, installer, digest, errors_before, packages_then in failed:
         if packages_then != final:
+            retried = True
             del ext.errors[errors_before:]
             if _run_installer(ext, installer, constraints):
                 state[ext.name] = {"done": digest, "notes": ext.notes} if ext.notes else digest
                 continue
         still_failing.append((ext, digest, errors_before))
-    final = _environment_fingerprint()
+    if retried:  # the retries may have installed something
+        final = _environment_fingerprint()
     for ext, digest, errors_before in still_failing:
         ext.install_failed = True
         state[ext.name] = {"failed": digest, "packages": final, "error": "; ".join(ext.errors[errors_before:])}

@@ -110,7 +110,7 @@ class Runtime:
         ``sd_upscale.SdUpscaleArgs``, ...), with the extension scripts' hooks around every generation when the
         tab has any; the script's own checks run before anything is queued."""
         if scripts_call is None:  # a job submitted without a prepared request: the always-on scripts' defaults
-            scripts_call = self.scripts.tab(tab).call_for_each_job(None)
+            scripts_call = self.scripts.tab(tab).always_on_call()
         if scripts_call is not None:
             plain = process
 
@@ -142,7 +142,7 @@ class Runtime:
         progress = JobProgress(job=kind, preview_every=settings.show_progress_every_n_steps
                                if settings.live_previews_enable else 0)
 
-        def context(job: Job, settings: Mapping[str, Any], overridden: bool, nested: bool = False) -> ProcessingContext:
+        def context(job: Job, settings: JobSettings, overridden: bool, nested: bool = False) -> ProcessingContext:
             """The job's context for ``settings``: the checkpoint they name loaded (a configured one that no
             longer exists falls back to the loaded/first one, as in A1111), second checkpoints, VAE. ``nested``:
             reconfigured while the job runs, when the job's first context still holds the model it started with."""
@@ -151,7 +151,7 @@ class Runtime:
             from modules.processing.generation import live_preview
 
             job.progress.set_textinfo("Loading model" if self.manager.model is None else "")
-            wanted = JobSettings.of(settings).sd_model_checkpoint or None
+            wanted = settings.sd_model_checkpoint or None
             name = wanted if overridden or self.registry.get(wanted) is not None else None
             model, info = self.manager.ensure(name, reuse_previous=not nested)
             if not overridden:

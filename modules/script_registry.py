@@ -94,17 +94,17 @@ class TabScripts:
             chosen = None
         if chosen is None and not self.uses_facade:
             return Prepared(params, script)
+        return Prepared(params, script, self._facade_call(facade_args, chosen))
+
+    def always_on_call(self) -> Any:
+        """The facade's call for a job submitted without a prepared request (``Runtime.submit_*`` called
+        directly): the always-on scripts with their defaults; None when none hooks the tab."""
+        return self._facade_call(None, None) if self.uses_facade else None
+
+    def _facade_call(self, facade_args: Sequence[Any] | None, chosen: Any) -> Any:
+        """The ``ScriptCall`` of the flat argument list (defaults when None) with ``chosen`` selected (or none)."""
         args = list(facade_args) if facade_args is not None else self.runner.default_args()
         args[0] = self.runner.selectable_scripts.index(chosen) + 1 if chosen is not None else 0
-        return Prepared(params, script, self.runner.call(args))
-
-    def call_for_each_job(self, facade_args: Sequence[Any] | None) -> Any:
-        """The facade's call for a job submitted without a prepared request (``Runtime.submit_*`` called
-        directly): the always-on scripts with these values or their defaults; None when none hooks the tab."""
-        if not self.uses_facade:
-            return None
-        args = list(facade_args) if facade_args is not None else self.runner.default_args()
-        args[0] = 0
         return self.runner.call(args)
 
     # -- catalogue --------------------------------------------------------------------------------------------

@@ -111,6 +111,15 @@ def set_tiny_size(page: Page) -> None:
         expect(page.locator(f"#{elem_id} input[type=range]")).to_have_value(value)  # the slider followed
 
 
+def generate_tiny(page: Page, prompt: str) -> None:
+    """A 64x64, 2-step txt2img of ``prompt`` from the txt2img tab, done when its infotext shows."""
+    page.get_by_role("tab", name="txt2img").first.click()
+    set_tiny_size(page)
+    page.locator("#txt2img_prompt textarea").fill(prompt)
+    page.locator("#txt2img_generate").click()
+    expect(page.locator("#html_info_txt2img")).to_contain_text(prompt)
+
+
 def test_generate_shows_image_and_infotext(page: Page, server, js_errors, tmp_path_factory):
     set_tiny_size(page)
     page.locator("#txt2img_prompt textarea").fill("a tiny lighthouse at dusk")
@@ -371,11 +380,7 @@ def test_inpaint_upload_paint_a_mask_and_generate(page: Page, server, js_errors,
 
 
 def test_send_to_img2img_carries_image_and_parameters(page: Page, server, js_errors):
-    page.get_by_role("tab", name="txt2img").first.click()
-    set_tiny_size(page)
-    page.locator("#txt2img_prompt textarea").fill("a lamp to send on")
-    page.locator("#txt2img_generate").click()
-    expect(page.locator("#html_info_txt2img")).to_contain_text("a lamp to send on")
+    generate_tiny(page, "a lamp to send on")
     seed = re.search(r"Seed: (\d+)", page.locator("#html_info_txt2img").inner_text()).group(1)
     page.locator("#txt2img_send_to_img2img").click()
     expect(page.locator("#tab_img2img")).to_be_visible()
@@ -393,11 +398,7 @@ def test_send_to_img2img_carries_image_and_parameters(page: Page, server, js_err
 def test_script_dropdown_shows_the_chosen_scripts_controls_and_runs_it(page: Page, server, js_errors):
     """The Script dropdown from the one script registry: each choice shows its own controls only, and Generate
     runs it (SD upscale doubles the picture in tiles of the width x height)."""
-    page.get_by_role("tab", name="txt2img").first.click()
-    set_tiny_size(page)
-    page.locator("#txt2img_prompt textarea").fill("a tile to upscale")
-    page.locator("#txt2img_generate").click()
-    expect(page.locator("#html_info_txt2img")).to_contain_text("a tile to upscale")
+    generate_tiny(page, "a tile to upscale")
     page.locator("#txt2img_send_to_img2img").click()
     expect(page.locator("#img2img_image img")).to_be_visible()
     set_numbers(page, {"img2img_steps": "2", "img2img_width": "64", "img2img_height": "64"})
@@ -468,11 +469,7 @@ def test_generate_forever_repeats_until_cancelled(page: Page, server, js_errors)
 
 
 def test_extras_upscales_with_real_esrgan_and_keeps_the_parameters(page: Page, server, js_errors):
-    page.get_by_role("tab", name="txt2img").first.click()
-    set_tiny_size(page)
-    page.locator("#txt2img_prompt textarea").fill("a shell for extras")
-    page.locator("#txt2img_generate").click()
-    expect(page.locator("#html_info_txt2img")).to_contain_text("a shell for extras")
+    generate_tiny(page, "a shell for extras")
     page.locator("#txt2img_send_to_extras").click()
     expect(page.locator("#tab_extras")).to_be_visible()
     expect(page.locator("#extras_image img")).to_be_visible()

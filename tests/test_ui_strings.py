@@ -52,7 +52,7 @@ def test_zh_cn_translates_text_that_appears_later():
 
     zh = json.loads((ROOT / "localizations" / "zh_CN.json").read_text(encoding="utf-8"))
     from modules.ui.extras_tab import NOTHING_TO_DO
-    from modules.ui.img2img_tab import SD_UPSCALE_NOTE
+    from modules.processing.builtin_scripts import SD_UPSCALE_NOTE
 
     assert [s for s in (*common.LATER_STRINGS, SD_UPSCALE_NOTE, NOTHING_TO_DO) if s not in zh] == []
     html_text = common.progress_html(3, 20, 0, 2, 5.0, "", 0)

@@ -172,6 +172,7 @@ class _SigmaHookMixin:
     ``_convert_to_karras`` for the sigma list and derives timesteps, second-order midpoints etc. from it."""
 
     _a1111_sigma_fn: SigmaFn
+    _a1111_final_fn: Callable[[ModelSigmas], float]
     _a1111_hook_ran: bool
 
     def _convert_to_karras(self, in_sigmas: Any, num_inference_steps: int | None = None) -> np.ndarray:
@@ -182,12 +183,15 @@ class _SigmaHookMixin:
         self._a1111_hook_ran = True
         model = ModelSigmas(self.alphas_cumprod.detach().cpu().numpy())
         sigmas = fn(int(n), model)
-        final_fn = getattr(self, "_a1111_final_fn", None)
-        if final_fn is not None and "final_sigmas_type" not in _init_params(type(self)):
-            # A schedule ending at sigma_min (KL Optimal) on a class that appends its own 0: sigma_min becomes a
-            # step of its own, and set_timesteps drops the step from it to 0 that the class adds after it
-            sigmas = np.concatenate([sigmas, [final_fn(model)]])
+        if self._appends_final():  # sigma_min becomes a step of its own; set_timesteps drops the step to 0
+            sigmas = np.concatenate([sigmas, [self._a1111_final_fn(model)]])
         return sigmas
+
+    def _appends_final(self) -> bool:
+        """A schedule ending at sigma_min (KL Optimal) on a class that appends its own 0 after the hooked sigmas
+        and has no ``final_sigmas_type`` to say otherwise (Heun, DPM2, DPM++ SDE)."""
+        return (getattr(self, "_a1111_final_fn", None) is not None
+                and "final_sigmas_type" not in _init_params(type(self)))
 
     def set_timesteps(self, num_inference_steps: int | None = None, *args: Any, **kwargs: Any) -> None:
         if kwargs.get("timesteps") is not None or kwargs.get("sigmas") is not None:
@@ -196,7 +200,7 @@ class _SigmaHookMixin:
         super().set_timesteps(num_inference_steps, *args, **kwargs)
         if getattr(self, "_a1111_sigma_fn", None) is not None and not self._a1111_hook_ran:
             raise SchedulerConfigError(f"{type(self).__name__} no longer calls _convert_to_karras")
-        if getattr(self, "_a1111_final_fn", None) is not None and "final_sigmas_type" not in _init_params(type(self)):
+        if self._appends_final():
             self.timesteps = self.timesteps[:-1]  # stop at sigma_min: the step to 0 after it is not taken
 
 

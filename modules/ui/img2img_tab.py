@@ -17,7 +17,6 @@ from PIL import Image
 
 from modules.errors import FieldError
 from modules.processing import builtin_scripts, imageops, masking
-from modules.processing.builtin_scripts import SD_UPSCALE_NOTE  # noqa: F401 - a UI string (localization tests)
 from modules.processing.masking import INPAINT_AREAS, MASK_MODES, MASKED_CONTENT
 from modules.processing.params import Img2ImgParams
 from modules.runtime import Runtime
