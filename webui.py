@@ -124,6 +124,9 @@ def create_app(args: Any, extensions: list[Any] | None = None) -> Any:  # -> Fas
         app.include_router(build_router(rt))
         app.include_router(build_jobs_router(rt))  # ours: the async job API beside it
     app.include_router(build_lora_router(rt))  # A1111 has these two even without --api
+    from modules.api.controlnet_routes import build_controlnet_router
+
+    app.include_router(build_controlnet_router(rt))  # as sd-webui-controlnet's, on the app itself
 
     @app.get("/internal/ping", include_in_schema=False)
     def ping() -> dict:

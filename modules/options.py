@@ -171,6 +171,7 @@ COMPATIBILITY = ("compatibility", "Compatibility")
 EXTRA_NETWORKS = ("extra_networks", "Extra Networks")
 SYSTEM = ("system", "System")
 EXTENSIONS = ("extensions", "Extensions")
+CONTROLNET = ("control_net", "ControlNet")
 
 
 def builtin_options() -> dict[str, OptionInfo]:
@@ -284,6 +285,13 @@ def builtin_options() -> dict[str, OptionInfo]:
         "max_job_seconds": OptionInfo(1800.0, "Longest job accepted, in estimated seconds on this server (from the "
                                               "measured step time of its model; X/Y/Z cells and hires pass "
                                               "included; 0: no limit)", SYSTEM, restricted=True, minimum=0),
+        # ControlNet (sd-webui-controlnet's keys)
+        "control_net_models_path": OptionInfo("", "Extra path to scan for ControlNet models (e.g. training output "
+                                                  "directory)", CONTROLNET, restricted=True),
+        "control_net_unit_count": OptionInfo(3, "Multi-ControlNet: ControlNet unit number", CONTROLNET, minimum=1,
+                                             maximum=10, step=1, needs_reload_ui=True),
+        "control_net_model_cache_size": OptionInfo(2, "Model cache size", CONTROLNET, minimum=1, maximum=10, step=1),
+        "control_net_no_detectmap": OptionInfo(False, "Do not append detectmap to output", CONTROLNET),
         # Extensions (set on the Extensions tab; kept out of the Settings tab)
         "disabled_extensions": OptionInfo([], "Disable these extensions", EXTENSIONS, kind="list"),
         "disable_all_extensions": OptionInfo("none", "Disable all extensions (preserves the list of disabled "

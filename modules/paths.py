@@ -39,6 +39,7 @@ MODEL_FOLDERS: dict[str, str] = {
     "codeformer": "Codeformer",
     "vae_approx": "VAE-approx",
     "clip": "CLIP",
+    "controlnet": "ControlNet",
     "embeddings": "embeddings",  # models/embeddings is searched too, besides <data-dir>/embeddings
 }
 
@@ -73,6 +74,7 @@ class Paths:
             "vae": "vae_dir",
             "lora": "lora_dir",
             "embeddings": "embeddings_dir",
+            "controlnet": "controlnet_dir",
             "hypernetworks": "hypernetwork_dir",
             "esrgan": "esrgan_models_path",
             "realesrgan": "realesrgan_models_path",

@@ -51,6 +51,8 @@ class Runtime:
     # each tab's scripts (ours and the A1111 Script classes), rebuilt after scripts load
     scripts: ScriptRegistry = field(default_factory=ScriptRegistry)
     costs: budget.CostModel = field(default_factory=budget.CostModel)  # step costs measured on finished jobs
+    controlnets: Any = None  # modules.controlnet.models.ControlNetRegistry
+    controlnet_cache: Any = None  # modules.controlnet.models.ControlNetCache: loaded ControlNets
 
     # -- settings -------------------------------------------------------------------------------------------
     def job_settings(self, overrides: dict[str, Any] | None) -> JobSettings:
@@ -129,6 +131,7 @@ class Runtime:
 
         samplers.resolve_sampler(params.sampler_name, params.scheduler)  # raises UnknownSamplerError early
         settings = self.job_settings(params.override_settings)
+        self.check_controlnet_units(params.controlnet_units, kind)
         check_budget(params, settings.max_job_megapixel_steps)
         self.check_job_seconds(params, settings)
         overridden = bool(params.override_settings.get("sd_model_checkpoint"))
@@ -200,6 +203,7 @@ class Runtime:
                 extension_networks=_extension_networks(),
                 grid_hook=script_callbacks.hook("image_grid"),
                 extra_noise_hook=script_callbacks.hook("extra_noise"),
+                control=self._control_job(params, settings),
             )
 
         def run(job: Job) -> Any:
@@ -210,6 +214,37 @@ class Runtime:
                 self._learn_costs(ctx, job.progress)
 
         return self.jobs.submit(kind, run, description=params.prompt[:80], progress=progress, job_id=job_id)
+
+    # -- ControlNet -----------------------------------------------------------------------------------------
+    def check_controlnet_units(self, units: list[Any], kind: str) -> None:
+        """Enabled units name a model that is on disk and have an image to work from (img2img falls back on its
+        init image); each error names the unit's field. Runs before the job is queued."""
+        from modules.errors import FieldError
+
+        for unit in units:
+            if not unit.active:
+                continue
+            if self.controlnets is None:
+                raise FieldError(f"{unit.where}.model", "ControlNet is not set up in this server")
+            self.controlnets.resolve(unit.model, f"{unit.where}.model")
+            if unit.image is None and kind == "txt2img":
+                raise FieldError(f"{unit.where}.image", "ControlNet is enabled but no input image is given")
+
+    def _control_job(self, params: Any, settings: Mapping[str, Any]) -> Any:
+        units = list(getattr(params, "controlnet_units", None) or [])
+        if not units or self.controlnets is None:
+            return None
+        from modules.controlnet.control import ControlJob
+
+        extra = settings.get("control_net_models_path") or None
+        if extra:
+            self.controlnets.refresh(extra)
+        init = getattr(params, "init_images", None) or [None]
+        return ControlJob(units, self.controlnets, self.controlnet_cache,
+                          cache_size=int(settings.get("control_net_model_cache_size", 2) or 2),
+                          init_image=init[0], init_mask=getattr(params, "mask", None),
+                          img2img_resize_mode=int(getattr(params, "resize_mode", 0) or 0),
+                          hires=bool(getattr(params, "enable_hr", False)), seed=max(int(params.seed), 0))
 
     # -- time budget ----------------------------------------------------------------------------------------
     def _cost_target(self, settings: Mapping[str, Any]) -> tuple[str, str, str, float | None]:
@@ -469,10 +504,14 @@ def build_runtime(args: argparse.Namespace) -> Runtime:
     notes += package_blocklist.installed_problems()
     for note in notes:
         log.warning("%s", note)
+    from modules.controlnet.models import ControlNetCache, ControlNetRegistry
+
+    controlnets = ControlNetRegistry(paths.model_dirs("controlnet"))
     rt = Runtime(args=args, paths=paths, options=options, registry=registry, manager=manager, jobs=jobs,
                  hash_cache=cache, loras=LoraRegistry.from_paths(paths, cache, hashing=hashing),
                  embeddings=EmbeddingDatabase.from_paths(paths, cache, hashing=hashing), vaes=vaes,
                  styles=styles,
                  upscalers=upscalers, face_restorers=FaceRestorers.from_paths(paths, policy),
-                 version=infotext.version_string(paths.install_dir), startup_notes=notes)
+                 version=infotext.version_string(paths.install_dir), startup_notes=notes,
+                 controlnets=controlnets, controlnet_cache=ControlNetCache())
     return rt

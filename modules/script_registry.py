@@ -110,7 +110,10 @@ class TabScripts:
     # -- catalogue --------------------------------------------------------------------------------------------
     def names(self) -> list[str]:
         """``/sdapi/v1/scripts``: every script's name, always-on ones included (A1111's list)."""
-        return [s.name for s in self.builtin] + ([s.name for s in self.runner.scripts] if self.runner else [])
+        from modules.controlnet.units import SCRIPT_TITLE
+
+        return ([s.name for s in self.builtin] + ([s.name for s in self.runner.scripts] if self.runner else [])
+                + [SCRIPT_TITLE])  # the built-in ControlNet, always on
 
     def info(self, upscaler_names: Sequence[str]) -> list[dict[str, Any]]:
         """``/sdapi/v1/script-info``: every script with its arguments (A1111 scripts' from their controls)."""
@@ -119,7 +122,9 @@ class TabScripts:
                     "args": [a.info() for a in s.arguments(upscaler_names)]} for s in self.builtin]
         if self.runner is not None:
             entries += self.runner.script_info()
-        return entries
+        from modules.controlnet.units import script_info
+
+        return entries + [script_info(is_img2img)]
 
 
 @dataclass

@@ -118,7 +118,13 @@ class Submissions:
         registry: ``script_registry.Prepared``. Unknown names are 422s naming the field."""
         from modules.processing.postprocessing import upscaler_names
 
+        from modules.api import controlnet_routes
+
         alwayson = {name: _alwayson_args(name, value) for name, value in req.alwayson_scripts.items()}
+        control_args, key, alwayson = controlnet_routes.split_alwayson(alwayson)
+        if control_args is not None and key is not None:
+            params = params.model_copy(update={"controlnet_units":
+                                               controlnet_routes.units_from_request(control_args, key)})
         return self.rt.scripts.tab(tab).prepare_api(params, req.script_name, req.script_args, alwayson,
                                                      upscaler_names(self.rt.upscalers))
 

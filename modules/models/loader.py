@@ -202,6 +202,11 @@ def _assign(path: Path, module: torch.nn.Module, weights: dict[str, torch.Tensor
     return len(unused)
 
 
+# Shared with the other single-file loaders (ControlNet): empty modules from a config, checked weight assignment.
+empty_module = _empty
+assign_weights = _assign
+
+
 def _build_unet(path: Path, sd: dict[str, torch.Tensor], original: Mapping[str, Any], where: str) -> tuple[Any, int]:
     from diffusers import UNet2DConditionModel
     from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, create_unet_diffusers_config_from_ldm

@@ -68,6 +68,8 @@ class ProcessingContext:
     # Extensions' on_image_grid / on_extra_noise (``saving.ImageGridLoopParams`` / ``sampling.ExtraNoiseParams``).
     grid_hook: Any = None
     extra_noise_hook: Any = None
+    # ``controlnet.control.ControlJob``: the job's ControlNet units; None = none.
+    control: Any = None
 
     def __post_init__(self) -> None:
         self.settings = JobSettings.of(self.settings)

@@ -138,6 +138,7 @@ class Job:
     comments: list[str] = field(default_factory=list)
     encoders: EncoderCache | None = None
     job_timestamp: str = ""
+    first_pass_size: tuple[int, int] | None = None  # (width, height) of the first pass: ControlNet maps' size
 
     @property
     def model(self) -> Any:
@@ -148,7 +149,8 @@ class Job:
         comments are shared with this job."""
         other = Job(p=self.p, ctx=dataclasses.replace(self.ctx, model=model, embeddings=embeddings),
                     sampler=self.sampler, schedule=self.schedule, schedule_label=self.schedule_label,
-                    extra=self.extra, comments=self.comments, job_timestamp=self.job_timestamp)
+                    extra=self.extra, comments=self.comments, job_timestamp=self.job_timestamp,
+                    first_pass_size=self.first_pass_size)
         other.encoders = EncoderCache(model, self.settings, embeddings)
         return other
 
@@ -210,12 +212,19 @@ class Job:
                                  use_old_scheduling=self.use_old_scheduling)
 
     def denoiser(self, conditioning: BatchConditioning, width: int, height: int,
-                 image_conditioning: torch.Tensor | None = None, cfg_scale: float | None = None) -> GuidedDenoiser:
+                 image_conditioning: torch.Tensor | None = None, cfg_scale: float | None = None,
+                 hires_pass: bool = False) -> GuidedDenoiser:
+        """The pass's denoiser, with the job's ControlNet units (``hires_pass``: the hires fix's second pass)."""
         time_ids, neg_time_ids = sdxl_time_ids(self.model, width, height, conditioning.batch_size)
+        control = None
+        if self.ctx.control is not None and self.ctx.control.active:
+            control = self.ctx.control.for_pass(self.model, width, height, hires_pass, self.encode,
+                                                self.first_pass_size or (width, height))
         return GuidedDenoiser(self.model, conditioning, self.p.cfg_scale if cfg_scale is None else cfg_scale,
                               time_ids, neg_time_ids, image_conditioning, hooks=self.ctx.denoiser_hooks,
                               cfg_callbacks=self.ctx.cfg_callbacks,
-                              s_min_uncond=sampler_params.resolve(self.p, self.settings, self.sampler.name).s_min_uncond)
+                              s_min_uncond=sampler_params.resolve(self.p, self.settings, self.sampler.name).s_min_uncond,
+                              control=control)
 
     def with_refiner(self, denoiser: GuidedDenoiser, make_conditioning: Callable[[PromptEncoder], BatchConditioning],
                      evaluations: int, width: int, height: int) -> Any:
@@ -350,6 +359,9 @@ def _run_job(p: GenerationParams, ctx: ProcessingContext, plan: Plan) -> Process
         interrupted = True
     ctx.progress.begin(job_count=p.n_iter, steps=plan.progress_steps or p.steps)
     width, height = plan.width_height()
+    job.first_pass_size = (width, height)
+    if ctx.control is not None:
+        job.extra.update(ctx.control.infotext())
     for n in range(0 if interrupted else p.n_iter):
         if ctx.progress.interrupted:
             interrupted = True
@@ -423,6 +435,11 @@ def _run_job(p: GenerationParams, ctx: ProcessingContext, plan: Plan) -> Process
         images.append(image)
         saved.append(None)
         infotexts.append(text)
+    if ctx.control is not None and images and not settings.get("control_net_no_detectmap", False):
+        for shown in ctx.control.shown_maps():  # ControlNet's detected maps, after the results (not saved)
+            images.append(Image.fromarray(shown))
+            saved.append(None)
+            infotexts.append("")
 
     if ctx.save_params_txt and infotexts:
         try:

@@ -123,6 +123,9 @@ class GenerationParams(NullMeansDefault, NumbersAreNumbers):
     override_settings_restore_afterwards: bool = True
     # What scripts add to the infotext (A1111's p.extra_generation_params); never taken from API requests.
     extra_generation_params: dict[str, Any] = Field(default_factory=dict, exclude=True)
+    # The job's ControlNet units (``controlnet.units.ControlUnit``), from alwayson_scripts "ControlNet" or the
+    # UI's accordion; never taken from API requests directly.
+    controlnet_units: list[Any] = Field(default_factory=list, exclude=True, max_length=10)
     # A1111's sampler parameters; unset (None): the settings eta_ancestral / eta_ddim / s_churn ... (sampler_params)
     eta: float | None = Field(None, description="Eta: ancestral noise (1 = full) or DDIM's eta")
     s_min_uncond: float | None = Field(None, description="Negative guidance minimum sigma (NGMS); 0 = off")

@@ -49,8 +49,10 @@ class GuidedDenoiser:
     def __init__(self, model: LoadedModel, conditioning: BatchConditioning, cfg_scale: float,
                  time_ids: torch.Tensor | None = None, neg_time_ids: torch.Tensor | None = None,
                  image_conditioning: torch.Tensor | None = None, hooks: Sequence[StepHook] = (),
-                 cfg_callbacks: CfgCallbacks | None = None, s_min_uncond: float = 0.0) -> None:
+                 cfg_callbacks: CfgCallbacks | None = None, s_min_uncond: float = 0.0,
+                 control: Any = None) -> None:
         self.model = model
+        self.control = control  # controlnet.control.ControlPass: residuals added to each UNet evaluation
         self.s_min_uncond = float(s_min_uncond)  # NGMS (A1111): see ``_skips_uncond``
         self.sigma: float | None = None  # the noise level of the evaluation, set by ``denoise``
         self.conditioning = conditioning
@@ -60,20 +62,33 @@ class GuidedDenoiser:
         self.hooks = list(hooks)
         self.cfg_callbacks = cfg_callbacks
         self.step = 0
+        self._evaluating = 0  # the step of the evaluation under way (ControlNet's guidance range reads it)
         self.total_steps = 0  # evaluations of the pass, set by ``denoise`` (the callbacks' total_sampling_steps)
         self.rows = 0  # UNet rows evaluated so far (the step timings for the cost model count them)
 
     def _unet(self, x: torch.Tensor, t: Any, c: Conditioning, time_ids: torch.Tensor | None,
-              image_conditioning: torch.Tensor | None) -> torch.Tensor:
+              image_conditioning: torch.Tensor | None, cond_rows: int) -> torch.Tensor:
+        """One UNet evaluation; the first ``cond_rows`` rows are the prompt's, the rest the negative prompt's."""
         kwargs: dict[str, Any] = {}
         if c.pooled is not None:
             kwargs["added_cond_kwargs"] = {"text_embeds": c.pooled, "time_ids": time_ids}
+        x_latent = x
         if image_conditioning is not None:
             x = torch.cat([x, image_conditioning.to(x.dtype)], dim=1)
         dtype = self.model.dtype
         self.rows += int(x.shape[0])
+        fraction = self._evaluating / self.total_steps if self.total_steps else 0.0
+        if self.control is not None:
+            residuals = self.control.residuals(x_latent.to(dtype), t, c.context, kwargs.get("added_cond_kwargs"),
+                                               cond_rows, fraction)
+            if residuals is not None:
+                kwargs["down_block_additional_residuals"] = [r.to(dtype) for r in residuals[0]]
+                kwargs["mid_block_additional_residual"] = residuals[1].to(dtype)
         out = self.model.unet(x.to(dtype), t, encoder_hidden_states=c.context, return_dict=False, **kwargs)[0]
-        return out.to(torch.float32)
+        out = out.to(torch.float32)
+        if self.control is not None:
+            out = self.control.after_unet(x_latent, out, self.sigma, fraction)
+        return out
 
     def _per_row(self, value: torch.Tensor | None, weights: list[list[float]]) -> torch.Tensor | None:
         return None if value is None else repeat_per_subprompt(value, weights)
@@ -90,6 +105,7 @@ class GuidedDenoiser:
             x = _same_shape(params.x, x, "x")
             cond = Conditioning(_same_shape(params.text_cond, cond.context, "text_cond"), cond.pooled)
             uncond = Conditioning(_same_shape(params.text_uncond, uncond.context, "text_uncond"), uncond.pooled)
+        self._evaluating = step
         self.step += 1
         out = self._cond_only(x, t, cond) if self._skips_uncond(step) else self._guided(x, t, cond, uncond)
         if callbacks is not None and callbacks.after_cfg is not None:
@@ -106,7 +122,7 @@ class GuidedDenoiser:
                 and self.sigma < self.s_min_uncond and self.conditioning.is_plain)
 
     def _cond_only(self, x: torch.Tensor, t: Any, cond: Conditioning) -> torch.Tensor:
-        return self._unet(x, t, cond, self.time_ids, self.image_conditioning)
+        return self._unet(x, t, cond, self.time_ids, self.image_conditioning, x.shape[0])
 
     def _guided(self, x: torch.Tensor, t: Any, cond: Conditioning, uncond: Conditioning) -> torch.Tensor:
         weights = self.conditioning.weights
@@ -114,17 +130,17 @@ class GuidedDenoiser:
         x_c = repeat_per_subprompt(x, weights)
         ids_c, ic_c = self._per_row(self.time_ids, weights), self._per_row(ic, weights)
         if self.cfg_scale == 1.0 and self.conditioning.is_plain:  # guidance 1 is the cond prediction alone
-            return self._unet(x_c, t, cond, ids_c, ic_c)
+            return self._unet(x_c, t, cond, ids_c, ic_c, x_c.shape[0])
         if cond.context.shape[1:] == uncond.context.shape[1:]:
             both = Conditioning(torch.cat([cond.context, uncond.context]),
                                 None if cond.pooled is None else torch.cat([cond.pooled, uncond.pooled]))
             ids = None if self.time_ids is None else torch.cat([ids_c, self.neg_time_ids])
             ic_both = None if ic is None else torch.cat([ic_c, ic])
-            pred = self._unet(torch.cat([x_c, x]), t, both, ids, ic_both)
+            pred = self._unet(torch.cat([x_c, x]), t, both, ids, ic_both, x_c.shape[0])
             pred_c, pred_u = pred[:x_c.shape[0]], pred[x_c.shape[0]:]
         else:
-            pred_c = self._unet(x_c, t, cond, ids_c, ic_c)
-            pred_u = self._unet(x, t, uncond, self.neg_time_ids, ic)
+            pred_c = self._unet(x_c, t, cond, ids_c, ic_c, x_c.shape[0])
+            pred_u = self._unet(x, t, uncond, self.neg_time_ids, ic, 0)
         if self.cfg_callbacks is not None and self.cfg_callbacks.denoised is not None:
             denoised = CFGDenoisedParams(pred_c, self.step - 1, self.total_steps, self.model)
             self.cfg_callbacks.denoised(denoised)

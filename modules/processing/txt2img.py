@@ -153,7 +153,7 @@ class Txt2ImgPlan(Plan):
                                                hires_evaluations=evaluations)
             conditioning_image = (whole_image_conditioning(hr_job, batch.size, width, height) if other
                                   else self._image_conditioning(job, batch.size, width, height))
-            denoiser = hr_job.denoiser(conditioning, width, height, conditioning_image)
+            denoiser = hr_job.denoiser(conditioning, width, height, conditioning_image, hires_pass=True)
             denoiser = hr_job.with_refiner(
                 denoiser, lambda enc: hr_job.conditioning(enc, clip_prompts, hr_negative, p.steps,
                                                           hires_evaluations=evaluations),

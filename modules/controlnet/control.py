@@ -1,0 +1,251 @@
+"""ControlNet in the denoising loop: per job the units' control maps, per pass the hint tensors and the loaded
+ControlNets, per UNet evaluation the residuals the UNet adds to its skip connections and middle block.
+
+The extension's semantics, written out:
+
+* a unit runs while ``guidance_start <= step / steps <= guidance_end`` (``step`` counts model evaluations of the
+  pass, as A1111's ``on_cfg_denoiser`` does), and not in the pass its ``hr_option`` excludes;
+* its residuals are scaled by ``weight`` ("Balanced"), by ``weight * 0.825 ** (12 - i)`` for layer ``i`` ("My
+  prompt is more important", and for canny in a hires pass), and "ControlNet is more important" also leaves the
+  negative prompt's rows without control; ``advanced_weighting`` replaces the per-layer scales;
+* ``effective_region_mask`` limits the residuals to a region;
+* an inpainting map (RGBA) goes in as ``rgb * (1 - mask) - mask``; ``inpaint_only`` then keeps the unmasked part of
+  the control image in the prediction, ``tile_colorfix`` keeps its colours (both blend with the unit's weight).
+
+A unit with weight 0, or outside its range, adds nothing: it is not evaluated at all, so the image is exactly the
+one without it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from modules.controlnet import hints
+from modules.controlnet.models import ControlNetCache, ControlNetRegistry, LoadedControlNet
+from modules.controlnet.units import ControlMode, ControlUnit, HiresOption
+
+log = logging.getLogger(__name__)
+
+SOFT_BASE = 0.825
+
+
+def layer_scales(unit: ControlUnit, layers: int, soft: bool) -> list[float]:
+    """The scale of each of the ControlNet's ``layers`` outputs (down blocks first, middle last)."""
+    if unit.advanced_weighting is not None:
+        scales = list(unit.advanced_weighting)
+        if len(scales) < layers:
+            scales += [unit.weight] * (layers - len(scales))
+        return scales[:layers]
+    if soft:
+        return [unit.weight * SOFT_BASE ** float(12 - i) for i in range(13)][:layers] + \
+            [unit.weight] * max(0, layers - 13)
+    return [unit.weight] * layers
+
+
+def to_tensor(control_map: np.ndarray) -> torch.Tensor:
+    """uint8 HWC -> float (1, C, H, W) in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(control_map)).float().div(255.0).permute(2, 0, 1)[None]
+
+
+@dataclass
+class UnitPass:
+    """One unit in one pass: its ControlNet and its hint at the pass's size."""
+
+    unit: ControlUnit
+    net: LoadedControlNet
+    hint: torch.Tensor  # (1, C, H, W) in [0, 1], C = 4 for inpainting (alpha = mask)
+    region: torch.Tensor | None = None  # (1, 1, H, W) in [0, 1]
+    origin: torch.Tensor | None = None  # latents of the control image (inpaint_only, tile_colorfix)
+    soft: bool = False
+
+    def runs_at(self, fraction: float) -> bool:
+        u = self.unit
+        return u.guidance_start <= fraction <= u.guidance_end
+
+    def model_hint(self) -> torch.Tensor:
+        if self.hint.shape[1] == 4:  # the ControlNet inpainting protocol: masked pixels are -1
+            rgb, mask = self.hint[:, :3], (self.hint[:, 3:4] > 0.5).to(self.hint.dtype)
+            return rgb * (1 - mask) - mask
+        return self.hint
+
+
+class ControlPass:
+    """The units of one denoising pass; called by ``GuidedDenoiser`` around each UNet evaluation."""
+
+    def __init__(self, units: Sequence[UnitPass], prediction: str = "epsilon") -> None:
+        self.units = list(units)
+        self.prediction = prediction
+        self.evaluations = 0  # ControlNet evaluations done (benchmarks, tests)
+
+    def residuals(self, x: torch.Tensor, t: Any, context: torch.Tensor, added: dict[str, Any] | None,
+                  cond_rows: int, fraction: float) -> tuple[list[torch.Tensor], torch.Tensor] | None:
+        """Summed (down residuals, mid residual) of the units running now, or None when none is."""
+        total_down: list[torch.Tensor] | None = None
+        total_mid: torch.Tensor | None = None
+        rows = x.shape[0]
+        for up in self.units:
+            if not up.runs_at(fraction):
+                continue
+            net = up.net
+            hint = up.model_hint().to(net.device, net.dtype).expand(rows, -1, -1, -1)
+            kwargs: dict[str, Any] = {}
+            if added is not None and getattr(net.net.config, "addition_embed_type", None) == "text_time":
+                kwargs["added_cond_kwargs"] = {k: v.to(net.device, net.dtype) for k, v in added.items()}
+            down, mid = net.net(x[:, :4].to(net.device, net.dtype), t, encoder_hidden_states=context.to(
+                net.device, net.dtype), controlnet_cond=hint, conditioning_scale=1.0, return_dict=False, **kwargs)
+            self.evaluations += 1
+            outputs = [*down, mid]
+            scales = layer_scales(up.unit, len(outputs), up.soft)
+            scaled = [o * s for o, s in zip(outputs, scales)]
+            if up.unit.control_mode == ControlMode.CONTROL and cond_rows < rows:
+                keep = torch.zeros(rows, 1, 1, 1, device=x.device, dtype=scaled[0].dtype)
+                keep[:cond_rows] = 1
+                scaled = [o * keep.to(o.device) for o in scaled]
+            if up.region is not None:
+                scaled = [o * torch.nn.functional.interpolate(up.region.to(o.device, o.dtype), size=o.shape[-2:],
+                                                              mode="bilinear") for o in scaled]
+            if total_down is None:
+                total_down, total_mid = scaled[:-1], scaled[-1]
+            else:
+                total_down = [a + b for a, b in zip(total_down, scaled[:-1])]
+                total_mid = total_mid + scaled[-1]
+        if total_down is None or total_mid is None:
+            return None
+        return total_down, total_mid
+
+    def after_unet(self, x_in: torch.Tensor, out: torch.Tensor, sigma: float | None,
+                   fraction: float) -> torch.Tensor:
+        """``inpaint_only`` and ``tile_colorfix``: the prediction's denoised image corrected towards the control
+        image (outside the mask / in its low frequencies), blended by the unit's weight."""
+        for up in self.units:
+            name = up.unit.module
+            if up.origin is None or not up.runs_at(fraction) or sigma is None or sigma <= 0:
+                continue
+            if not (name == "inpaint_only" or name.startswith("tile_colorfix")):
+                continue
+            x_t = x_in[:, :4].float()
+            x0 = _x0(x_t, out, sigma, self.prediction)
+            origin = up.origin.to(x0.device).expand_as(x0)
+            if name == "inpaint_only":
+                mask = torch.nn.functional.max_pool2d(up.hint[:, 3:4].float(), (10, 10), stride=(8, 8), padding=1)
+                mask = torch.nn.functional.interpolate(mask, size=x0.shape[-2:]).to(x0.device)
+                corrected = x0 * mask + origin * (1 - mask)
+            else:
+                k = int(up.unit.threshold_a)
+                corrected = x0 - _blur(x0, k) + _blur(origin, k)
+            w = max(0.0, min(1.0, float(up.unit.weight)))
+            out = _from_x0(x_t, corrected, sigma, self.prediction) * w + out * (1 - w)
+        return out
+
+
+def _x0(x_t: torch.Tensor, out: torch.Tensor, sigma: float, prediction: str) -> torch.Tensor:
+    """The denoised latents an output predicts, in the variance-preserving space of the UNet input
+    (``x_t = (x0 + sigma * eps) / sqrt(1 + sigma^2)``)."""
+    s = (1.0 + sigma * sigma) ** 0.5
+    if prediction == "v_prediction":
+        return x_t / s - out * (sigma / s)
+    return x_t * s - out * sigma
+
+
+def _from_x0(x_t: torch.Tensor, x0: torch.Tensor, sigma: float, prediction: str) -> torch.Tensor:
+    s = (1.0 + sigma * sigma) ** 0.5
+    if prediction == "v_prediction":
+        return (x_t / s - x0) * (s / sigma)
+    return (x_t * s - x0) / sigma
+
+
+def _blur(x: torch.Tensor, k: int) -> torch.Tensor:
+    y = torch.nn.functional.pad(x, (k, k, k, k), mode="replicate")
+    return torch.nn.functional.avg_pool2d(y, (k * 2 + 1, k * 2 + 1), stride=(1, 1))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The job's side: maps once, passes on demand
+
+
+@dataclass
+class ControlMaps:
+    """A unit's maps for one job: what it works from and the preprocessor's output (made once)."""
+
+    unit: ControlUnit
+    source: hints.ControlInput
+    detected: np.ndarray
+
+
+@dataclass
+class ControlJob:
+    """The ControlNet units of one job. ``for_pass`` makes the pass's ``ControlPass`` (maps fitted to its size,
+    ControlNets loaded from the cache); the shown maps collect in ``shown`` in the extension's order."""
+
+    units: list[ControlUnit]
+    registry: ControlNetRegistry
+    cache: ControlNetCache
+    cache_size: int = 2
+    init_image: Any = None
+    init_mask: Any = None
+    img2img_resize_mode: int = 0
+    hires: bool = False  # the job has a hires pass (``hr_option`` matters)
+    seed: int = 0
+    _maps: list[ControlMaps] | None = None
+    _fitted: dict[tuple[int, bool], np.ndarray] = field(default_factory=dict)  # (unit, hires pass) -> map
+
+    @property
+    def active(self) -> list[ControlUnit]:
+        return [u for u in self.units if u.active]
+
+    def infotext(self) -> dict[str, str]:
+        """``ControlNet N`` entries, numbered over the enabled units as the extension numbers them."""
+        enabled = [u for u in self.units if u.enabled]
+        return {f"ControlNet {i}": u.infotext() for i, u in enumerate(enabled)}
+
+    def maps(self, width: int, height: int) -> list[ControlMaps]:
+        """The units' detected maps, made at the first pass's size (pixel perfect), once per job."""
+        if self._maps is None:
+            rng = np.random.default_rng(self.seed)
+            self._maps = []
+            for unit in self.active:
+                source = hints.choose_input(unit, self.init_image, self.init_mask, self.img2img_resize_mode)
+                self._maps.append(ControlMaps(unit, source, hints.detect(unit, source, height, width, rng)))
+        return self._maps
+
+    def shown_maps(self) -> list[np.ndarray]:
+        """The maps the job returns after its images: per unit (that saves them) the hires pass's, then the first
+        pass's, as the extension appends them."""
+        out = []
+        for i, maps in enumerate(self._maps or []):
+            if maps.unit.save_detected_map:
+                out += [hints.visible_map(self._fitted[(i, h)]) for h in (True, False) if (i, h) in self._fitted]
+        return out
+
+    def for_pass(self, model: Any, width: int, height: int, hires_pass: bool,
+                 encode: Callable[[torch.Tensor], torch.Tensor] | None, first_size: tuple[int, int]) -> ControlPass:
+        passes = []
+        first_w, first_h = first_size
+        for i, maps in enumerate(self.maps(first_w, first_h)):
+            unit = maps.unit
+            if self.hires and (unit.hr_option == HiresOption.LOW_RES_ONLY and hires_pass
+                               or unit.hr_option == HiresOption.HIGH_RES_ONLY and not hires_pass):
+                continue
+            fitted = self._fitted.get((i, hires_pass))
+            if fitted is None or fitted.shape[:2] != (height, width):
+                fitted = self._fitted[(i, hires_pass)] = hints.fit(maps.detected, maps.source.resize_mode, height,
+                                                                   width)
+            file = self.registry.resolve(unit.model, f"{unit.where}.model")
+            net = self.cache.get(file, model.unet, model.kind.family, model.device, model.dtype,
+                                 f"{unit.where}.model", limit=self.cache_size)
+            hint = to_tensor(fitted)
+            region = None
+            if unit.effective_region_mask is not None:
+                region = to_tensor(np.asarray(unit.effective_region_mask.convert("L"))[:, :, None])
+            origin = None
+            if encode is not None and (unit.module == "inpaint_only" or unit.module.startswith("tile_colorfix")):
+                origin = encode(hint[:, :3] * 2.0 - 1.0)
+            soft = unit.control_mode != ControlMode.BALANCED or (hires_pass and unit.preprocessor.soft_in_hires)
+            passes.append(UnitPass(unit, net, hint, region, origin, soft))
+        prediction = getattr(getattr(model, "kind", None), "prediction", "epsilon")
+        return ControlPass(passes, prediction)

@@ -1,0 +1,305 @@
+"""ControlNet model files: the ``models/ControlNet`` folder (titles ``name [hash]`` as the extension lists them),
+layout and family detection from the keys, loading through our safe reader into diffusers' ``ControlNetModel``,
+and a small cache of loaded ones.
+
+Layouts read: lllyasviel's original (``control_model.*``, e.g. ``control_v11p_sd15_canny.pth``), the same without
+the prefix (thibaud's SD2.1 files), and diffusers' (``controlnet_cond_embedding.*``: the single
+``diffusion_pytorch_model.safetensors`` of a diffusers ControlNet, the SDXL ones of xinsir and diffusers). The
+config is derived from the weights' shapes, with the attention heads of the checkpoint's own UNet (a ControlNet is
+a copy of its encoder), so nothing is fetched and tiny test models load the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from modules.errors import FieldError
+from modules.hashing import legacy_model_hash
+from modules.models.scan import walk_files
+from modules.models.types import ModelFileError, UnknownModelError
+
+log = logging.getLogger(__name__)
+
+EXTENSIONS = (".pt", ".pth", ".ckpt", ".safetensors", ".bin")
+LDM_PREFIX = "control_model."
+FAMILY_BY_CONTEXT = {768: "sd1", 1024: "sd2", 2048: "sdxl"}
+FAMILY_NAMES = {"sd1": "SD1.x", "sd2": "SD2.x", "sdxl": "SDXL", "sdxl_refiner": "SDXL refiner"}
+
+
+@dataclass(frozen=True)
+class ControlNetFile:
+    title: str  # "control_v11p_sd15_canny [d14c016b]"
+    name: str  # file stem
+    path: Path
+
+
+class ControlNetRegistry:
+    """The ControlNet files of the folders (``models/ControlNet``, ``--controlnet-dir``, the setting
+    ``control_net_models_path``), in the extension's order (by file name); a name found twice keeps the first."""
+
+    def __init__(self, dirs: Sequence[str | Path]) -> None:
+        self.dirs = [Path(os.path.abspath(d)) for d in dirs]
+        self._lock = threading.Lock()
+        self._files: dict[str, ControlNetFile] = {}
+        self.refresh()
+
+    def refresh(self, extra_dir: str | None = None) -> list[ControlNetFile]:
+        dirs = list(self.dirs) + ([Path(os.path.abspath(extra_dir))] if extra_dir else [])
+        found: dict[str, ControlNetFile] = {}
+        for root in dirs:
+            if not root.is_dir():
+                continue
+            files = walk_files(root, lambda n: n.lower().endswith(EXTENSIONS))
+            for f in sorted(files, key=lambda f: f.path.name):
+                if f.stat is None:
+                    log.warning("skipping ControlNet %s: %s", f.path, f.problem)
+                    continue
+                stem = f.path.name.rsplit(".", 1)[0]
+                if stem == "None":
+                    continue
+                title = f"{stem} [{legacy_model_hash(f.path)}]"
+                if title not in found:
+                    found[title] = ControlNetFile(title, stem, f.path)
+        with self._lock:
+            self._files = found
+        return list(found.values())
+
+    def titles(self) -> list[str]:
+        with self._lock:
+            return list(self._files)
+
+    def files(self) -> list[ControlNetFile]:
+        with self._lock:
+            return list(self._files.values())
+
+    def find(self, model: str) -> ControlNetFile | None:
+        """The extension's lookup: the exact title, else the file name (any case, without the hash), else the
+        shortest name containing it."""
+        with self._lock:
+            files = dict(self._files)
+        if model in files:
+            return files[model]
+        wanted = model.lower().split(" [")[0]
+        by_name = {f.name.lower(): f for f in files.values()}
+        if wanted in by_name:
+            return by_name[wanted]
+        partial = sorted((n for n in by_name if wanted and wanted in n), key=len)
+        return by_name[partial[0]] if partial else None
+
+    def resolve(self, model: str, where: str) -> ControlNetFile:
+        if model in ("", "None"):
+            raise FieldError(where, "no ControlNet model selected", self.titles())
+        found = self.find(model)
+        if found is None:
+            raise FieldError(where, f"model not found: {model}", self.titles())
+        return found
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Layout detection and conversion
+
+
+def layout_of(keys: Mapping[str, Any], path: Path) -> str:
+    """"ldm" (lllyasviel's, prefixed or not) or "diffusers"; anything else is a clear error."""
+    if any(k.startswith(LDM_PREFIX) for k in keys):
+        return "ldm"
+    if "input_hint_block.0.weight" in keys and any(k.startswith("zero_convs.") for k in keys):
+        return "ldm"
+    if any(k.startswith(("task_embedding", "control_type_proj", "transformer_layes.")) for k in keys):
+        raise UnknownModelError(path, "a ControlNet Union/ProMax model, which this build does not run yet")
+    if any(k.startswith("controlnet_cond_embedding.") for k in keys):
+        return "diffusers"
+    if any(k.startswith(("adapter.", "body.0.", "conv_in.weight")) for k in keys) and not any(
+            k.startswith("down_blocks.") for k in keys):
+        raise UnknownModelError(path, "a T2I-Adapter, which this build does not run yet")
+    if any(k.startswith(("lora_controlnet", "lllite_")) for k in keys):
+        raise UnknownModelError(path, "a Control-LoRA / ControlLLLite model, which this build does not run yet")
+    if any(k.startswith(("model.diffusion_model.", "first_stage_model.")) for k in keys):
+        raise UnknownModelError(path, "a Stable Diffusion checkpoint, not a ControlNet (put it in "
+                                      "models/Stable-diffusion)")
+    raise UnknownModelError(path, "not a ControlNet model (no control_model.*, input_hint_block or "
+                                  "controlnet_cond_embedding weights)")
+
+
+def _ldm_layers_per_block(sd: Mapping[str, torch.Tensor]) -> int:
+    """From the first downsampling op: input_blocks 1..n are a level's layers, then its op."""
+    ops = sorted(int(k.split(".")[1]) for k in sd if k.startswith("input_blocks.") and ".0.op.weight" in k)
+    if ops:
+        return ops[0] - 1
+    blocks = {int(k.split(".")[1]) for k in sd if k.startswith("input_blocks.")}
+    return max(blocks) if blocks else 2
+
+
+def to_diffusers(sd: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
+    """The ControlNet's weights in diffusers' names, whatever the file's layout."""
+    if layout_of(sd, path) == "diffusers":
+        return sd
+    from diffusers.loaders.single_file_utils import convert_controlnet_checkpoint
+
+    inner = {k[len(LDM_PREFIX):]: v for k, v in sd.items() if k.startswith(LDM_PREFIX)} or sd
+    converted = convert_controlnet_checkpoint(inner, {"layers_per_block": _ldm_layers_per_block(inner)})
+    for ldm, ours in (("label_emb.0.0", "add_embedding.linear_1"), ("label_emb.0.2", "add_embedding.linear_2")):
+        for leaf in ("weight", "bias"):  # SDXL vector conditioning, which diffusers' converter leaves out
+            if f"{ldm}.{leaf}" in inner:
+                converted[f"{ours}.{leaf}"] = inner[f"{ldm}.{leaf}"]
+    return {k: v for k, v in converted.items() if v is not None}
+
+
+def _count(sd: Mapping[str, Any], prefix: str, index_at: int) -> int:
+    found = {int(k.split(".")[index_at]) for k in sd if k.startswith(prefix) and k.split(".")[index_at].isdigit()}
+    return max(found) + 1 if found else 0
+
+
+def config_from_weights(sd: Mapping[str, torch.Tensor], unet_config: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``ControlNetModel`` config from diffusers-named weights; heads (not visible in weights) from the UNet's
+    config for levels of the UNet's widths, else 64 channels a head (SD2/SDXL)."""
+    levels = _count(sd, "down_blocks.", 1)
+    channels = [int(sd[f"down_blocks.{i}.resnets.0.conv1.weight"].shape[0]) for i in range(levels)]
+    layers = _count(sd, "down_blocks.0.resnets.", 3)
+    has_attn = [any(k.startswith(f"down_blocks.{i}.attentions.") for k in sd) for i in range(levels)]
+    transformer_layers = [_count(sd, f"down_blocks.{i}.attentions.0.transformer_blocks.", 5) or 1
+                          for i in range(levels)]
+    context = next(int(v.shape[1]) for k, v in sd.items() if k.endswith("attn2.to_k.weight"))
+    proj = next((v for k, v in sd.items() if k.endswith("attentions.0.proj_in.weight")), None)
+    unet_heads = unet_config.get("num_attention_heads") or unet_config.get("attention_head_dim")
+    unet_channels = list(unet_config.get("block_out_channels", []))
+    heads: list[int] = []
+    for i, width in enumerate(channels):
+        if isinstance(unet_heads, int) and channels == unet_channels:
+            heads.append(unet_heads)
+        elif isinstance(unet_heads, (list, tuple)) and i < len(unet_heads) and unet_channels[i:i + 1] == [width]:
+            heads.append(int(unet_heads[i]))
+        else:
+            heads.append(max(width // 64, 1))
+    cond_blocks = _count(sd, "controlnet_cond_embedding.blocks.", 2)
+    embedding_channels = [int(sd["controlnet_cond_embedding.conv_in.weight"].shape[0])]
+    embedding_channels += [int(sd[f"controlnet_cond_embedding.blocks.{j}.weight"].shape[0])
+                           for j in range(1, cond_blocks, 2)]
+    config: dict[str, Any] = {
+        "in_channels": int(sd["conv_in.weight"].shape[1]),
+        "conditioning_channels": int(sd["controlnet_cond_embedding.conv_in.weight"].shape[1]),
+        "conditioning_embedding_out_channels": tuple(embedding_channels),
+        "block_out_channels": tuple(channels),
+        "layers_per_block": layers,
+        "down_block_types": tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in has_attn),
+        "cross_attention_dim": context,
+        "attention_head_dim": heads[0] if len(set(heads)) == 1 and isinstance(unet_heads, int) else tuple(heads),
+        "use_linear_projection": proj is not None and proj.ndim == 2,
+        "transformer_layers_per_block": tuple(transformer_layers),
+        "norm_num_groups": int(unet_config.get("norm_num_groups", 32)),
+        "mid_block_type": "UNetMidBlock2DCrossAttn" if any(k.startswith("mid_block.attentions.") for k in sd)
+        else "UNetMidBlock2D",
+    }
+    if "add_embedding.linear_1.weight" in sd:
+        config.update(addition_embed_type="text_time",
+                      addition_time_embed_dim=int(unet_config.get("addition_time_embed_dim") or 256),
+                      projection_class_embeddings_input_dim=int(sd["add_embedding.linear_1.weight"].shape[1]))
+    return config
+
+
+def family_of(sd: Mapping[str, torch.Tensor]) -> str:
+    """"sd1", "sd2" or "sdxl" for the real models' context widths; "unknown" otherwise (tiny test models)."""
+    context = next((int(v.shape[1]) for k, v in sd.items() if k.endswith("attn2.to_k.weight")), 0)
+    return FAMILY_BY_CONTEXT.get(context, "unknown")
+
+
+def check_fits(config: Mapping[str, Any], unet_config: Mapping[str, Any], family: str, base_family: str,
+               title: str, where: str) -> None:
+    """A ControlNet made for another family than the checkpoint is a clear error (not a shape error mid-step)."""
+    same = (int(config["cross_attention_dim"]) == int(unet_config.get("cross_attention_dim") or 0)
+            and tuple(config["block_out_channels"]) == tuple(unet_config.get("block_out_channels", ()))[
+                :len(config["block_out_channels"])]
+            and ("addition_embed_type" in config) == (unet_config.get("addition_embed_type") == "text_time"))
+    if not same:
+        made_for = FAMILY_NAMES.get(family, "another model family")
+        raise FieldError(where, f"ControlNet {title} is made for {made_for}; the loaded checkpoint is "
+                                f"{FAMILY_NAMES.get(base_family, base_family)}. Choose a ControlNet of its family")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Loading and caching
+
+
+@dataclass
+class LoadedControlNet:
+    title: str
+    family: str
+    net: Any  # diffusers ControlNetModel
+    device: torch.device
+    dtype: torch.dtype
+
+
+class ControlNetCache:
+    """Loaded ControlNets, at most ``limit`` (the setting ``control_net_model_cache_size``), least recently used
+    dropped first. Keyed by file, modification time and the base model's config, device and dtype."""
+
+    def __init__(self, limit: int = 2) -> None:
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[tuple[Any, ...], LoadedControlNet] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, file: ControlNetFile, unet: Any, base_family: str, device: torch.device, dtype: torch.dtype,
+            where: str, limit: int | None = None) -> LoadedControlNet:
+        stat = file.path.stat()
+        unet_config = dict(unet.config)
+        key = (str(file.path), stat.st_mtime_ns, stat.st_size, repr(sorted(unet_config.items())), str(device),
+               str(dtype))
+        with self._lock:
+            if limit is not None:
+                self.limit = max(1, int(limit))
+            hit = self._entries.get(key)
+            if hit is not None:
+                self._entries.move_to_end(key)
+                return hit
+        loaded = load(file, unet_config, base_family, device, dtype, where)
+        with self._lock:
+            self._entries[key] = loaded
+            while len(self._entries) > self.limit:
+                self._entries.popitem(last=False)
+        return loaded
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+def load(file: ControlNetFile, unet_config: Mapping[str, Any], base_family: str, device: torch.device,
+         dtype: torch.dtype, where: str) -> LoadedControlNet:
+    """Read, convert, check against the checkpoint's UNet and build the ControlNet (offline)."""
+    from diffusers import ControlNetModel
+
+    from modules.models import formats
+    from modules.models.loader import assign_weights, empty_module
+
+    try:
+        sd = formats.load_state_dict(file.path)
+        weights = to_diffusers(sd, file.path)
+        family = family_of(weights)
+        config = config_from_weights(weights, unet_config)
+    except ModelFileError as err:
+        raise FieldError(where, str(err)) from None
+    except (KeyError, StopIteration, IndexError) as err:
+        raise FieldError(where, f"{file.title} is not a ControlNet this build can read (missing {err})") from None
+    check_fits(config, unet_config, family, base_family, file.title, where)
+    net = empty_module(lambda: ControlNetModel(**config))
+    try:
+        unused = assign_weights(file.path, net, weights, "ControlNet", f"a ControlNet of {config['block_out_channels']}")
+    except ModelFileError as err:
+        raise FieldError(where, str(err)) from None
+    if unused:
+        log.info("ControlNet %s: %d tensors not used", file.title, unused)
+    net.eval().requires_grad_(False)
+    torch.nn.Module.to(net, device=device, dtype=dtype)
+    return LoadedControlNet(file.title, family, net, device, dtype)

@@ -1,0 +1,98 @@
+"""Tiny ControlNets for the tiny test checkpoints, written in the layouts users download.
+
+* ``ldm``: lllyasviel's original layout (``control_model.*``, as in ``control_v11p_sd15_canny.pth``), converted
+  here from the diffusers model by our own reverse mapping;
+* ``ldm-bare``: the same keys without the prefix (thibaud's SD2.1 ControlNets);
+* ``diffusers``: a diffusers ControlNet's ``diffusion_pytorch_model.safetensors`` as a single file.
+
+The ControlNet copies the tiny UNet's encoder (as real ones copy SD's), with random, non-zero weights (real zero
+convolutions start at zero; random ones make the effect visible in a two-step test).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from tests.support import ldm_layout as L
+from tests.support.tiny_checkpoints import _fill_, tiny_spec
+
+LAYOUTS = ("ldm", "ldm-bare", "diffusers")
+# Four embedding levels: lllyasviel's hint block has 7 convolutions (0, 2, ..., 12) and the last at index 14.
+EMBEDDING_CHANNELS = (4, 8, 8, 16)
+
+
+def controlnet_config(family: str) -> dict[str, Any]:
+    unet = tiny_spec(family).unet
+    keys = ("block_out_channels", "layers_per_block", "cross_attention_dim", "attention_head_dim",
+            "use_linear_projection", "transformer_layers_per_block", "addition_embed_type",
+            "addition_time_embed_dim", "projection_class_embeddings_input_dim")
+    config = {k: unet[k] for k in keys if k in unet}
+    config["down_block_types"] = list(unet["down_block_types"])
+    config["in_channels"] = 4
+    config["conditioning_embedding_out_channels"] = EMBEDDING_CHANNELS
+    return config
+
+
+def build_tiny_controlnet(family: str, seed: int = 1) -> Any:
+    from diffusers import ControlNetModel
+
+    return _fill_(ControlNetModel(**controlnet_config(family)), seed)
+
+
+def controlnet_to_ldm(state_dict: dict[str, Tensor], config: dict[str, Any], prefix: str = "control_model.") \
+        -> dict[str, Tensor]:
+    """diffusers ControlNetModel keys -> lllyasviel's ``ControlNet`` (cldm) keys."""
+    unet_like = dict(config, up_block_types=["UpBlock2D"] * len(config["block_out_channels"]))
+    table = {k: v for k, v in L._unet_prefix_map(unet_like).items() if not k.startswith("up_blocks.")}
+    embedding = len(config["conditioning_embedding_out_channels"])
+    table["controlnet_cond_embedding.conv_in."] = ("input_hint_block.0.", "same")
+    for j in range(2 * (embedding - 1)):
+        table[f"controlnet_cond_embedding.blocks.{j}."] = (f"input_hint_block.{2 * (j + 1)}.", "same")
+    table["controlnet_cond_embedding.conv_out."] = (f"input_hint_block.{2 * (2 * (embedding - 1) + 1)}.", "same")
+    for i in range(len({k.split(".")[1] for k in state_dict if k.startswith("controlnet_down_blocks.")})):
+        table[f"controlnet_down_blocks.{i}."] = (f"zero_convs.{i}.0.", "same")
+    table["controlnet_mid_block."] = ("middle_block_out.0.", "same")
+    by_len = sorted(table, key=len, reverse=True)
+    out: dict[str, Tensor] = {}
+    for key, value in state_dict.items():
+        src = next((p for p in by_len if key.startswith(p)), None)
+        if src is None:
+            raise KeyError(f"controlnet_to_ldm: no LDM place for {key!r}")
+        dst, kind = table[src]
+        rest = key[len(src):]
+        if kind == "resnet":
+            leaf, _, tail = rest.partition(".")
+            rest = f"{L._UNET_RESNET_NAMES[leaf]}.{tail}"
+        out[prefix + dst + rest] = value.contiguous()
+    return out
+
+
+def tiny_controlnet_state_dict(family: str, layout: str = "ldm", seed: int = 1) -> dict[str, Tensor]:
+    net = build_tiny_controlnet(family, seed)
+    sd = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    if layout == "diffusers":
+        return sd
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}")
+    return controlnet_to_ldm(sd, controlnet_config(family), prefix="control_model." if layout == "ldm" else "")
+
+
+def write_tiny_controlnet(directory: Path, name: str, family: str = "sd1", layout: str = "ldm", seed: int = 1,
+                          fmt: str = "safetensors") -> Path:
+    """``<directory>/<name>.<fmt>``: "safetensors" or "pth" (a zip pickle of ``{"state_dict": ...}``, as
+    lllyasviel's files are)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    sd = tiny_controlnet_state_dict(family, layout, seed)
+    path = directory / f"{name}.{fmt}"
+    if fmt == "safetensors":
+        from safetensors.torch import save_file
+
+        save_file(sd, str(path))
+    else:
+        torch.save(sd, path)  # lllyasviel's .pth files hold the bare state dict
+    return path
