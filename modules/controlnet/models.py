@@ -207,9 +207,15 @@ def config_from_weights(sd: Mapping[str, torch.Tensor], unet_config: Mapping[str
 
 
 def family_of(sd: Mapping[str, torch.Tensor]) -> str:
-    """"sd1", "sd2" or "sdxl" for the real models' context widths; "unknown" otherwise (tiny test models)."""
+    """"sd1", "sd2" or "sdxl": by the real models' context widths, else by structure (SDXL has the vector
+    embedding, SD2 linear attention projections, SD1 convolutions), which also tells tiny test models apart."""
     context = next((int(v.shape[1]) for k, v in sd.items() if k.endswith("attn2.to_k.weight")), 0)
-    return FAMILY_BY_CONTEXT.get(context, "unknown")
+    if context in FAMILY_BY_CONTEXT:
+        return FAMILY_BY_CONTEXT[context]
+    if "add_embedding.linear_1.weight" in sd:
+        return "sdxl"
+    proj = next((v for k, v in sd.items() if k.endswith("proj_in.weight")), None)
+    return "sd2" if proj is not None and proj.ndim == 2 else "sd1"
 
 
 def check_fits(config: Mapping[str, Any], unet_config: Mapping[str, Any], family: str, base_family: str,
