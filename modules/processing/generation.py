@@ -220,6 +220,7 @@ class Job:
         if self.ctx.control is not None and self.ctx.control.active:
             control = self.ctx.control.for_pass(self.model, width, height, hires_pass, self.encode,
                                                 self.first_pass_size or (width, height))
+            control = control if control.units else None  # every unit excluded from this pass
         return GuidedDenoiser(self.model, conditioning, self.p.cfg_scale if cfg_scale is None else cfg_scale,
                               time_ids, neg_time_ids, image_conditioning, hooks=self.ctx.denoiser_hooks,
                               cfg_callbacks=self.ctx.cfg_callbacks,
