@@ -160,6 +160,9 @@ def txt2img_values_from_infotext(text: str | None, styles: Any = None,
     out["show_extra"] = "Variation seed" in d or "Seed resize from-1" in d
     out.update(_hires_values(d))
     out.update(_img2img_values(d))
+    from modules.ui import controlnet_controls
+
+    out.update(controlnet_controls.values_from_infotext(d))  # "ControlNet N": the accordion's unit N
     out["refiner_enabled"] = "Refiner" in d
     if "Refiner switch at" in d and _float(d["Refiner switch at"]) is not None:
         out["refiner_switch_at"] = _float(d["Refiner switch at"])
