@@ -46,6 +46,7 @@ class Extension:
     loaded_scripts: list[str] = field(default_factory=list)
     install_failed: bool = False  # its install.py failed: a script that then cannot import says so in that line
     notes: list[str] = field(default_factory=list)  # what was done differently, not wrong (extras left out)
+    replaced_by: str | None = None  # built into this app: the folder is not loaded (see ``BUILT_IN``)
     _git: Any = field(default=None, repr=False, compare=False)
 
     def files(self, folder: str, suffixes: tuple[str, ...]) -> list[Path]:
@@ -148,6 +149,23 @@ def extension_roots(data_dir: Path) -> list[tuple[Path, bool]]:
     return [(BUILTIN_DIR, True), (data_dir / "extensions", False)]
 
 
+# Extensions whose work this app does itself (Forge keeps the same kind of list): loading them would patch internals
+# we do not have. Known by folder name, or by the files that make them (a clone under another name).
+BUILT_IN: dict[str, tuple[tuple[str, ...], str]] = {
+    "sd-webui-controlnet": (("internal_controlnet/args.py", "scripts/controlnet.py"),
+                            "ControlNet is built in (this extension's API, units, preprocessors and UI); the "
+                            "extension folder is not loaded."),
+}
+
+
+def built_in_replacement(path: Path) -> str | None:
+    """The note for an extension folder that this app replaces, or None."""
+    for name, (marks, note) in BUILT_IN.items():
+        if path.name.lower() == name or all((path / mark).is_file() for mark in marks):
+            return note
+    return None
+
+
 def discover(data_dir: Path, settings: dict[str, Any], args: Any = None) -> list[Extension]:
     """Every extension folder, builtin first, each alphabetically, with ``enabled`` decided as in A1111."""
     disabled = set(settings.get("disabled_extensions") or [])
@@ -169,7 +187,11 @@ def discover(data_dir: Path, settings: dict[str, Any], args: Any = None) -> list
                 continue
             seen.add(path.name)
             enabled = path.name not in disabled and mode != "all" and not (mode == "extra" and not builtin)
-            found.append(Extension(path.name, path, is_builtin=builtin, enabled=enabled))
+            replaced = built_in_replacement(path)
+            if replaced:
+                log.info("extension %s: %s", path.name, replaced)
+            found.append(Extension(path.name, path, is_builtin=builtin, enabled=enabled and not replaced,
+                                   notes=[replaced] if replaced else [], replaced_by=replaced and "built-in"))
     return found
 
 

@@ -292,3 +292,26 @@ def test_scripts_hooks_run_in_a1111_order_and_change_the_job(app_factory):
         values = pnginfo_tab.txt2img_values_from_infotext("x\nSteps: 2, Seed: 1, Demo seed: 41", None, fields)
         assert values["script_arg_2"] == 42
     assert demo.UNLOADED == [True]  # on_script_unloaded at shutdown
+
+
+def test_sd_webui_controlnet_is_replaced_by_the_built_in_controlnet(tmp_path):
+    """The extension patches ldm internals this app does not have: its folder (by name, or by its files under
+    another name) is listed as replaced and never imported, and its installer does not run."""
+    from modules import extensions as ext_mod
+
+    for name in ("sd-webui-controlnet", "my-controlnet-clone"):
+        folder = tmp_path / "extensions" / name
+        (folder / "internal_controlnet").mkdir(parents=True)
+        (folder / "internal_controlnet" / "args.py").write_text("raise SystemExit('imported')\n")
+        (folder / "scripts").mkdir()
+        (folder / "scripts" / "controlnet.py").write_text("raise SystemExit('imported')\n")
+        (folder / "install.py").write_text("raise SystemExit('installed')\n")
+    other = tmp_path / "extensions" / "unrelated"
+    (other / "scripts").mkdir(parents=True)
+    found = {e.name: e for e in ext_mod.discover(tmp_path, {})}
+    for name in ("sd-webui-controlnet", "my-controlnet-clone"):
+        assert not found[name].enabled and found[name].replaced_by == "built-in"
+        assert "ControlNet is built in" in found[name].notes[0]
+    assert found["unrelated"].enabled and found["unrelated"].replaced_by is None
+    ext_mod.run_installers(list(found.values()), tmp_path)  # would raise SystemExit if it ran install.py
+    assert all(not e.errors for e in found.values())

@@ -65,7 +65,7 @@ def extensions_table(rt: Runtime, updates: dict[str, str] | None = None) -> str:
                 f"<code>{html.escape(str(rt.paths.extensions_dir))}</code></p>")
     rows = []
     for ext in rt.extensions:
-        state = "enabled" if ext.enabled else "disabled"
+        state = "replaced (built in)" if ext.replaced_by else "enabled" if ext.enabled else "disabled"
         errors = "".join(_problem_html(e) for e in problems(ext))
         errors += "".join(f"<p class='comments'>{html.escape(n)}</p>" for n in getattr(ext, "notes", []))
         scripts = ", ".join(html.escape(s) for s in ext.loaded_scripts)
