@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo, field_validator, \
     model_validator
 
+from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
 SEED_MAX = 2**64 - 1  # what torch.manual_seed takes, so what A1111 accepts; its random seeds stay below 2**32
@@ -125,7 +126,7 @@ class GenerationParams(NullMeansDefault, NumbersAreNumbers):
     extra_generation_params: dict[str, Any] = Field(default_factory=dict, exclude=True)
     # The job's ControlNet units (``controlnet.units.ControlUnit``), from alwayson_scripts "ControlNet" or the
     # UI's accordion; never taken from API requests directly.
-    controlnet_units: list[Any] = Field(default_factory=list, exclude=True, max_length=10)
+    controlnet_units: SkipJsonSchema[list[Any]] = Field(default_factory=list, exclude=True, max_length=10)
     # A1111's sampler parameters; unset (None): the settings eta_ancestral / eta_ddim / s_churn ... (sampler_params)
     eta: float | None = Field(None, description="Eta: ancestral noise (1 = full) or DDIM's eta")
     s_min_uncond: float | None = Field(None, description="Negative guidance minimum sigma (NGMS); 0 = off")
