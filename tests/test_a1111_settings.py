@@ -80,7 +80,10 @@ def test_table_has_exactly_the_fixture_keys_in_a1111_order() -> None:
 def test_registry_has_every_key_with_a1111_defaults(opts: Options) -> None:
     registry = opts.registry
     assert [k for k in registry if k in A1111_KEYS] == A1111_KEYS  # A1111's order, ours after
-    assert list(registry)[len(A1111_KEYS):] == OURS == ["vae_tiling", "max_job_megapixel_steps", "max_job_seconds"]
+    # ours, then the built-in ControlNet's (sd-webui-controlnet's keys and defaults)
+    assert list(registry)[len(A1111_KEYS):] == OURS == ["vae_tiling", "max_job_megapixel_steps", "max_job_seconds",
+                                                        "control_net_models_path", "control_net_unit_count",
+                                                        "control_net_model_cache_size", "control_net_no_detectmap"]
     for key, fact in a1111_settings.A1111_SETTINGS.items():
         assert opts.get(key) == fact.default, key
         assert registry[key].kind == fact.kind, key
@@ -189,7 +192,8 @@ def test_settings_tab_order_and_stored_only_markers(opts: Options) -> None:
     titles = [title for (_sid, title), _ in grouped]
     assert titles[:4] == ["Saving images/grids", "Paths for saving", "Saving to a directory", "Stable Diffusion"]
     assert titles.index("Live previews") < titles.index("System") < titles.index("Training") < titles.index(
-        "Interrogate") == len(titles) - 1  # A1111's categories, uncategorised last
+        "Interrogate") == len(titles) - 2  # A1111's categories, uncategorised last
+    assert titles[-1] == "ControlNet"  # then the built-in ControlNet's, where A1111 lists the extension's
     assert "Hidden options" not in titles and "Extensions" not in titles
     assert not {"restore_config_state_file", "sd_checkpoint_hash", "disabled_extensions"} & set(keys)
     shown = set(keys) | set(st.QUICKSETTINGS) | {"restore_config_state_file", "sd_checkpoint_hash",

@@ -64,10 +64,13 @@ def test_memory(client):
 
 def test_scripts_and_script_info(client):
     scripts = client.get("/sdapi/v1/scripts").json()
-    assert scripts == {"txt2img": ["prompts from file or textbox", "prompt matrix", "x/y/z plot"],
+    assert scripts == {"txt2img": ["prompts from file or textbox", "prompt matrix", "x/y/z plot", "controlnet"],
                        "img2img": ["poor man's outpainting", "prompts from file or textbox", "sd upscale", "loopback",
-                                   "prompt matrix", "x/y/z plot"]}
+                                   "prompt matrix", "x/y/z plot", "controlnet"]}  # ControlNet: built in, always on
     info = client.get("/sdapi/v1/script-info").json()
+    controlnet = [s for s in info if s["name"] == "controlnet"]
+    assert [s["is_img2img"] for s in controlnet] == [False, True] and all(s["is_alwayson"] for s in controlnet)
+    assert controlnet[0]["args"][0]["value"]["module"] == "none" and len(controlnet[0]["args"]) == 3
     upscale = next(s for s in info if s["name"] == "sd upscale")
     assert upscale["is_img2img"] is True and upscale["is_alwayson"] is False
     assert set(upscale["args"][1]) == {"label", "value", "minimum", "maximum", "step", "choices"}

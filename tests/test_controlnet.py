@@ -345,3 +345,83 @@ def test_inpaint_only_keeps_the_unmasked_part_of_the_control_image():
     x0 = (1 + sigma ** 2) ** 0.5 * x_t - sigma * out
     assert torch.allclose(x0, origin.expand_as(x0), atol=1e-5)
     assert torch.allclose(_x0(x_t, eps, sigma, "epsilon"), (1 + sigma ** 2) ** 0.5 * x_t - sigma * eps)
+
+
+def test_union_model_is_told_the_control_type(tmp_path):
+    """A Union/ProMax file loads as diffusers' ControlNetUnionModel; the unit's union_control_type (or the one its
+    preprocessor implies: canny -> Hard Edge) is the type the model is given, and the type changes the image."""
+    from tests.support.tiny_controlnet import UNION_TYPES
+
+    model = load_tiny(write_tiny_checkpoint("sdxl", tmp_path / "ck", "tiny"))
+    write_tiny_controlnet(tmp_path / "cn", "controlnet-union-promax-sdxl", "sdxl", "union")
+    registry = ControlNetRegistry([tmp_path / "cn"])
+    loaded = ControlNetCache().get(registry.resolve("controlnet-union", "m"), model.unet, "sdxl",
+                                   torch.device("cpu"), torch.float32, "m")
+    assert loaded.net.__class__.__name__ == "ControlNetUnionModel" and loaded.union_types == UNION_TYPES
+    assert _unit(model="controlnet-union").union_type.value == "Hard Edge"
+    tiny = (model, registry, tmp_path)
+    seen = []
+    original = loaded.net.__class__.forward
+
+    def spy(self, *args, **kwargs):
+        seen.append((kwargs["control_type_idx"], kwargs["control_type"][0].tolist()))
+        return original(self, *args, **kwargs)
+
+    loaded.net.__class__.forward = spy
+    try:
+        hard, _ = _run(tiny, [_unit(model="controlnet-union")], steps=2)
+        depth, _ = _run(tiny, [_unit(model="controlnet-union", union_control_type="Depth")], steps=2)
+        with pytest.raises(Exception, match="union_control_type"):
+            _run(tiny, [_unit(model="controlnet-union", module="none")], steps=2)
+    finally:
+        loaded.net.__class__.forward = original
+    assert seen[0] == ([3], [0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0])  # Hard Edge is type 3
+    assert seen[-1][0] == [1]  # Depth
+    assert not np.array_equal(np.asarray(hard.images[0]), np.asarray(depth.images[0]))
+
+
+def test_low_vram_offloads_the_controlnet_and_changes_nothing(tiny):
+    """A unit's Low VRAM (and a checkpoint in --lowvram) keeps the ControlNet's weights in CPU memory, brought in
+    layer by layer (diffusers' group offloading, as the memory mode does for the UNet): the same image."""
+    from diffusers.hooks import HookRegistry
+
+    model, registry, _ = tiny
+    resident, _ = _run(tiny, [_unit()], steps=3)
+    offloaded, _ = _run(tiny, [_unit(low_vram=True)], steps=3)
+    assert np.array_equal(np.asarray(resident.images[0]), np.asarray(offloaded.images[0]))
+    net = ControlNetCache().get(registry.resolve("control_tiny", "m"), model.unet, "sd1", torch.device("cpu"),
+                                torch.float32, "m", offload=True)
+    leaf = net.net.down_blocks[0].attentions[0].transformer_blocks[0].attn1.to_q
+    hooks = getattr(leaf, "_diffusers_hook", None)
+    assert net.offloaded and isinstance(hooks, HookRegistry) and any("group_offloading" in n for n in hooks.hooks)
+
+
+def test_img2img_only_masked_controls_from_the_crop_that_is_sampled(tiny, tmp_path):
+    """Inpainting "only masked": a unit without an image works from the prepared crop (what the sampler sees),
+    with img2img's mask for inpaint units; a unit image of the init image's size is cropped to the same region."""
+    from modules.processing.img2img import img2img
+    from modules.processing.params import Img2ImgParams
+
+    model, registry, root = tiny
+    rng = np.random.default_rng(3)
+    init = Image.fromarray(rng.integers(0, 256, (128, 128, 3), dtype=np.uint8))
+    mask = Image.new("L", (128, 128), 0)
+    mask.paste(255, (80, 80, 112, 112))
+    unit = parse_unit({"module": "inpaint_only", "model": "control_tiny"}, "u")
+    control = ControlJob([unit], registry, ControlNetCache())
+    ctx = ProcessingContext(model=model, checkpoint=CheckpointIdentity(title="t", model_name="t", shorthash="0"),
+                            settings=default_settings(), data_dir=root, control=control)
+    p = Img2ImgParams(prompt="a patch", init_images=[init], mask=mask, inpaint_full_res=True,
+                      inpaint_full_res_padding=8, width=64, height=64, steps=3, seed=1, denoising_strength=0.6,
+                      mask_blur=0, do_not_save_samples=True, do_not_save_grid=True, controlnet_units=[unit])
+    result = img2img(p, ctx)
+    assert control.crop_box is not None and control.init_size == (128, 128)
+    box = control.crop_box
+    crop = np.asarray(init.crop(box).resize((64, 64), Image.Resampling.LANCZOS))
+    shown = np.asarray(result.images[-1])  # the detected map: the crop, half-transparent where masked
+    assert shown.shape == (64, 64, 4)
+    assert np.abs(shown[..., :3].astype(int) - crop.astype(int)).mean() < 8
+    assert shown[..., 3].min() < 255 and shown[..., 3].max() == 255  # the mask region shows
+    # a unit image of the init image's size is cropped to the same region
+    control.units = [parse_unit({"module": "none", "model": "control_tiny", "image": init}, "u")]
+    assert control._cropped(control.units[0]).image.size == (box[2] - box[0], box[3] - box[1])

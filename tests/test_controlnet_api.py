@@ -95,7 +95,10 @@ def test_webuiapi_unit_changes_the_image_and_writes_the_infotext(api, server):
     plain = api.txt2img(prompt="a cube", width=64, height=64, steps=2, seed=SEED)
     unit = webuiapi.ControlNetUnit(image=_square(), module="canny", model="control_v11p_sd15_canny",
                                    threshold_a=100, threshold_b=200)
-    result = api.txt2img(prompt="a cube", width=64, height=64, steps=2, seed=SEED, controlnet_units=[unit])
+    # a fresh alwayson_scripts: webuiapi writes the units into the dict it is given, and its default is one
+    # shared dict, so every later call of any client in this process would send them again
+    result = api.txt2img(prompt="a cube", width=64, height=64, steps=2, seed=SEED, controlnet_units=[unit],
+                         alwayson_scripts={})
     assert len(result.images) == 2  # the image, then the detected map
     assert not np.array_equal(np.asarray(result.images[0]), np.asarray(plain.images[0]))
     text = result.info["infotexts"][0]

@@ -27,7 +27,8 @@ import torch
 
 from modules.controlnet import hints
 from modules.controlnet.models import ControlNetCache, ControlNetRegistry, LoadedControlNet
-from modules.controlnet.units import ControlMode, ControlUnit, HiresOption
+from modules.errors import FieldError
+from modules.controlnet.units import ControlMode, ControlUnit, HiresOption, UnionType
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +97,15 @@ class ControlPass:
             kwargs: dict[str, Any] = {}
             if added is not None and getattr(net.net.config, "addition_embed_type", None) == "text_time":
                 kwargs["added_cond_kwargs"] = {k: v.to(net.device, net.dtype) for k, v in added.items()}
+            if net.union_types:  # the model is told the control type (a one-hot row per batch row)
+                kind = list(UnionType).index(up.unit.union_type)
+                types = torch.zeros(rows, net.union_types, device=net.device, dtype=net.dtype)
+                types[:, kind] = 1
+                kwargs.update(controlnet_cond=[hint], control_type=types, control_type_idx=[kind])
+            else:
+                kwargs.update(controlnet_cond=hint)
             down, mid = net.net(x[:, :4].to(net.device, net.dtype), t, encoder_hidden_states=context.to(
-                net.device, net.dtype), controlnet_cond=hint, conditioning_scale=1.0, return_dict=False, **kwargs)
+                net.device, net.dtype), conditioning_scale=1.0, return_dict=False, **kwargs)
             self.evaluations += 1
             outputs = [*down, mid]
             scales = layer_scales(up.unit, len(outputs), up.soft)
@@ -191,6 +199,8 @@ class ControlJob:
     img2img_resize_mode: int = 0
     hires: bool = False  # the job has a hires pass (``hr_option`` matters)
     seed: int = 0
+    crop_box: tuple[int, int, int, int] | None = None  # img2img "only masked": the region of the init image
+    init_size: tuple[int, int] | None = None  # the init image's size (units' images of that size are cropped too)
     _maps: list[ControlMaps] | None = None
     _fitted: dict[tuple[int, bool], np.ndarray] = field(default_factory=dict)  # (unit, hires pass) -> map
 
@@ -203,12 +213,30 @@ class ControlJob:
         enabled = [u for u in self.units if u.enabled]
         return {f"ControlNet {i}": u.infotext() for i, u in enumerate(enabled)}
 
+    def use_img2img(self, image: Any, mask: Any, crop_box: tuple[int, int, int, int] | None,
+                    init_size: tuple[int, int]) -> None:
+        """img2img's prepared picture (at the processing size, the "only masked" crop) and mask take the place
+        of the raw init image: a unit without an image works from exactly what is sampled, as in the
+        extension; a unit image of the init image's size is cropped to the same region."""
+        self.init_image, self.init_mask, self.img2img_resize_mode = image, mask, 0
+        self.crop_box, self.init_size = crop_box, init_size
+
+    def _cropped(self, unit: ControlUnit) -> ControlUnit:
+        if self.crop_box is None or unit.image is None or unit.image.size != self.init_size:
+            return unit
+        from dataclasses import replace
+
+        mask = unit.mask.crop(self.crop_box) if unit.mask is not None and unit.mask.size == self.init_size \
+            else unit.mask
+        return replace(unit, image=unit.image.crop(self.crop_box), mask=mask)
+
     def maps(self, width: int, height: int) -> list[ControlMaps]:
         """The units' detected maps, made at the first pass's size (pixel perfect), once per job."""
         if self._maps is None:
             rng = np.random.default_rng(self.seed)
             self._maps = []
             for unit in self.active:
+                unit = self._cropped(unit)
                 source = hints.choose_input(unit, self.init_image, self.init_mask, self.img2img_resize_mode)
                 self._maps.append(ControlMaps(unit, source, hints.detect(unit, source, height, width, rng)))
         return self._maps
@@ -236,8 +264,16 @@ class ControlJob:
                 fitted = self._fitted[(i, hires_pass)] = hints.fit(maps.detected, maps.source.resize_mode, height,
                                                                    width)
             file = self.registry.resolve(unit.model, f"{unit.where}.model")
+            plan = getattr(model, "extra", {}).get("memory")
+            offload = unit.low_vram or getattr(plan, "mode", None) == "lowvram"
             net = self.cache.get(file, model.unet, model.kind.family, model.device, model.dtype,
-                                 f"{unit.where}.model", limit=self.cache_size)
+                                 f"{unit.where}.model", limit=self.cache_size, offload=offload)
+            if net.union_types and (unit.union_type == UnionType.UNKNOWN
+                                    or list(UnionType).index(unit.union_type) >= net.union_types):
+                raise FieldError(f"{unit.where}.union_control_type",
+                                 f"{file.title} is a ControlNet Union model: it needs the control type, and the "
+                                 f"{unit.preprocessor.label} preprocessor does not imply one this model knows",
+                                 [t.value for t in list(UnionType)[:net.union_types]])
             hint = to_tensor(fitted)
             region = None
             if unit.effective_region_mask is not None:

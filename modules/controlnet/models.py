@@ -114,8 +114,12 @@ def layout_of(keys: Mapping[str, Any], path: Path) -> str:
         return "ldm"
     if "input_hint_block.0.weight" in keys and any(k.startswith("zero_convs.") for k in keys):
         return "ldm"
-    if any(k.startswith(("task_embedding", "control_type_proj", "transformer_layes.")) for k in keys):
-        raise UnknownModelError(path, "a ControlNet Union/ProMax model, which this build does not run yet")
+    union = any(k.startswith(("task_embedding", "transformer_layes.")) for k in keys)
+    if union and any(k.startswith("controlnet_cond_embedding.") for k in keys):
+        return "union"
+    if union:
+        raise UnknownModelError(path, "a ControlNet Union model in a layout other than diffusers', which this build "
+                                      "does not read yet")
     if any(k.startswith("controlnet_cond_embedding.") for k in keys):
         return "diffusers"
     if any(k.startswith(("adapter.", "body.0.", "conv_in.weight")) for k in keys) and not any(
@@ -141,7 +145,7 @@ def _ldm_layers_per_block(sd: Mapping[str, torch.Tensor]) -> int:
 
 def to_diffusers(sd: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
     """The ControlNet's weights in diffusers' names, whatever the file's layout."""
-    if layout_of(sd, path) == "diffusers":
+    if layout_of(sd, path) in ("diffusers", "union"):
         return sd
     from diffusers.loaders.single_file_utils import convert_controlnet_checkpoint
 
@@ -199,6 +203,13 @@ def config_from_weights(sd: Mapping[str, torch.Tensor], unet_config: Mapping[str
         "mid_block_type": "UNetMidBlock2DCrossAttn" if any(k.startswith("mid_block.attentions.") for k in sd)
         else "UNetMidBlock2D",
     }
+    if "task_embedding" in sd:  # Union/ProMax: the control types' embeddings and the fusing transformer
+        del config["mid_block_type"]  # always the cross-attention one (not a parameter of the Union model)
+        task = sd["task_embedding"]
+        config.update(num_control_type=int(task.shape[0]), num_trans_channel=int(task.shape[1]),
+                      num_trans_head=8 if int(task.shape[1]) % 8 == 0 else 1,
+                      num_trans_layer=_count(sd, "transformer_layes.", 1) or 1,
+                      num_proj_channel=int(sd["spatial_ch_projs.weight"].shape[0]))
     if "add_embedding.linear_1.weight" in sd:
         config.update(addition_embed_type="text_time",
                       addition_time_embed_dim=int(unet_config.get("addition_time_embed_dim") or 256),
@@ -239,9 +250,16 @@ def check_fits(config: Mapping[str, Any], unet_config: Mapping[str, Any], family
 class LoadedControlNet:
     title: str
     family: str
-    net: Any  # diffusers ControlNetModel
+    net: Any  # diffusers ControlNetModel (or ControlNetUnionModel)
     device: torch.device
     dtype: torch.dtype
+    offloaded: bool = False  # weights in CPU memory, brought to ``device`` layer by layer
+
+    @property
+    def union_types(self) -> int:
+        """How many control types a Union model knows (0: not a Union model)."""
+        return int(getattr(self.net.config, "num_control_type", 0) or 0) if self.net.__class__.__name__ == \
+            "ControlNetUnionModel" else 0
 
 
 class ControlNetCache:
@@ -257,11 +275,13 @@ class ControlNetCache:
         return len(self._entries)
 
     def get(self, file: ControlNetFile, unet: Any, base_family: str, device: torch.device, dtype: torch.dtype,
-            where: str, limit: int | None = None) -> LoadedControlNet:
+            where: str, limit: int | None = None, offload: bool = False) -> LoadedControlNet:
+        """The loaded ControlNet; ``offload``: its weights stay in CPU memory and come to ``device`` layer by
+        layer (the checkpoint's ``--lowvram``, or the unit's Low VRAM)."""
         stat = file.path.stat()
         unet_config = dict(unet.config)
         key = (str(file.path), stat.st_mtime_ns, stat.st_size, repr(sorted(unet_config.items())), str(device),
-               str(dtype))
+               str(dtype), offload)
         with self._lock:
             if limit is not None:
                 self.limit = max(1, int(limit))
@@ -269,7 +289,7 @@ class ControlNetCache:
             if hit is not None:
                 self._entries.move_to_end(key)
                 return hit
-        loaded = load(file, unet_config, base_family, device, dtype, where)
+        loaded = load(file, unet_config, base_family, device, dtype, where, offload)
         with self._lock:
             self._entries[key] = loaded
             while len(self._entries) > self.limit:
@@ -282,9 +302,9 @@ class ControlNetCache:
 
 
 def load(file: ControlNetFile, unet_config: Mapping[str, Any], base_family: str, device: torch.device,
-         dtype: torch.dtype, where: str) -> LoadedControlNet:
+         dtype: torch.dtype, where: str, offload: bool = False) -> LoadedControlNet:
     """Read, convert, check against the checkpoint's UNet and build the ControlNet (offline)."""
-    from diffusers import ControlNetModel
+    from diffusers import ControlNetModel, ControlNetUnionModel
 
     from modules.models import formats
     from modules.models.loader import assign_weights, empty_module
@@ -299,7 +319,8 @@ def load(file: ControlNetFile, unet_config: Mapping[str, Any], base_family: str,
     except (KeyError, StopIteration, IndexError) as err:
         raise FieldError(where, f"{file.title} is not a ControlNet this build can read (missing {err})") from None
     check_fits(config, unet_config, family, base_family, file.title, where)
-    net = empty_module(lambda: ControlNetModel(**config))
+    kind = ControlNetUnionModel if "num_control_type" in config else ControlNetModel
+    net = empty_module(lambda: kind(**config))
     try:
         unused = assign_weights(file.path, net, weights, "ControlNet", f"a ControlNet of {config['block_out_channels']}")
     except ModelFileError as err:
@@ -307,5 +328,13 @@ def load(file: ControlNetFile, unet_config: Mapping[str, Any], base_family: str,
     if unused:
         log.info("ControlNet %s: %d tensors not used", file.title, unused)
     net.eval().requires_grad_(False)
-    torch.nn.Module.to(net, device=device, dtype=dtype)
-    return LoadedControlNet(file.title, family, net, device, dtype)
+    if offload:  # as the memory mode does for the UNet: leaf-level group offloading, prefetched on CUDA
+        from diffusers.hooks import apply_group_offloading
+
+        torch.nn.Module.to(net, device="cpu", dtype=dtype)
+        stream = device.type == "cuda"
+        apply_group_offloading(net, onload_device=device, offload_device=torch.device("cpu"),
+                               offload_type="leaf_level", use_stream=stream, non_blocking=stream)
+    else:
+        torch.nn.Module.to(net, device=device, dtype=dtype)
+    return LoadedControlNet(file.title, family, net, device, dtype, offloaded=offload)

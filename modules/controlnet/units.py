@@ -39,6 +39,32 @@ class HiresOption(str, Enum):
     HIGH_RES_ONLY = "High res only"
 
 
+class UnionType(str, Enum):
+    """The control type a Union/ProMax ControlNet is told (xinsir's order: the index is the model's type id)."""
+
+    OPENPOSE = "OpenPose"
+    DEPTH = "Depth"
+    SOFT_EDGE = "Soft Edge"
+    HARD_EDGE = "Hard Edge"
+    NORMAL_MAP = "Normal Map"
+    SEGMENTATION = "Segmentation"
+    TILE = "Tile"
+    INPAINT = "Inpaint"
+    UNKNOWN = "Unknown"
+
+    @classmethod
+    def of_tag(cls, tag: str) -> UnionType:
+        """The extension's mapping of a control type (a preprocessor tag) to a union type."""
+        tag = tag.lower()
+        for names, kind in ((("openpose",), cls.OPENPOSE), (("depth",), cls.DEPTH),
+                            (("scribble", "softedge"), cls.SOFT_EDGE), (("canny", "lineart", "mlsd"), cls.HARD_EDGE),
+                            (("normalmap",), cls.NORMAL_MAP), (("segmentation",), cls.SEGMENTATION),
+                            (("tile", "blur"), cls.TILE), (("inpaint",), cls.INPAINT)):
+            if tag in names:
+                return kind
+        return cls.UNKNOWN
+
+
 _RESIZE_ALIASES = {"Inner Fit (Scale to Fit)": "Crop and Resize", "Outer Fit (Shrink to Fit)": "Resize and Fill",
                    "Scale to Fit (Inner Fit)": "Crop and Resize", "Envelope (Outer Fit)": "Resize and Fill"}
 _LEGACY_ALIASES = {"guidance": "guidance_end", "lowvram": "low_vram", "input_image": "image"}
@@ -73,6 +99,7 @@ class ControlUnit:
     save_detected_map: bool = True
     advanced_weighting: tuple[float, ...] | None = None
     effective_region_mask: Any = None
+    union_control_type: UnionType = UnionType.UNKNOWN
     where: str = field(default="controlnet_units.0", compare=False)
 
     @property
@@ -80,6 +107,17 @@ class ControlUnit:
         found = preprocessors.find(self.module)
         assert found is not None  # checked by ``parse_unit``
         return found
+
+    @property
+    def union_type(self) -> UnionType:
+        """The type for a union model: the unit's, else the one its preprocessor's control type implies."""
+        if self.union_control_type != UnionType.UNKNOWN:
+            return self.union_control_type
+        for tag in self.preprocessor.tags:
+            kind = UnionType.of_tag(tag)
+            if kind != UnionType.UNKNOWN:
+                return kind
+        return UnionType.UNKNOWN
 
     @property
     def active(self) -> bool:
@@ -276,6 +314,8 @@ def parse_unit(values: Any, where: str, decode: Decoder | None = None) -> Contro
         save_detected_map=_flag(values, "save_detected_map", where, True),
         advanced_weighting=weighting,
         effective_region_mask=region,
+        union_control_type=_enum(UnionType, values.get("union_control_type", UnionType.UNKNOWN),
+                                 f"{where}.union_control_type", list(UnionType)[:-1]),
         where=where,
     )
     if unit.enabled:

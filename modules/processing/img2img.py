@@ -122,6 +122,9 @@ class Img2ImgPlan(Plan):
                                                          settings.img2img_fix_steps)
         self.progress_steps = self.run_steps
         self.prepared = prepared = prepare_images(p, settings, job.comments)
+        if job.ctx.control is not None:  # ControlNet works from what the sampler sees (the crop, when only masked)
+            job.ctx.control.use_img2img(prepared.pixels[0], prepared.processing_mask, prepared.paste_box,
+                                        imageops.normalize_input(p.init_images[0]).size)
         if prepared.processing_mask is not None:
             blur_x, blur_y = p.blur_xy()
             job.extra["Mask blur"] = blur_x if blur_x == blur_y else None

@@ -24,6 +24,7 @@ UNIT_FIELDS = ("enabled", "image", "mask", "low_vram", "pixel_perfect", "module"
                "processor_res", "threshold_a", "threshold_b", "guidance_start", "guidance_end", "control_mode",
                "resize_mode", "hr_option")
 PREFIX = "controlnet_"
+HIDDEN_NAMES = ("Resolution", "Threshold A", "Threshold B")  # a hidden slider's label (the API's field names)
 
 
 def key(unit: int, name: str) -> str:
@@ -35,14 +36,16 @@ def unit_count(rt: Runtime) -> int:
 
 
 def _model_choices(rt: Runtime) -> list[str]:
-    return ["None", *(rt.controlnets.titles() if rt.controlnets is not None else [])]
+    registry = getattr(rt, "controlnets", None)
+    return ["None", *(registry.titles() if registry is not None else [])]
 
 
 def _slider_updates(module: str) -> list[Any]:
     """The three sliders as the preprocessor declares them (label, range, default, shown or not)."""
     pre = preprocessors.find(module) or preprocessors.find("none")
-    return [gr.update(label=s.label, minimum=s.minimum, maximum=s.maximum, step=s.step, value=s.value,
-                      visible=s.visible) for s in pre.sliders]  # type: ignore[union-attr]
+    return [gr.update(label=s.label if s.visible else name, minimum=s.minimum, maximum=s.maximum, step=s.step,
+                      value=s.value, visible=s.visible)
+            for s, name in zip(pre.sliders, HIDDEN_NAMES)]  # type: ignore[union-attr]
 
 
 @dataclass
@@ -97,12 +100,14 @@ def _build_unit(rt: Runtime, tab: str, i: int, f: dict[str, Any]) -> UnitControl
     with gr.Row():
         res, s1, s2 = none.sliders
         f[key(i, "processor_res")] = gr.Slider(res.minimum, res.maximum, value=res.value, step=res.step,
-                                               label=res.label, visible=res.visible,
+                                               label=HIDDEN_NAMES[0], visible=res.visible,
                                                elem_id=f"{eid}_preprocessor_resolution_slider")
-        f[key(i, "threshold_a")] = gr.Slider(s1.minimum, s1.maximum, value=s1.value, step=s1.step, label=s1.label,
-                                             visible=s1.visible, elem_id=f"{eid}_threshold_A_slider")
-        f[key(i, "threshold_b")] = gr.Slider(s2.minimum, s2.maximum, value=s2.value, step=s2.step, label=s2.label,
-                                             visible=s2.visible, elem_id=f"{eid}_threshold_B_slider")
+        f[key(i, "threshold_a")] = gr.Slider(s1.minimum, s1.maximum, value=s1.value, step=s1.step,
+                                             label=HIDDEN_NAMES[1], visible=s1.visible,
+                                             elem_id=f"{eid}_threshold_A_slider")
+        f[key(i, "threshold_b")] = gr.Slider(s2.minimum, s2.maximum, value=s2.value, step=s2.step,
+                                             label=HIDDEN_NAMES[2], visible=s2.visible,
+                                             elem_id=f"{eid}_threshold_B_slider")
     f[key(i, "control_mode")] = gr.Radio([m.value for m in ControlMode], value=ControlMode.BALANCED.value,
                                          label="Control Mode", elem_id=f"{eid}_control_mode_radio")
     f[key(i, "resize_mode")] = gr.Radio([m.value for m in ResizeMode], value=ResizeMode.INNER_FIT.value,

@@ -51,8 +51,8 @@ class UiConfig:
         seen: set[str] = set()
         for component in components.values():
             label = getattr(component, "label", None)
-            if not isinstance(label, str) or not label or isinstance(component, gr.State):
-                continue
+            if not isinstance(label, str) or not label or isinstance(component, (gr.State, gr.Image)):
+                continue  # an image (ControlNet's inputs) is never a UI default
             base = f"{tab}/{label}"
             if base in seen:  # A1111 keys by label: a repeated label in one tab keeps the first control
                 continue

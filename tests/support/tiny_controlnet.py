@@ -3,7 +3,8 @@
 * ``ldm``: lllyasviel's original layout (``control_model.*``, as in ``control_v11p_sd15_canny.pth``), converted
   here from the diffusers model by our own reverse mapping;
 * ``ldm-bare``: the same keys without the prefix (thibaud's SD2.1 ControlNets);
-* ``diffusers``: a diffusers ControlNet's ``diffusion_pytorch_model.safetensors`` as a single file.
+* ``diffusers``: a diffusers ControlNet's ``diffusion_pytorch_model.safetensors`` as a single file;
+* ``union``: xinsir's ControlNet Union/ProMax (diffusers layout, eight control types).
 
 The ControlNet copies the tiny UNet's encoder (as real ones copy SD's), with random, non-zero weights (real zero
 convolutions start at zero; random ones make the effect visible in a two-step test).
@@ -20,7 +21,8 @@ from torch import Tensor
 from tests.support import ldm_layout as L
 from tests.support.tiny_checkpoints import _fill_, tiny_spec
 
-LAYOUTS = ("ldm", "ldm-bare", "diffusers")
+LAYOUTS = ("ldm", "ldm-bare", "diffusers", "union")
+UNION_TYPES = 8  # ProMax: OpenPose, Depth, Soft Edge, Hard Edge, Normal Map, Segmentation, Tile, Inpaint
 # Four embedding levels: lllyasviel's hint block has 7 convolutions (0, 2, ..., 12) and the last at index 14.
 EMBEDDING_CHANNELS = (4, 8, 8, 16)
 
@@ -37,9 +39,13 @@ def controlnet_config(family: str) -> dict[str, Any]:
     return config
 
 
-def build_tiny_controlnet(family: str, seed: int = 1) -> Any:
-    from diffusers import ControlNetModel
+def build_tiny_controlnet(family: str, seed: int = 1, union: bool = False) -> Any:
+    from diffusers import ControlNetModel, ControlNetUnionModel
 
+    if union:
+        width = controlnet_config(family)["block_out_channels"][0]
+        return _fill_(ControlNetUnionModel(**controlnet_config(family), num_control_type=UNION_TYPES,
+                                           num_trans_channel=width, num_trans_head=8, num_proj_channel=width), seed)
     return _fill_(ControlNetModel(**controlnet_config(family)), seed)
 
 
@@ -72,9 +78,9 @@ def controlnet_to_ldm(state_dict: dict[str, Tensor], config: dict[str, Any], pre
 
 
 def tiny_controlnet_state_dict(family: str, layout: str = "ldm", seed: int = 1) -> dict[str, Tensor]:
-    net = build_tiny_controlnet(family, seed)
+    net = build_tiny_controlnet(family, seed, union=layout == "union")
     sd = {k: v.detach().clone() for k, v in net.state_dict().items()}
-    if layout == "diffusers":
+    if layout in ("diffusers", "union"):
         return sd
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}")
