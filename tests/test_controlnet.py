@@ -196,8 +196,11 @@ def test_wrong_family_and_foreign_files_are_clear_errors(tmp_path):
     assert err.value.field == "args.0.model"
     with pytest.raises(UnknownModelError, match="Stable Diffusion checkpoint"):
         layout_of({"model.diffusion_model.input_blocks.0.0.weight": 0}, tmp_path / "x")
-    with pytest.raises(UnknownModelError, match="T2I-Adapter"):
-        layout_of({"body.0.block1.weight": 0, "conv_in.weight": 0}, tmp_path / "x")
+    assert layout_of({"body.0.block1.weight": 0, "conv_in.weight": 0}, tmp_path / "x") == "t2i-original"
+    with pytest.raises(UnknownModelError, match="CoAdapter"):
+        layout_of({"body.0.block1.weight": 0, "body.0.skep.weight": 0, "conv_in.weight": 0}, tmp_path / "x")
+    with pytest.raises(UnknownModelError, match="style adapter"):
+        layout_of({"style_embedding": 0, "ln_pre.weight": 0}, tmp_path / "x")
 
 
 def test_registry_lookup_like_the_extension(tmp_path):
@@ -317,8 +320,8 @@ def test_controlnet_is_more_important_leaves_the_negative_rows_without_control(t
     important = ControlPass([UnitPass(_unit(control_mode=2), net, hint, soft=True)]).residuals(x, t, context, None,
                                                                                                  2, 0.0)
     assert balanced is not None and important is not None
-    down_b, mid_b = balanced
-    down_i, mid_i = important
+    down_b, mid_b = balanced["down_block_additional_residuals"], balanced["mid_block_additional_residual"]
+    down_i, mid_i = important["down_block_additional_residuals"], important["mid_block_additional_residual"]
     assert torch.all(mid_i[2:] == 0) and torch.all(down_i[0][2:] == 0)  # rows 2, 3: the negative prompt's
     layers = len(down_b) + 1  # the tiny ControlNet has 10 outputs (SDXL's count); soft scales: the first ten
     assert torch.allclose(mid_i[:2], mid_b[:2] * 0.825 ** (12 - (layers - 1)))
@@ -425,3 +428,39 @@ def test_img2img_only_masked_controls_from_the_crop_that_is_sampled(tiny, tmp_pa
     # a unit image of the init image's size is cropped to the same region
     control.units = [parse_unit({"module": "none", "model": "control_tiny", "image": init}, "u")]
     assert control._cropped(control.units[0]).image.size == (box[2] - box[0], box[3] - box[1])
+
+
+@pytest.mark.parametrize("layout", ["diffusers", "original"])
+def test_t2i_adapter_features_go_inside_the_down_blocks(tmp_path, layout, monkeypatch):
+    """A T2I-Adapter (diffusers' file or TencentARC's original .pth) loads as diffusers' T2IAdapter with the same
+    weights; its features are made once a pass and reach the UNet as down_intrablock_additional_residuals,
+    scaled by the extension's soft weights when the prompt is more important."""
+    from modules.controlnet.control import adapter_scales
+    from tests.support.tiny_controlnet import build_tiny_t2i_adapter, write_tiny_t2i_adapter
+
+    model = load_tiny(write_tiny_checkpoint("sd1", tmp_path / "ck", "tiny"))
+    write_tiny_t2i_adapter(tmp_path / "cn", "t2iadapter_canny_sd14v1", "sd1", layout)
+    registry = ControlNetRegistry([tmp_path / "cn"])
+    loaded = ControlNetCache().get(registry.resolve("t2iadapter_canny", "m"), model.unet, "sd1",
+                                   torch.device("cpu"), torch.float32, "m")
+    reference = build_tiny_t2i_adapter("sd1").state_dict()
+    assert loaded.is_adapter and all(torch.equal(loaded.net.state_dict()[k], v) for k, v in reference.items())
+    tiny = (model, registry, tmp_path)
+    seen = []
+    original = type(model.unet).forward
+
+    def spy(self, *args, **kwargs):
+        seen.append(kwargs.get("down_intrablock_additional_residuals"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(model.unet), "forward", spy)
+    plain, _ = _run(tiny, [], steps=3)
+    seen.clear()
+    adapted, _ = _run(tiny, [_unit(model="t2iadapter_canny")], steps=3)
+    assert len(seen) == 3 and all(s is not None for s in seen)
+    assert not np.array_equal(np.asarray(adapted.images[0]), np.asarray(plain.images[0]))
+    assert adapter_scales(_unit(weight=0.5), 4, soft=True) == [0.125, 0.31, 0.4125, 0.5]
+    write_tiny_t2i_adapter(tmp_path / "xl", "t2i-adapter-canny-sdxl", "sdxl")  # 16x unshuffled input
+    xl_file = ControlNetRegistry([tmp_path / "xl"]).resolve("t2i-adapter-canny-sdxl", "m")
+    with pytest.raises(FieldError, match="made for SDXL"):
+        ControlNetCache().get(xl_file, model.unet, "sd1", torch.device("cpu"), torch.float32, "m")

@@ -48,6 +48,18 @@ def layer_scales(unit: ControlUnit, layers: int, soft: bool) -> list[float]:
     return [unit.weight] * layers
 
 
+ADAPTER_SOFT = (0.25, 0.62, 0.825, 1.0)  # the extension's soft weights of a T2I-Adapter's four levels
+
+
+def adapter_scales(unit: ControlUnit, levels: int, soft: bool) -> list[float]:
+    """The scale of each of a T2I-Adapter's feature levels."""
+    if unit.advanced_weighting is not None:
+        return [*unit.advanced_weighting, *[unit.weight] * levels][:levels]
+    if soft:
+        return [unit.weight * s for s in ADAPTER_SOFT][:levels] + [unit.weight] * max(0, levels - 4)
+    return [unit.weight] * levels
+
+
 def to_tensor(control_map: np.ndarray) -> torch.Tensor:
     """uint8 HWC -> float (1, C, H, W) in [0, 1]."""
     return torch.from_numpy(np.ascontiguousarray(control_map)).float().div(255.0).permute(2, 0, 1)[None]
@@ -68,6 +80,19 @@ class UnitPass:
         u = self.unit
         return u.guidance_start <= fraction <= u.guidance_end
 
+    _features: list[torch.Tensor] | None = None
+
+    def adapter_features(self) -> list[torch.Tensor]:
+        """A T2I-Adapter's features: from the hint alone, so made once per pass (one row each)."""
+        if self._features is None:
+            net = self.net
+            hint = self.model_hint()
+            if net.net.config.in_channels == 1:  # sketch/canny adapters read one channel
+                hint = hint[:, :1]
+            with torch.inference_mode():
+                self._features = list(net.net(hint.to(net.device, net.dtype)))
+        return self._features
+
     def model_hint(self) -> torch.Tensor:
         if self.hint.shape[1] == 4:  # the ControlNet inpainting protocol: masked pixels are -1
             rgb, mask = self.hint[:, :3], (self.hint[:, 3:4] > 0.5).to(self.hint.dtype)
@@ -84,15 +109,24 @@ class ControlPass:
         self.evaluations = 0  # ControlNet evaluations done (benchmarks, tests)
 
     def residuals(self, x: torch.Tensor, t: Any, context: torch.Tensor, added: dict[str, Any] | None,
-                  cond_rows: int, fraction: float) -> tuple[list[torch.Tensor], torch.Tensor] | None:
-        """Summed (down residuals, mid residual) of the units running now, or None when none is."""
+                  cond_rows: int, fraction: float) -> dict[str, Any] | None:
+        """The UNet's extra arguments for the units running now: the ControlNets' summed down and mid residuals
+        (``down_block_additional_residuals``, ``mid_block_additional_residual``) and the T2I-Adapters' summed
+        features (``down_intrablock_additional_residuals``); None when no unit runs."""
         total_down: list[torch.Tensor] | None = None
         total_mid: torch.Tensor | None = None
+        total_features: list[torch.Tensor] | None = None
         rows = x.shape[0]
         for up in self.units:
             if not up.runs_at(fraction):
                 continue
             net = up.net
+            if net.is_adapter:
+                features = [f.expand(rows, -1, -1, -1) for f in up.adapter_features()]
+                scaled = self._scaled(up, features, rows, cond_rows, adapter=True)
+                total_features = scaled if total_features is None else [a + b for a, b in
+                                                                        zip(total_features, scaled)]
+                continue
             hint = up.model_hint().to(net.device, net.dtype).expand(rows, -1, -1, -1)
             kwargs: dict[str, Any] = {}
             if added is not None and getattr(net.net.config, "addition_embed_type", None) == "text_time":
@@ -107,24 +141,35 @@ class ControlPass:
             down, mid = net.net(x[:, :4].to(net.device, net.dtype), t, encoder_hidden_states=context.to(
                 net.device, net.dtype), conditioning_scale=1.0, return_dict=False, **kwargs)
             self.evaluations += 1
-            outputs = [*down, mid]
-            scales = layer_scales(up.unit, len(outputs), up.soft)
-            scaled = [o * s for o, s in zip(outputs, scales)]
-            if up.unit.control_mode == ControlMode.CONTROL and cond_rows < rows:
-                keep = torch.zeros(rows, 1, 1, 1, device=x.device, dtype=scaled[0].dtype)
-                keep[:cond_rows] = 1
-                scaled = [o * keep.to(o.device) for o in scaled]
-            if up.region is not None:
-                scaled = [o * torch.nn.functional.interpolate(up.region.to(o.device, o.dtype), size=o.shape[-2:],
-                                                              mode="bilinear") for o in scaled]
-            if total_down is None:
+            scaled = self._scaled(up, [*down, mid], rows, cond_rows, adapter=False)
+            if total_down is None or total_mid is None:
                 total_down, total_mid = scaled[:-1], scaled[-1]
             else:
                 total_down = [a + b for a, b in zip(total_down, scaled[:-1])]
                 total_mid = total_mid + scaled[-1]
-        if total_down is None or total_mid is None:
-            return None
-        return total_down, total_mid
+        out: dict[str, Any] = {}
+        if total_down is not None and total_mid is not None:
+            out.update(down_block_additional_residuals=total_down, mid_block_additional_residual=total_mid)
+        if total_features is not None:
+            out["down_intrablock_additional_residuals"] = total_features
+        return out or None
+
+    @staticmethod
+    def _scaled(up: UnitPass, outputs: list[torch.Tensor], rows: int, cond_rows: int,
+                adapter: bool) -> list[torch.Tensor]:
+        """Outputs times their layer scales; "ControlNet is more important" zeroes the negative prompt's rows;
+        the effective region mask limits them to a region."""
+        scales = adapter_scales(up.unit, len(outputs), up.soft) if adapter else \
+            layer_scales(up.unit, len(outputs), up.soft)
+        scaled = [o * s for o, s in zip(outputs, scales)]
+        if up.unit.control_mode == ControlMode.CONTROL and cond_rows < rows:
+            keep = torch.zeros(rows, 1, 1, 1, device=scaled[0].device, dtype=scaled[0].dtype)
+            keep[:cond_rows] = 1
+            scaled = [o * keep for o in scaled]
+        if up.region is not None:
+            scaled = [o * torch.nn.functional.interpolate(up.region.to(o.device, o.dtype), size=o.shape[-2:],
+                                                          mode="bilinear") for o in scaled]
+        return scaled
 
     def after_unet(self, x_in: torch.Tensor, out: torch.Tensor, sigma: float | None,
                    fraction: float) -> torch.Tensor:

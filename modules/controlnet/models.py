@@ -4,7 +4,8 @@ and a small cache of loaded ones.
 
 Layouts read: lllyasviel's original (``control_model.*``, e.g. ``control_v11p_sd15_canny.pth``), the same without
 the prefix (thibaud's SD2.1 files), and diffusers' (``controlnet_cond_embedding.*``: the single
-``diffusion_pytorch_model.safetensors`` of a diffusers ControlNet, the SDXL ones of xinsir and diffusers). The
+``diffusion_pytorch_model.safetensors`` of a diffusers ControlNet, the SDXL ones of xinsir and diffusers), xinsir's
+Union/ProMax (diffusers' ``ControlNetUnionModel``) and T2I-Adapters (diffusers' files, TencentARC's originals). The
 config is derived from the weights' shapes, with the attention heads of the checkpoint's own UNet (a ControlNet is
 a copy of its encoder), so nothing is fetched and tiny test models load the same way.
 """
@@ -122,9 +123,14 @@ def layout_of(keys: Mapping[str, Any], path: Path) -> str:
                                       "does not read yet")
     if any(k.startswith("controlnet_cond_embedding.") for k in keys):
         return "diffusers"
-    if any(k.startswith(("adapter.", "body.0.", "conv_in.weight")) for k in keys) and not any(
-            k.startswith("down_blocks.") for k in keys):
-        raise UnknownModelError(path, "a T2I-Adapter, which this build does not run yet")
+    if any(k.startswith("adapter.body.") for k in keys):
+        return "t2i"  # diffusers' T2IAdapter
+    if any(k.startswith("body.0.block1.") for k in keys) and "conv_in.weight" in keys:
+        if any(".skep." in k for k in keys):
+            raise UnknownModelError(path, "a T2I CoAdapter/skip-convolution adapter, which this build does not run")
+        return "t2i-original"  # TencentARC's t2iadapter_*_sd14v1.pth / sd15v2
+    if any(k.startswith(("style_embedding", "ln_pre.")) for k in keys):
+        raise UnknownModelError(path, "a T2I style adapter, which this build does not run yet")
     if any(k.startswith(("lora_controlnet", "lllite_")) for k in keys):
         raise UnknownModelError(path, "a Control-LoRA / ControlLLLite model, which this build does not run yet")
     if any(k.startswith(("model.diffusion_model.", "first_stage_model.")) for k in keys):
@@ -132,6 +138,47 @@ def layout_of(keys: Mapping[str, Any], path: Path) -> str:
                                       "models/Stable-diffusion)")
     raise UnknownModelError(path, "not a ControlNet model (no control_model.*, input_hint_block or "
                                   "controlnet_cond_embedding weights)")
+
+
+T2I_RES_BLOCKS = 2  # every released TencentARC adapter: two resnet blocks a level
+
+
+def t2i_to_diffusers(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """TencentARC's original full adapter (``body.{level * 2 + j}.block1``, ``in_conv`` on a level's first
+    block, pixel-unshuffled ``conv_in``) -> diffusers' ``T2IAdapter`` names."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in sd.items():
+        if key.startswith("conv_in."):
+            out["adapter." + key] = value
+            continue
+        part = key.split(".")
+        index, rest = int(part[1]), ".".join(part[2:])
+        level, block = divmod(index, T2I_RES_BLOCKS)
+        if rest.startswith("in_conv."):
+            out[f"adapter.body.{level}.{rest}"] = value
+        else:
+            out[f"adapter.body.{level}.resnets.{block}.{rest}"] = value
+    return out
+
+
+def t2i_config(sd: Mapping[str, torch.Tensor], base_family: str, path: Path) -> dict[str, Any]:
+    """A ``T2IAdapter`` config from its weights and the checkpoint's family (the SDXL adapter has the SD one's
+    layout with a 16x pixel unshuffle: SDXL's first UNet level is at 1/8 resolution but its features start at 1/16)."""
+    levels = _count(sd, "adapter.body.", 2)
+    channels = [int(sd[f"adapter.body.{i}.resnets.0.block1.weight"].shape[0]) for i in range(levels)]
+    light = any(".out_conv." in k for k in sd)
+    xl = base_family.startswith("sdxl")
+    factor = 16 if xl else 8
+    pixels = int(sd["adapter.conv_in.weight"].shape[1])
+    in_channels, rest = divmod(pixels, factor * factor)
+    if rest or in_channels not in (1, 3):
+        other = "SD1.x/SD2.x" if xl else "SDXL"
+        raise UnknownModelError(path, f"a T2I-Adapter made for {other} (its input has {pixels} channels)")
+    if light:
+        channels = [int(sd[f"adapter.body.{i}.out_conv.weight"].shape[0]) for i in range(levels)]
+    return {"in_channels": in_channels, "channels": channels, "num_res_blocks": _count(sd, "adapter.body.0.resnets.", 4),
+            "downscale_factor": factor,
+            "adapter_type": "light_adapter" if light else "full_adapter_xl" if xl else "full_adapter"}
 
 
 def _ldm_layers_per_block(sd: Mapping[str, torch.Tensor]) -> int:
@@ -145,8 +192,11 @@ def _ldm_layers_per_block(sd: Mapping[str, torch.Tensor]) -> int:
 
 def to_diffusers(sd: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
     """The ControlNet's weights in diffusers' names, whatever the file's layout."""
-    if layout_of(sd, path) in ("diffusers", "union"):
+    layout = layout_of(sd, path)
+    if layout in ("diffusers", "union", "t2i"):
         return sd
+    if layout == "t2i-original":
+        return t2i_to_diffusers(sd)
     from diffusers.loaders.single_file_utils import convert_controlnet_checkpoint
 
     inner = {k[len(LDM_PREFIX):]: v for k, v in sd.items() if k.startswith(LDM_PREFIX)} or sd
@@ -256,6 +306,11 @@ class LoadedControlNet:
     offloaded: bool = False  # weights in CPU memory, brought to ``device`` layer by layer
 
     @property
+    def is_adapter(self) -> bool:
+        """A T2I-Adapter: features from the hint alone, added inside the UNet's down blocks."""
+        return self.net.__class__.__name__ == "T2IAdapter"
+
+    @property
     def union_types(self) -> int:
         """How many control types a Union model knows (0: not a Union model)."""
         return int(getattr(self.net.config, "num_control_type", 0) or 0) if self.net.__class__.__name__ == \
@@ -304,7 +359,7 @@ class ControlNetCache:
 def load(file: ControlNetFile, unet_config: Mapping[str, Any], base_family: str, device: torch.device,
          dtype: torch.dtype, where: str, offload: bool = False) -> LoadedControlNet:
     """Read, convert, check against the checkpoint's UNet and build the ControlNet (offline)."""
-    from diffusers import ControlNetModel, ControlNetUnionModel
+    from diffusers import ControlNetModel, ControlNetUnionModel, T2IAdapter
 
     from modules.models import formats
     from modules.models.loader import assign_weights, empty_module
@@ -312,17 +367,32 @@ def load(file: ControlNetFile, unet_config: Mapping[str, Any], base_family: str,
     try:
         sd = formats.load_state_dict(file.path)
         weights = to_diffusers(sd, file.path)
-        family = family_of(weights)
-        config = config_from_weights(weights, unet_config)
+        adapter = any(k.startswith("adapter.body.") for k in weights)
+        if adapter:
+            family = base_family
+            config = t2i_config(weights, base_family, file.path)
+        else:
+            family = family_of(weights)
+            config = config_from_weights(weights, unet_config)
     except ModelFileError as err:
         raise FieldError(where, str(err)) from None
     except (KeyError, StopIteration, IndexError) as err:
         raise FieldError(where, f"{file.title} is not a ControlNet this build can read (missing {err})") from None
-    check_fits(config, unet_config, family, base_family, file.title, where)
-    kind = ControlNetUnionModel if "num_control_type" in config else ControlNetModel
+    if adapter:
+        kind: Any = T2IAdapter
+        if list(config["channels"][:len(unet_config.get("block_out_channels", ()))]) != \
+                list(unet_config.get("block_out_channels", ()))[:len(config["channels"])]:
+            raise FieldError(where, f"T2I-Adapter {file.title} does not fit the loaded checkpoint's UNet "
+                                    f"(features of {config['channels']} channels for levels of "
+                                    f"{list(unet_config.get('block_out_channels', ()))})")
+    else:
+        check_fits(config, unet_config, family, base_family, file.title, where)
+        kind = ControlNetUnionModel if "num_control_type" in config else ControlNetModel
     net = empty_module(lambda: kind(**config))
     try:
-        unused = assign_weights(file.path, net, weights, "ControlNet", f"a ControlNet of {config['block_out_channels']}")
+        what = "T2I-Adapter" if adapter else "ControlNet"
+        shape = config.get("block_out_channels", config.get("channels"))
+        unused = assign_weights(file.path, net, weights, what, f"a {what} of {list(shape)} channels")
     except ModelFileError as err:
         raise FieldError(where, str(err)) from None
     if unused:

@@ -81,9 +81,8 @@ class GuidedDenoiser:
         if self.control is not None:
             residuals = self.control.residuals(x_latent.to(dtype), t, c.context, kwargs.get("added_cond_kwargs"),
                                                cond_rows, fraction)
-            if residuals is not None:
-                kwargs["down_block_additional_residuals"] = [r.to(dtype) for r in residuals[0]]
-                kwargs["mid_block_additional_residual"] = residuals[1].to(dtype)
+            for name, value in (residuals or {}).items():  # ControlNet residuals, T2I-Adapter features
+                kwargs[name] = [r.to(dtype) for r in value] if isinstance(value, list) else value.to(dtype)
         out = self.model.unet(x.to(dtype), t, encoder_hidden_states=c.context, return_dict=False, **kwargs)[0]
         out = out.to(torch.float32)
         if self.control is not None:

@@ -102,3 +102,47 @@ def write_tiny_controlnet(directory: Path, name: str, family: str = "sd1", layou
     else:
         torch.save(sd, path)  # lllyasviel's .pth files hold the bare state dict
     return path
+
+
+def build_tiny_t2i_adapter(family: str = "sd1", seed: int = 3, light: bool = False) -> Any:
+    """A T2I-Adapter whose feature levels match the tiny UNet's (TencentARC's full adapter, or the light one of
+    the colour adapter)."""
+    from diffusers import T2IAdapter
+
+    channels = list(tiny_spec(family).unet["block_out_channels"])
+    xl = family.startswith("sdxl")
+    kind = "light_adapter" if light else "full_adapter_xl" if xl else "full_adapter"
+    return _fill_(T2IAdapter(in_channels=3, channels=channels, num_res_blocks=2, downscale_factor=16 if xl else 8,
+                             adapter_type=kind), seed)
+
+
+def t2i_to_original(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
+    """diffusers' full T2IAdapter keys -> TencentARC's original ones (``body.{level * 2 + block}``)."""
+    out: dict[str, Tensor] = {}
+    for key, value in state_dict.items():
+        part = key.split(".")
+        if part[1] == "conv_in":
+            out[".".join(part[1:])] = value
+        elif part[3] == "in_conv":
+            out[f"body.{int(part[2]) * 2}.{'.'.join(part[3:])}"] = value
+        else:  # adapter.body.L.resnets.J.rest
+            out[f"body.{int(part[2]) * 2 + int(part[4])}.{'.'.join(part[5:])}"] = value
+    return out
+
+
+def write_tiny_t2i_adapter(directory: Path, name: str, family: str = "sd1", layout: str = "diffusers",
+                           seed: int = 3) -> Path:
+    """``layout`` "diffusers" (a diffusers T2IAdapter as one .safetensors) or "original" (TencentARC's
+    ``t2iadapter_*_sd14v1.pth``: a bare state dict)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    sd = {k: v.detach().clone().contiguous() for k, v in build_tiny_t2i_adapter(family, seed).state_dict().items()}
+    if layout == "original":
+        path = directory / f"{name}.pth"
+        torch.save(t2i_to_original(sd), path)
+        return path
+    from safetensors.torch import save_file
+
+    path = directory / f"{name}.safetensors"
+    save_file(sd, str(path))
+    return path
