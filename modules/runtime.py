@@ -227,8 +227,17 @@ class Runtime:
             if self.controlnets is None:
                 raise FieldError(f"{unit.where}.model", "ControlNet is not set up in this server")
             self.controlnets.resolve(unit.model, f"{unit.where}.model")
+            unavailable = unit.preprocessor.unavailable(self.annotator_dirs())
+            if unavailable:
+                raise FieldError(f"{unit.where}.module", unavailable)
             if unit.image is None and kind == "txt2img":
                 raise FieldError(f"{unit.where}.image", "ControlNet is enabled but no input image is given")
+
+    def annotator_dirs(self) -> list[Any]:
+        """Where the model-run ControlNet preprocessors' folders are (``annotators/`` of each ControlNet folder)."""
+        from modules.controlnet.annotators import annotator_dirs
+
+        return annotator_dirs(self.controlnets.dirs) if self.controlnets is not None else []
 
     def _control_job(self, params: Any, settings: Mapping[str, Any]) -> Any:
         units = list(getattr(params, "controlnet_units", None) or [])
@@ -244,7 +253,8 @@ class Runtime:
                           cache_size=int(settings.get("control_net_model_cache_size", 2) or 2),
                           init_image=init[0], init_mask=getattr(params, "mask", None),
                           img2img_resize_mode=int(getattr(params, "resize_mode", 0) or 0),
-                          hires=bool(getattr(params, "enable_hr", False)), seed=max(int(params.seed), 0))
+                          hires=bool(getattr(params, "enable_hr", False)), seed=max(int(params.seed), 0),
+                          annotator_dirs=self.annotator_dirs())
 
     # -- time budget ----------------------------------------------------------------------------------------
     def _cost_target(self, settings: Mapping[str, Any]) -> tuple[str, str, str, float | None]:

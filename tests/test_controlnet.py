@@ -72,8 +72,8 @@ def test_weight_free_preprocessors_by_their_formulas():
     # the aliases and the list order of the extension
     assert preprocessors.find("inpaint_global_harmonious") is preprocessors.find("inpaint")
     assert preprocessors.module_list()[0] == "none"
-    assert preprocessors.find("depth_midas").missing and "dpt_hybrid-midas-501f0c75.pt" in \
-        preprocessors.find("depth_midas").missing
+    assert "body_pose_model.pth" in preprocessors.find("openpose").missing  # weighted, not run by this build
+    assert "dpt-hybrid-midas" in preprocessors.find("depth_midas").unavailable([])  # its model folder named
 
 
 def test_sliders_out_of_range_fall_back_to_the_preprocessors_defaults():
@@ -464,3 +464,29 @@ def test_t2i_adapter_features_go_inside_the_down_blocks(tmp_path, layout, monkey
     xl_file = ControlNetRegistry([tmp_path / "xl"]).resolve("t2i-adapter-canny-sdxl", "m")
     with pytest.raises(FieldError, match="made for SDXL"):
         ControlNetCache().get(xl_file, model.unet, "sd1", torch.device("cpu"), torch.float32, "m")
+
+
+def test_depth_anything_runs_the_model_folder_and_normalises_like_the_extension(tmp_path):
+    """depth_anything through transformers from a hub-layout folder in models/ControlNet/annotators: the map is
+    the model's depth at the padded preprocessor resolution, min-max normalised to 0..255 (written out here)."""
+    from transformers import AutoImageProcessor, AutoModelForDepthEstimation
+
+    from modules.controlnet.annotators import annotator_dirs
+    from tests.support.tiny_controlnet import write_tiny_depth_anything
+
+    dirs = annotator_dirs([tmp_path / "ControlNet"])
+    pre = preprocessors.find("depth_anything")
+    assert "depth-anything-large-hf" in pre.unavailable(dirs)
+    folder = write_tiny_depth_anything(dirs[0])
+    assert pre.unavailable(dirs) is None
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    ours = pre(image, 64, -1, -1, annotator_dirs=dirs)
+    assert ours.shape == (64, 64, 3) and ours.min() == 0 and ours.max() == 255
+    model = AutoModelForDepthEstimation.from_pretrained(folder, local_files_only=True).eval()
+    processor = AutoImageProcessor.from_pretrained(folder, local_files_only=True)
+    with torch.inference_mode():
+        predicted = model(**processor(images=Image.fromarray(image), return_tensors="pt")).predicted_depth
+    depth = torch.nn.functional.interpolate(predicted[:, None], size=(64, 64), mode="bicubic")[0, 0].numpy()
+    expected = ((depth - depth.min()) / (depth.max() - depth.min()) * 255.0).astype(np.uint8)
+    assert np.abs(ours[:, :, 0].astype(int) - expected.astype(int)).max() <= 1

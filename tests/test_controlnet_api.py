@@ -13,7 +13,7 @@ import webuiapi
 from PIL import Image
 
 from tests.support.server import make_data_dir, running_server, wait_for_model
-from tests.support.tiny_controlnet import write_tiny_controlnet
+from tests.support.tiny_controlnet import write_tiny_controlnet, write_tiny_depth_anything
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -44,6 +44,7 @@ def server(tmp_path_factory):
     write_tiny_controlnet(cn, "control_v11p_sd15_canny", "sd1", "ldm", fmt="pth")
     write_tiny_controlnet(cn / "diffusers", "controlnet_sd15_tile", "sd1", "diffusers")
     write_tiny_controlnet(cn, "controlnet_xl_canny", "sdxl", "diffusers")
+    write_tiny_depth_anything(cn / "annotators")
     with running_server(data_dir) as srv:
         wait_for_model(srv)
         yield srv
@@ -141,7 +142,8 @@ def test_extension_field_aliases_and_int_enums_are_accepted(server):
     ({"guidance_start": 0.8, "guidance_end": 0.2}, "alwayson_scripts.ControlNet.args.0.guidance_start", ">"),
     ({"resize_mode": "Stretch"}, "alwayson_scripts.ControlNet.args.0.resize_mode", "unknown"),
     ({"control_mode": 7}, "alwayson_scripts.ControlNet.args.0.control_mode", "not one of"),
-    ({"module": "depth_midas"}, "alwayson_scripts.ControlNet.args.0.module", "dpt_hybrid-midas"),
+    ({"module": "depth_midas"}, "alwayson_scripts.ControlNet.args.0.module", "dpt-hybrid-midas"),
+    ({"module": "openpose_full"}, "alwayson_scripts.ControlNet.args.0.module", "hand_pose_model.pth"),
     ({"model": "controlnet_xl_canny"}, "alwayson_scripts.ControlNet.args.0.model", "SDXL"),
 ])
 def test_bad_units_are_4xx_naming_unit_and_field_and_the_server_keeps_serving(server, unit, field, words):
@@ -170,6 +172,21 @@ def test_detect_with_either_image_field_and_its_errors(api, server):
                             "controlnet_masks")):
         status, body = server.request("POST", "/controlnet/detect", payload)
         assert status == 422 and body["detail"][0]["loc"] == ["body", field]
+
+
+def test_depth_anything_from_the_annotators_folder_in_detect_and_generation(server):
+    square = _b64(_square())
+    status, body = server.request("POST", "/controlnet/detect", {"controlnet_module": "depth_anything",
+                                                                 "controlnet_input_images": [square],
+                                                                 "controlnet_processor_res": 64})
+    assert status == 200, body
+    depth = _pixels(body["images"][0])
+    assert depth.shape == (64, 64, 3) and depth.min() == 0 and depth.max() == 255
+    unit = {"image": square, "module": "depth_anything", "model": _model(server, "control_v11p_sd15_canny"),
+            "processor_res": 64}
+    status, body = _txt2img(server, [unit])
+    assert status == 200, body
+    assert len(body["images"]) == 2 and "Module: depth_anything" in body["info"]
 
 
 def test_img2img_unit_without_image_uses_the_init_image(api, server):

@@ -8,7 +8,8 @@ Like the extension's, these routes are on the app itself (not under ``/sdapi/v1`
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Mapping
+from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from fastapi import APIRouter, Body
@@ -41,13 +42,14 @@ def _np_image(data: str, field: str) -> np.ndarray:
 
 
 def detect_images(module: str, images: list[str], masks: list[str], processor_res: float, threshold_a: float,
-                  threshold_b: float) -> list[str]:
+                  threshold_b: float, annotator_dirs: Sequence[Path] = ()) -> list[str]:
     """Run a preprocessor on base64 images; base64 PNG maps (the extension's ``/controlnet/detect``)."""
     pre = preprocessors.find(module)
     if pre is None:
         raise FieldError("controlnet_module", "Module not available", preprocessors.module_list())
-    if pre.missing:
-        raise FieldError("controlnet_module", pre.missing)
+    unavailable = pre.unavailable(annotator_dirs)
+    if unavailable:
+        raise FieldError("controlnet_module", unavailable)
     if not images:
         raise FieldError("controlnet_input_images", "No image selected")
     if pre.requires_mask and len(masks) != len(images):
@@ -61,7 +63,8 @@ def detect_images(module: str, images: list[str], masks: list[str], processor_re
             if mask.shape[:2] != image.shape[:2]:
                 raise FieldError(f"controlnet_masks.{i}", "the mask and the image differ in size")
             image = np.concatenate([image, mask], axis=2)
-        detected = pre(image, res.resolve(processor_res), s1.resolve(threshold_a), s2.resolve(threshold_b))
+        detected = pre(image, res.resolve(processor_res), s1.resolve(threshold_a), s2.resolve(threshold_b),
+                       annotator_dirs=annotator_dirs)
         out.append(encode_pil_to_base64(Image.fromarray(hints.visible_map(detected))))
     return out
 
@@ -110,7 +113,8 @@ def build_controlnet_router(rt: Any) -> APIRouter:
     ) -> Any:
         images = controlnet_input_images or controlnet_images
         encoded = await asyncio.to_thread(detect_images, controlnet_module, images, controlnet_masks,
-                                          controlnet_processor_res, controlnet_threshold_a, controlnet_threshold_b)
+                                          controlnet_processor_res, controlnet_threshold_a, controlnet_threshold_b,
+                                          rt.annotator_dirs())
         return {"images": encoded, "info": "Success"}
 
     return router

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -244,6 +245,7 @@ class ControlJob:
     img2img_resize_mode: int = 0
     hires: bool = False  # the job has a hires pass (``hr_option`` matters)
     seed: int = 0
+    annotator_dirs: list[Path] = field(default_factory=list)  # the model-run preprocessors' folders
     crop_box: tuple[int, int, int, int] | None = None  # img2img "only masked": the region of the init image
     init_size: tuple[int, int] | None = None  # the init image's size (units' images of that size are cropped too)
     _maps: list[ControlMaps] | None = None
@@ -283,7 +285,8 @@ class ControlJob:
             for unit in self.active:
                 unit = self._cropped(unit)
                 source = hints.choose_input(unit, self.init_image, self.init_mask, self.img2img_resize_mode)
-                self._maps.append(ControlMaps(unit, source, hints.detect(unit, source, height, width, rng)))
+                detected = hints.detect(unit, source, height, width, rng, self.annotator_dirs)
+                self._maps.append(ControlMaps(unit, source, detected))
         return self._maps
 
     def shown_maps(self) -> list[np.ndarray]:

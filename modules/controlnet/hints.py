@@ -8,7 +8,8 @@ tensor in [0, 1] the ControlNet takes. Pure module: numpy, OpenCV and PIL.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -76,14 +77,15 @@ def pixel_perfect_resolution(image: np.ndarray, height: int, width: int, mode: R
 
 
 def detect(unit: ControlUnit, source: ControlInput, height: int, width: int,
-           rng: np.random.Generator | None = None) -> np.ndarray:
-    """The unit's preprocessed map (before resizing to the generation size)."""
+           rng: np.random.Generator | None = None, annotator_dirs: Sequence[Path] = ()) -> np.ndarray:
+    """The unit's preprocessed map (before resizing to the generation size); ``annotator_dirs``: where the
+    model-run preprocessors' folders are."""
     pre = unit.preprocessor
     resolution = unit.processor_res
     if unit.pixel_perfect:
         resolution = pixel_perfect_resolution(source.image, height, width, source.resize_mode)
     image = source.image if pre.accepts_mask else hwc3(source.image)
-    return pre(image, resolution, unit.threshold_a, unit.threshold_b, rng)
+    return pre(image, resolution, unit.threshold_a, unit.threshold_b, rng, annotator_dirs)
 
 
 def _unique_colors(x: np.ndarray) -> int:
@@ -155,9 +157,10 @@ def fit(detected: np.ndarray, mode: ResizeMode, height: int, width: int) -> np.n
 
 
 def control_map(unit: ControlUnit, source: ControlInput, height: int, width: int,
-                rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+                rng: np.random.Generator | None = None,
+                annotator_dirs: Sequence[Path] = ()) -> tuple[np.ndarray, np.ndarray]:
     """(map at the generation size, the detected map as the preprocessor made it)."""
-    detected = detect(unit, source, height, width, rng)
+    detected = detect(unit, source, height, width, rng, annotator_dirs)
     return fit(detected, source.resize_mode, height, width), detected
 
 

@@ -61,6 +61,8 @@ class ControlNetRegistry:
                 continue
             files = walk_files(root, lambda n: n.lower().endswith(EXTENSIONS))
             for f in sorted(files, key=lambda f: f.path.name):
+                if f.rel.split("/", 1)[0].lower() == "annotators":  # the preprocessors' model folders
+                    continue
                 if f.stat is None:
                     log.warning("skipping ControlNet %s: %s", f.path, f.problem)
                     continue

@@ -11,7 +11,8 @@ Pure module: numpy and OpenCV, no torch.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -59,6 +60,7 @@ class Preprocessor:
     requires_mask: bool = False
     soft_in_hires: bool = False  # the extension's soft weights in a hires pass (canny, mlsd)
     weight_files: tuple[str, ...] = ()  # annotator files a weighted preprocessor needs
+    annotator: str | None = None  # a model folder under models/ControlNet/annotators runs it (``annotators``)
 
     @property
     def sliders(self) -> tuple[Slider, Slider, Slider]:
@@ -67,21 +69,39 @@ class Preprocessor:
     @property
     def missing(self) -> str | None:
         """Why this preprocessor cannot run here (None when it can)."""
-        if self.run is not None:
+        if self.run is not None or self.annotator is not None:
             return None
         return (f"the {self.label} preprocessor needs annotator weights ({', '.join(self.weight_files)}) that this "
                 "build does not run yet; make the control map elsewhere and use module \"none\"")
+
+    def unavailable(self, annotator_dirs: Sequence[Path]) -> str | None:
+        """Why this preprocessor cannot run with these annotator folders (None when it can)."""
+        if self.annotator is not None:
+            from modules.controlnet.annotators import DEPTH_MODELS
+
+            return DEPTH_MODELS[self.annotator].missing(annotator_dirs)
+        return self.missing
 
     def detail(self) -> dict[str, Any]:
         """``/controlnet/module_list``'s ``module_detail`` entry."""
         return {"model_free": False, "sliders": [s.api_json() for s in self.sliders if s.visible]}
 
     def __call__(self, image: Array, resolution: float, slider_1: float, slider_2: float,
-                 rng: np.random.Generator | None = None) -> Array:
+                 rng: np.random.Generator | None = None, annotator_dirs: Sequence[Path] = ()) -> Array:
+        if self.annotator is not None:
+            return _annotated(self.annotator, hwc3(image), int(resolution), annotator_dirs)
         if self.run is None:
             raise ValueError(self.missing)
         image = hwc3(image) if not self.accepts_mask else image
         return self.run(image, int(resolution), float(slider_1), float(slider_2), rng or np.random.default_rng())
+
+
+def _annotated(key: str, image: Array, resolution: int, dirs: Sequence[Path]) -> Array:
+    """A model-run preprocessor on the padded, resized image, padding taken off again (the extension's way)."""
+    from modules.controlnet.annotators import depth_map
+
+    img, unpad = resize_with_pad(image, resolution)
+    return unpad(depth_map(key, img, dirs))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -257,8 +277,10 @@ _VARIATION = Slider("Variation", 3.0, 32.0, 1.0, 8.0)
 
 
 def _weighted(name: str, label: str, tag: str, files: tuple[str, ...], priority: int = 0,
-              resolution: Slider = RESOLUTION, slider_1: Slider = HIDDEN, slider_2: Slider = HIDDEN) -> Preprocessor:
-    return Preprocessor(name, label, (tag,), None, resolution, slider_1, slider_2, priority, weight_files=files)
+              resolution: Slider = RESOLUTION, slider_1: Slider = HIDDEN, slider_2: Slider = HIDDEN,
+              annotator: str | None = None) -> Preprocessor:
+    return Preprocessor(name, label, (tag,), None, resolution, slider_1, slider_2, priority, weight_files=files,
+                        annotator=annotator)
 
 
 _ALL: tuple[Preprocessor, ...] = (
@@ -289,21 +311,23 @@ _ALL: tuple[Preprocessor, ...] = (
     Preprocessor("inpaint_only", "inpaint_only", ("Inpaint",), _inpaint, HIDDEN, priority=100, accepts_mask=True,
                  requires_mask=True),
     # Weighted: listed, with the files they need.
-    _weighted("depth", "depth_midas", "Depth", ("dpt_hybrid-midas-501f0c75.pt",), 100),
-    _weighted("depth_zoe", "depth_zoe", "Depth", ("ZoeD_M12_N.pt",), resolution=HIDDEN),
-    _weighted("depth_anything", "depth_anything", "Depth", ("depth_anything_vitl14.pth",), resolution=HIDDEN),
+    # (The extension's legacy preprocessors without a resolution slider still show its default one: kept.)
+    _weighted("depth", "depth_midas", "Depth", ("dpt_hybrid-midas-501f0c75.pt",), 100, annotator="depth"),
+    _weighted("depth_zoe", "depth_zoe", "Depth", ("ZoeD_M12_N.pt",), annotator="depth_zoe"),
+    _weighted("depth_anything", "depth_anything", "Depth", ("depth_anything_vitl14.pth",),
+              annotator="depth_anything"),
     _weighted("openpose", "openpose", "OpenPose", ("body_pose_model.pth",)),
     _weighted("openpose_full", "openpose_full", "OpenPose",
               ("body_pose_model.pth", "hand_pose_model.pth", "facenet.pth"), 100),
     _weighted("dw_openpose_full", "dw_openpose_full", "OpenPose", ("yolox_l.onnx", "dw-ll_ucoco_384.onnx")),
-    _weighted("lineart", "lineart_realistic", "Lineart", ("sk_model.pth",), resolution=HIDDEN),
-    _weighted("lineart_anime", "lineart_anime", "Lineart", ("netG.pth",), resolution=HIDDEN),
+    _weighted("lineart", "lineart_realistic", "Lineart", ("sk_model.pth",)),
+    _weighted("lineart_anime", "lineart_anime", "Lineart", ("netG.pth",)),
     _weighted("hed", "softedge_hed", "SoftEdge", ("ControlNetHED.pth",)),
-    _weighted("pidinet", "softedge_pidinet", "SoftEdge", ("table5_pidinet.pth",), 100, resolution=HIDDEN),
+    _weighted("pidinet", "softedge_pidinet", "SoftEdge", ("table5_pidinet.pth",), 100),
     _weighted("mlsd", "mlsd", "MLSD", ("mlsd_large_512_fp32.pth",), 100,
               slider_1=Slider("MLSD Value Threshold", 0.01, 2.0, 0.01, 0.1),
               slider_2=Slider("MLSD Distance Threshold", 0.01, 20.0, 0.01, 0.1)),
-    _weighted("normal_bae", "normal_bae", "NormalMap", ("scannet.pt",), 100, resolution=HIDDEN),
+    _weighted("normal_bae", "normal_bae", "NormalMap", ("scannet.pt",), 100),
 )
 
 _BY_KEY: dict[str, Preprocessor] = {**{p.name: p for p in _ALL}, **{p.label: p for p in _ALL}}

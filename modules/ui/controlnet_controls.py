@@ -144,7 +144,11 @@ def _build_unit(rt: Runtime, tab: str, i: int, f: dict[str, Any]) -> UnitControl
                   "threshold_b": b}
         try:
             unit = parse_unit(values, f"ControlNet Unit {i}")
-            detected = hints.detect(unit, hints.choose_input(unit), image.height, image.width)
+            unavailable = unit.preprocessor.unavailable(rt.annotator_dirs())
+            if unavailable:
+                raise ValueError(unavailable)
+            detected = hints.detect(unit, hints.choose_input(unit), image.height, image.width,
+                                    annotator_dirs=rt.annotator_dirs())
         except ValueError as err:
             raise gr.Error(str(err)) from None
         return np.ascontiguousarray(hints.visible_map(detected))

@@ -146,3 +146,22 @@ def write_tiny_t2i_adapter(directory: Path, name: str, family: str = "sd1", layo
     path = directory / f"{name}.safetensors"
     save_file(sd, str(path))
     return path
+
+
+def write_tiny_depth_anything(directory: Path, name: str = "depth-anything-small-hf", seed: int = 4) -> Path:
+    """A tiny Depth Anything model folder as the Hugging Face hub lays it out (config.json, model.safetensors,
+    preprocessor_config.json), for the depth_anything preprocessor."""
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config, DPTImageProcessorPil
+
+    backbone = Dinov2Config(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64,
+                            image_size=56, patch_size=14, out_features=["stage1", "stage2", "stage3", "stage4"],
+                            reshape_hidden_states=False)
+    config = DepthAnythingConfig(backbone_config=backbone, reassemble_hidden_size=32, neck_hidden_sizes=[8, 16, 32, 32],
+                                 fusion_hidden_size=16, head_hidden_size=8)
+    torch.manual_seed(seed)
+    folder = Path(directory) / name
+    DepthAnythingForDepthEstimation(config).eval().save_pretrained(folder)
+    DPTImageProcessorPil(size={"height": 56, "width": 56}, keep_aspect_ratio=True, ensure_multiple_of=14,
+                         do_pad=False, image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225],
+                         resample=3).save_pretrained(folder)
+    return folder
