@@ -226,6 +226,9 @@ class Runtime:
                 continue
             if self.controlnets is None:
                 raise FieldError(f"{unit.where}.model", "ControlNet is not set up in this server")
+            extra = str(self.options.get("control_net_models_path") or "")
+            if extra != (self.controlnets.extra_dir or ""):
+                self.controlnets.refresh(extra)
             self.controlnets.resolve(unit.model, f"{unit.where}.model")
             unavailable = unit.preprocessor.unavailable(self.annotator_dirs())
             if unavailable:
@@ -245,9 +248,6 @@ class Runtime:
             return None
         from modules.controlnet.control import ControlJob
 
-        extra = settings.get("control_net_models_path") or None
-        if extra:
-            self.controlnets.refresh(extra)
         init = getattr(params, "init_images", None) or [None]
         return ControlJob(units, self.controlnets, self.controlnet_cache,
                           cache_size=int(settings.get("control_net_model_cache_size", 2) or 2),

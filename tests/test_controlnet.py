@@ -490,3 +490,46 @@ def test_depth_anything_runs_the_model_folder_and_normalises_like_the_extension(
     depth = torch.nn.functional.interpolate(predicted[:, None], size=(64, 64), mode="bicubic")[0, 0].numpy()
     expected = ((depth - depth.min()) / (depth.max() - depth.min()) * 255.0).astype(np.uint8)
     assert np.abs(ours[:, :, 0].astype(int) - expected.astype(int)).max() <= 1
+
+
+@pytest.mark.parametrize("mode", ["blocks", "graphs"])
+def test_controlnet_with_a_compiled_unet_gives_the_same_image(tmp_path, mode):
+    """--compile (both modes; aot_eager traces the graphs inductor would, without a C++ build): the residuals reach
+    the compiled UNet and the image is the eager one's."""
+    import torch._dynamo
+
+    from modules.models import acceleration
+
+    torch._dynamo.reset()
+    ck = write_tiny_checkpoint("sd1", tmp_path / "ck", "tiny")
+    write_tiny_controlnet(tmp_path / "cn", "control_tiny", "sd1", "ldm")
+    registry = ControlNetRegistry([tmp_path / "cn"])
+    eager, compiled = load_tiny(ck), load_tiny(ck)
+    acceleration.compile_unet(compiled.unet, mode, backend="aot_eager")
+    torch._dynamo.utils.counters.clear()
+    ours, _ = _run((compiled, registry, tmp_path), [_unit()], steps=3)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > 0
+    theirs, _ = _run((eager, registry, tmp_path), [_unit()], steps=3)
+    assert np.abs(np.asarray(ours.images[0]).astype(int) - np.asarray(theirs.images[0]).astype(int)).max() <= 1
+
+
+def test_batches_share_one_map_and_each_image_is_controlled(tiny):
+    result, control = _run(tiny, [_unit()], steps=2, batch_size=2, n_iter=2)
+    plain, _ = _run(tiny, [], steps=2, batch_size=2, n_iter=2)
+    images = [np.asarray(im) for im in result.images]
+    # four images (no grid: not saved), then the one detected map (made once for the job, not once a batch)
+    assert len(result.images) == 4 + 1 and len(plain.images) == 4 and result.infotexts[-1] == ""
+    assert all(not np.array_equal(a, np.asarray(b)) for a, b in zip(images[:4], plain.images))
+
+
+def test_the_settings_folder_and_files_added_later_are_found(tmp_path):
+    write_tiny_controlnet(tmp_path / "main", "control_a")
+    registry = ControlNetRegistry([tmp_path / "main"])
+    write_tiny_controlnet(tmp_path / "main", "control_b")  # after the scan: found without a refresh
+    assert registry.resolve("control_b", "m").name == "control_b"
+    write_tiny_controlnet(tmp_path / "extra", "control_c")
+    registry.refresh(str(tmp_path / "extra"))  # control_net_models_path
+    assert registry.resolve("control_c", "m").name == "control_c"
+    registry.refresh("")  # the setting cleared
+    with pytest.raises(FieldError):
+        registry.resolve("control_c", "m")

@@ -74,7 +74,7 @@ def build_controlnet_router(rt: Any) -> APIRouter:
 
     def titles(update: bool) -> list[str]:
         if update:
-            rt.controlnets.refresh(rt.options.get("control_net_models_path") or None)
+            rt.controlnets.refresh(str(rt.options.get("control_net_models_path") or ""))
         return rt.controlnets.titles()
 
     @router.get("/version")

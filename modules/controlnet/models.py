@@ -51,10 +51,14 @@ class ControlNetRegistry:
         self.dirs = [Path(os.path.abspath(d)) for d in dirs]
         self._lock = threading.Lock()
         self._files: dict[str, ControlNetFile] = {}
+        self.extra_dir: str | None = None  # the setting control_net_models_path, as last given
         self.refresh()
 
     def refresh(self, extra_dir: str | None = None) -> list[ControlNetFile]:
-        dirs = list(self.dirs) + ([Path(os.path.abspath(extra_dir))] if extra_dir else [])
+        """Rescan the folders (and ``extra_dir``, the setting's folder, remembered for later rescans)."""
+        if extra_dir is not None:
+            self.extra_dir = extra_dir or None
+        dirs = list(self.dirs) + ([Path(os.path.abspath(self.extra_dir))] if self.extra_dir else [])
         found: dict[str, ControlNetFile] = {}
         for root in dirs:
             if not root.is_dir():
@@ -102,6 +106,9 @@ class ControlNetRegistry:
         if model in ("", "None"):
             raise FieldError(where, "no ControlNet model selected", self.titles())
         found = self.find(model)
+        if found is None:  # a file added since the last scan is found without pressing Refresh
+            self.refresh()
+            found = self.find(model)
         if found is None:
             raise FieldError(where, f"model not found: {model}", self.titles())
         return found

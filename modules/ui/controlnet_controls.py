@@ -131,7 +131,7 @@ def _build_unit(rt: Runtime, tab: str, i: int, f: dict[str, Any]) -> UnitControl
 
     def refresh_models(current: str) -> Any:
         if rt.controlnets is not None:
-            rt.controlnets.refresh(rt.options.get("control_net_models_path") or None)
+            rt.controlnets.refresh(str(rt.options.get("control_net_models_path") or ""))
         choices = _model_choices(rt)
         return gr.update(choices=choices, value=current if current in choices else "None")
 

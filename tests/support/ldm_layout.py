@@ -91,19 +91,25 @@ def unet_to_ldm(state_dict: Mapping[str, Tensor], unet_config: Any, prefix: str 
     ``unet_config`` is the diffusers config (dict or FrozenDict/config object). Attention (SpatialTransformer)
     sub-keys are identical in both layouts, including linear vs 1x1-conv ``proj_in``/``proj_out`` shapes.
     """
-    table = _unet_prefix_map(unet_config)
+    return remap_prefixes(state_dict, _unet_prefix_map(unet_config), prefix, "unet_to_ldm")
+
+
+def remap_prefixes(state_dict: Mapping[str, Tensor], table: Mapping[str, tuple[str, str]], prefix: str,
+                   what: str) -> dict[str, Tensor]:
+    """Rename keys by the longest matching diffusers prefix of ``table`` (-> (LDM prefix, kind)); kind "resnet"
+    renames the resnet leaf modules. A key without a place raises ``KeyError``."""
     by_len = sorted(table, key=len, reverse=True)
     out: dict[str, Tensor] = {}
     for key, value in state_dict.items():
         src = next((p for p in by_len if key.startswith(p)), None)
         if src is None:
-            raise KeyError(f"unet_to_ldm: no LDM place for {key!r}")
+            raise KeyError(f"{what}: no LDM place for {key!r}")
         dst, kind = table[src]
         rest = key[len(src):]
         if kind == "resnet":
             leaf, _, tail = rest.partition(".")
             if leaf not in _UNET_RESNET_NAMES:
-                raise KeyError(f"unet_to_ldm: unknown resnet tensor {key!r}")
+                raise KeyError(f"{what}: unknown resnet tensor {key!r}")
             rest = f"{_UNET_RESNET_NAMES[leaf]}.{tail}"
         out[prefix + dst + rest] = value
     return out

@@ -62,19 +62,8 @@ def controlnet_to_ldm(state_dict: dict[str, Tensor], config: dict[str, Any], pre
     for i in range(len({k.split(".")[1] for k in state_dict if k.startswith("controlnet_down_blocks.")})):
         table[f"controlnet_down_blocks.{i}."] = (f"zero_convs.{i}.0.", "same")
     table["controlnet_mid_block."] = ("middle_block_out.0.", "same")
-    by_len = sorted(table, key=len, reverse=True)
-    out: dict[str, Tensor] = {}
-    for key, value in state_dict.items():
-        src = next((p for p in by_len if key.startswith(p)), None)
-        if src is None:
-            raise KeyError(f"controlnet_to_ldm: no LDM place for {key!r}")
-        dst, kind = table[src]
-        rest = key[len(src):]
-        if kind == "resnet":
-            leaf, _, tail = rest.partition(".")
-            rest = f"{L._UNET_RESNET_NAMES[leaf]}.{tail}"
-        out[prefix + dst + rest] = value.contiguous()
-    return out
+    out = L.remap_prefixes(state_dict, table, prefix, "controlnet_to_ldm")
+    return {k: v.contiguous() for k, v in out.items()}
 
 
 def tiny_controlnet_state_dict(family: str, layout: str = "ldm", seed: int = 1) -> dict[str, Tensor]:
