@@ -533,3 +533,31 @@ def test_the_settings_folder_and_files_added_later_are_found(tmp_path):
     registry.refresh("")  # the setting cleared
     with pytest.raises(FieldError):
         registry.resolve("control_c", "m")
+
+
+def test_tile_colorfix_keeps_the_control_images_low_frequencies():
+    """tile_colorfix: x0 - blur(x0) + blur(origin) (box blur of radius "Variation"), written out; +sharp blurs
+    the negative prompt's rows by its sharpness."""
+    from modules.controlnet.control import _blur
+
+    origin = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(1))
+    x_t = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(2))
+    eps = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(3))
+    sigma = 1.5
+    s = (1 + sigma ** 2) ** 0.5
+    x0 = s * x_t - sigma * eps
+    kernel = torch.ones(4, 1, 7, 7) / 49  # radius 3: a 7x7 mean with the border replicated
+    box = lambda t: torch.nn.functional.conv2d(torch.nn.functional.pad(t, (3, 3, 3, 3), mode="replicate"),  # noqa
+                                               kernel, groups=4)
+    assert torch.allclose(_blur(x0, 3), box(x0), atol=1e-5)
+    unit = parse_unit({"module": "tile_colorfix", "threshold_a": 3}, "u")
+    out = ControlPass([UnitPass(unit, None, torch.zeros(1, 3, 128, 128), origin=origin)]).after_unet(  # type: ignore
+        x_t, eps, sigma, 0.0, 1)
+    expected = x0 - box(x0) + box(origin.expand_as(x0))
+    assert torch.allclose(s * x_t - sigma * out, expected, atol=1e-4)
+    sharp = parse_unit({"module": "tile_colorfix+sharp", "threshold_a": 3, "threshold_b": 1.0}, "u")
+    out = ControlPass([UnitPass(sharp, None, torch.zeros(1, 3, 128, 128), origin=origin)]).after_unet(  # type: ignore
+        x_t, eps, sigma, 0.0, 1)
+    got = s * x_t - sigma * out
+    assert torch.allclose(got[:1], expected[:1], atol=1e-4)  # the prompt's row: as without +sharp
+    assert torch.allclose(got[1:], 0.01 * box(expected[1:]) + 0.99 * expected[1:], atol=1e-4)

@@ -76,22 +76,28 @@ class UnitPass:
     region: torch.Tensor | None = None  # (1, 1, H, W) in [0, 1]
     origin: torch.Tensor | None = None  # latents of the control image (inpaint_only, tile_colorfix)
     soft: bool = False
+    _features: list[torch.Tensor] | None = field(default=None, repr=False)  # a T2I-Adapter's, made once
+    _on_device: torch.Tensor | None = field(default=None, repr=False)  # the model's hint on the net's device
 
     def runs_at(self, fraction: float) -> bool:
         u = self.unit
         return u.guidance_start <= fraction <= u.guidance_end
 
-    _features: list[torch.Tensor] | None = None
+    def device_hint(self) -> torch.Tensor:
+        """The hint as the ControlNet takes it, on its device and dtype (made once a pass)."""
+        if self._on_device is None:
+            self._on_device = self.model_hint().to(self.net.device, self.net.dtype)
+        return self._on_device
 
     def adapter_features(self) -> list[torch.Tensor]:
         """A T2I-Adapter's features: from the hint alone, so made once per pass (one row each)."""
         if self._features is None:
             net = self.net
-            hint = self.model_hint()
+            hint = self.device_hint()
             if net.net.config.in_channels == 1:  # sketch/canny adapters read one channel
                 hint = hint[:, :1]
             with torch.inference_mode():
-                self._features = list(net.net(hint.to(net.device, net.dtype)))
+                self._features = list(net.net(hint))
         return self._features
 
     def model_hint(self) -> torch.Tensor:
@@ -128,7 +134,7 @@ class ControlPass:
                 total_features = scaled if total_features is None else [a + b for a, b in
                                                                         zip(total_features, scaled)]
                 continue
-            hint = up.model_hint().to(net.device, net.dtype).expand(rows, -1, -1, -1)
+            hint = up.device_hint().expand(rows, -1, -1, -1)
             kwargs: dict[str, Any] = {}
             if added is not None and getattr(net.net.config, "addition_embed_type", None) == "text_time":
                 kwargs["added_cond_kwargs"] = {k: v.to(net.device, net.dtype) for k, v in added.items()}
@@ -173,9 +179,10 @@ class ControlPass:
         return scaled
 
     def after_unet(self, x_in: torch.Tensor, out: torch.Tensor, sigma: float | None,
-                   fraction: float) -> torch.Tensor:
+                   fraction: float, cond_rows: int | None = None) -> torch.Tensor:
         """``inpaint_only`` and ``tile_colorfix``: the prediction's denoised image corrected towards the control
-        image (outside the mask / in its low frequencies), blended by the unit's weight."""
+        image (outside the mask / in its low frequencies), blended by the unit's weight. ``+sharp`` also blurs
+        the negative prompt's rows (the first ``cond_rows`` rows are the prompt's) by its sharpness."""
         for up in self.units:
             name = up.unit.module
             if up.origin is None or not up.runs_at(fraction) or sigma is None or sigma <= 0:
@@ -192,6 +199,11 @@ class ControlPass:
             else:
                 k = int(up.unit.threshold_a)
                 corrected = x0 - _blur(x0, k) + _blur(origin, k)
+                if name.endswith("+sharp"):
+                    detail = float(up.unit.threshold_b) * 0.01
+                    blurred = detail * _blur(corrected, k) + (1 - detail) * corrected
+                    rows = corrected.shape[0] if cond_rows is None else cond_rows
+                    corrected = torch.cat([corrected[:rows], blurred[rows:]])
             w = max(0.0, min(1.0, float(up.unit.weight)))
             out = _from_x0(x_t, corrected, sigma, self.prediction) * w + out * (1 - w)
         return out

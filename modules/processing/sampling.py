@@ -86,7 +86,7 @@ class GuidedDenoiser:
         out = self.model.unet(x.to(dtype), t, encoder_hidden_states=c.context, return_dict=False, **kwargs)[0]
         out = out.to(torch.float32)
         if self.control is not None:
-            out = self.control.after_unet(x_latent, out, self.sigma, fraction)
+            out = self.control.after_unet(x_latent, out, self.sigma, fraction, cond_rows)
         return out
 
     def _per_row(self, value: torch.Tensor | None, weights: list[list[float]]) -> torch.Tensor | None:
