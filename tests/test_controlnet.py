@@ -324,8 +324,9 @@ def test_controlnet_is_more_important_leaves_the_negative_rows_without_control(t
     down_i, mid_i = important["down_block_additional_residuals"], important["mid_block_additional_residual"]
     assert torch.all(mid_i[2:] == 0) and torch.all(down_i[0][2:] == 0)  # rows 2, 3: the negative prompt's
     layers = len(down_b) + 1  # the tiny ControlNet has 10 outputs (SDXL's count); soft scales: the first ten
-    assert torch.allclose(mid_i[:2], mid_b[:2] * 0.825 ** (12 - (layers - 1)))
-    assert torch.allclose(down_i[0][:2], down_b[0][:2] * 0.825 ** 12)
+    # (the prompt's rows are evaluated alone then: float32 sums in another batch shape differ in the 6th digit)
+    assert torch.allclose(mid_i[:2], mid_b[:2] * 0.825 ** (12 - (layers - 1)), rtol=1e-4, atol=1e-5)
+    assert torch.allclose(down_i[0][:2], down_b[0][:2] * 0.825 ** 12, rtol=1e-4, atol=1e-5)
     # the residuals are diffusers' ControlNet outputs times the scale (the reference model, written out)
     reference = build_tiny_controlnet("sd1")
     down_r, mid_r = reference(x, t, encoder_hidden_states=context, controlnet_cond=hint.expand(4, -1, -1, -1),

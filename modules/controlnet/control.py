@@ -134,21 +134,28 @@ class ControlPass:
                 total_features = scaled if total_features is None else [a + b for a, b in
                                                                         zip(total_features, scaled)]
                 continue
-            hint = up.device_hint().expand(rows, -1, -1, -1)
+            # "ControlNet is more important" gives the negative prompt's rows no control: they are not evaluated
+            used = cond_rows if up.unit.control_mode == ControlMode.CONTROL else rows
+            if used == 0:
+                continue
+            hint = up.device_hint().expand(used, -1, -1, -1)
             kwargs: dict[str, Any] = {}
             if added is not None and getattr(net.net.config, "addition_embed_type", None) == "text_time":
-                kwargs["added_cond_kwargs"] = {k: v.to(net.device, net.dtype) for k, v in added.items()}
+                kwargs["added_cond_kwargs"] = {k: v[:used].to(net.device, net.dtype) for k, v in added.items()}
             if net.union_types:  # the model is told the control type (a one-hot row per batch row)
                 kind = list(UnionType).index(up.unit.union_type)
-                types = torch.zeros(rows, net.union_types, device=net.device, dtype=net.dtype)
+                types = torch.zeros(used, net.union_types, device=net.device, dtype=net.dtype)
                 types[:, kind] = 1
                 kwargs.update(controlnet_cond=[hint], control_type=types, control_type_idx=[kind])
             else:
                 kwargs.update(controlnet_cond=hint)
-            down, mid = net.net(x[:, :4].to(net.device, net.dtype), t, encoder_hidden_states=context.to(
+            down, mid = net.net(x[:used, :4].to(net.device, net.dtype), t, encoder_hidden_states=context[:used].to(
                 net.device, net.dtype), conditioning_scale=1.0, return_dict=False, **kwargs)
             self.evaluations += 1
-            scaled = self._scaled(up, [*down, mid], rows, cond_rows, adapter=False)
+            outputs = [*down, mid]
+            if used < rows:  # zeros for the rows left out
+                outputs = [torch.cat([o, o.new_zeros((rows - used, *o.shape[1:]))]) for o in outputs]
+            scaled = self._scaled(up, outputs, rows, cond_rows, adapter=False)
             if total_down is None or total_mid is None:
                 total_down, total_mid = scaled[:-1], scaled[-1]
             else:

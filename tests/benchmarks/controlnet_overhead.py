@@ -3,7 +3,9 @@
 SD1.5's UNet and a ControlNet copied from its encoder (``ControlNetModel.from_unet``: the shape of
 ``control_v11p_sd15_canny``), random weights (speed does not depend on them), a CFG batch of two rows, through our
 own per-step code (``GuidedDenoiser`` with a ``ControlPass``), so what is timed is what a job runs. Prints the UNet
-step, the step with the unit, their ratio (goal: at most 1.35x on the CPU) and the ControlNet's weight memory.
+step, the step with the unit in Balanced mode and in "ControlNet is more important" (which evaluates the prompt's
+row only), their ratios (goal: at most 1.35x on the CPU), the ControlNet alone (the floor of the overhead) and the
+ControlNet's weight memory.
 
     venv/bin/python tests/benchmarks/controlnet_overhead.py [--size 256] [--steps 3] [--device cpu|cuda]
     venv/bin/python tests/benchmarks/controlnet_overhead.py --dry-run   # tiny shapes: checks the script in seconds
@@ -59,7 +61,6 @@ def main() -> None:
     torch.manual_seed(0)
     unet, net = build(config, device, dtype)
     loaded = LoadedControlNet("benchmark", "sd1", net, device, dtype)
-    unit = parse_unit({"module": "none", "model": "benchmark"}, "u")
     hint = torch.rand(1, 3, size, size)
     model = SimpleNamespace(unet=unet, dtype=dtype, device=device)
     context = torch.randn(1, 77, config["cross_attention_dim"], device=device, dtype=dtype)
@@ -85,16 +86,32 @@ def main() -> None:
         return times
 
     plain = statistics.median(timed(None))
-    control = ControlPass([UnitPass(unit, loaded, hint)])
-    with_unit = statistics.median(timed(control))
-    assert control.evaluations == steps + 1, "the ControlNet did not run every step"
-    weight_bytes = sum(p.numel() * p.element_size() for p in net.parameters())
     print(f"device: {device} ({torch.get_num_threads()} threads), {dtype}, {size}x{size}, CFG batch 2, "
           f"{'tiny shapes (dry run)' if args.dry_run else 'SD1.5 shapes'}")
-    print(f"UNet step:                 {plain * 1000:9.1f} ms")
-    print(f"UNet step + 1 ControlNet:  {with_unit * 1000:9.1f} ms")
-    print(f"ratio:                     {with_unit / plain:9.2f}x   (goal <= 1.35x on the CPU)")
-    print(f"ControlNet weights:        {weight_bytes / 2**20:9.1f} MiB")
+    print(f"UNet step:                            {plain * 1000:9.1f} ms")
+    for mode in ("Balanced", "ControlNet is more important"):  # the second evaluates the prompt's row only
+        unit = parse_unit({"module": "none", "model": "benchmark", "control_mode": mode}, "u")
+        control = ControlPass([UnitPass(unit, loaded, hint)])
+        with_unit = statistics.median(timed(control))
+        assert control.evaluations == steps + 1, "the ControlNet did not run every step"
+        print(f"+ 1 ControlNet, {mode + ':':29s}{with_unit * 1000:9.1f} ms = {with_unit / plain:.2f}x "
+              "(goal <= 1.35x on the CPU)")
+    rows = torch.cat([x, x]).to(dtype)
+    with torch.inference_mode():  # the ControlNet alone: the floor of any implementation's overhead
+        alone = []
+        for i in range(steps + 1):
+            start = time.perf_counter()
+            net(rows, t, encoder_hidden_states=torch.cat([context, context]), return_dict=False,
+                controlnet_cond=hint.to(device, dtype).expand(2, -1, -1, -1))
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            if i:
+                alone.append(time.perf_counter() - start)
+    net_alone = statistics.median(alone)
+    print(f"the ControlNet alone (2 rows):        {net_alone * 1000:9.1f} ms = {net_alone / plain:.2f} of the UNet "
+          f"step: the floor is {1 + net_alone / plain:.2f}x")
+    weight_bytes = sum(p.numel() * p.element_size() for p in net.parameters())
+    print(f"ControlNet weights:                   {weight_bytes / 2**20:9.1f} MiB")
 
 
 if __name__ == "__main__":
