@@ -111,6 +111,7 @@ def test_unit_parsing_keeps_the_extensions_leniency():
     ({"image": "abc"}, "u.image"),  # no decoder: base64 is refused here
     ({"advanced_weighting": ["a"]}, "u.advanced_weighting"),
     ({"hr_option": "sometimes"}, "u.hr_option"),
+    ({"processor_res": 512.5}, "u.processor_res"),
 ])
 def test_bad_unit_values_name_their_field(values, field):
     with pytest.raises(FieldError) as err:

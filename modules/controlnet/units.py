@@ -205,7 +205,11 @@ def _number(values: Mapping[str, Any], key: str, where: str, default: float, low
         raise FieldError(f"{where}.{key}", "must be a number, not NaN")
     if (low is not None and value < low) or (high is not None and value > high):
         raise FieldError(f"{where}.{key}", f"{value} is outside {low}..{high}")
-    return int(value) if integer and float(value).is_integer() else (float(value) if not integer else value)
+    if not integer:
+        return float(value)
+    if not float(value).is_integer():
+        raise FieldError(f"{where}.{key}", f"must be a whole number, not {value}")
+    return int(value)
 
 
 def _flag(values: Mapping[str, Any], key: str, where: str, default: bool) -> bool:
