@@ -563,3 +563,26 @@ def test_tile_colorfix_keeps_the_control_images_low_frequencies():
     got = s * x_t - sigma * out
     assert torch.allclose(got[:1], expected[:1], atol=1e-4)  # the prompt's row: as without +sharp
     assert torch.allclose(got[1:], 0.01 * box(expected[1:]) + 0.99 * expected[1:], atol=1e-4)
+
+
+def test_a_gpu_without_room_gets_the_controlnet_offloaded(tiny, monkeypatch):
+    """The memory modes count the ControlNet: on a device whose free memory cannot hold its weights plus a job's
+    working memory it is offloaded; with room, or on the CPU, it stays resident."""
+    from types import SimpleNamespace
+
+    from modules.controlnet import control
+    from modules.models import memory
+
+    model, registry, _ = tiny
+    path = registry.resolve("control_tiny", "m").path
+    gpu = SimpleNamespace(device=torch.device("cuda"), dtype=torch.float16, extra={})
+    monkeypatch.setattr(memory, "free_bytes", lambda device: control.WORKING_MARGIN + 1024)
+    assert control.needs_offload(_unit(), gpu, path)  # the ~2.5 MB file does not fit in 1 KiB beside the margin
+    monkeypatch.setattr(memory, "free_bytes", lambda device: control.WORKING_MARGIN + path.stat().st_size)
+    assert not control.needs_offload(_unit(), gpu, path)
+    assert control.needs_offload(_unit(low_vram=True), gpu, path)
+    monkeypatch.setattr(memory, "free_bytes", lambda device: None)
+    assert not control.needs_offload(_unit(), model, path)  # the CPU
+    lowvram = SimpleNamespace(device=torch.device("cpu"), dtype=torch.float32,
+                              extra={"memory": memory.MemoryPlan(memory.LOWVRAM, "test")})
+    assert control.needs_offload(_unit(), lowvram, path)

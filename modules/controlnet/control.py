@@ -241,6 +241,28 @@ def _blur(x: torch.Tensor, k: int) -> torch.Tensor:
 # The job's side: maps once, passes on demand
 
 
+WORKING_MARGIN = 2 * 1024 ** 3  # what a job still needs beside a resident ControlNet (SD1.5 fp16 estimate)
+
+
+def needs_offload(unit: ControlUnit, model: Any, path: Path) -> bool:
+    """Whether the ControlNet's weights stay in CPU memory (brought in layer by layer): the unit's Low VRAM, the
+    checkpoint's ``--lowvram``, or a GPU whose free memory cannot hold the weights (the file's size, halved in
+    fp16) plus a job's working memory. The memory modes count the ControlNet this way."""
+    from modules.models import memory
+
+    plan = getattr(model, "extra", {}).get("memory")
+    if unit.low_vram or getattr(plan, "mode", None) == memory.LOWVRAM:
+        return True
+    free = memory.free_bytes(model.device)
+    if free is None:  # the CPU, Apple's unified memory: nothing to gain
+        return False
+    weights = path.stat().st_size // (2 if model.dtype in (torch.float16, torch.bfloat16) else 1)
+    if free < weights + WORKING_MARGIN:
+        log.info("ControlNet %s: %d MiB free on %s, offloading its weights", path.name, free // 2**20, model.device)
+        return True
+    return False
+
+
 @dataclass
 class ControlMaps:
     """A unit's maps for one job: what it works from and the preprocessor's output (made once)."""
@@ -331,8 +353,7 @@ class ControlJob:
                 fitted = self._fitted[(i, hires_pass)] = hints.fit(maps.detected, maps.source.resize_mode, height,
                                                                    width)
             file = self.registry.resolve(unit.model, f"{unit.where}.model")
-            plan = getattr(model, "extra", {}).get("memory")
-            offload = unit.low_vram or getattr(plan, "mode", None) == "lowvram"
+            offload = needs_offload(unit, model, file.path)
             net = self.cache.get(file, model.unet, model.kind.family, model.device, model.dtype,
                                  f"{unit.where}.model", limit=self.cache_size, offload=offload)
             if net.union_types and (unit.union_type == UnionType.UNKNOWN
