@@ -217,8 +217,8 @@ class Runtime:
 
     # -- ControlNet -----------------------------------------------------------------------------------------
     def check_controlnet_units(self, units: list[Any], kind: str) -> None:
-        """Enabled units name a model that is on disk and have an image to work from (img2img falls back on its
-        init image); each error names the unit's field. Runs before the job is queued."""
+        """Enabled units name a model that is on disk, a preprocessor that can run and have an image to work
+        from (img2img falls back on its picture); each error names the unit's field. Runs before queueing."""
         from modules.errors import FieldError
 
         for unit in units:
@@ -226,15 +226,20 @@ class Runtime:
                 continue
             if self.controlnets is None:
                 raise FieldError(f"{unit.where}.model", "ControlNet is not set up in this server")
-            extra = str(self.options.get("control_net_models_path") or "")
-            if extra != (self.controlnets.extra_dir or ""):
-                self.controlnets.refresh(extra)
-            self.controlnets.resolve(unit.model, f"{unit.where}.model")
+            self.controlnet_models(rescan=False).resolve(unit.model, f"{unit.where}.model")
             unavailable = unit.preprocessor.unavailable(self.annotator_dirs())
             if unavailable:
                 raise FieldError(f"{unit.where}.module", unavailable)
             if unit.image is None and kind == "txt2img":
                 raise FieldError(f"{unit.where}.image", "ControlNet is enabled but no input image is given")
+
+    def controlnet_models(self, rescan: bool) -> Any:
+        """The ControlNet registry with the setting ``control_net_models_path``'s folder in it: rescanned when
+        asked (the lists' refresh) or when the setting has changed since the last scan."""
+        extra = str(self.options.get("control_net_models_path") or "")
+        if rescan or extra != (self.controlnets.extra_dir or ""):
+            self.controlnets.refresh(extra)
+        return self.controlnets
 
     def annotator_dirs(self) -> list[Any]:
         """Where the model-run ControlNet preprocessors' folders are (``annotators/`` of each ControlNet folder)."""
@@ -248,11 +253,8 @@ class Runtime:
             return None
         from modules.controlnet.control import ControlJob
 
-        init = getattr(params, "init_images", None) or [None]
         return ControlJob(units, self.controlnets, self.controlnet_cache,
                           cache_size=int(settings.get("control_net_model_cache_size", 2) or 2),
-                          init_image=init[0], init_mask=getattr(params, "mask", None),
-                          img2img_resize_mode=int(getattr(params, "resize_mode", 0) or 0),
                           hires=bool(getattr(params, "enable_hr", False)), seed=max(int(params.seed), 0),
                           annotator_dirs=self.annotator_dirs())
 

@@ -515,8 +515,12 @@ def test_controlnet_with_a_compiled_unet_gives_the_same_image(tmp_path, mode):
     assert np.abs(np.asarray(ours.images[0]).astype(int) - np.asarray(theirs.images[0]).astype(int)).max() <= 1
 
 
-def test_batches_share_one_map_and_each_image_is_controlled(tiny):
+def test_batches_share_one_map_and_each_image_is_controlled(tiny, monkeypatch):
+    loads = []
+    original = ControlNetCache.get
+    monkeypatch.setattr(ControlNetCache, "get", lambda self, *a, **k: loads.append(a[0]) or original(self, *a, **k))
     result, control = _run(tiny, [_unit()], steps=2, batch_size=2, n_iter=2)
+    assert len(loads) == 1  # the pass's unit (hint, ControlNet, latents) is built once for both batches
     plain, _ = _run(tiny, [], steps=2, batch_size=2, n_iter=2)
     images = [np.asarray(im) for im in result.images]
     # four images (no grid: not saved), then the one detected map (made once for the job, not once a batch)

@@ -12,7 +12,7 @@ import pytest
 import webuiapi
 from PIL import Image
 
-from tests.support.server import make_data_dir, running_server, wait_for_model
+from tests.support.server import make_data_dir, running_server, wait_for_model, webuiapi_client
 from tests.support.tiny_controlnet import write_tiny_controlnet, write_tiny_depth_anything
 
 pytestmark = pytest.mark.timeout(240)
@@ -52,8 +52,7 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def api(server):
-    client = webuiapi.WebUIApi(host="127.0.0.1", port=server.port)
-    client.session.trust_env = False
+    client = webuiapi_client(server)
     yield client
     client.session.close()
 

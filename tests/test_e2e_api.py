@@ -7,10 +7,9 @@ import json
 
 import numpy as np
 import pytest
-import webuiapi
 from PIL import Image
 
-from tests.support.server import make_data_dir, running_server, wait_for_model
+from tests.support.server import make_data_dir, running_server, wait_for_model, webuiapi_client
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -27,8 +26,7 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def api(server):
-    client = webuiapi.WebUIApi(host="127.0.0.1", port=server.port)
-    client.session.trust_env = False  # loopback only: no proxy from the environment
+    client = webuiapi_client(server)
     yield client
     client.session.close()
 
@@ -183,8 +181,7 @@ def test_progress_during_a_job_and_interrupt_through_the_client(api, server):
 
     worker = threading.Thread(target=generate)
     worker.start()
-    poller = webuiapi.WebUIApi(host="127.0.0.1", port=server.port)
-    poller.session.trust_env = False
+    poller = webuiapi_client(server)
     try:
         deadline = time.time() + 60
         seen, waits = [], []

@@ -73,9 +73,7 @@ def build_controlnet_router(rt: Any) -> APIRouter:
     router = APIRouter(prefix="/controlnet", tags=["controlnet"])
 
     def titles(update: bool) -> list[str]:
-        if update:
-            rt.controlnets.refresh(str(rt.options.get("control_net_models_path") or ""))
-        return rt.controlnets.titles()
+        return rt.controlnet_models(rescan=update).titles()
 
     @router.get("/version")
     def version() -> dict[str, int]:
@@ -92,7 +90,7 @@ def build_controlnet_router(rt: Any) -> APIRouter:
 
     @router.get("/control_types")
     def control_types() -> dict[str, Any]:
-        models = rt.controlnets.titles()
+        models = rt.controlnet_models(rescan=False).titles()
         return {"control_types": {name: preprocessors.control_type(name, models).api_json()
                                   for name in preprocessors.control_type_names()}}
 

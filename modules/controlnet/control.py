@@ -274,16 +274,16 @@ class ControlMaps:
 
 @dataclass
 class ControlJob:
-    """The ControlNet units of one job. ``for_pass`` makes the pass's ``ControlPass`` (maps fitted to its size,
-    ControlNets loaded from the cache); the shown maps collect in ``shown`` in the extension's order."""
+    """The ControlNet units of one job. ``for_pass`` makes a pass's ``ControlPass`` (maps fitted to its size,
+    ControlNets loaded from the cache), its units built once for all the job's batches; ``shown_maps`` are the
+    fitted maps in the extension's order."""
 
     units: list[ControlUnit]
     registry: ControlNetRegistry
     cache: ControlNetCache
     cache_size: int = 2
-    init_image: Any = None
+    init_image: Any = None  # img2img's prepared picture and mask (``use_img2img``)
     init_mask: Any = None
-    img2img_resize_mode: int = 0
     hires: bool = False  # the job has a hires pass (``hr_option`` matters)
     seed: int = 0
     annotator_dirs: list[Path] = field(default_factory=list)  # the model-run preprocessors' folders
@@ -291,6 +291,7 @@ class ControlJob:
     init_size: tuple[int, int] | None = None  # the init image's size (units' images of that size are cropped too)
     _maps: list[ControlMaps] | None = None
     _fitted: dict[tuple[int, bool], np.ndarray] = field(default_factory=dict)  # (unit, hires pass) -> map
+    _passes: dict[tuple[Any, ...], list[UnitPass]] = field(default_factory=dict)  # a pass's units, once a job
 
     @property
     def active(self) -> list[ControlUnit]:
@@ -306,7 +307,7 @@ class ControlJob:
         """img2img's prepared picture (at the processing size, the "only masked" crop) and mask take the place
         of the raw init image: a unit without an image works from exactly what is sampled, as in the
         extension; a unit image of the init image's size is cropped to the same region."""
-        self.init_image, self.init_mask, self.img2img_resize_mode = image, mask, 0
+        self.init_image, self.init_mask = image, mask
         self.crop_box, self.init_size = crop_box, init_size
 
     def _cropped(self, unit: ControlUnit) -> ControlUnit:
@@ -325,7 +326,7 @@ class ControlJob:
             self._maps = []
             for unit in self.active:
                 unit = self._cropped(unit)
-                source = hints.choose_input(unit, self.init_image, self.init_mask, self.img2img_resize_mode)
+                source = hints.choose_input(unit, self.init_image, self.init_mask)
                 detected = hints.detect(unit, source, height, width, rng, self.annotator_dirs)
                 self._maps.append(ControlMaps(unit, source, detected))
         return self._maps
@@ -341,35 +342,39 @@ class ControlJob:
 
     def for_pass(self, model: Any, width: int, height: int, hires_pass: bool,
                  encode: Callable[[torch.Tensor], torch.Tensor] | None, first_size: tuple[int, int]) -> ControlPass:
-        passes = []
-        first_w, first_h = first_size
-        for i, maps in enumerate(self.maps(first_w, first_h)):
-            unit = maps.unit
-            if self.hires and (unit.hr_option == HiresOption.LOW_RES_ONLY and hires_pass
-                               or unit.hr_option == HiresOption.HIGH_RES_ONLY and not hires_pass):
-                continue
-            fitted = self._fitted.get((i, hires_pass))
-            if fitted is None or fitted.shape[:2] != (height, width):
-                fitted = self._fitted[(i, hires_pass)] = hints.fit(maps.detected, maps.source.resize_mode, height,
-                                                                   width)
-            file = self.registry.resolve(unit.model, f"{unit.where}.model")
-            offload = needs_offload(unit, model, file.path)
-            net = self.cache.get(file, model.unet, model.kind.family, model.device, model.dtype,
-                                 f"{unit.where}.model", limit=self.cache_size, offload=offload)
-            if net.union_types and (unit.union_type == UnionType.UNKNOWN
-                                    or list(UnionType).index(unit.union_type) >= net.union_types):
-                raise FieldError(f"{unit.where}.union_control_type",
-                                 f"{file.title} is a ControlNet Union model: it needs the control type, and the "
-                                 f"{unit.preprocessor.label} preprocessor does not imply one this model knows",
-                                 [t.value for t in list(UnionType)[:net.union_types]])
-            hint = to_tensor(fitted)
-            region = None
-            if unit.effective_region_mask is not None:
-                region = to_tensor(np.asarray(unit.effective_region_mask.convert("L"))[:, :, None])
-            origin = None
-            if encode is not None and (unit.module == "inpaint_only" or unit.module.startswith("tile_colorfix")):
-                origin = encode(hint[:, :3] * 2.0 - 1.0)
-            soft = unit.control_mode != ControlMode.BALANCED or (hires_pass and unit.preprocessor.soft_in_hires)
-            passes.append(UnitPass(unit, net, hint, region, origin, soft))
-        prediction = getattr(getattr(model, "kind", None), "prediction", "epsilon")
-        return ControlPass(passes, prediction)
+        key = (hires_pass, width, height, id(model))
+        if key not in self._passes:  # the first batch builds them; the others reuse hints, nets and latents
+            self._passes[key] = [self._unit_pass(i, maps, model, width, height, hires_pass, encode)
+                                 for i, maps in enumerate(self.maps(*first_size))
+                                 if self._runs_in(maps.unit, hires_pass)]
+        return ControlPass(self._passes[key], getattr(getattr(model, "kind", None), "prediction", "epsilon"))
+
+    def _runs_in(self, unit: ControlUnit, hires_pass: bool) -> bool:
+        """``hr_option``, which only matters when the job has a hires pass."""
+        if not self.hires:
+            return True
+        return not (unit.hr_option == HiresOption.LOW_RES_ONLY and hires_pass
+                    or unit.hr_option == HiresOption.HIGH_RES_ONLY and not hires_pass)
+
+    def _unit_pass(self, i: int, maps: ControlMaps, model: Any, width: int, height: int, hires_pass: bool,
+                   encode: Callable[[torch.Tensor], torch.Tensor] | None) -> UnitPass:
+        unit = maps.unit
+        fitted = self._fitted[(i, hires_pass)] = hints.fit(maps.detected, maps.source.resize_mode, height, width)
+        file = self.registry.resolve(unit.model, f"{unit.where}.model")
+        net = self.cache.get(file, model.unet, model.kind.family, model.device, model.dtype, f"{unit.where}.model",
+                             limit=self.cache_size, offload=needs_offload(unit, model, file.path))
+        if net.union_types and (unit.union_type == UnionType.UNKNOWN
+                                or list(UnionType).index(unit.union_type) >= net.union_types):
+            raise FieldError(f"{unit.where}.union_control_type",
+                             f"{file.title} is a ControlNet Union model: it needs the control type, and the "
+                             f"{unit.preprocessor.label} preprocessor does not imply one this model knows",
+                             [t.value for t in list(UnionType)[:net.union_types]])
+        hint = to_tensor(fitted)
+        region = None
+        if unit.effective_region_mask is not None:
+            region = to_tensor(np.asarray(unit.effective_region_mask.convert("L"))[:, :, None])
+        origin = None
+        if encode is not None and (unit.module == "inpaint_only" or unit.module.startswith("tile_colorfix")):
+            origin = encode(hint[:, :3] * 2.0 - 1.0)
+        soft = unit.control_mode != ControlMode.BALANCED or (hires_pass and unit.preprocessor.soft_in_hires)
+        return UnitPass(unit, net, hint, region, origin, soft)

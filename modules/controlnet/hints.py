@@ -39,10 +39,9 @@ def _mask_channel(mask: Any, size: tuple[int, int], where: str) -> np.ndarray:
     return mask_rgb[:, :, 0]
 
 
-def choose_input(unit: ControlUnit, init_image: Any = None, init_mask: Any = None,
-                 img2img_resize_mode: int = 0) -> ControlInput:
-    """The extension's choice: the unit's own image (with its mask), else img2img's init image (with img2img's
-    resize mode and, for inpainting units, its mask). An RGB unit with a drawn mask that is neither empty nor
+def choose_input(unit: ControlUnit, init_image: Any = None, init_mask: Any = None) -> ControlInput:
+    """The extension's choice: the unit's own image (with its mask), else img2img's picture as it is sampled
+    (already at the generation size, so Just Resize; for inpainting units with img2img's mask). An RGB unit with a drawn mask that is neither empty nor
     full uses the mask as the input (canvas scribble)."""
     is_inpaint = "inpaint" in unit.module
     if unit.image is not None:
@@ -58,7 +57,7 @@ def choose_input(unit: ControlUnit, init_image: Any = None, init_mask: Any = Non
         return ControlInput(rgb, unit.resize_mode)
     if init_image is not None:
         rgb = hwc3(np.asarray(init_image.convert("RGB")))
-        mode = list(ResizeMode)[img2img_resize_mode] if 0 <= img2img_resize_mode < 3 else ResizeMode.RESIZE
+        mode = ResizeMode.RESIZE
         if is_inpaint:
             alpha = (np.zeros(rgb.shape[:2], np.uint8) if init_mask is None
                      else np.asarray(init_mask.convert("L").resize(init_image.size)))

@@ -130,8 +130,8 @@ def _build_unit(rt: Runtime, tab: str, i: int, f: dict[str, Any]) -> UnitControl
                                show_progress="hidden")
 
     def refresh_models(current: str) -> Any:
-        if rt.controlnets is not None:
-            rt.controlnets.refresh(str(rt.options.get("control_net_models_path") or ""))
+        if getattr(rt, "controlnets", None) is not None:
+            rt.controlnet_models(rescan=True)
         choices = _model_choices(rt)
         return gr.update(choices=choices, value=current if current in choices else "None")
 
@@ -169,9 +169,6 @@ def take_units(data: dict[str, Any], tab: str) -> list[Any]:
             continue
         if tab != "txt2img":
             values.pop("hr_option", None)
-        for name in ("processor_res",):
-            if isinstance(values.get(name), float):
-                values[name] = int(values[name])
         units.append(parse_unit(values, f"ControlNet Unit {i}"))
     return units
 

@@ -83,6 +83,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def webuiapi_client(server: Server) -> Any:
+    """The ``webuiapi`` client of a running server, on the loopback (no proxy from the environment)."""
+    import webuiapi
+
+    client = webuiapi.WebUIApi(host=HOST, port=server.port)
+    client.session.trust_env = False
+    return client
+
+
 def make_data_dir(root: Path, names: Sequence[str] = ("tiny",), family: str = "sd1") -> Path:
     """A --data-dir with one tiny random checkpoint (plus its yaml) per name in models/Stable-diffusion."""
     from tests.support.tiny_checkpoints import write_tiny_checkpoint
