@@ -159,7 +159,7 @@ def test_inpainting_maps_carry_the_mask_and_the_model_sees_minus_one_there():
     unit = parse_unit({"module": "inpaint_only", "image": _square(), "mask": mask}, "u")
     source = hints.choose_input(unit)
     assert source.image.shape == (64, 64, 4)
-    fitted, _ = hints.control_map(unit, source, 64, 64)
+    fitted = hints.fit(hints.detect(unit, source, 64, 64), source.resize_mode, 64, 64)
     hint = torch.from_numpy(fitted).float().div(255).permute(2, 0, 1)[None]
     up = UnitPass(unit, None, hint)  # type: ignore[arg-type]
     seen = up.model_hint()

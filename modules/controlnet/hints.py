@@ -155,14 +155,6 @@ def fit(detected: np.ndarray, mode: ResizeMode, height: int, width: int) -> np.n
     return np.ascontiguousarray(inner[top:top + height, left:left + width])
 
 
-def control_map(unit: ControlUnit, source: ControlInput, height: int, width: int,
-                rng: np.random.Generator | None = None,
-                annotator_dirs: Sequence[Path] = ()) -> tuple[np.ndarray, np.ndarray]:
-    """(map at the generation size, the detected map as the preprocessor made it)."""
-    detected = detect(unit, source, height, width, rng, annotator_dirs)
-    return fit(detected, source.resize_mode, height, width), detected
-
-
 def visible_map(detected: np.ndarray) -> np.ndarray:
     """The detected map as shown and returned: inpainting maps with the masked part half transparent."""
     if detected.ndim == 3 and detected.shape[2] == 4:
@@ -172,5 +164,5 @@ def visible_map(detected: np.ndarray) -> np.ndarray:
     return detected if detected.ndim == 3 else np.stack([detected] * 3, axis=2)
 
 
-__all__ = ["ControlInput", "choose_input", "control_map", "detect", "fit", "pixel_perfect_resolution",
-           "preprocessors", "visible_map"]
+__all__ = ["ControlInput", "choose_input", "detect", "fit", "pixel_perfect_resolution", "preprocessors",
+           "visible_map"]

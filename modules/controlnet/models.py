@@ -84,10 +84,6 @@ class ControlNetRegistry:
         with self._lock:
             return list(self._files)
 
-    def files(self) -> list[ControlNetFile]:
-        with self._lock:
-            return list(self._files.values())
-
     def find(self, model: str) -> ControlNetFile | None:
         """The extension's lookup: the exact title, else the file name (any case, without the hash), else the
         shortest name containing it."""

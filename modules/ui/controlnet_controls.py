@@ -9,7 +9,6 @@ units, and infotext pasting fills them from ``ControlNet N`` (``values_from_info
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Mapping
 
 import gradio as gr
@@ -48,24 +47,16 @@ def _slider_updates(module: str) -> list[Any]:
             for s, name in zip(pre.sliders, HIDDEN_NAMES)]  # type: ignore[union-attr]
 
 
-@dataclass
-class UnitControls:
-    preview: Any
-    detect: Any
-
-
-def build_accordion(rt: Runtime, tab: str, f: dict[str, Any]) -> list[UnitControls]:
+def build_accordion(rt: Runtime, tab: str, f: dict[str, Any]) -> None:
     """The accordion inside the current column; adds its controls to ``f``."""
-    units = []
     with gr.Accordion("ControlNet", open=False, elem_id=f"{tab}_controlnet"):
         with gr.Tabs(elem_id=f"{tab}_controlnet_tabs"):
             for i in range(unit_count(rt)):
                 with gr.Tab(f"ControlNet Unit {i}", elem_id=f"{tab}_controlnet_ControlNet-{i}_tab"):
-                    units.append(_build_unit(rt, tab, i, f))
-    return units
+                    _build_unit(rt, tab, i, f)
 
 
-def _build_unit(rt: Runtime, tab: str, i: int, f: dict[str, Any]) -> UnitControls:
+def _build_unit(rt: Runtime, tab: str, i: int, f: dict[str, Any]) -> None:
     eid = f"{tab}_controlnet_ControlNet-{i}"
     with gr.Row():
         f[key(i, "image")] = gr.Image(label="Single Image", type="pil", image_mode="RGB", height=240,
@@ -155,7 +146,6 @@ def _build_unit(rt: Runtime, tab: str, i: int, f: dict[str, Any]) -> UnitControl
 
     detect.click(run_preprocessor, inputs=[f[key(i, "image")], f[key(i, "mask")], f[key(i, "module")], *sliders],
                  outputs=[preview], show_progress="minimal")
-    return UnitControls(preview, detect)
 
 
 def take_units(data: dict[str, Any], tab: str) -> list[Any]:
