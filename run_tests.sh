@@ -20,6 +20,9 @@ grep -E '^torch==' requirements.txt >"$constraints"
 # The CLIP BPE vocabulary the tokenizer files are checked against. --no-deps: the package asks for torchvision,
 # which would replace the pinned CPU torch (and does not import with it anyway); we only read its data file.
 "$PY" -m pip install -q --no-deps "openai-clip==1.0.1"
+# The reference the ControlNet preprocessors' networks are checked against. --no-deps for the same reason (it asks
+# for torchvision and timm); the tests import its submodules without its package __init__ (tests/support/aux_reference.py).
+"$PY" -m pip install -q --no-deps "controlnet_aux==0.0.10"
 
 # The browser tests drive Debian's chromium (no browser download). Without it they fail, saying what to install.
 CHROMIUM="${WEBUI_TEST_CHROMIUM:-/usr/bin/chromium}"

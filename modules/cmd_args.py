@@ -183,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add(g, i, "--lora-dir", help="extra folder of LoRA files", default=None)
     _add(g, i, "--embeddings-dir", help="extra folder of textual-inversion embeddings", default=None)
     _add(g, i, "--controlnet-dir", help="extra folder of ControlNet models", default=None)
+    _add(g, i, "--controlnet-annotator-models-path", help="folder of the ControlNet preprocessors' model files "
+         "(searched before models/ControlNet/annotators)", default=None)
     _add(g, n, "--hypernetwork-dir", help="extra folder of hypernetworks", default=None)
     _add(g, i, "--localizations-dir", help="extra folder of localization .json files", default=None)
     for name, what in (("esrgan", "ESRGAN"), ("realesrgan", "RealESRGAN"), ("gfpgan", "GFPGAN"),

@@ -288,6 +288,9 @@ def builtin_options() -> dict[str, OptionInfo]:
         # ControlNet (sd-webui-controlnet's keys)
         "control_net_models_path": OptionInfo("", "Extra path to scan for ControlNet models (e.g. training output "
                                                   "directory)", CONTROLNET, restricted=True),
+        "control_net_modules_path": OptionInfo("", "Path to directory containing annotator model directories "
+                                                   "(overrides the command line flag)", CONTROLNET,
+                                               restricted=True),
         "control_net_unit_count": OptionInfo(3, "Multi-ControlNet: ControlNet unit number", CONTROLNET, minimum=1,
                                              maximum=10, step=1, needs_reload_ui=True),
         "control_net_model_cache_size": OptionInfo(2, "Model cache size", CONTROLNET, minimum=1, maximum=10, step=1),

@@ -10,6 +10,7 @@ import argparse
 import logging
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping
 
 from modules import infotext
@@ -227,7 +228,7 @@ class Runtime:
             if self.controlnets is None:
                 raise FieldError(f"{unit.where}.model", "ControlNet is not set up in this server")
             self.controlnet_models(rescan=False).resolve(unit.model, f"{unit.where}.model")
-            unavailable = unit.preprocessor.unavailable(self.annotator_dirs())
+            unavailable = unit.preprocessor.unavailable(self.annotator_setup())
             if unavailable:
                 raise FieldError(f"{unit.where}.module", unavailable)
             if unit.image is None and kind == "txt2img":
@@ -241,11 +242,21 @@ class Runtime:
             self.controlnets.refresh(extra)
         return self.controlnets
 
-    def annotator_dirs(self) -> list[Any]:
-        """Where the model-run ControlNet preprocessors' folders are (``annotators/`` of each ControlNet folder)."""
-        from modules.controlnet.annotators import annotator_dirs
+    def annotator_setup(self) -> Any:
+        """Where the weighted ControlNet preprocessors' files are (the setting ``control_net_modules_path``,
+        ``annotators/`` of each ControlNet folder, sd-webui-controlnet's ``annotator/downloads``) and the device
+        their networks run on (``--use-cpu controlnet`` keeps them on the CPU)."""
+        from modules.controlnet.annotator_files import AnnotatorSetup, annotator_setup
 
-        return annotator_dirs(self.controlnets.dirs) if self.controlnets is not None else []
+        if self.controlnets is None:
+            return AnnotatorSetup()
+        extra = str(self.options.get("control_net_modules_path") or "") or getattr(
+            self.args, "controlnet_annotator_models_path", None)
+        device = self.manager.device_policy.device_for("controlnet") if self.manager is not None else "cpu"
+        if extra and self.paths is not None and not Path(extra).is_absolute():
+            extra = str(self.paths.data_dir / extra)  # relative to the data folder, as the extension reads it
+        return annotator_setup(self.controlnets.dirs, self.paths.extensions_dir if self.paths is not None else None,
+                               extra, str(device))
 
     def _control_job(self, params: Any, settings: Mapping[str, Any]) -> Any:
         units = list(getattr(params, "controlnet_units", None) or [])
@@ -256,7 +267,7 @@ class Runtime:
         return ControlJob(units, self.controlnets, self.controlnet_cache,
                           cache_size=int(settings.get("control_net_model_cache_size", 2) or 2),
                           hires=bool(getattr(params, "enable_hr", False)), seed=max(int(params.seed), 0),
-                          annotator_dirs=self.annotator_dirs())
+                          annotators=self.annotator_setup())
 
     # -- time budget ----------------------------------------------------------------------------------------
     def _cost_target(self, settings: Mapping[str, Any]) -> tuple[str, str, str, float | None]:

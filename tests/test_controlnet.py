@@ -11,6 +11,7 @@ from PIL import Image
 
 from modules import infotext
 from modules.controlnet import hints, preprocessors
+from modules.controlnet.annotator_files import AnnotatorSetup
 from modules.controlnet.control import ControlJob, ControlPass, UnitPass, _x0, layer_scales
 from modules.controlnet.models import ControlNetCache, ControlNetRegistry, layout_of
 from modules.controlnet.units import ControlMode, ResizeMode, parse_infotext, parse_unit, parse_units
@@ -72,8 +73,10 @@ def test_weight_free_preprocessors_by_their_formulas():
     # the aliases and the list order of the extension
     assert preprocessors.find("inpaint_global_harmonious") is preprocessors.find("inpaint")
     assert preprocessors.module_list()[0] == "none"
-    assert "body_pose_model.pth" in preprocessors.find("openpose").missing  # weighted, not run by this build
-    assert "dpt-hybrid-midas" in preprocessors.find("depth_midas").unavailable([])  # its model folder named
+    nothing = AnnotatorSetup()
+    assert "body_pose_model.pth" in preprocessors.find("openpose").unavailable(nothing)  # the file it needs named
+    assert "dpt-hybrid-midas" in preprocessors.find("depth_midas").unavailable(nothing)  # its model folder named
+    assert preprocessors.find("canny").unavailable(nothing) is None
 
 
 def test_sliders_out_of_range_fall_back_to_the_preprocessors_defaults():
@@ -473,17 +476,17 @@ def test_depth_anything_runs_the_model_folder_and_normalises_like_the_extension(
     the model's depth at the padded preprocessor resolution, min-max normalised to 0..255 (written out here)."""
     from transformers import AutoImageProcessor, AutoModelForDepthEstimation
 
-    from modules.controlnet.annotators import annotator_dirs
+    from modules.controlnet.annotator_files import annotator_setup
     from tests.support.tiny_controlnet import write_tiny_depth_anything
 
-    dirs = annotator_dirs([tmp_path / "ControlNet"])
+    dirs = annotator_setup([tmp_path / "ControlNet"])
     pre = preprocessors.find("depth_anything")
     assert "depth-anything-large-hf" in pre.unavailable(dirs)
-    folder = write_tiny_depth_anything(dirs[0])
+    folder = write_tiny_depth_anything(dirs.dirs[0])
     assert pre.unavailable(dirs) is None
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
-    ours = pre(image, 64, -1, -1, annotator_dirs=dirs)
+    ours = pre(image, 64, -1, -1, annotators=dirs)
     assert ours.shape == (64, 64, 3) and ours.min() == 0 and ours.max() == 255
     model = AutoModelForDepthEstimation.from_pretrained(folder, local_files_only=True).eval()
     processor = AutoImageProcessor.from_pretrained(folder, local_files_only=True)

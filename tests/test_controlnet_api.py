@@ -14,6 +14,7 @@ from PIL import Image
 
 from tests.support.server import make_data_dir, running_server, wait_for_model, webuiapi_client
 from tests.support.tiny_controlnet import write_tiny_controlnet, write_tiny_depth_anything
+from tests.support.tiny_lineart import write_lineart
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -45,6 +46,9 @@ def server(tmp_path_factory):
     write_tiny_controlnet(cn / "diffusers", "controlnet_sd15_tile", "sd1", "diffusers")
     write_tiny_controlnet(cn, "controlnet_xl_canny", "sdxl", "diffusers")
     write_tiny_depth_anything(cn / "annotators")
+    # the extension's own preprocessor folder, as users copy it from an A1111 install
+    write_lineart(data_dir / "extensions" / "sd-webui-controlnet" / "annotator" / "downloads" / "lineart",
+                  "sk_model.pth")
     with running_server(data_dir) as srv:
         wait_for_model(srv)
         yield srv
@@ -186,6 +190,26 @@ def test_depth_anything_from_the_annotators_folder_in_detect_and_generation(serv
     status, body = _txt2img(server, [unit])
     assert status == 200, body
     assert len(body["images"]) == 2 and "Module: depth_anything" in body["info"]
+
+
+def test_lineart_from_the_extensions_downloads_folder_in_detect_and_generation(server):
+    """sk_model.pth where sd-webui-controlnet keeps it (extensions/sd-webui-controlnet/annotator/downloads/lineart):
+    /controlnet/detect draws with it and a unit with lineart_realistic generates; a file it lacks is named."""
+    square = _b64(_square(96))
+    status, body = server.request("POST", "/controlnet/detect", {"controlnet_module": "lineart_realistic",
+                                                                 "controlnet_input_images": [square],
+                                                                 "controlnet_processor_res": 64})
+    assert status == 200, body
+    line = _pixels(body["images"][0])
+    assert line.shape == (64, 64, 3) and len(np.unique(line)) > 2 and "poses" not in body
+    unit = {"image": square, "module": "lineart", "model": _model(server, "control_v11p_sd15_canny"),
+            "processor_res": 64}
+    status, body = _txt2img(server, [unit])
+    assert status == 200, body
+    assert len(body["images"]) == 2 and "Module: lineart" in body["info"]
+    status, body = server.request("POST", "/controlnet/detect", {"controlnet_module": "lineart_coarse",
+                                                                 "controlnet_input_images": [square]})
+    assert status == 422 and "sk_model2.pth" in body["detail"][0]["msg"]
 
 
 def test_img2img_unit_without_image_uses_the_init_image(api, server):

@@ -8,8 +8,7 @@ Like the extension's, these routes are on the app itself (not under ``/sdapi/v1`
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 from fastapi import APIRouter, Body
@@ -17,6 +16,7 @@ from PIL import Image
 
 from modules.api.images import decode_base64_to_image, encode_pil_to_base64
 from modules.controlnet import hints, preprocessors
+from modules.controlnet.annotator_files import AnnotatorSetup
 from modules.controlnet.units import SCRIPT_TITLE, ControlUnit, parse_units
 from modules.errors import FieldError
 
@@ -42,12 +42,14 @@ def _np_image(data: str, field: str) -> np.ndarray:
 
 
 def detect_images(module: str, images: list[str], masks: list[str], processor_res: float, threshold_a: float,
-                  threshold_b: float, annotator_dirs: Sequence[Path] = ()) -> list[str]:
-    """Run a preprocessor on base64 images; base64 PNG maps (the extension's ``/controlnet/detect``)."""
+                  threshold_b: float, annotators: AnnotatorSetup = AnnotatorSetup()
+                  ) -> dict[str, Any]:
+    """Run a preprocessor on base64 images: the extension's ``/controlnet/detect`` answer (base64 PNG maps; with
+    a pose preprocessor also each image's OpenPose JSON under ``poses``)."""
     pre = preprocessors.find(module)
     if pre is None:
         raise FieldError("controlnet_module", "Module not available", preprocessors.module_list())
-    unavailable = pre.unavailable(annotator_dirs)
+    unavailable = pre.unavailable(annotators)
     if unavailable:
         raise FieldError("controlnet_module", unavailable)
     if not images:
@@ -55,7 +57,9 @@ def detect_images(module: str, images: list[str], masks: list[str], processor_re
     if pre.requires_mask and len(masks) != len(images):
         raise FieldError("controlnet_masks", f"Preprocessor {module} requires `controlnet_masks` param.")
     res, s1, s2 = pre.sliders
-    out = []
+    out: list[str] = []
+    poses: list[dict[str, Any]] = []
+    is_pose = "openpose" in pre.name  # the extension's test, on the module's name
     for i, data in enumerate(images):
         image = _np_image(data, f"controlnet_input_images.{i}")
         if pre.accepts_mask and i < len(masks):
@@ -64,9 +68,29 @@ def detect_images(module: str, images: list[str], masks: list[str], processor_re
                 raise FieldError(f"controlnet_masks.{i}", "the mask and the image differ in size")
             image = np.concatenate([image, mask], axis=2)
         detected = pre(image, res.resolve(processor_res), s1.resolve(threshold_a), s2.resolve(threshold_b),
-                       annotator_dirs=annotator_dirs)
+                       annotators=annotators, pose_sink=poses.append if is_pose else None)
         out.append(encode_pil_to_base64(Image.fromarray(hints.visible_map(detected))))
-    return out
+    answer: dict[str, Any] = {"info": "Success"}
+    if poses:
+        answer["poses"] = poses
+    answer["images"] = out
+    return answer
+
+
+def render_poses(pose_data: list[Any]) -> dict[str, Any]:
+    """The extension's ``/controlnet/render_openpose_json``: each pose JSON drawn (bodies, hands and faces)."""
+    from modules.controlnet.nets import pose_drawing
+
+    if not pose_data:
+        return {"info": "No pose data detected."}
+    images = []
+    for i, pose in enumerate(pose_data):
+        try:
+            result = pose_drawing.decode_json(pose)
+        except ValueError as err:
+            raise FieldError(f"pose_data.{i}", str(err)) from None
+        images.append(encode_pil_to_base64(Image.fromarray(pose_drawing.draw_poses(result))))
+    return {"images": images, "info": "Success"}
 
 
 def build_controlnet_router(rt: Any) -> APIRouter:
@@ -110,9 +134,13 @@ def build_controlnet_router(rt: Any) -> APIRouter:
         low_vram: bool = Body(False),
     ) -> Any:
         images = controlnet_input_images or controlnet_images
-        encoded = await asyncio.to_thread(detect_images, controlnet_module, images, controlnet_masks,
-                                          controlnet_processor_res, controlnet_threshold_a, controlnet_threshold_b,
-                                          rt.annotator_dirs())
-        return {"images": encoded, "info": "Success"}
+        return await asyncio.to_thread(detect_images, controlnet_module, images, controlnet_masks,
+                                       controlnet_processor_res, controlnet_threshold_a, controlnet_threshold_b,
+                                       rt.annotator_setup())
+
+    @router.post("/render_openpose_json")
+    def render_openpose_json(pose_data: list[dict[str, Any]] = Body([])) -> dict[str, Any]:
+        """OpenPose JSON (as /controlnet/detect's ``poses`` and pose editors write it) drawn as pose maps."""
+        return render_poses(pose_data)
 
     return router

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from modules.controlnet import hints
+from modules.controlnet.annotator_files import AnnotatorSetup
 from modules.controlnet.models import ControlNetCache, ControlNetRegistry, LoadedControlNet
 from modules.errors import FieldError
 from modules.controlnet.units import ControlMode, ControlUnit, HiresOption, UnionType
@@ -286,7 +287,7 @@ class ControlJob:
     init_mask: Any = None
     hires: bool = False  # the job has a hires pass (``hr_option`` matters)
     seed: int = 0
-    annotator_dirs: list[Path] = field(default_factory=list)  # the model-run preprocessors' folders
+    annotators: AnnotatorSetup = AnnotatorSetup()  # the weighted preprocessors' folders and device
     crop_box: tuple[int, int, int, int] | None = None  # img2img "only masked": the region of the init image
     init_size: tuple[int, int] | None = None  # the init image's size (units' images of that size are cropped too)
     _maps: list[ControlMaps] | None = None
@@ -327,7 +328,7 @@ class ControlJob:
             for unit in self.active:
                 unit = self._cropped(unit)
                 source = hints.choose_input(unit, self.init_image, self.init_mask)
-                detected = hints.detect(unit, source, height, width, rng, self.annotator_dirs)
+                detected = hints.detect(unit, source, height, width, rng, self.annotators)
                 self._maps.append(ControlMaps(unit, source, detected))
         return self._maps
 

@@ -8,12 +8,12 @@ tensor in [0, 1] the ControlNet takes. Pure module: numpy, OpenCV and PIL.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from modules.controlnet import preprocessors
+from modules.controlnet.annotator_files import AnnotatorSetup
 from modules.controlnet.preprocessors import hwc3
 from modules.controlnet.units import ControlUnit, ResizeMode
 from modules.errors import FieldError
@@ -76,15 +76,15 @@ def pixel_perfect_resolution(image: np.ndarray, height: int, width: int, mode: R
 
 
 def detect(unit: ControlUnit, source: ControlInput, height: int, width: int,
-           rng: np.random.Generator | None = None, annotator_dirs: Sequence[Path] = ()) -> np.ndarray:
-    """The unit's preprocessed map (before resizing to the generation size); ``annotator_dirs``: where the
-    model-run preprocessors' folders are."""
+           rng: np.random.Generator | None = None, annotators: AnnotatorSetup = AnnotatorSetup()) -> np.ndarray:
+    """The unit's preprocessed map (before resizing to the generation size); ``annotators``: where the
+    weighted preprocessors' files are and their device."""
     pre = unit.preprocessor
     resolution = unit.processor_res
     if unit.pixel_perfect:
         resolution = pixel_perfect_resolution(source.image, height, width, source.resize_mode)
     image = source.image if pre.accepts_mask else hwc3(source.image)
-    return pre(image, resolution, unit.threshold_a, unit.threshold_b, rng, annotator_dirs)
+    return pre(image, resolution, unit.threshold_a, unit.threshold_b, rng, annotators)
 
 
 def _unique_colors(x: np.ndarray) -> int:

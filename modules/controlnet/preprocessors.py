@@ -1,20 +1,22 @@
 """Control-map preprocessors, with sd-webui-controlnet's names, UI labels, tags, sliders and list order.
 
 The weight-free ones run here (OpenCV and numpy; OpenCV because the extension's maps are made with it, so ours
-match them pixel for pixel). The weighted ones (depth, pose, soft edges, ...) are listed with the annotator files
-they need; choosing one is a clear error naming the file (see ``Preprocessor.missing``).
+match them pixel for pixel). The weighted ones (depth, pose, soft edges, ...) run their networks from the annotator
+files users put in the annotator folders (``annotators``); without the files, choosing one is a clear error naming
+them (``Preprocessor.unavailable``).
 
 Images are uint8 HWC numpy arrays: RGB, or RGBA where the alpha channel is the unit's mask (inpainting).
-Pure module: numpy and OpenCV, no torch.
+Pure module: numpy and OpenCV; torch only through the annotators.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
+
+from modules.controlnet.annotator_files import AnnotatorSetup
 
 Array = np.ndarray
 # (image, resolution, slider_1, slider_2, rng) -> control map
@@ -51,7 +53,7 @@ class Preprocessor:
     name: str  # the API's ``module`` key
     label: str  # the UI's name (also accepted as ``module``)
     tags: tuple[str, ...]
-    run: RunFunction | None  # None: needs annotator weights this build does not run
+    run: RunFunction | None  # None: an annotator network makes the map (``annotator``)
     resolution: Slider = RESOLUTION
     slider_1: Slider = HIDDEN
     slider_2: Slider = HIDDEN
@@ -59,49 +61,37 @@ class Preprocessor:
     accepts_mask: bool = False
     requires_mask: bool = False
     soft_in_hires: bool = False  # the extension's soft weights in a hires pass (canny, mlsd)
-    weight_files: tuple[str, ...] = ()  # annotator files a weighted preprocessor needs
-    annotator: str | None = None  # a model folder under models/ControlNet/annotators runs it (``annotators``)
+    annotator: str | None = None  # the ``annotators.ANNOTATORS`` entry that makes the map
 
     @property
     def sliders(self) -> tuple[Slider, Slider, Slider]:
         return self.resolution, self.slider_1, self.slider_2
 
-    @property
-    def missing(self) -> str | None:
-        """Why this preprocessor cannot run here (None when it can)."""
-        if self.run is not None or self.annotator is not None:
+    def unavailable(self, annotators: AnnotatorSetup) -> str | None:
+        """Why this preprocessor cannot run with these annotator folders (None when it can): the files it needs
+        and where they go."""
+        if self.annotator is None:
             return None
-        return (f"the {self.label} preprocessor needs annotator weights ({', '.join(self.weight_files)}) that this "
-                "build does not run yet; make the control map elsewhere and use module \"none\"")
+        from modules.controlnet.annotators import ANNOTATORS
 
-    def unavailable(self, annotator_dirs: Sequence[Path]) -> str | None:
-        """Why this preprocessor cannot run with these annotator folders (None when it can)."""
-        if self.annotator is not None:
-            from modules.controlnet.annotators import DEPTH_MODELS
-
-            return DEPTH_MODELS[self.annotator].missing(annotator_dirs)
-        return self.missing
+        return ANNOTATORS[self.annotator].missing(self.label, annotators)
 
     def detail(self) -> dict[str, Any]:
         """``/controlnet/module_list``'s ``module_detail`` entry."""
         return {"model_free": False, "sliders": [s.api_json() for s in self.sliders if s.visible]}
 
     def __call__(self, image: Array, resolution: float, slider_1: float, slider_2: float,
-                 rng: np.random.Generator | None = None, annotator_dirs: Sequence[Path] = ()) -> Array:
+                 rng: np.random.Generator | None = None, annotators: AnnotatorSetup = AnnotatorSetup(),
+                 pose_sink: Callable[[dict[str, Any]], None] | None = None) -> Array:
+        """The control map. A pose preprocessor also hands its OpenPose JSON to ``pose_sink``."""
         if self.annotator is not None:
-            return _annotated(self.annotator, hwc3(image), int(resolution), annotator_dirs)
-        if self.run is None:
-            raise ValueError(self.missing)
+            from modules.controlnet.annotators import ANNOTATORS
+
+            return ANNOTATORS[self.annotator](self.label, hwc3(image), int(resolution), float(slider_1),
+                                              float(slider_2), annotators, pose_sink)
+        assert self.run is not None
         image = hwc3(image) if not self.accepts_mask else image
         return self.run(image, int(resolution), float(slider_1), float(slider_2), rng or np.random.default_rng())
-
-
-def _annotated(key: str, image: Array, resolution: int, dirs: Sequence[Path]) -> Array:
-    """A model-run preprocessor on the padded, resized image, padding taken off again (the extension's way)."""
-    from modules.controlnet.annotators import depth_map
-
-    img, unpad = resize_with_pad(image, resolution)
-    return unpad(depth_map(key, img, dirs))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -276,11 +266,11 @@ _GAMMA = Slider("Gamma Correction", 0.1, 2.0, 0.001, 1.0)
 _VARIATION = Slider("Variation", 3.0, 32.0, 1.0, 8.0)
 
 
-def _weighted(name: str, label: str, tag: str, files: tuple[str, ...], priority: int = 0,
-              resolution: Slider = RESOLUTION, slider_1: Slider = HIDDEN, slider_2: Slider = HIDDEN,
-              annotator: str | None = None) -> Preprocessor:
-    return Preprocessor(name, label, (tag,), None, resolution, slider_1, slider_2, priority, weight_files=files,
-                        annotator=annotator)
+def _weighted(name: str, label: str, tags: tuple[str, ...], priority: int = 0, slider_1: Slider = HIDDEN,
+              slider_2: Slider = HIDDEN, soft_in_hires: bool = False) -> Preprocessor:
+    """A preprocessor whose map an annotator network makes (``annotators.ANNOTATORS[name]``)."""
+    return Preprocessor(name, label, tags, None, RESOLUTION, slider_1, slider_2, priority,
+                        soft_in_hires=soft_in_hires, annotator=name)
 
 
 _ALL: tuple[Preprocessor, ...] = (
@@ -310,24 +300,29 @@ _ALL: tuple[Preprocessor, ...] = (
                  requires_mask=True),
     Preprocessor("inpaint_only", "inpaint_only", ("Inpaint",), _inpaint, HIDDEN, priority=100, accepts_mask=True,
                  requires_mask=True),
-    # Weighted: listed, with the files they need.
-    # (The extension's legacy preprocessors without a resolution slider still show its default one: kept.)
-    _weighted("depth", "depth_midas", "Depth", ("dpt_hybrid-midas-501f0c75.pt",), 100, annotator="depth"),
-    _weighted("depth_zoe", "depth_zoe", "Depth", ("ZoeD_M12_N.pt",), annotator="depth_zoe"),
-    _weighted("depth_anything", "depth_anything", "Depth", ("depth_anything_vitl14.pth",),
-              annotator="depth_anything"),
-    _weighted("openpose", "openpose", "OpenPose", ("body_pose_model.pth",)),
-    _weighted("openpose_full", "openpose_full", "OpenPose",
-              ("body_pose_model.pth", "hand_pose_model.pth", "facenet.pth"), 100),
-    _weighted("dw_openpose_full", "dw_openpose_full", "OpenPose", ("yolox_l.onnx", "dw-ll_ucoco_384.onnx")),
-    _weighted("lineart", "lineart_realistic", "Lineart", ("sk_model.pth",)),
-    _weighted("lineart_anime", "lineart_anime", "Lineart", ("netG.pth",)),
-    _weighted("hed", "softedge_hed", "SoftEdge", ("ControlNetHED.pth",)),
-    _weighted("pidinet", "softedge_pidinet", "SoftEdge", ("table5_pidinet.pth",), 100),
-    _weighted("mlsd", "mlsd", "MLSD", ("mlsd_large_512_fp32.pth",), 100,
-              slider_1=Slider("MLSD Value Threshold", 0.01, 2.0, 0.01, 0.1),
-              slider_2=Slider("MLSD Distance Threshold", 0.01, 20.0, 0.01, 0.1)),
-    _weighted("normal_bae", "normal_bae", "NormalMap", ("scannet.pt",), 100),
+    # Weighted: an annotator network makes the map. (The extension's legacy preprocessors without a resolution
+    # slider still show its default one: kept.)
+    _weighted("depth", "depth_midas", ("Depth",), 100),
+    _weighted("depth_zoe", "depth_zoe", ("Depth",)),
+    _weighted("depth_anything", "depth_anything", ("Depth",)),
+    _weighted("openpose", "openpose", ("OpenPose",)),
+    _weighted("openpose_face", "openpose_face", ("OpenPose",)),
+    _weighted("openpose_faceonly", "openpose_faceonly", ("OpenPose",)),
+    _weighted("openpose_full", "openpose_full", ("OpenPose",), 100),
+    _weighted("openpose_hand", "openpose_hand", ("OpenPose",)),
+    _weighted("dw_openpose_full", "dw_openpose_full", ("OpenPose",)),
+    _weighted("lineart", "lineart_realistic", ("Lineart",)),
+    _weighted("lineart_coarse", "lineart_coarse", ("Lineart",)),
+    _weighted("lineart_anime", "lineart_anime", ("Lineart",)),
+    _weighted("hed", "softedge_hed", ("SoftEdge",)),
+    _weighted("hed_safe", "softedge_hedsafe", ("SoftEdge",)),
+    _weighted("pidinet", "softedge_pidinet", ("SoftEdge",), 100),
+    _weighted("pidinet_safe", "softedge_pidisafe", ("SoftEdge",)),
+    _weighted("scribble_hed", "scribble_hed", ("Scribble", "SparseCtrl")),
+    _weighted("pidinet_scribble", "scribble_pidinet", ("Scribble", "SparseCtrl"), 100),
+    _weighted("mlsd", "mlsd", ("MLSD",), 100, Slider("MLSD Value Threshold", 0.01, 2.0, 0.01, 0.1),
+              Slider("MLSD Distance Threshold", 0.01, 20.0, 0.01, 0.1), soft_in_hires=True),
+    _weighted("normal_bae", "normal_bae", ("NormalMap",), 100),
 )
 
 _BY_KEY: dict[str, Preprocessor] = {**{p.name: p for p in _ALL}, **{p.label: p for p in _ALL}}

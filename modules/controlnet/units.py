@@ -322,10 +322,7 @@ def parse_unit(values: Any, where: str, decode: Decoder | None = None) -> Contro
                                  f"{where}.union_control_type", list(UnionType)[:-1]),
         where=where,
     )
-    if unit.enabled:
-        missing = unit.preprocessor.missing
-        if missing:
-            raise FieldError(f"{where}.module", missing)
+    if unit.enabled:  # (whether a weighted preprocessor's files are there is the runtime's pre-queue check)
         unit = unit.with_defaults()
     return unit
 

@@ -135,11 +135,11 @@ def _build_unit(rt: Runtime, tab: str, i: int, f: dict[str, Any]) -> None:
                   "threshold_b": b}
         try:
             unit = parse_unit(values, f"ControlNet Unit {i}")
-            unavailable = unit.preprocessor.unavailable(rt.annotator_dirs())
+            unavailable = unit.preprocessor.unavailable(rt.annotator_setup())
             if unavailable:
                 raise ValueError(unavailable)
             detected = hints.detect(unit, hints.choose_input(unit), image.height, image.width,
-                                    annotator_dirs=rt.annotator_dirs())
+                                    annotators=rt.annotator_setup())
         except ValueError as err:
             raise gr.Error(str(err)) from None
         return np.ascontiguousarray(hints.visible_map(detected))
