@@ -98,3 +98,23 @@ def test_one_preprocessors_networks_stay_loaded_and_another_preprocessor_replace
     other = coarse(_image(64, 64), 64, -1, -1, annotators=setup)
     assert loads == ["lineart", "lineart_coarse"] and not np.array_equal(first, other)
     assert [k[0] for k in annotators._LOADED.models] == ["lineart_coarse"]  # the other one was dropped
+
+
+def test_scribble_hed_thins_and_binarises_after_the_padding_is_off(tmp_path):
+    """scribble_hed = the soft HED map cropped to the image, then non-maximum suppression, blur, binarisation; on a
+    90x70 image the padded rows would otherwise bleed into the blur at the bottom edge."""
+    from modules.controlnet.nets import hed
+    from modules.controlnet.preprocessors import resize_with_pad
+    from tests.support.tiny_softedge import write_hed
+
+    path = write_hed(tmp_path / "ControlNet" / "annotators")
+    setup = annotator_setup([tmp_path / "ControlNet"])
+    image = _image(90, 70, seed=5)
+    soft = preprocessors.find("softedge_hed")(image, 64, -1, -1, annotators=setup)
+    scribbled = preprocessors.find("scribble_hed")(image, 64, -1, -1, annotators=setup)
+    padded, unpad = resize_with_pad(image, 64)
+    net = hed.load(path)
+    assert np.array_equal(soft[:, :, 0], unpad(hed.detect(net, padded, mode="soft")))
+    h, w = soft.shape[:2]
+    assert np.array_equal(scribbled[:, :, 0], hed.detect(net, padded, mode="scribble", size=(h, w)))
+    assert set(np.unique(scribbled)) <= {0, 255}

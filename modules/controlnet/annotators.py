@@ -260,10 +260,11 @@ def _mlsd(models: list[Any], image: Array, value_threshold: float, distance_thre
 
 
 def _scribble(edges: Array) -> Array:
-    """scribble_hed / scribble_pidinet: the soft edges thinned (non-maximum suppression), blurred and binarised."""
-    from modules.controlnet.nets.hed import scribble_from_edges
+    """scribble_hed / scribble_pidinet: the soft edges thinned (non-maximum suppression), blurred and binarised,
+    after the padding is off (the blur at the padding's edge would differ)."""
+    from modules.controlnet.nets.hed import scribble
 
-    return scribble_from_edges(edges)
+    return scribble(edges)
 
 
 def _depth_run(key: str) -> RunFunction:
@@ -308,6 +309,7 @@ ANNOTATORS: dict[str, Annotator] = {
     "pidinet": Annotator(("pidinet",), _net("pidinet", mode="soft")),
     "pidinet_safe": Annotator(("pidinet",), _net("pidinet", mode="safe")),
     "pidinet_scribble": Annotator(("pidinet",), _net("pidinet", mode="soft"), after_unpad=_scribble),
+    "pidinet_sketch": Annotator(("pidinet",), _net("pidinet", mode="sketch")),
     # (the lineart networks' detect already inverts the map, as the extension's processor does)
     "lineart": Annotator(("lineart",), _net("lineart")),
     "lineart_coarse": Annotator(("lineart_coarse",), _net("lineart")),

@@ -320,6 +320,7 @@ _ALL: tuple[Preprocessor, ...] = (
     _weighted("pidinet_safe", "softedge_pidisafe", ("SoftEdge",)),
     _weighted("scribble_hed", "scribble_hed", ("Scribble", "SparseCtrl")),
     _weighted("pidinet_scribble", "scribble_pidinet", ("Scribble", "SparseCtrl"), 100),
+    _weighted("pidinet_sketch", "t2ia_sketch_pidi", ("T2I-Adapter",)),
     _weighted("mlsd", "mlsd", ("MLSD",), 100, Slider("MLSD Value Threshold", 0.01, 2.0, 0.01, 0.1),
               Slider("MLSD Distance Threshold", 0.01, 20.0, 0.01, 0.1), soft_in_hires=True),
     _weighted("normal_bae", "normal_bae", ("NormalMap",), 100),
