@@ -14,6 +14,7 @@ from PIL import Image
 
 from tests.support.server import make_data_dir, running_server, wait_for_model, webuiapi_client
 from tests.support.tiny_controlnet import write_tiny_controlnet, write_tiny_depth_anything
+from tests.support import tiny_dwpose
 from tests.support.tiny_lineart import write_lineart
 
 pytestmark = pytest.mark.timeout(240)
@@ -49,6 +50,12 @@ def server(tmp_path_factory):
     # the extension's own preprocessor folder, as users copy it from an A1111 install
     write_lineart(data_dir / "extensions" / "sd-webui-controlnet" / "annotator" / "downloads" / "lineart",
                   "sk_model.pth")
+    # DWPose: a detector that always sees one person and a pose model whose keypoints are known bins
+    pose_dir = cn / "annotators" / "openpose"
+    tiny_dwpose.write_detector(pose_dir, [tiny_dwpose.Box(320.0, 320.0, 240.0, 480.0, objectness=0.9)])
+    points = tiny_dwpose.KEYPOINTS
+    tiny_dwpose.write_pose(pose_dir, [(13 * k + 40) % 500 for k in range(points)],
+                           [(17 * k + 60) % 700 for k in range(points)], [0.9] * points)
     with running_server(data_dir) as srv:
         wait_for_model(srv)
         yield srv
@@ -210,6 +217,31 @@ def test_lineart_from_the_extensions_downloads_folder_in_detect_and_generation(s
     status, body = server.request("POST", "/controlnet/detect", {"controlnet_module": "lineart_coarse",
                                                                  "controlnet_input_images": [square]})
     assert status == 422 and "sk_model2.pth" in body["detail"][0]["msg"]
+
+
+def test_dw_openpose_full_returns_the_openpose_json_and_render_draws_it_back(server):
+    """/controlnet/detect with dw_openpose_full answers the map and, like the extension, each image's OpenPose JSON
+    under "poses"; /controlnet/render_openpose_json draws that JSON into the same map; bad JSON is a 422."""
+    status, body = server.request("POST", "/controlnet/detect", {"controlnet_module": "dw_openpose_full",
+                                                                 "controlnet_input_images": [_b64(_square(64))],
+                                                                 "controlnet_processor_res": 64})
+    assert status == 200, body
+    pose_map = _pixels(body["images"][0])
+    assert pose_map.shape == (64, 64, 3) and pose_map.any()
+    (pose,) = body["poses"]
+    assert (pose["canvas_width"], pose["canvas_height"]) == (64, 64)
+    person = pose["people"][0]
+    assert len(person["pose_keypoints_2d"]) == 18 * 3 and len(person["hand_left_keypoints_2d"]) == 21 * 3
+    assert len(person["face_keypoints_2d"]) == 70 * 3  # DWPose's 68 face points and the two eyes
+    status, rendered = server.request("POST", "/controlnet/render_openpose_json", [pose])
+    assert status == 200 and rendered["info"] == "Success", rendered
+    assert np.array_equal(_pixels(rendered["images"][0]), pose_map)
+    status, empty = server.request("POST", "/controlnet/render_openpose_json", [])
+    assert status == 200 and empty == {"info": "No pose data detected."}
+    broken = {**pose, "people": [{"pose_keypoints_2d": [1.0, 2.0]}]}
+    status, body = server.request("POST", "/controlnet/render_openpose_json", [broken])
+    assert status == 422 and body["detail"][0]["loc"] == ["body", "pose_data.0"], body
+    assert "people[0].pose_keypoints_2d" in body["detail"][0]["msg"]  # the bad list named
 
 
 def test_img2img_unit_without_image_uses_the_init_image(api, server):

@@ -291,7 +291,7 @@ def _pose(body: bool, hand: bool, face: bool, dw: bool = False) -> RunFunction:
             face_model = models[-1] if face else None
             found = openpose.detect(models[0], image, hand_model=hand_model, face_model=face_model)
         if sink is not None:
-            sink(pose_drawing.encode_json(found))
+            sink(pose_drawing.encode_json(found, pixels=dw))  # the extension writes DWPose's JSON in pixels
         return pose_drawing.draw_poses(found, draw_body=body, draw_hand=hand, draw_face=face)
 
     return run
