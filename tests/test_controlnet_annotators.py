@@ -118,3 +118,26 @@ def test_scribble_hed_thins_and_binarises_after_the_padding_is_off(tmp_path):
     h, w = soft.shape[:2]
     assert np.array_equal(scribbled[:, :, 0], hed.detect(net, padded, mode="scribble", size=(h, w)))
     assert set(np.unique(scribbled)) <= {0, 255}
+
+
+def test_openpose_draws_the_bodies_it_finds_and_hands_over_their_json(tmp_path):
+    """openpose (body only) from the extension's downloads/openpose/ layout: the map is the found people drawn on
+    the padded canvas and cropped; the pose sink gets the OpenPose JSON of the same people."""
+    from modules.controlnet.nets import openpose, pose_drawing
+    from modules.controlnet.preprocessors import resize_with_pad
+    from tests.support.tiny_openpose import write_body
+
+    extensions = tmp_path / "extensions"
+    path = write_body(extensions / EXTENSION_DOWNLOADS / "openpose")
+    setup = annotator_setup([tmp_path / "ControlNet"], extensions)
+    image = _image(80, 64, seed=6)
+    poses: list[dict] = []
+    drawn = preprocessors.find("openpose")(image, 64, -1, -1, annotators=setup, pose_sink=poses.append)
+    padded, unpad = resize_with_pad(image, 64)
+    found = openpose.detect(openpose.load_body(path), padded)
+    assert found.people  # random weights still find (random) people: the drawing below means something
+    assert np.array_equal(drawn, unpad(pose_drawing.draw_poses(found, draw_hand=False, draw_face=False)))
+    (pose,) = poses
+    assert (pose["canvas_height"], pose["canvas_width"]) == padded.shape[:2]
+    assert len(pose["people"]) == len(found.people)
+    assert all(person["hand_left_keypoints_2d"] is None for person in pose["people"])

@@ -375,8 +375,8 @@ def test_confidence_below_one_is_not_found_and_each_part_is_judged_alone():
     ({"people": [{"pose_keypoints_2d": "0.5 0.5 1"}], "canvas_width": 64, "canvas_height": 64}, "list of numbers"),
     ({"people": [{"hand_left_keypoints_2d": [0.5, 0.5, 1] * 20}], "canvas_width": 64, "canvas_height": 64},
      "hand_left_keypoints_2d has 20 keypoints, expected 21"),
-    ({"people": [{"face_keypoints_2d": [0.5, 0.5, 1] * 69}], "canvas_width": 64, "canvas_height": 64},
-     "expected 68 or 70"),
+    ({"people": [{"face_keypoints_2d": [0.5, 0.5, 1] * 72}], "canvas_width": 64, "canvas_height": 64},
+     "expected 1 to 71"),  # OpenPose's face net gives up to 71 points
     ([{"people": []}], "JSON object"),
 ])
 def test_malformed_json_is_a_clear_error(data, message):

@@ -41,7 +41,9 @@ _HAND_COLOURS = tuple(tuple(c * 255.0 for c in colorsys.hsv_to_rgb(i / float(len
 _EPS = 0.01  # hand and face points at pixel row or column 0 (or left of / above it) are not drawn
 
 BODY_POINTS, HAND_POINTS = 18, 21
-FACE_POINTS = (68, 70)  # DWPose's 68; OpenPose's 70 (and DWPose's 68 with the two eyes the extension adds)
+# DWPose's 68 (70 with the two eyes the extension adds); OpenPose's face net gives one point per heatmap that
+# passes its threshold, so up to 71 (the extension does not check the count either)
+FACE_POINTS = tuple(range(1, 72))
 
 
 def draw_poses(result: PoseResult, draw_body: bool = True, draw_hand: bool = True, draw_face: bool = True
@@ -155,7 +157,7 @@ def decode_json(data: dict[str, Any]) -> PoseResult:
 
     Raises ValueError, saying what is wrong, for a pose that is not an object, a missing or non-positive canvas
     size, a keypoint list that is not numbers or not a whole number of triples, or a part with the wrong number of
-    points (body 18, hands 21, face 68 or 70). A missing or empty body is a body with no point found. ``animals``
+    points (body 18, hands 21, face 1 to 71). A missing or empty body is a body with no point found. ``animals``
     (which the render endpoint ignores) is not read.
     """
     if not isinstance(data, dict):
@@ -205,7 +207,7 @@ def _part(person: dict[str, Any], key: str, counts: Sequence[int], width: int, h
         raise ValueError(f"{where}.{key} must hold x, y, confidence triples; its length {len(numbers)} is not a "
                          "multiple of 3")
     if len(numbers) // 3 not in counts:
-        expected = " or ".join(str(c) for c in counts)
+        expected = " or ".join(str(c) for c in counts) if len(counts) < 4 else f"{counts[0]} to {counts[-1]}"
         raise ValueError(f"{where}.{key} has {len(numbers) // 3} keypoints, expected {expected}")
     triples = [(float(numbers[i]), float(numbers[i + 1]), float(numbers[i + 2])) for i in range(0, len(numbers), 3)]
     found = [(x, y) for x, y, c in triples if c >= 1.0]
