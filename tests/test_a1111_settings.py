@@ -82,7 +82,8 @@ def test_registry_has_every_key_with_a1111_defaults(opts: Options) -> None:
     assert [k for k in registry if k in A1111_KEYS] == A1111_KEYS  # A1111's order, ours after
     # ours, then the built-in ControlNet's (sd-webui-controlnet's keys and defaults)
     assert list(registry)[len(A1111_KEYS):] == OURS == ["vae_tiling", "max_job_megapixel_steps", "max_job_seconds",
-                                                        "control_net_models_path", "control_net_unit_count",
+                                                        "control_net_models_path", "control_net_modules_path",
+                                                        "control_net_unit_count",
                                                         "control_net_model_cache_size", "control_net_no_detectmap"]
     for key, fact in a1111_settings.A1111_SETTINGS.items():
         assert opts.get(key) == fact.default, key
