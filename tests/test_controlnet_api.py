@@ -50,6 +50,8 @@ def server(tmp_path_factory):
     # the extension's own preprocessor folder, as users copy it from an A1111 install
     write_lineart(data_dir / "extensions" / "sd-webui-controlnet" / "annotator" / "downloads" / "lineart",
                   "sk_model.pth")
+    (cn / "annotators" / "hed").mkdir(parents=True)
+    (cn / "annotators" / "hed" / "ControlNetHED.pth").write_bytes(b"PK\x03\x04 an interrupted download")
     # DWPose: a detector that always sees one person and a pose model whose keypoints are known bins
     pose_dir = cn / "annotators" / "openpose"
     tiny_dwpose.write_detector(pose_dir, [tiny_dwpose.Box(320.0, 320.0, 240.0, 480.0, objectness=0.9)])
@@ -242,6 +244,21 @@ def test_dw_openpose_full_returns_the_openpose_json_and_render_draws_it_back(ser
     status, body = server.request("POST", "/controlnet/render_openpose_json", [broken])
     assert status == 422 and body["detail"][0]["loc"] == ["body", "pose_data.0"], body
     assert "people[0].pose_keypoints_2d" in body["detail"][0]["msg"]  # the bad list named
+
+
+def test_a_damaged_annotator_file_is_a_422_naming_it_and_the_server_keeps_serving(server):
+    square = _b64(_square())
+    status, body = server.request("POST", "/controlnet/detect", {"controlnet_module": "softedge_hed",
+                                                                 "controlnet_input_images": [square]})
+    assert status == 422 and body["detail"][0]["loc"] == ["body", "controlnet_module"], body
+    assert "ControlNetHED.pth" in body["detail"][0]["msg"]
+    unit = {"image": square, "module": "softedge_hed", "model": _model(server, "control_v11p_sd15_canny")}
+    status, body = _txt2img(server, [unit])
+    assert status == 422, body
+    assert body["detail"][0]["loc"] == ["body", "alwayson_scripts.ControlNet.args.0.module"], body
+    assert "ControlNetHED.pth" in body["detail"][0]["msg"]
+    status, body = _txt2img(server, [{**unit, "module": "canny"}])
+    assert status == 200 and len(body["images"]) == 2  # the server and its model are still there
 
 
 def test_img2img_unit_without_image_uses_the_init_image(api, server):

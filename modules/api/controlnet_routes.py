@@ -67,8 +67,11 @@ def detect_images(module: str, images: list[str], masks: list[str], processor_re
             if mask.shape[:2] != image.shape[:2]:
                 raise FieldError(f"controlnet_masks.{i}", "the mask and the image differ in size")
             image = np.concatenate([image, mask], axis=2)
-        detected = pre(image, res.resolve(processor_res), s1.resolve(threshold_a), s2.resolve(threshold_b),
-                       annotators=annotators, pose_sink=poses.append if is_pose else None)
+        try:
+            detected = pre(image, res.resolve(processor_res), s1.resolve(threshold_a), s2.resolve(threshold_b),
+                           annotators=annotators, pose_sink=poses.append if is_pose else None)
+        except ValueError as err:  # e.g. an annotator file that is damaged or of another network
+            raise FieldError("controlnet_module", str(err)) from None
         out.append(encode_pil_to_base64(Image.fromarray(hints.visible_map(detected))))
     answer: dict[str, Any] = {"info": "Success"}
     if poses:

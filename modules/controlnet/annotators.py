@@ -225,8 +225,13 @@ class Annotator:
         keys = self._model_keys(setup)
         if not keys:
             raise ValueError(self.missing(label, setup))
+        from modules.models.types import ModelFileError
+
         with _LOADED.lock:
-            models = _LOADED.get(keys, _load_model)
+            try:
+                models = _LOADED.get(keys, _load_model)
+            except ModelFileError as err:  # a damaged or unsafe file: the user's to replace (ValueError: the wrong one)
+                raise ValueError(f"the {label} preprocessor cannot use its file: {err}") from None
             img, unpad = resize_with_pad(image, resolution)
             with _OnDevice([m[0] if isinstance(m, tuple) else m for m in models], setup.device):
                 detected = self.run(models, img, slider_1, slider_2, pose_sink)

@@ -84,7 +84,10 @@ def detect(unit: ControlUnit, source: ControlInput, height: int, width: int,
     if unit.pixel_perfect:
         resolution = pixel_perfect_resolution(source.image, height, width, source.resize_mode)
     image = source.image if pre.accepts_mask else hwc3(source.image)
-    return pre(image, resolution, unit.threshold_a, unit.threshold_b, rng, annotators)
+    try:
+        return pre(image, resolution, unit.threshold_a, unit.threshold_b, rng, annotators)
+    except ValueError as err:  # e.g. an annotator file that is damaged or of another network
+        raise FieldError(f"{unit.where}.module", str(err)) from None
 
 
 def _unique_colors(x: np.ndarray) -> int:
