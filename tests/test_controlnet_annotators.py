@@ -50,14 +50,6 @@ def test_a_preprocessor_of_several_files_names_every_missing_one(tmp_path):
         preprocessors.find("dw_openpose_full")(_image(64, 64), 64, -1, -1, annotators=setup)
 
 
-def test_preprocessors_without_a_network_yet_say_so_even_with_their_file(tmp_path):
-    folder = tmp_path / "ControlNet" / "annotators"
-    folder.mkdir(parents=True)
-    (folder / "scannet.pt").write_bytes(b"x")
-    why = preprocessors.find("normal_bae").unavailable(annotator_setup([tmp_path / "ControlNet"]))
-    assert "not run by this build" in why and "scannet.pt" in why
-
-
 def test_every_weighted_preprocessor_has_an_annotator_and_files_or_a_depth_folder():
     weighted = [p for p in preprocessors.ordered() if p.run is None]
     assert {p.name for p in weighted} >= {"openpose", "openpose_full", "dw_openpose_full", "lineart", "lineart_anime",

@@ -89,6 +89,10 @@ def test_ckpt_state_dict_wrapper_is_stripped(tmp_path: Path) -> None:
     path = tmp_path / "model.ckpt"
     torch.save({"state_dict": {"w": torch.ones(3), "step": 5}, "epoch": 3, "global_step": 100}, path)
     assert list(formats.load_state_dict(path)) == ["w"]
+    torch.save({"model": {"encoder.w": torch.ones(2)}, "optimizer": {}}, path)  # NormalBae's scannet.pt layout
+    assert list(formats.load_state_dict(path)) == ["encoder.w"]
+    torch.save({"model": {"x": torch.ones(2)}, "w": torch.ones(1)}, path)  # tensors beside "model": a plain dict
+    assert list(formats.load_state_dict(path)) == ["w"]
 
 
 def test_unknown_bytes_and_gguf(tmp_path: Path) -> None:

@@ -122,7 +122,6 @@ class Network:
 
     weights: WeightFiles
     load: Callable[[list[Path]], Any]
-    written: bool = True  # False: listed with its files, but this build has no network for it yet
 
 
 NETWORKS: dict[str, Network] = {
@@ -132,7 +131,7 @@ NETWORKS: dict[str, Network] = {
     "lineart_coarse": Network(WeightFiles(("sk_model2.pth",), "lineart"), _load_one("lineart")),
     "lineart_anime": Network(WeightFiles(("netG.pth",), "lineart_anime"), _load_one("lineart_anime")),
     "mlsd": Network(WeightFiles(("mlsd_large_512_fp32.pth",), "mlsd"), _load_one("mlsd")),
-    "normal_bae": Network(WeightFiles(("scannet.pt",), "normal_bae"), _load_one("normalbae"), written=False),
+    "normal_bae": Network(WeightFiles(("scannet.pt",), "normal_bae"), _load_one("normalbae")),
     "openpose_body": Network(WeightFiles(("body_pose_model.pth",), "openpose"), _load_one("openpose", "load_body")),
     "openpose_hand": Network(WeightFiles(("hand_pose_model.pth",), "openpose"), _load_one("openpose", "load_hand")),
     "openpose_face": Network(WeightFiles(("facenet.pth",), "openpose"), _load_one("openpose", "load_face")),
@@ -199,11 +198,6 @@ class Annotator:
     def missing(self, label: str, setup: AnnotatorSetup) -> str | None:
         if self.depth is not None:
             return DEPTH_MODELS[self.depth].missing(setup.dirs)
-        unwritten = [key for key in self.networks if not NETWORKS[key].written]
-        if unwritten:
-            return (f"the {label} preprocessor is not run by this build yet (it would read "
-                    f"{', '.join(n for key in unwritten for n in NETWORKS[key].weights.files)}); make the control "
-                    "map elsewhere and use module \"none\"")
         return missing_message(label, [NETWORKS[key].weights for key in self.networks], setup.dirs)
 
     def _model_keys(self, setup: AnnotatorSetup) -> list[tuple[str, tuple[Path, ...]]]:

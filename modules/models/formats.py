@@ -315,11 +315,15 @@ def _load_pickle(path: Path, fmt: Format, device: str) -> Any:
 
 
 def _unwrap_state_dict(path: Path, obj: Any) -> dict[str, torch.Tensor]:
-    """Keep the tensors; training checkpoints nest them under "state_dict" next to epoch/optimizer entries."""
+    """Keep the tensors; training checkpoints nest them under "state_dict" (or, with no tensor beside it, "model",
+    as NormalBae's scannet.pt) next to epoch/optimizer entries."""
     import torch
 
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         obj = obj["state_dict"]
+    elif (isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping)
+          and not any(isinstance(v, torch.Tensor) for v in obj.values())):
+        obj = obj["model"]
     if not isinstance(obj, Mapping):
         raise CorruptFileError(path, f"the file holds a {type(obj).__name__}, not a dictionary of weights")
     return {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
