@@ -342,6 +342,17 @@ def set_numbers(page: Page, values: dict[str, str]) -> None:
         box.press("Enter")
 
 
+def _wait_until_drawn(page: Page, canvas, timeout_s: float = 30.0) -> None:
+    """Until the editor's canvas shows the uploaded picture (a noise image: far from uniform), polled on the
+    page's own clock rather than a fixed sleep."""
+    for _ in range(int(timeout_s * 10)):
+        pixels = np.asarray(Image.open(io.BytesIO(canvas.screenshot())).convert("L"))
+        if pixels.std() > 20:
+            return
+        page.wait_for_timeout(100)
+    raise AssertionError("the uploaded image never appeared in the inpaint editor")
+
+
 def test_inpaint_upload_paint_a_mask_and_generate(page: Page, server, js_errors, tmp_path):
     rng = np.random.RandomState(0)
     original = Image.fromarray(rng.randint(0, 255, (64, 64, 3)).astype(np.uint8))
@@ -352,9 +363,10 @@ def test_inpaint_upload_paint_a_mask_and_generate(page: Page, server, js_errors,
     expect(page.locator("#img2img_mask_blur")).to_be_visible()  # inpaint controls show in inpaint modes only
     editor = page.locator("#img2maskimg")
     editor.locator("input[type=file]").set_input_files(str(source))
-    editor.locator("button[aria-label=Brush]").click()
     canvas = editor.locator("canvas").first
     canvas.scroll_into_view_if_needed()
+    _wait_until_drawn(page, canvas)  # the upload lands asynchronously: a stroke before it would paint nothing
+    editor.locator("button[aria-label=Brush]").click()
     box = canvas.bounding_box()
     scale = min(box["width"], box["height"]) / 64
     left, top = box["x"] + (box["width"] - 64 * scale) / 2, box["y"] + (box["height"] - 64 * scale) / 2
