@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from tests.support.aux_reference import reference
+from tests.support.random_weights import random_like
 
 FILE = "scannet.pt"
 
@@ -21,21 +22,7 @@ def reference_net() -> torch.nn.Module:
 
 
 def normalbae_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    state = {}
-    for key, value in reference_net().state_dict().items():
-        if key.endswith("num_batches_tracked"):
-            state[key] = torch.tensor(3)
-        elif key.endswith("running_var"):
-            state[key] = torch.rand(value.shape, generator=g) + 0.5
-        elif key.endswith("running_mean") or key.endswith("bias"):
-            state[key] = torch.randn(value.shape, generator=g) * 0.1
-        elif value.ndim == 1:
-            state[key] = 1.0 + torch.randn(value.shape, generator=g) * 0.1
-        else:
-            fan_in = value[0].numel()
-            state[key] = torch.randn(value.shape, generator=g) * (1.0 / fan_in) ** 0.5
-    return state
+    return random_like(reference_net().state_dict(), seed, gain=1.0)
 
 
 def write_normalbae(folder: Path, seed: int = 0, name: str = FILE) -> Path:

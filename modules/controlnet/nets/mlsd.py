@@ -140,22 +140,15 @@ class MLSDLarge(nn.Module):
 
 
 def load(path: Path) -> MLSDLarge:
+    from modules.controlnet.nets.hed import check_layout
     from modules.models.formats import load_state_dict
 
     path = Path(path)
     state = {k.removeprefix("module."): v for k, v in load_state_dict(path).items()}
     model = MLSDLarge()
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
-    if missing or unexpected or wrong:
-        detail = "; ".join(part for part in (
-            f"missing {', '.join(missing[:4])}" if missing else "",
-            f"unexpected {', '.join(unexpected[:4])}" if unexpected else "",
-            f"shapes differ for {', '.join(wrong[:4])}" if wrong else "") if part)
-        raise ValueError(f"{path.name}: not the M-LSD large line detector ({FILE}): {detail}; expected "
-                         "backbone.features.0-13 (MobileNetV2) and block15-block23")
+    check_layout(path, state, {k: v.shape for k, v in model.state_dict().items()},
+                 lambda p, why: ValueError(f"{p.name}: not the M-LSD large line detector ({FILE}): {why}; expected "
+                                           "backbone.features.0-13 (MobileNetV2) and block15-block23"))
     model.load_state_dict(state, strict=True)
     return model.float().eval()
 

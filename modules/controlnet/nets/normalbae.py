@@ -200,6 +200,7 @@ class NormalBae(nn.Module):
 
 
 def load(path: Path) -> NormalBae:
+    from modules.controlnet.nets.hed import check_layout
     from modules.models.formats import load_state_dict
 
     path = Path(path)
@@ -210,16 +211,8 @@ def load(path: Path) -> NormalBae:
     except (KeyError, IndexError) as err:
         raise ValueError(f"{path.name}: not the NormalBae surface-normal model ({FILE}): no {err} tensor; expected "
                          "encoder.original_model.* (EfficientNet-B5) and decoder.*") from None
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
-    if missing or unexpected or wrong:
-        detail = "; ".join(part for part in (
-            f"missing {', '.join(missing[:4])}" if missing else "",
-            f"unexpected {', '.join(unexpected[:4])}" if unexpected else "",
-            f"shapes differ for {', '.join(wrong[:4])}" if wrong else "") if part)
-        raise ValueError(f"{path.name}: not the NormalBae surface-normal model ({FILE}): {detail}")
+    check_layout(path, state, {k: v.shape for k, v in model.state_dict().items()},
+                 lambda p, why: ValueError(f"{p.name}: not the NormalBae surface-normal model ({FILE}): {why}"))
     model.load_state_dict(state, strict=True)
     return model.float().eval()
 
