@@ -12,7 +12,7 @@ from playwright.sync_api import Page, expect
 
 from tests.support.server import make_data_dir, running_server, wait_for_model
 from tests.support.tiny_controlnet import write_tiny_controlnet
-from tests.test_ui_browser import browser, js_errors, number_input, set_tiny_size  # noqa: F401 (fixtures)
+from tests.test_ui_browser import browser, js_errors, number_input, page_errors, set_tiny_size  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.timeout(180)
 UNIT = "txt2img_controlnet_ControlNet-0"
@@ -29,9 +29,9 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(browser, server, js_errors) -> Page:  # noqa: F811
+def page(browser, server, page_errors) -> Page:  # noqa: F811
     page = browser.new_page()
-    page.on("pageerror", lambda err: js_errors.append(str(err)))
+    page.on("pageerror", lambda err: page_errors.append(str(err)))
     page.goto(server.url + "/", wait_until="load")
     page.locator("#txt2img_generate").wait_for(state="visible")
     yield page

@@ -57,16 +57,24 @@ def browser(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def js_errors() -> list[str]:
-    """Uncaught JavaScript errors of the page."""
+def page_errors() -> list[str]:
+    """Uncaught JavaScript errors of the module's page, as they arrive."""
     return []
 
 
+@pytest.fixture
+def js_errors(page_errors: list[str]) -> list[str]:
+    """The page's uncaught JavaScript errors since this test began: one test's error fails that test, not every
+    test after it."""
+    page_errors.clear()
+    return page_errors
+
+
 @pytest.fixture(scope="module")
-def page(browser, server, js_errors) -> Page:
+def page(browser, server, page_errors) -> Page:
     page = browser.new_page()
     page.set_default_timeout(TIMEOUT_MS)
-    page.on("pageerror", lambda err: js_errors.append(str(err)))
+    page.on("pageerror", lambda err: page_errors.append(str(err)))
     page.goto(server.url + "/", wait_until="load")
     page.locator("#txt2img_generate").wait_for(state="visible")
     yield page
@@ -362,8 +370,11 @@ def test_inpaint_upload_paint_a_mask_and_generate(page: Page, server, js_errors,
     page.get_by_role("tab", name="Inpaint", exact=True).click()
     expect(page.locator("#img2img_mask_blur")).to_be_visible()  # inpaint controls show in inpaint modes only
     editor = page.locator("#img2maskimg")
-    editor.locator("input[type=file]").set_input_files(str(source))
     canvas = editor.locator("canvas").first
+    # Gradio's editor appends its canvas once its tools are set up; a file given before that reaches an image tool
+    # without a context and throws (seen on a slow CI machine), so the upload waits for the canvas
+    expect(canvas).to_be_visible()
+    editor.locator("input[type=file]").set_input_files(str(source))
     canvas.scroll_into_view_if_needed()
     _wait_until_drawn(page, canvas)  # the upload lands asynchronously: a stroke before it would paint nothing
     editor.locator("button[aria-label=Brush]").click()
