@@ -174,6 +174,10 @@ def build_infotext(prompt: str, negative_prompt: str, params: Mapping[str, objec
     return f"{prompt}{negative}\n{params_line(params)}".strip()
 
 
+# Forge's own core keys and the A1111 key Forge writes each after ("CFG scale: 1, Distilled CFG Scale: 3.5").
+_FORGE_KEYS_AFTER: dict[str, tuple[str, ...]] = {"CFG scale": ("Distilled CFG Scale",)}
+
+
 def ordered_params(base: Mapping[str, object], extra: Mapping[str, object] | None = None) -> dict[str, object]:
     """Merge the core params and the "extra generation params" in A1111's order.
 
@@ -186,6 +190,9 @@ def ordered_params(base: Mapping[str, object], extra: Mapping[str, object] | Non
     for key in INFOTEXT_KEY_ORDER:
         if key in base:
             out[key] = base[key]
+        for forge_key in _FORGE_KEYS_AFTER.get(key, ()):
+            if forge_key in base:
+                out[forge_key] = base[forge_key]
     for key, value in base.items():
         if key not in out and key not in INFOTEXT_TRAILING_KEYS:
             out[key] = value

@@ -237,6 +237,8 @@ def builtin_options() -> dict[str, OptionInfo]:
                                               "megapixels or when the GPU lacks memory)", VAE,
                                  choices=("Automatic", "Always", "Never")),
         "sd_vae": OptionInfo("Automatic", "SD VAE", VAE, infotext="VAE"),
+        # Forge's "VAE / Text Encoder": files completing a checkpoint that lacks them (Flux's clip_l, t5xxl, ae)
+        "forge_additional_modules": OptionInfo([], "VAE / Text Encoder", SD, kind="list"),
         "sd_vae_overrides_per_model_preferences": OptionInfo(
             True, "Selected VAE overrides per-model preferences", VAE),
         "auto_vae_precision": OptionInfo(True, "Automatically revert VAE to 32-bit floats", VAE),

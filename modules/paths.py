@@ -41,6 +41,13 @@ MODEL_FOLDERS: dict[str, str] = {
     "clip": "CLIP",
     "controlnet": "ControlNet",
     "embeddings": "embeddings",  # models/embeddings is searched too, besides <data-dir>/embeddings
+    "text_encoder": "text_encoder",  # Forge's; ComfyUI's text_encoders and clip are searched too
+}
+
+# Folders other tools keep the same kind in, searched after ours (Forge/ComfyUI names for Flux files).
+ALSO_SEARCHED: dict[str, tuple[str, ...]] = {
+    "checkpoints": ("unet", "diffusion_models"),
+    "text_encoder": ("text_encoders", "clip"),
 }
 
 
@@ -103,6 +110,7 @@ class Paths:
         if kind == "embeddings":
             dirs.append(self.data_dir / "embeddings")
         dirs.append(self.models_dir / MODEL_FOLDERS[kind])
+        dirs += [self.models_dir / name for name in ALSO_SEARCHED.get(kind, ())]
         for extra in self.extra_dirs.get(kind, ()):
             if extra not in dirs:
                 dirs.append(extra)
@@ -161,7 +169,8 @@ class Paths:
 
     def ensure_data_folders(self) -> None:
         """Create the data folders a user expects to find (idempotent, never touches existing files)."""
-        for kind in ("checkpoints", "vae", "lora", "esrgan", "realesrgan", "gfpgan", "codeformer", "hypernetworks"):
+        for kind in ("checkpoints", "vae", "lora", "esrgan", "realesrgan", "gfpgan", "codeformer", "hypernetworks",
+                     "text_encoder"):
             self.model_dir(kind).mkdir(parents=True, exist_ok=True)
         for d in (self.outputs_dir, self.extensions_dir, self.data_dir / "embeddings"):
             d.mkdir(parents=True, exist_ok=True)

@@ -54,6 +54,7 @@ class Runtime:
     costs: budget.CostModel = field(default_factory=budget.CostModel)  # step costs measured on finished jobs
     controlnets: Any = None  # modules.controlnet.models.ControlNetRegistry
     controlnet_cache: Any = None  # modules.controlnet.models.ControlNetCache: loaded ControlNets
+    modules: Any = None  # modules.models.additional_modules.AdditionalModules: text encoders / VAEs for Flux
 
     # -- settings -------------------------------------------------------------------------------------------
     def job_settings(self, overrides: dict[str, Any] | None) -> JobSettings:
@@ -63,6 +64,15 @@ class Runtime:
             values.update(self.options.validate(overrides, from_api=True))
         return JobSettings.of(values)
 
+    def module_parts(self, values: Any = None) -> list[Any]:
+        """The additional module files (``forge_additional_modules``, else the automatic choice) a checkpoint
+        without its own text encoders or VAE is completed from."""
+        if self.modules is None:
+            return []
+        source = values if values is not None else self.options.as_dict()
+        chosen = source.get("forge_additional_modules") or []
+        return self.modules.for_checkpoint([chosen] if isinstance(chosen, str) else list(chosen))
+
     # -- jobs -----------------------------------------------------------------------------------------------
     def submit_load(self, name: str | None) -> Job:
         """Queue a checkpoint load (it runs between generations, never during one)."""
@@ -70,7 +80,7 @@ class Runtime:
 
         def run(job: Job) -> Any:
             job.progress.set_textinfo(f"Loading {info.title}")
-            self.manager.ensure(info.title, reuse_previous=True)
+            self.manager.ensure(info.title, reuse_previous=True, parts=self.module_parts())
             self._remember_checkpoint(info.title)
             return info.title
 
@@ -157,7 +167,7 @@ class Runtime:
             job.progress.set_textinfo("Loading model" if self.manager.model is None else "")
             wanted = settings.sd_model_checkpoint or None
             name = wanted if overridden or self.registry.get(wanted) is not None else None
-            model, info = self.manager.ensure(name, reuse_previous=not nested)
+            model, info = self.manager.ensure(name, reuse_previous=not nested, parts=self.module_parts(settings))
             if not overridden:
                 self._remember_checkpoint(info.title)
             job.progress._latent_preview = live_preview(model)
@@ -530,11 +540,15 @@ def build_runtime(args: argparse.Namespace) -> Runtime:
     from modules.controlnet.models import ControlNetCache, ControlNetRegistry
 
     controlnets = ControlNetRegistry(paths.model_dirs("controlnet"))
+    from modules.models.additional_modules import AdditionalModules
+
+    additional = AdditionalModules.from_paths(paths)
+    options.registry["forge_additional_modules"].choices = additional.names
     rt = Runtime(args=args, paths=paths, options=options, registry=registry, manager=manager, jobs=jobs,
                  hash_cache=cache, loras=LoraRegistry.from_paths(paths, cache, hashing=hashing),
                  embeddings=EmbeddingDatabase.from_paths(paths, cache, hashing=hashing), vaes=vaes,
                  styles=styles,
                  upscalers=upscalers, face_restorers=FaceRestorers.from_paths(paths, policy),
                  version=infotext.version_string(paths.install_dir), startup_notes=notes,
-                 controlnets=controlnets, controlnet_cache=ControlNetCache())
+                 controlnets=controlnets, controlnet_cache=ControlNetCache(), modules=additional)
     return rt

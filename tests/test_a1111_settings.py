@@ -80,8 +80,9 @@ def test_table_has_exactly_the_fixture_keys_in_a1111_order() -> None:
 def test_registry_has_every_key_with_a1111_defaults(opts: Options) -> None:
     registry = opts.registry
     assert [k for k in registry if k in A1111_KEYS] == A1111_KEYS  # A1111's order, ours after
-    # ours, then the built-in ControlNet's (sd-webui-controlnet's keys and defaults)
-    assert list(registry)[len(A1111_KEYS):] == OURS == ["vae_tiling", "max_job_megapixel_steps", "max_job_seconds",
+    # ours (with Forge's VAE / Text Encoder choice), then the built-in ControlNet's (sd-webui-controlnet's keys)
+    assert list(registry)[len(A1111_KEYS):] == OURS == ["vae_tiling", "forge_additional_modules",
+                                                        "max_job_megapixel_steps", "max_job_seconds",
                                                         "control_net_models_path", "control_net_modules_path",
                                                         "control_net_unit_count",
                                                         "control_net_model_cache_size", "control_net_no_detectmap"]

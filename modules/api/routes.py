@@ -67,7 +67,8 @@ def install_error_handlers(app: FastAPI) -> None:
         if isinstance(err.cause, FieldError):  # found while preparing the job (e.g. an unusable image)
             return _field_error(422, err.cause.field, str(err.cause))
         if isinstance(err.cause, ModelFileError):  # the checkpoint file is bad, not the server
-            return _field_error(422, "sd_model_checkpoint", str(err), kind=err.cause.kind)
+            field = getattr(err.cause, "field", "sd_model_checkpoint")  # a missing or unknown additional module
+            return _field_error(422, field, str(err), kind=err.cause.kind)
         if type(err.cause).__name__ == "OutOfMemoryError":  # the server's memory, for now: retry smaller/later
             return JSONResponse(status_code=503, content={"error": "Out of memory", "detail": str(err)},
                                 headers={"Retry-After": "5"})
@@ -201,7 +202,7 @@ def apply_request_infotext(req: Any) -> Any:
     mapping = {"prompt": "Prompt", "negative_prompt": "Negative prompt", "steps": "Steps", "cfg_scale": "CFG scale",
                "seed": "Seed", "sampler_name": "Sampler", "scheduler": "Schedule type", "width": "Size-1",
                "height": "Size-2", "subseed": "Variation seed", "subseed_strength": "Variation seed strength",
-               "denoising_strength": "Denoising strength"}
+               "denoising_strength": "Denoising strength", "distilled_cfg_scale": "Distilled CFG Scale"}
     update: dict[str, Any] = {}
     for field_name, key in mapping.items():
         if field_name in given or key not in parsed or field_name not in type(req).model_fields:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -331,6 +331,11 @@ def _build_text_encoder(
 # Public entry points
 
 
+def finish_module(module: Any, device: torch.device, dtype: torch.dtype) -> Any:
+    """Place a built module for inference: device and dtype, eval mode, no gradients."""
+    return _finish(module, device, dtype)
+
+
 def _finish(module: Any, device: torch.device, dtype: torch.dtype) -> Any:
     # torch's own Module.to: diffusers' override only adds a warning about fp32-kept modules, which SD has none of.
     torch.nn.Module.to(module, device=device, dtype=dtype)
@@ -341,7 +346,7 @@ def _finish(module: Any, device: torch.device, dtype: torch.dtype) -> Any:
 
 def load_checkpoint(
     path: str | Path, device_policy: DevicePolicy | None = None, config_path: Path | None = None,
-    reuse: LoadedModel | None = None,
+    reuse: LoadedModel | None = None, parts: Sequence[Path] = (),
 ) -> LoadedModel:
     """Load ``path`` into diffusers components placed as ``device_policy`` says (CPU fp32 when None).
 
@@ -350,11 +355,13 @@ def load_checkpoint(
     layout, the new weights are copied into them once the whole file has been read and converted, so a switch
     allocates no second model (peak memory: one model plus the file) and frees nothing the allocator would keep.
     ``reuse`` is then no longer valid; on any error it is untouched.
+    ``parts``: additional module files (Forge's "VAE / Text Encoder" choice) a family whose checkpoints may come
+    without their text encoders or VAE (Flux) completes the model from; SD checkpoints carry theirs and ignore them.
     Raises a ModelFileError subclass, with a sentence the user can act on, for every failure that comes from the file.
     """
     path = Path(path)
     sd = formats.load_state_dict(path, device="cpu")
-    return build_from_state_dict(sd, path, device_policy, config_path, consume=True, reuse=reuse)
+    return build_from_state_dict(sd, path, device_policy, config_path, consume=True, reuse=reuse, parts=parts)
 
 
 def build_from_state_dict(
@@ -364,14 +371,20 @@ def build_from_state_dict(
     config_path: Path | None = None,
     consume: bool = False,
     reuse: LoadedModel | None = None,
+    parts: Sequence[Path] = (),
 ) -> LoadedModel:
     """The part of ``load_checkpoint`` after reading: ``sd`` is an original-layout state dict read from ``path``.
 
     ``consume=True`` removes tensors from ``sd`` as components are built (lower peak memory). Also usable with meta
     tensors and a ``meta`` device policy, to check full-size layouts without memory.
     """
+    from modules.models import families
+
     path = Path(path)
     policy = device_policy or DevicePolicy.cpu()
+    family = families.detect_family({k: tuple(v.shape) for k, v in sd.items()})
+    if family is not None:  # a family with its own loader (the SD families are built below)
+        return _guarded(path, family.name, lambda: family.build(sd, path, policy, parts=parts, consume=consume))
     kind = detect_kind({k: tuple(v.shape) for k, v in sd.items()}, path)
     yaml_path, source = _choose_config(path, config_path)
     prediction_source = "keys" if kind.prediction != "epsilon" else "default"
@@ -390,6 +403,16 @@ def build_from_state_dict(
         raise UnknownModelError(
             path, f"cannot build a {kind.label} model from this file with {where} ({type(e).__name__}: {e})"
         ) from e
+
+
+def _guarded(path: Path, label: str, build: Any) -> LoadedModel:
+    """``build()``, with an error from inside the libraries turned into a sentence naming the file."""
+    try:
+        return build()
+    except (ModelFileError, _OutOfMemory, MemoryError):
+        raise
+    except (KeyError, ValueError, RuntimeError, IndexError, TypeError, AttributeError) as e:
+        raise UnknownModelError(path, f"cannot build a {label} model from this file ({type(e).__name__}: {e})") from e
 
 
 def _can_donate(model: LoadedModel, policy: DevicePolicy, choice: memory.MemoryChoice) -> bool:

@@ -613,8 +613,14 @@ class ParsedLora:
 def match_lora(state_dict: Mapping[str, torch.Tensor], model: Any) -> ParsedLora:
     """Group a LoRA state dict into layers, find each layer's module in ``model`` and check the shapes.
 
-    Works on models whose weights are on the ``meta`` device (only shapes are read).
+    Works on models whose weights are on the ``meta`` device (only shapes are read). A Flux model's LoRA, in any of
+    the layouts ``families.flux_lora`` reads, is first rewritten to its transformer's module names.
     """
+    config = getattr(model, "extra", {}).get("transformer_config") if getattr(model, "is_flux", False) else None
+    if config is not None:
+        from modules.models.families import flux_lora
+
+        state_dict = flux_lora.to_diffusers(state_dict, config)
     index = target_index(model)
     groups: dict[Any, dict[str, torch.Tensor]] = {}
     group_keys: dict[Any, list[str]] = {}

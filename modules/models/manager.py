@@ -12,7 +12,8 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
 from modules.models.types import LoadedModel, ModelFileError
 
@@ -90,18 +91,25 @@ class ModelManager:
                 "and press the refresh button next to the checkpoint list.")
         return available[0]
 
-    def ensure(self, name: str | None, *, reuse_previous: bool = False) -> tuple[LoadedModel, Any]:
+    def ensure(self, name: str | None, *, reuse_previous: bool = False,
+               parts: Sequence[Path] = ()) -> tuple[LoadedModel, Any]:
         """Make ``name`` (or the default) the loaded model; call this on the job worker.
 
         ``reuse_previous``: when only one checkpoint is kept loaded, the new weights may be copied into the current
         model's modules (same layout), so a switch holds one model instead of two. Only for callers that hold no
-        reference to the current model (not a job switching checkpoints while it runs)."""
+        reference to the current model (not a job switching checkpoints while it runs).
+        ``parts``: the additional module files (text encoders, VAE) a checkpoint without them is completed from; a
+        loaded model that was completed from other files is loaded again with these."""
         info = self.resolve(name)
+        parts = [Path(p) for p in parts]
         if self.model is not None and self.info is not None and self.info.path == info.path:
-            return self.model, self.info
+            if _parts_agree(self.model, parts):
+                return self.model, self.info
+            log.info("Additional modules changed: loading %s again", info.title)
+            return self.load(info, parts=parts), info
         with self._lock:
             kept = self._kept.pop(info.path, None)
-        if kept is not None and _same_file(kept[0], info):  # unchanged since it was loaded: current again
+        if kept is not None and _same_file(kept[0], info) and _parts_agree(kept[1], parts):  # unchanged: current again
             started = time.perf_counter()
             self._make_current(kept[0], kept[1])
             with self._lock:
@@ -110,7 +118,7 @@ class ModelManager:
             if self._on_loaded is not None:
                 self._on_loaded(kept[1], info)
             return kept[1], info
-        return self.load(info, reuse_previous=reuse_previous), info
+        return self.load(info, reuse_previous=reuse_previous, parts=parts), info
 
     def _make_current(self, info: Any, model: LoadedModel) -> None:
         """``model`` becomes the current one; the previous one is kept while ``keep_loaded()`` allows, the least
@@ -141,7 +149,7 @@ class ModelManager:
         with self._lock:
             return [info.title for info, _ in self._kept.values()]
 
-    def load(self, info: Any, *, reuse_previous: bool = False) -> LoadedModel:
+    def load(self, info: Any, *, reuse_previous: bool = False, parts: Sequence[Path] = ()) -> LoadedModel:
         """Load a checkpoint, replacing the current one only when the new one loaded completely."""
         from modules.models import loader  # heavy (torch, diffusers): imported on first use
 
@@ -159,7 +167,7 @@ class ModelManager:
             else:
                 model = None
                 try:
-                    model = loader.load_checkpoint(info.path, self.device_policy, reuse=donor)
+                    model = loader.load_checkpoint(info.path, self.device_policy, reuse=donor, parts=parts)
                 except Exception as err:
                     if donor is None or type(err).__name__ != "OutOfMemoryError":
                         raise
@@ -170,7 +178,7 @@ class ModelManager:
                                 self.info.title if self.info is not None else "the previous checkpoint")
                     donor = None
                     self.unload()
-                    model = loader.load_checkpoint(info.path, self.device_policy)
+                    model = loader.load_checkpoint(info.path, self.device_policy, parts=parts)
         except ModelFileError as err:
             with self._lock:
                 self.last_error = str(err)
@@ -221,6 +229,12 @@ class ModelManager:
         from modules.jobs import _free_accelerator_memory
 
         _free_accelerator_memory()
+
+
+def _parts_agree(model: Any, parts: Sequence[Path]) -> bool:
+    """Whether a loaded model was completed from these additional modules (always, for a model that needs none)."""
+    used = getattr(model, "extra", {}).get("part_files")
+    return used is None or used == [str(p) for p in parts]
 
 
 def _same_file(a: Any, b: Any) -> bool:

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-Family = Literal["sd1", "sd2", "sdxl", "sdxl_refiner"]
-Prediction = Literal["epsilon", "v_prediction"]
+Family = Literal["sd1", "sd2", "sdxl", "sdxl_refiner", "flux"]
+Prediction = Literal["epsilon", "v_prediction", "flow"]  # flow: a flow-matching velocity (Flux)
 
 
 @dataclass(frozen=True)
@@ -66,12 +66,23 @@ class UnknownModelError(ModelFileError):
     kind = "unknown-family"
 
 
+class MissingPartError(ModelFileError):
+    """A checkpoint without a piece it needs (Flux without its T5 text encoder or VAE), and no chosen file has it."""
+
+    kind = "missing-part"
+    field = "forge_additional_modules"  # where the user supplies it
+
+
 COMPONENT_NAMES = ("unet", "vae", "text_encoder", "text_encoder_2")  # LoadedModel's module slots
 
 
 @dataclass
 class LoadedModel:
     """Diffusers components built from one checkpoint, on their device, ready for the sampling loop.
+
+    ``unet`` is the denoising network: a ``UNet2DConditionModel`` for SD, a ``FluxTransformer2DModel`` for Flux (the
+    slot keeps its name because extensions, memory hooks and LoRA reach the network under it). For Flux,
+    ``text_encoder`` is CLIP-L (pooled vector) and ``text_encoder_2`` T5-XXL (the token sequence).
 
     ``text_encoder_2``/``tokenizer_2`` are set for SDXL (OpenCLIP bigG); the SDXL refiner has only the bigG encoder,
     held in ``text_encoder_2`` with ``text_encoder`` None.
@@ -98,3 +109,7 @@ class LoadedModel:
     @property
     def is_sdxl(self) -> bool:
         return self.kind.family in ("sdxl", "sdxl_refiner")
+
+    @property
+    def is_flux(self) -> bool:
+        return self.kind.family == "flux"

@@ -25,7 +25,7 @@ from PIL import Image
 
 from modules import infotext as infotext_mod
 from modules import samplers
-from modules.processing import extra_networks, sampler_params, saving, seamless
+from modules.processing import extra_networks, families, sampler_params, saving, seamless
 from modules.processing.conditioning import PromptEncoder
 from modules.processing.context import Processed, ProcessingContext
 from modules.processing.job_settings import JobSettings
@@ -34,13 +34,10 @@ from modules.processing.params import GenerationParams
 from modules.processing.progress import Interrupted, interrupt_points
 from modules.processing.prompt_schedule import BatchConditioning
 from modules.processing.rng import ImageRNG, fix_seed
-from modules.processing.sampling import GuidedDenoiser, check_finite, cheap_preview, decode_latents, to_pil
+from modules.processing.sampling import GuidedDenoiser, check_finite, decode_latents, to_pil
 from modules.processing.sampling import extra_noise as sampling_extra_noise
-from modules.processing.schedulers import build_scheduler
 
 log = logging.getLogger(__name__)
-
-LATENT_CHANNELS = 4
 
 
 def number(value: float, from_api: bool) -> float | int:
@@ -159,19 +156,19 @@ class Job:
         return self.ctx.settings
 
     @property
+    def family(self) -> families.SamplingFamily:
+        return families.for_model(self.model)
+
+    @property
     def use_old_scheduling(self) -> bool:
         return self.settings.use_old_scheduling
 
-    def new_scheduler(self, sampler: Any = None, schedule: Any = None) -> Any:
-        """A fresh scheduler (they are stateful) for the job's or the given sampler, with the job's eta and sigma
-        churn where that sampler takes them (``sampler_params``)."""
-        sampler = sampler or self.sampler
-        scheduler = build_scheduler(sampler, schedule or self.schedule, self.model.scheduler_config)
-        params = sampler_params.resolve(self.p, self.settings, sampler.name)
-        scheduler.a1111_step_kwargs = params.step_kwargs
-        if params.eta is not None and hasattr(scheduler, "a1111_eta"):
-            scheduler.a1111_eta = params.eta
-        return scheduler
+    def new_scheduler(self, sampler: Any = None, schedule: Any = None, size: tuple[int, int] | None = None) -> Any:
+        """A fresh scheduler (they are stateful) for the job's or the given sampler, for a pass of ``size``
+        (width, height; the job's by default), with the job's eta and sigma churn where that sampler takes them
+        (``sampler_params``)."""
+        width, height = size or (self.p.width, self.p.height)
+        return self.family.scheduler(self, sampler or self.sampler, schedule or self.schedule, width, height)
 
     def extra_noise(self, scheduler: Any, clean: torch.Tensor, noise: torch.Tensor, noised: torch.Tensor,
                     index: int) -> torch.Tensor:
@@ -185,7 +182,7 @@ class Job:
     def noise_streams(self, seeds: list[int], subseeds: list[int], width: int, height: int) -> ImageRNG:
         """Noise streams for a batch's latent of ``width`` x ``height`` pixels (a hires pass draws its own)."""
         p, s = self.p, self.settings
-        return ImageRNG((LATENT_CHANNELS, height // LATENT_FACTOR, width // LATENT_FACTOR), seeds,
+        return ImageRNG((self.family.latent_channels, height // LATENT_FACTOR, width // LATENT_FACTOR), seeds,
                         subseeds=subseeds, subseed_strength=p.subseed_strength,
                         seed_resize_from_h=p.seed_resize_from_h, seed_resize_from_w=p.seed_resize_from_w,
                         source=s.get("randn_source", "GPU"), device=self.model.device,
@@ -215,7 +212,8 @@ class Job:
                  image_conditioning: torch.Tensor | None = None, cfg_scale: float | None = None,
                  hires_pass: bool = False) -> GuidedDenoiser:
         """The pass's denoiser, with the job's ControlNet units (``hires_pass``: the hires fix's second pass)."""
-        time_ids, neg_time_ids = sdxl_time_ids(self.model, width, height, conditioning.batch_size)
+        network, time_ids, neg_time_ids = self.family.network(self.model, self.p, width, height,
+                                                              conditioning.batch_size)
         control = None
         if self.ctx.control is not None and self.ctx.control.active:
             control = self.ctx.control.for_pass(self.model, width, height, hires_pass, self.encode,
@@ -225,7 +223,7 @@ class Job:
                               time_ids, neg_time_ids, image_conditioning, hooks=self.ctx.denoiser_hooks,
                               cfg_callbacks=self.ctx.cfg_callbacks,
                               s_min_uncond=sampler_params.resolve(self.p, self.settings, self.sampler.name).s_min_uncond,
-                              control=control)
+                              control=control, network=network)
 
     def with_refiner(self, denoiser: GuidedDenoiser, make_conditioning: Callable[[PromptEncoder], BatchConditioning],
                      evaluations: int, width: int, height: int) -> Any:
@@ -244,15 +242,13 @@ class Job:
             self.extra["Refiner"] = f"{identity.model_name} [{identity.shorthash}]" if identity.shorthash \
                 else identity.model_name
             self.extra["Refiner switch at"] = switch_at
-            embeddings = self.ctx.refiner_embeddings
-            encoder = PromptEncoder(refiner, clip_skip=self.settings.CLIP_stop_at_last_layers,
-                                    emphasis=self.settings.emphasis,
-                                    comma_backtrack=self.settings.comma_padding_backtrack,
-                                    embeddings=embeddings.vectors() if embeddings is not None else None)
+            family = families.for_model(refiner)
+            encoder = family.prompt_encoder(refiner, self.settings, self.ctx.refiner_embeddings)
             conditioning = make_conditioning(encoder)
-            time_ids, neg_time_ids = sdxl_time_ids(refiner, width, height, conditioning.batch_size)
+            network, time_ids, neg_time_ids = family.network(refiner, self.p, width, height, conditioning.batch_size)
             return GuidedDenoiser(refiner, conditioning, self.p.cfg_scale, time_ids, neg_time_ids, None,
-                                  hooks=self.ctx.denoiser_hooks, cfg_callbacks=self.ctx.cfg_callbacks)
+                                  hooks=self.ctx.denoiser_hooks, cfg_callbacks=self.ctx.cfg_callbacks,
+                                  network=network)
 
         return RefinerSwitch(denoiser, build, switch_step)
 
@@ -326,8 +322,12 @@ def run_job(p: GenerationParams, ctx: ProcessingContext, plan: Plan) -> Processe
 def _run_job(p: GenerationParams, ctx: ProcessingContext, plan: Plan) -> Processed:
     settings = ctx.settings
     sampler, schedule = samplers.resolve_sampler(p.sampler_name, p.scheduler)
+    family = families.for_model(ctx.model)
+    family.check(p, sampler, schedule)
     job = Job(p=p, ctx=ctx, sampler=sampler, schedule=schedule,
               schedule_label=samplers.effective_schedule_label(sampler, schedule), comments=list(ctx.comments))
+    if family.name != "sd" and job.schedule_label == "Automatic":
+        job.schedule_label = "Simple"  # the flow schedule Automatic means (Forge prints it)
     count = p.n_iter * p.batch_size
     seed, subseed = fix_seed(p.seed), fix_seed(p.subseed)
     # A1111: with a variation strength every image keeps the seed and the variation seeds advance instead.
@@ -543,6 +543,7 @@ def create_infotext(p: GenerationParams, ctx: ProcessingContext, *, prompt: str,
         "RNG": rng_source if rng_source != "GPU" else None,
         "Tiling": "True" if p.tiling else None,
         "Version": ctx.version if s.get("add_version_to_infotext", True) else None,
+        **families.for_model(ctx.model).infotext(p, ctx.model, ctx.from_api),  # Flux: Distilled CFG Scale
     }
     return infotext_mod.build_infotext(prompt, negative_prompt, infotext_mod.ordered_params(base, extra))
 
@@ -556,18 +557,6 @@ def fields_for_name(job: Job, seed: int, prompt: str, job_timestamp: str, batch_
         "styles": p.styles, "date": datetime.now(),
         "prompt_words_limit": ctx.settings.directories_max_prompt_words,
     }
-
-
-def sdxl_time_ids(model: Any, width: int, height: int, batch: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    if not model.is_sdxl:
-        return None, None
-    if model.kind.family == "sdxl_refiner":  # size, crop, aesthetic score (A1111 defaults 6.0 / 2.5)
-        pos = [height, width, 0, 0, 6.0]
-        neg = [height, width, 0, 0, 2.5]
-    else:
-        pos = neg = [height, width, 0, 0, height, width]
-    make = lambda v: torch.tensor([v] * batch, device=model.device, dtype=model.dtype)  # noqa: E731
-    return make(pos), make(neg)
 
 
 def apply_styles(styles: Any, prompt: str, negative_prompt: str, names: list[str]) -> tuple[str, str]:
@@ -593,11 +582,8 @@ class EncoderCache:
 
     def get(self, key: Any) -> PromptEncoder:
         if key not in self._encoders:
-            self._encoders[key] = PromptEncoder(
-                self.model, clip_skip=self.settings.CLIP_stop_at_last_layers,
-                emphasis=self.settings.emphasis,
-                comma_backtrack=self.settings.comma_padding_backtrack,
-                embeddings=self.embeddings.vectors() if self.embeddings is not None else None)
+            self._encoders[key] = families.for_model(self.model).prompt_encoder(self.model, self.settings,
+                                                                                self.embeddings)
         return self._encoders[key]
 
     def ti_hashes(self) -> str | None:
@@ -608,4 +594,4 @@ class EncoderCache:
 
 def live_preview(model: Any) -> Any:
     """A latent -> PIL function for JobProgress, matching the model's latent space."""
-    return lambda latents: cheap_preview(latents, sdxl=model.is_sdxl)
+    return families.for_model(model).preview(model)

@@ -181,7 +181,7 @@ class Img2ImgPlan(Plan):
             assert self.prepared is not None
             return [im.copy() for im in self.prepared.pixels[:batch.size]]
         init = self.init_latents[:batch.size].to(model.device)
-        scheduler = job.new_scheduler()
+        scheduler = job.new_scheduler(size=self.width_height())
         start = img2img_start(scheduler, self.total_steps, self.run_steps, model.device)
         noise = batch.rng.first().to(model.device, torch.float32)
         keep = self.keep

@@ -114,6 +114,8 @@ class GenerationParams(NullMeansDefault, NumbersAreNumbers):
     n_iter: int = Field(1, ge=1, le=1000, description="Batch count")
     steps: int = Field(20, ge=1, le=500, description="Sampling steps")
     cfg_scale: float = Field(7.0, ge=0.0, le=100.0, description="CFG Scale")
+    distilled_cfg_scale: float = Field(3.5, ge=0.0, le=100.0,
+                                       description="Distilled CFG Scale: Flux dev's guidance embedding (Forge's field)")
     width: int = Field(512, ge=64, le=MAX_SIDE, multiple_of=8, description="Width in pixels, a multiple of 8")
     height: int = Field(512, ge=64, le=MAX_SIDE, multiple_of=8, description="Height in pixels, a multiple of 8")
     restore_faces: bool | None = None

@@ -50,8 +50,10 @@ class GuidedDenoiser:
                  time_ids: torch.Tensor | None = None, neg_time_ids: torch.Tensor | None = None,
                  image_conditioning: torch.Tensor | None = None, hooks: Sequence[StepHook] = (),
                  cfg_callbacks: CfgCallbacks | None = None, s_min_uncond: float = 0.0,
-                 control: Any = None) -> None:
+                 control: Any = None, network: Callable[..., torch.Tensor] | None = None) -> None:
         self.model = model
+        # the family's network call (x, t, conditioning, kwargs) -> prediction; SD's UNet by default
+        self.network = network or _unet_call(model)
         self.control = control  # controlnet.control.ControlPass: residuals added to each UNet evaluation
         self.s_min_uncond = float(s_min_uncond)  # NGMS (A1111): see ``_skips_uncond``
         self.sigma: float | None = None  # the noise level of the evaluation, set by ``denoise``
@@ -83,8 +85,7 @@ class GuidedDenoiser:
                                                cond_rows, fraction)
             for name, value in (residuals or {}).items():  # ControlNet residuals, T2I-Adapter features
                 kwargs[name] = [r.to(dtype) for r in value] if isinstance(value, list) else value.to(dtype)
-        out = self.model.unet(x.to(dtype), t, encoder_hidden_states=c.context, return_dict=False, **kwargs)[0]
-        out = out.to(torch.float32)
+        out = self.network(x.to(dtype), t, c, kwargs).to(torch.float32)
         if self.control is not None:
             out = self.control.after_unet(x_latent, out, self.sigma, fraction, cond_rows)
         return out
@@ -151,6 +152,13 @@ class GuidedDenoiser:
                 out[i] += w * self.cfg_scale * (pred_c[row] - pred_u[i])
                 row += 1
         return out
+
+
+def _unet_call(model: LoadedModel) -> Callable[..., torch.Tensor]:
+    def call(x: torch.Tensor, t: Any, c: Conditioning, kwargs: dict[str, Any]) -> torch.Tensor:
+        return model.unet(x, t, encoder_hidden_states=c.context, return_dict=False, **kwargs)[0]
+
+    return call
 
 
 def _same_shape(new: Any, old: torch.Tensor, name: str) -> torch.Tensor:

@@ -131,7 +131,7 @@ class Txt2ImgPlan(Plan):
         if p.denoising_strength == 0:
             return [to_pil(t) for t in hr_job.decode(latents)] if other else latents
         noise = job.noise_streams(batch.seeds, batch.subseeds, width, height).first().to(model.device, torch.float32)
-        scheduler = hr_job.new_scheduler(self.hr_sampler, self.hr_schedule)
+        scheduler = hr_job.new_scheduler(self.hr_sampler, self.hr_schedule, size=(width, height))
         total, run = img2img_steps(self.hr_steps, p.denoising_strength, fix_steps=True)
         start = img2img_start(scheduler, total, run, model.device)
         x = add_noise(scheduler, latents, noise, start)

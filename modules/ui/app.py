@@ -222,6 +222,23 @@ def extension_tabs() -> list[tuple[Any, str, str]]:
     return tabs
 
 
+def module_choices(rt: Runtime) -> list[str]:
+    """The additional module files (text encoders, VAEs) Forge's "VAE / Text Encoder" choice offers."""
+    return rt.modules.names() if rt.modules is not None else []
+
+
+def chosen_modules(rt: Runtime) -> list[str]:
+    """The chosen ones, as the dropdown names them (Forge stores full paths; the choices are folder-relative)."""
+    names = module_choices(rt)
+    shown = []
+    for entry in rt.options.get("forge_additional_modules", []) or []:
+        text = str(entry).replace("\\", "/")
+        match = next((n for n in names if text == n or text.endswith("/" + n)), None)
+        if match is not None:
+            shown.append(match)
+    return shown
+
+
 def build_ui(rt: Runtime) -> gr.Blocks:
     from modules.ui import gradio3_compat
 
@@ -237,6 +254,9 @@ def build_ui(rt: Runtime) -> gr.Blocks:
             refresh = gr.Button("🔄", elem_id="refresh_sd_model_checkpoint", min_width=40, scale=0)
             vae = gr.Dropdown(rt.vaes.choices(), value=rt.options.get("sd_vae", "Automatic"), label="SD VAE",
                               elem_id="setting_sd_vae", allow_custom_value=False, scale=2)
+            modules = gr.Dropdown(module_choices(rt), value=chosen_modules(rt), multiselect=True,
+                                  label="VAE / Text Encoder", elem_id="setting_forge_additional_modules", scale=2,
+                                  info="for checkpoints without them (Flux); none chosen: found in the folders")
             clip_skip = gr.Slider(1, 12, step=1, value=int(rt.options.get("CLIP_stop_at_last_layers", 1)),
                                   label="Clip skip", elem_id="setting_CLIP_stop_at_last_layers", scale=2)
             model_status = gr.HTML("", elem_id="model_status")
@@ -268,13 +288,14 @@ def build_ui(rt: Runtime) -> gr.Blocks:
         apply_ui_config(rt, {"txt2img": txt2img.fields, "img2img": img2img.fields})
         wire_send_buttons(rt, [txt2img.output, img2img.output], img2img, tabs, extras)
 
-        def on_refresh() -> tuple[Any, str, Any, Any]:
+        def on_refresh() -> tuple[Any, str, Any, Any, Any]:
             rt.registry.refresh()
             rt.vaes.refresh()
             message = first_run_message(rt)
             return (gr.update(choices=checkpoint_titles(rt), value=current_checkpoint(rt)), message,
                     gr.update(visible=bool(message) and not getattr(rt.args, "no_download_sd_model", False)),
-                    gr.update(choices=rt.vaes.choices(), value=rt.options.get("sd_vae", "Automatic")))
+                    gr.update(choices=rt.vaes.choices(), value=rt.options.get("sd_vae", "Automatic")),
+                    gr.update(choices=module_choices(rt), value=chosen_modules(rt)))
 
         def on_select(title: str) -> Iterator[str]:
             if not title or title == (rt.manager.info.title if rt.manager.info else None):
@@ -339,8 +360,10 @@ def build_ui(rt: Runtime) -> gr.Blocks:
         clip_skip.input(on_setting("CLIP_stop_at_last_layers", "Clip skip"), inputs=[clip_skip],
                           outputs=[model_status], queue=False, show_progress="hidden")
 
-        refresh.click(on_refresh, outputs=[checkpoint, notice, download, vae], queue=False)
+        refresh.click(on_refresh, outputs=[checkpoint, notice, download, vae, modules], queue=False)
         vae.input(on_vae, inputs=[vae], outputs=[model_status], queue=False, show_progress="hidden")
+        modules.input(on_setting("forge_additional_modules", "VAE / Text Encoder"), inputs=[modules],
+                      outputs=[model_status], queue=False, show_progress="hidden")
         checkpoint.input(on_select, inputs=[checkpoint], outputs=[model_status], concurrency_limit=None,
                          show_progress="hidden")
         download.click(on_download, outputs=[notice], concurrency_limit=None, show_progress="hidden")

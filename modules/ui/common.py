@@ -411,3 +411,9 @@ def infotext_html(text: str) -> str:
 
 def error_html(message: str) -> str:
     return f"<div class='error'><p><b>{html.escape('Error:')}</b> {html.escape(message)}</p></div>"
+
+
+def distilled_cfg_slider(tab: str) -> Any:
+    """Forge's "Distilled CFG Scale": Flux dev's guidance embedding (SD checkpoints do not read it)."""
+    return gr.Slider(0, 30, value=3.5, step=0.1, label="Distilled CFG Scale", elem_id=f"{tab}_distilled_cfg_scale",
+                     info="Flux dev only; its CFG Scale stays 1 unless a negative prompt is wanted")

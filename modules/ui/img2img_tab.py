@@ -322,6 +322,7 @@ def build_img2img_tab(rt: Runtime) -> Img2ImgControls:
             script_controls.section(rt, tab, "dimensions")
             script_controls.section(rt, tab, "batch")
             f["cfg_scale"] = gr.Slider(1, 30, value=7, step=0.5, label="CFG Scale", elem_id=f"{tab}_cfg_scale")
+            f["distilled_cfg_scale"] = common.distilled_cfg_slider(tab)
             script_controls.section(rt, tab, "cfg")
             f["denoising_strength"] = gr.Slider(0, 1, value=0.75, step=0.01, label="Denoising strength",
                                                 elem_id="img2img_denoising_strength")

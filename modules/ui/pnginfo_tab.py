@@ -143,6 +143,7 @@ def txt2img_values_from_infotext(text: str | None, styles: Any = None,
     conversions: tuple[tuple[str, str, Any], ...] = (
         ("steps", "Steps", _int),
         ("cfg_scale", "CFG scale", _float),
+        ("distilled_cfg_scale", "Distilled CFG Scale", _float),  # Forge's, for Flux dev
         ("seed", "Seed", _int),
         ("width", "Size-1", _int),
         ("height", "Size-2", _int),

@@ -121,6 +121,7 @@ def build_txt2img_tab(rt: Runtime) -> Txt2ImgControls:
             script_controls.section(rt, tab, "dimensions")
             script_controls.section(rt, tab, "batch")
             f["cfg_scale"] = gr.Slider(1, 30, value=7, step=0.5, label="CFG Scale", elem_id=f"{tab}_cfg_scale")
+            f["distilled_cfg_scale"] = common.distilled_cfg_slider(tab)
             script_controls.section(rt, tab, "cfg")
             seed_buttons = common.build_seed_controls(tab, f)
             script_controls.section(rt, tab, "seed")

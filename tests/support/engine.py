@@ -26,7 +26,7 @@ def load_tiny(path: Path) -> Any:
 
 def run_txt2img(model: Any, data_dir: Path, *, settings: dict[str, Any] | None = None, from_api: bool = False,
                 progress: JobProgress | None = None, hooks: list[Any] | None = None, face_restorers: Any = None,
-                **params: Any) -> Any:
+                loras: Any = None, **params: Any) -> Any:
     defaults = dict(prompt="a photo of a cat", width=64, height=64, steps=3, seed=1234)
     defaults.update(params)
     ctx = ProcessingContext(
@@ -40,5 +40,6 @@ def run_txt2img(model: Any, data_dir: Path, *, settings: dict[str, Any] | None =
         from_api=from_api,
         denoiser_hooks=list(hooks or []),
         face_restorers=face_restorers,
+        loras=loras,
     )
     return txt2img(Txt2ImgParams(**defaults), ctx)

@@ -1,0 +1,43 @@
+"""Weights stored in 8-bit floats, as Flux users download them: plain fp8 (``float8_e4m3fn``, ``float8_e5m2``:
+``flux1-dev-fp8.safetensors``, ``t5xxl_fp8_e4m3fn.safetensors``) and ComfyUI's ``*_fp8_scaled`` files, where each
+linear weight has a per-tensor ``<name>.scale_weight`` (the real weight is ``weight * scale_weight``), an optional
+``<name>.scale_input``, and an empty ``scaled_fp8`` marker.
+
+Both become ordinary tensors of the compute dtype here (bf16/fp16 on CUDA, fp32 on the CPU), tensor by tensor, so
+at most one weight exists twice at a time.
+"""
+
+from __future__ import annotations
+
+import torch
+
+FP8_DTYPES = tuple(d for d in (getattr(torch, "float8_e4m3fn", None), getattr(torch, "float8_e5m2", None),
+                               getattr(torch, "float8_e4m3fnuz", None), getattr(torch, "float8_e5m2fnuz", None)) if d)
+SCALE_SUFFIX = ".scale_weight"
+MARKERS = ("scaled_fp8",)
+
+
+def is_fp8(tensor: torch.Tensor) -> bool:
+    return tensor.dtype in FP8_DTYPES
+
+
+def has_fp8(sd: dict[str, torch.Tensor]) -> bool:
+    return any(is_fp8(t) for t in sd.values())
+
+
+def dequantize_fp8(sd: dict[str, torch.Tensor], dtype: torch.dtype, prefix: str = "") -> int:
+    """In place: every fp8 tensor under ``prefix`` becomes ``dtype``, multiplied by its ``scale_weight`` where the
+    file has one; the scales, input scales and the marker are removed. Returns how many tensors were fp8."""
+    count = 0
+    for key in [k for k in sd if k.startswith(prefix) and k.endswith(SCALE_SUFFIX)]:
+        weight_key = key[: -len(SCALE_SUFFIX)] + ".weight"
+        scale = sd.pop(key)
+        if weight_key in sd:
+            sd[weight_key] = sd[weight_key].to(dtype) * scale.to(dtype)
+            count += 1
+    for key in [k for k in sd if k.startswith(prefix) and (k.endswith(".scale_input") or k.split(".")[-1] in MARKERS)]:
+        del sd[key]
+    for key in [k for k in sd if k.startswith(prefix) and is_fp8(sd[k])]:
+        sd[key] = sd[key].to(dtype)
+        count += 1
+    return count

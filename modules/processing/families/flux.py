@@ -1,0 +1,186 @@
+"""Flux.1 on the family interface: a flow-matching transformer over 16-channel latents packed in 2x2 patches,
+conditioned on T5-XXL's token sequence and CLIP-L's pooled vector, with the guidance embedding of dev
+("Distilled CFG Scale") and real CFG when the CFG scale is above 1.
+
+Prompts: emphasis ``(word:1.2)`` scales T5's output vectors of those tokens (mode "Original" keeps the mean, as for
+SD); prompt editing, alternation and ``AND`` work as for SD (they choose texts per step); ``BREAK`` has no chunk to
+end in T5's single 512-token sequence and is dropped; CLIP-L's pooled vector reads the text without the markup. A
+prompt beyond 512 T5 tokens is cut there, as diffusers' FluxPipeline cuts it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import torch
+
+from modules.errors import FieldError
+from modules.processing.conditioning import EMPHASIS_MODES, MAX_WEIGHT, Conditioning, parse_for_emphasis
+from modules.processing.flow_sampling import FlowMatchSampler, FlowSamplerError, check as check_sampler
+
+T5_TOKENS = 512
+CLIP_TOKENS = 77
+DEFAULT_DISTILLED_CFG = 3.5
+
+
+class FluxPromptEncoder:
+    """Texts -> Conditioning(context = T5 hidden states (B, 512, C), pooled = CLIP-L pooled (B, P))."""
+
+    def __init__(self, model: Any, emphasis: str = "Original") -> None:
+        if emphasis not in EMPHASIS_MODES:
+            raise ValueError(f"emphasis must be one of {', '.join(EMPHASIS_MODES)}, got {emphasis!r}")
+        self.model, self.emphasis = model, emphasis
+        self.used_embeddings: set[str] = set()  # textual inversion is SD's
+        self._cache: dict[tuple[str, ...], Conditioning] = {}
+
+    def _t5_row(self, text: str) -> tuple[list[int], list[float], str]:
+        tokenizer = self.model.tokenizer_2
+        ids: list[int] = []
+        weights: list[float] = []
+        plain: list[str] = []
+        for piece, weight in parse_for_emphasis(text, self.emphasis):
+            if weight == -1:  # BREAK
+                continue
+            plain.append(piece)
+            piece_ids = tokenizer(piece, add_special_tokens=False)["input_ids"]
+            ids += piece_ids
+            weights += [weight] * len(piece_ids)
+        ids, weights = ids[:T5_TOKENS - 1] + [tokenizer.eos_token_id], weights[:T5_TOKENS - 1] + [1.0]
+        padding = T5_TOKENS - len(ids)
+        return ids + [tokenizer.pad_token_id] * padding, weights + [1.0] * padding, "".join(plain)
+
+    @torch.inference_mode()
+    def encode(self, texts: Sequence[str]) -> Conditioning:
+        key = tuple(texts)
+        if key in self._cache:
+            return self._cache[key]
+        model = self.model
+        rows = [self._t5_row(t) for t in texts]
+        t5 = model.text_encoder_2
+        device = next(t5.parameters()).device
+        ids = torch.tensor([r[0] for r in rows], device=device)
+        hidden = t5(ids, output_hidden_states=False).last_hidden_state
+        if self.emphasis in ("Original", "No norm"):
+            weights = torch.tensor([r[1] for r in rows], device=hidden.device, dtype=hidden.dtype)
+            weights = torch.nan_to_num(weights, nan=1.0).clamp(-MAX_WEIGHT, MAX_WEIGHT)
+            if not torch.all(weights == 1):
+                mean = hidden.mean()
+                hidden = hidden * weights.unsqueeze(-1)
+                if self.emphasis == "Original":
+                    hidden = hidden * (mean / hidden.mean())
+        clip = model.text_encoder
+        clip_ids = model.tokenizer([r[2] for r in rows], padding="max_length", max_length=CLIP_TOKENS,
+                                   truncation=True, return_tensors="pt").input_ids
+        pooled = clip(clip_ids.to(next(clip.parameters()).device), output_hidden_states=False).pooler_output
+        self._cache[key] = Conditioning(hidden.to(model.dtype), pooled.to(model.dtype))
+        return self._cache[key]
+
+
+def pack(latents: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, H/2 * W/2, 4C): 2x2 patches as tokens, row by row (diffusers' _pack_latents)."""
+    b, c, h, w = latents.shape
+    return latents.view(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5).reshape(b, (h // 2) * (w // 2), c * 4)
+
+
+def unpack(tokens: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    b, _, features = tokens.shape
+    c = features // 4
+    return tokens.view(b, h // 2, w // 2, c, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(b, c, h, w)
+
+
+def image_ids(h: int, w: int, device: Any, dtype: torch.dtype) -> torch.Tensor:
+    """Each patch token's (0, row, column) position for the transformer's RoPE."""
+    ids = torch.zeros(h // 2, w // 2, 3)
+    ids[..., 1] = torch.arange(h // 2)[:, None]
+    ids[..., 2] = torch.arange(w // 2)[None, :]
+    return ids.reshape(-1, 3).to(device=device, dtype=dtype)
+
+
+def transformer_call(model: Any, guidance: float) -> Callable[..., torch.Tensor]:
+    transformer = model.unet
+    guided = bool(model.extra.get("guidance_embeds", False))
+
+    def call(x: torch.Tensor, t: Any, c: Conditioning, kwargs: dict[str, Any]) -> torch.Tensor:
+        b, _, h, w = x.shape
+        dtype, device = x.dtype, x.device
+        timestep = torch.as_tensor(t, device=device, dtype=torch.float32).reshape(-1).expand(b) / 1000
+        out = transformer(
+            hidden_states=pack(x), timestep=timestep.to(dtype),
+            guidance=torch.full((b,), float(guidance), device=device, dtype=torch.float32) if guided else None,
+            pooled_projections=c.pooled.to(dtype), encoder_hidden_states=c.context.to(dtype),
+            txt_ids=torch.zeros(c.context.shape[1], 3, device=device, dtype=dtype),
+            img_ids=image_ids(h, w, device, dtype), return_dict=False)[0]
+        return unpack(out, h, w)
+
+    return call
+
+
+@torch.inference_mode()
+def fitted_rgb(vae: Any, device: Any, dtype: torch.dtype) -> torch.Tensor:
+    """A (C + 1, 3) linear map latent -> RGB fitted to this VAE's own decoder on random latents (least squares
+    against the decoded pixels averaged over each latent's 8x8 patch): the live preview's colours for any latent
+    space, from the weights at hand."""
+    gen = torch.Generator().manual_seed(0)
+    channels = int(vae.config.latent_channels)
+    z = torch.randn(2, channels, 8, 8, generator=gen)
+    decoded = vae.decode(z.to(device, dtype), return_dict=False)[0].float().cpu()
+    rgb = torch.nn.functional.avg_pool2d(decoded, 8)  # (2, 3, 8, 8)
+    design = torch.cat([z, torch.ones(2, 1, 8, 8)], dim=1).permute(0, 2, 3, 1).reshape(-1, channels + 1)
+    target = rgb.permute(0, 2, 3, 1).reshape(-1, 3)
+    return torch.linalg.lstsq(design, target).solution
+
+
+class Flux:
+    name = "flux"
+    latent_channels = 16
+    pixel_multiple = 16  # 8x VAE and 2x2 patches
+
+    def prompt_encoder(self, model: Any, settings: Any, embeddings: Any) -> FluxPromptEncoder:
+        return FluxPromptEncoder(model, emphasis=settings.emphasis)
+
+    def network(self, model: Any, p: Any, width: int, height: int, batch: int) -> tuple[Any, Any, Any]:
+        guidance = getattr(p, "distilled_cfg_scale", None)
+        return transformer_call(model, DEFAULT_DISTILLED_CFG if guidance is None else guidance), None, None
+
+    def scheduler(self, job: Any, sampler: Any, schedule: Any, width: int, height: int) -> FlowMatchSampler:
+        tokens = (height // 16) * (width // 16)
+        return FlowMatchSampler(sampler.name, _schedule_label(sampler, schedule), job.model.scheduler_config, tokens)
+
+    def check(self, p: Any, sampler: Any, schedule: Any) -> None:
+        try:
+            check_sampler(sampler.name, _schedule_label(sampler, schedule))
+        except FlowSamplerError as err:
+            raise FieldError(err.field, str(err)) from None
+        for name in ("width", "height"):
+            value = int(getattr(p, name))
+            if value % self.pixel_multiple:
+                raise FieldError(name, f"{name} {value} is not a multiple of {self.pixel_multiple}, which Flux "
+                                       f"needs (8x autoencoder, 2x2 patches): use {value // 16 * 16 or 16}")
+
+    def infotext(self, p: Any, model: Any, from_api: bool) -> dict[str, Any]:
+        if not model.extra.get("guidance_embeds", False):
+            return {}
+        value = getattr(p, "distilled_cfg_scale", None)
+        value = DEFAULT_DISTILLED_CFG if value is None else value
+        return {"Distilled CFG Scale": int(value) if not from_api and float(value).is_integer() else value}
+
+    def preview(self, model: Any) -> Callable[[torch.Tensor], Any]:
+        from modules.processing.sampling import to_pil
+
+        def show(latents: torch.Tensor) -> Any:
+            factors = model.extra.get("latent_rgb")
+            if factors is None:
+                factors = model.extra["latent_rgb"] = fitted_rgb(model.vae, model.device, model.vae_dtype)
+            latent = latents[0].float().cpu()
+            design = torch.cat([latent, torch.ones(1, *latent.shape[1:])], dim=0)
+            return to_pil(torch.einsum("lxy,lr->rxy", design, factors))
+
+        return show
+
+
+def _schedule_label(sampler: Any, schedule: Any) -> str:
+    label = getattr(schedule, "label", None) or "Automatic"
+    return "Simple" if label == "Automatic" else label
+
+
+FAMILY = Flux()

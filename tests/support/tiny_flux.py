@@ -1,0 +1,155 @@
+"""Tiny Flux.1 files in the layouts users download, from random weights with real Flux block layouts:
+
+* the transformer in Black Forest Labs' layout (``double_blocks.*``, ``single_blocks.*``, ``img_in``...), with the
+  guidance embedding (dev) or without (schnell);
+* ``clip_l.safetensors`` (transformers CLIP-L text model, ``text_model.*``), ``t5xxl_fp16.safetensors``
+  (transformers T5 encoder: ``shared.weight`` + ``encoder.*``) and ``ae.safetensors`` (the LDM-layout autoencoder
+  with 16 latent channels);
+* ComfyUI's all-in-one checkpoint: ``model.diffusion_model.*`` + ``text_encoders.clip_l.transformer.*`` +
+  ``text_encoders.t5xxl.transformer.*`` + ``vae.*``.
+
+The BFL names are written here from the published layout (the reverse of what the loader reads), so a renaming
+mistake in the loader does not cancel out against this file. The diffusers modules come back too, to run
+diffusers' own FluxPipeline as the reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+from torch import Tensor
+
+from tests.support import ldm_layout
+from tests.support.tiny_checkpoints import _fill_
+
+HEADS, HEAD_DIM = 2, 32  # width 64; RoPE axes (4, 14, 14)
+T5_WIDTH, CLIP_WIDTH = 32, 32  # CLIP: one head, as the loader infers hidden // 64 (at least 1) heads
+
+
+@dataclass
+class TinyFlux:
+    transformer: Any
+    clip: Any
+    t5: Any
+    vae: Any
+
+
+def build(seed: int = 0, guidance: bool = True, double: int = 1, single: int = 2) -> TinyFlux:
+    from diffusers import AutoencoderKL, FluxTransformer2DModel
+    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+
+    transformer = FluxTransformer2DModel(
+        patch_size=1, in_channels=64, num_layers=double, num_single_layers=single, attention_head_dim=HEAD_DIM,
+        num_attention_heads=HEADS, joint_attention_dim=T5_WIDTH, pooled_projection_dim=CLIP_WIDTH,
+        guidance_embeds=guidance, axes_dims_rope=(4, 14, 14))
+    clip = CLIPTextModel(CLIPTextConfig(vocab_size=49408, hidden_size=CLIP_WIDTH, intermediate_size=64,
+                                        num_hidden_layers=2, num_attention_heads=1, max_position_embeddings=77,
+                                        hidden_act="quick_gelu", projection_dim=CLIP_WIDTH))
+    t5 = T5EncoderModel(T5Config(vocab_size=32128, d_model=T5_WIDTH, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+                                 feed_forward_proj="gated-gelu", relative_attention_num_buckets=32))
+    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=16, block_out_channels=(32, 32, 32, 32),
+                        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+                        layers_per_block=1, norm_num_groups=32, scaling_factor=0.3611, shift_factor=0.1159,
+                        use_quant_conv=False, use_post_quant_conv=False)
+    for i, module in enumerate((transformer, clip, t5, vae)):
+        _fill_(module, seed * 10 + i)
+    return TinyFlux(transformer.eval(), clip.eval(), t5.eval(), vae.eval())
+
+
+def _linear(out: dict[str, Tensor], sd: dict[str, Tensor], src: str, dst: str) -> None:
+    for suffix in (".weight", ".bias"):
+        if src + suffix in sd:
+            out[dst + suffix] = sd[src + suffix]
+
+
+def transformer_to_bfl(model: Any) -> dict[str, Tensor]:
+    """diffusers FluxTransformer2DModel -> BFL's original key layout (every tensor placed, or KeyError)."""
+    sd = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    out: dict[str, Tensor] = {}
+    _linear(out, sd, "x_embedder", "img_in")
+    _linear(out, sd, "context_embedder", "txt_in")
+    _linear(out, sd, "time_text_embed.timestep_embedder.linear_1", "time_in.in_layer")
+    _linear(out, sd, "time_text_embed.timestep_embedder.linear_2", "time_in.out_layer")
+    _linear(out, sd, "time_text_embed.text_embedder.linear_1", "vector_in.in_layer")
+    _linear(out, sd, "time_text_embed.text_embedder.linear_2", "vector_in.out_layer")
+    _linear(out, sd, "time_text_embed.guidance_embedder.linear_1", "guidance_in.in_layer")
+    _linear(out, sd, "time_text_embed.guidance_embedder.linear_2", "guidance_in.out_layer")
+    _linear(out, sd, "proj_out", "final_layer.linear")
+    for suffix in (".weight", ".bias"):  # diffusers keeps (scale, shift); BFL (shift, scale)
+        scale, shift = sd[f"norm_out.linear{suffix}"].chunk(2, dim=0)
+        out[f"final_layer.adaLN_modulation.1{suffix}"] = torch.cat([shift, scale])
+    for i in range(model.config.num_layers):
+        d, b = f"transformer_blocks.{i}.", f"double_blocks.{i}."
+        _linear(out, sd, d + "norm1.linear", b + "img_mod.lin")
+        _linear(out, sd, d + "norm1_context.linear", b + "txt_mod.lin")
+        for suffix in (".weight", ".bias"):
+            out[b + "img_attn.qkv" + suffix] = torch.cat([sd[d + f"attn.to_{x}{suffix}"] for x in "qkv"])
+            out[b + "txt_attn.qkv" + suffix] = torch.cat([sd[d + f"attn.add_{x}_proj{suffix}"] for x in "qkv"])
+        out[b + "img_attn.norm.query_norm.scale"] = sd[d + "attn.norm_q.weight"]
+        out[b + "img_attn.norm.key_norm.scale"] = sd[d + "attn.norm_k.weight"]
+        out[b + "txt_attn.norm.query_norm.scale"] = sd[d + "attn.norm_added_q.weight"]
+        out[b + "txt_attn.norm.key_norm.scale"] = sd[d + "attn.norm_added_k.weight"]
+        _linear(out, sd, d + "attn.to_out.0", b + "img_attn.proj")
+        _linear(out, sd, d + "attn.to_add_out", b + "txt_attn.proj")
+        _linear(out, sd, d + "ff.net.0.proj", b + "img_mlp.0")
+        _linear(out, sd, d + "ff.net.2", b + "img_mlp.2")
+        _linear(out, sd, d + "ff_context.net.0.proj", b + "txt_mlp.0")
+        _linear(out, sd, d + "ff_context.net.2", b + "txt_mlp.2")
+    for i in range(model.config.num_single_layers):
+        d, b = f"single_transformer_blocks.{i}.", f"single_blocks.{i}."
+        _linear(out, sd, d + "norm.linear", b + "modulation.lin")
+        for suffix in (".weight", ".bias"):
+            out[b + "linear1" + suffix] = torch.cat([sd[d + f"attn.to_{x}{suffix}"] for x in "qkv"]
+                                                    + [sd[d + "proj_mlp" + suffix]])
+        out[b + "norm.query_norm.scale"] = sd[d + "attn.norm_q.weight"]
+        out[b + "norm.key_norm.scale"] = sd[d + "attn.norm_k.weight"]
+        _linear(out, sd, d + "proj_out", b + "linear2")
+    if sum(t.numel() for t in out.values()) != sum(t.numel() for t in sd.values()):
+        raise KeyError("transformer_to_bfl: some tensors were not placed")
+    return out
+
+
+def clip_file(model: Any) -> dict[str, Tensor]:
+    """``clip_l.safetensors``: the transformers CLIP text model's tensors under ``text_model.``."""
+    return {("text_model." + k if not k.startswith("text_model.") else k): v.detach().clone()
+            for k, v in model.state_dict().items() if not k.endswith("position_ids")}
+
+
+def t5_file(model: Any) -> dict[str, Tensor]:
+    """``t5xxl_fp16.safetensors``: ``shared.weight`` + ``encoder.*`` (the tied copy stored once)."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items() if k != "encoder.embed_tokens.weight"}
+
+
+def ae_file(model: Any) -> dict[str, Tensor]:
+    return ldm_layout.vae_to_ldm(model.state_dict(), prefix="")
+
+
+def _save(sd: dict[str, Tensor], path: Path, dtype: torch.dtype | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: (v.to(dtype) if dtype is not None else v).contiguous() for k, v in sd.items()}, str(path))
+    return path
+
+
+def write_split(models_dir: Path, tiny: TinyFlux, name: str = "flux1-dev-tiny.safetensors",
+                folder: str = "Stable-diffusion", dtype: torch.dtype | None = None) -> dict[str, Path]:
+    """The transformer alone in ``models/<folder>`` with clip_l / t5xxl in ``models/text_encoder`` and ae in
+    ``models/VAE``, as Forge users keep them."""
+    return {
+        "transformer": _save(transformer_to_bfl(tiny.transformer), models_dir / folder / name, dtype),
+        "clip_l": _save(clip_file(tiny.clip), models_dir / "text_encoder" / "clip_l.safetensors", dtype),
+        "t5": _save(t5_file(tiny.t5), models_dir / "text_encoder" / "t5xxl_fp16.safetensors", dtype),
+        "vae": _save(ae_file(tiny.vae), models_dir / "VAE" / "ae.safetensors", dtype),
+    }
+
+
+def write_all_in_one(path: Path, tiny: TinyFlux) -> Path:
+    """ComfyUI's single-file Flux checkpoint."""
+    sd = {"model.diffusion_model." + k: v for k, v in transformer_to_bfl(tiny.transformer).items()}
+    sd.update({"text_encoders.clip_l.transformer." + k: v for k, v in clip_file(tiny.clip).items()})
+    sd.update({"text_encoders.t5xxl.transformer." + k: v for k, v in t5_file(tiny.t5).items()})
+    sd.update({"vae." + k: v for k, v in ae_file(tiny.vae).items()})
+    return _save(sd, path)

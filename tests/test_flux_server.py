@@ -1,0 +1,92 @@
+"""Flux through a real server: the transformer in ``models/unet`` (Forge's/ComfyUI's folder) with clip_l and
+t5xxl in ``models/text_encoder`` and ae in ``models/VAE``, found without configuration, chosen by
+``forge_additional_modules``, generating through ``/sdapi/v1/txt2img`` beside an SD checkpoint; a missing piece is a
+clear error and the loaded model stays."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.support import tiny_flux
+from tests.support.server import make_data_dir, running_server, wait_for_model
+
+pytestmark = pytest.mark.timeout(240)
+FLUX = "flux1-dev-tiny.safetensors"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    data_dir = make_data_dir(tmp_path_factory.mktemp("flux-server"), ["tiny"])
+    tiny_flux.write_split(data_dir / "models", tiny_flux.build(seed=0), name=FLUX, folder="unet")
+    with running_server(data_dir) as srv:
+        wait_for_model(srv)
+        yield srv
+
+
+def _flux_request(**extra):
+    body = {"prompt": "a lighthouse at dusk", "steps": 3, "width": 64, "height": 64, "seed": 11,
+            "sampler_name": "Euler", "cfg_scale": 1, "distilled_cfg_scale": 3.5,
+            "override_settings": {"sd_model_checkpoint": FLUX}}
+    body.update(extra)
+    return body
+
+
+def _pixels(response) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(response["images"][0]))).convert("RGB"))
+
+
+def test_flux_checkpoint_in_models_unet_is_listed_and_generates(server):
+    titles = [m["title"] for m in server.get_json("/sdapi/v1/sd-models")]
+    assert any(t.startswith(FLUX) for t in titles)
+    status, first = server.request("POST", "/sdapi/v1/txt2img", _flux_request(), timeout=180)
+    assert status == 200, first
+    info = first["info"]
+    assert "Distilled CFG Scale: 3.5" in info and "Sampler: Euler, Schedule type: Simple" in info
+    assert _pixels(first).std() > 5
+    status, again = server.request("POST", "/sdapi/v1/txt2img", _flux_request(), timeout=180)
+    assert status == 200 and np.array_equal(_pixels(first), _pixels(again))  # same seed, same pixels
+    status, other = server.request("POST", "/sdapi/v1/txt2img", _flux_request(distilled_cfg_scale=1.0), timeout=180)
+    assert status == 200 and not np.array_equal(_pixels(first), _pixels(other))
+    options = server.get_json("/sdapi/v1/options")
+    assert options["forge_additional_modules"] == []  # found without configuration
+
+
+def test_a_sampler_flux_lacks_is_a_422_naming_the_field(server):
+    status, body = server.request("POST", "/sdapi/v1/txt2img", _flux_request(sampler_name="DDIM"), timeout=120)
+    assert status == 422, body
+    assert body["detail"][0]["loc"] == ["body", "sampler_name"] and "Euler" in str(body)
+    status, body = server.request("POST", "/sdapi/v1/txt2img", _flux_request(width=72), timeout=120)
+    assert status == 422 and body["detail"][0]["loc"] == ["body", "width"]
+
+
+def test_chosen_modules_without_t5_are_a_clear_error_and_the_model_stays(server):
+    status, body = server.request("POST", "/sdapi/v1/txt2img", {"prompt": "sd", "steps": 2, "width": 64,
+                                                                 "height": 64, "seed": 1}, timeout=120)
+    assert status == 200
+    loaded = server.get_json("/sdapi/v1/options")["sd_model_checkpoint"]
+    status, body = server.request("POST", "/sdapi/v1/txt2img", _flux_request(
+        override_settings={"sd_model_checkpoint": FLUX, "forge_additional_modules": ["clip_l.safetensors"]}),
+        timeout=120)
+    assert status == 422, body
+    assert body["detail"][0]["loc"] == ["body", "forge_additional_modules"]
+    text = str(body)
+    assert "no T5 text encoder and no VAE" in text and "t5xxl_fp16.safetensors" in text
+    assert server.get_json("/sdapi/v1/options")["sd_model_checkpoint"] == loaded
+    status, body = server.request("POST", "/sdapi/v1/txt2img", _flux_request(
+        override_settings={"sd_model_checkpoint": FLUX, "forge_additional_modules": ["t5xxl_nowhere.safetensors"]}),
+        timeout=120)
+    assert status == 422 and "t5xxl_nowhere.safetensors" in str(body)
+    assert body["detail"][0]["loc"] == ["body", "forge_additional_modules"]
+    status, body = server.request("POST", "/sdapi/v1/txt2img", {"prompt": "sd again", "steps": 2, "width": 64,
+                                                                 "height": 64, "seed": 1}, timeout=120)
+    assert status == 200  # the server and the SD checkpoint are still there
+    status, body = server.request("POST", "/sdapi/v1/txt2img", _flux_request(override_settings={
+        "sd_model_checkpoint": FLUX,
+        "forge_additional_modules": ["clip_l.safetensors", "t5xxl_fp16.safetensors", "ae.safetensors"]}),
+        timeout=180)
+    assert status == 200, body  # chosen explicitly, by file name as Forge's dropdown shows them
