@@ -56,6 +56,8 @@ def test_split_files_load_into_the_exact_modules(dev, dev_model):
 def test_all_in_one_checkpoint_needs_no_parts(dev, tmp_path):
     model = loader.load_checkpoint(tiny_flux.write_all_in_one(tmp_path / "flux1-dev-aio.safetensors", dev))
     assert set(model.extra["parts"]) == {"t5", "clip_l", "vae"}
+    result = run_txt2img(model, tmp_path, prompt="x", steps=1, seed=1, cfg_scale=1.0, sampler_name="Euler")
+    assert "Module 1" not in result.infotexts[0]  # nothing came from another file
     assert _same_tensors(dev.transformer, model.unet) and _same_tensors(dev.t5, model.text_encoder_2)
 
 
@@ -115,6 +117,8 @@ def test_txt2img_matches_diffusers_flux_pipeline(dev, dev_model, tmp_path):
     assert np.abs(ours - reference).max() <= 1.0
     text = result.infotexts[0]
     assert "Sampler: Euler, Schedule type: Simple, CFG scale: 1, Distilled CFG Scale: 3.5, Seed: 1234" in text
+    # Forge's names of the pieces taken from other files, pasted back as forge_additional_modules
+    assert "Module 1: ae, Module 2: clip_l, Module 3: t5xxl_fp16, Version: v0.1.0" in text
     other = run_txt2img(dev_model, tmp_path, prompt="a photo of a cat", width=64, height=64, steps=4, seed=1234,
                         cfg_scale=1.0, sampler_name="Euler", distilled_cfg_scale=1.0)
     assert np.abs(np.asarray(other.images[0]).astype(float) - ours).max() > 0  # the guidance embedding is read

@@ -6,6 +6,7 @@ clear error and the loaded model stays."""
 from __future__ import annotations
 
 import base64
+import json
 import io
 
 import numpy as np
@@ -54,6 +55,24 @@ def test_flux_checkpoint_in_models_unet_is_listed_and_generates(server):
     assert status == 200 and not np.array_equal(_pixels(first), _pixels(other))
     options = server.get_json("/sdapi/v1/options")
     assert options["forge_additional_modules"] == []  # found without configuration
+    assert "Module 1: ae, Module 2: clip_l, Module 3: t5xxl_fp16" in info
+
+
+def test_a_forge_infotext_sets_the_distilled_scale_and_the_modules(server):
+    forge = ("a lighthouse at dusk\nSteps: 3, Sampler: Euler, Schedule type: Simple, CFG scale: 1, "
+             "Distilled CFG Scale: 2, Seed: 11, Size: 64x64, Model: flux1-dev-tiny, Version: f2.0.1v1.10.1, "
+             "Module 1: ae, Module 2: clip_l, Module 3: t5xxl_nowhere")
+    body = {"infotext": forge, "override_settings": {"sd_model_checkpoint": FLUX}}
+    status, answer = server.request("POST", "/sdapi/v1/txt2img", body, timeout=120)
+    assert status == 422 and "t5xxl_nowhere" in str(answer)  # the modules it names were looked up
+    body["infotext"] = forge.replace("t5xxl_nowhere", "t5xxl_fp16")
+    status, answer = server.request("POST", "/sdapi/v1/txt2img", body, timeout=180)
+    assert status == 200, answer
+    text = json.loads(answer["info"])["infotexts"][0]
+    assert "CFG scale: 1.0, Distilled CFG Scale: 2.0, Seed: 11" in text  # the API prints floats, as A1111's
+    assert "Module 1: ae, Module 2: clip_l, Module 3: t5xxl_fp16" in text
+    status, first = server.request("POST", "/sdapi/v1/txt2img", _flux_request(distilled_cfg_scale=2), timeout=180)
+    assert np.array_equal(_pixels(first), _pixels(answer))  # the same picture as those parameters typed in
 
 
 def test_a_sampler_flux_lacks_is_a_422_naming_the_field(server):

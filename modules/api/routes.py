@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from typing import Any, Callable
 
 from fastapi import APIRouter, Body, FastAPI, Request
@@ -211,6 +212,10 @@ def apply_request_infotext(req: Any) -> Any:
     overrides = dict(req.override_settings)
     if "Clip skip" in parsed and "CLIP_stop_at_last_layers" not in overrides and str(parsed["Clip skip"]) != "1":
         overrides["CLIP_stop_at_last_layers"] = int(parsed["Clip skip"])
+    modules = [str(parsed[k]) for k in sorted((k for k in parsed if re.fullmatch(r"Module \d+", k)),
+                                              key=lambda k: int(k.split()[1]))]
+    if modules and "forge_additional_modules" not in overrides:  # Forge's "Module 1: ae, Module 2: clip_l, ..."
+        overrides["forge_additional_modules"] = modules
     if overrides != req.override_settings:
         update["override_settings"] = overrides
     return type(req).model_validate({**req.model_dump(), **update}) if update else req

@@ -10,6 +10,7 @@ prompt beyond 512 T5 tokens is cut there, as diffusers' FluxPipeline cuts it.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
@@ -158,11 +159,17 @@ class Flux:
                                        f"needs (8x autoencoder, 2x2 patches): use {value // 16 * 16 or 16}")
 
     def infotext(self, p: Any, model: Any, from_api: bool) -> dict[str, Any]:
-        if not model.extra.get("guidance_embeds", False):
-            return {}
-        value = getattr(p, "distilled_cfg_scale", None)
-        value = DEFAULT_DISTILLED_CFG if value is None else value
-        return {"Distilled CFG Scale": int(value) if not from_api and float(value).is_integer() else value}
+        out: dict[str, Any] = {}
+        if model.extra.get("guidance_embeds", False):
+            value = getattr(p, "distilled_cfg_scale", None)
+            value = DEFAULT_DISTILLED_CFG if value is None else value
+            out["Distilled CFG Scale"] = int(value) if not from_api and float(value).is_integer() else value
+        # Forge's "Module N: <file stem>" for each piece taken from another file than the checkpoint
+        parts = model.extra.get("parts", {})
+        stems = [Path(parts[role]).stem for role in ("vae", "clip_l", "t5")
+                 if role in parts and Path(parts[role]) != Path(model.path)]
+        out.update({f"Module {i}": stem for i, stem in enumerate(stems, start=1)})
+        return out
 
     def preview(self, model: Any) -> Callable[[torch.Tensor], Any]:
         from modules.processing.sampling import to_pil

@@ -1,0 +1,78 @@
+"""Flux in a real browser (Debian's chromium + Playwright) against a real server: the checkpoint chosen in the
+quicksettings beside an SD one, the VAE / Text Encoder choice showing what is there, Distilled CFG Scale beside CFG
+Scale, a generation whose infotext carries Forge's keys, and PNG Info sending the distilled scale back."""
+
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+from playwright.sync_api import Page, expect
+
+from tests.support import tiny_flux
+from tests.support.server import make_data_dir, running_server, wait_for_model
+from tests.test_ui_browser import browser, js_errors, number_input, page_errors, set_tiny_size  # noqa: F401
+
+pytestmark = pytest.mark.timeout(240)
+FLUX = "flux1-dev-tiny.safetensors"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    data_dir = make_data_dir(tmp_path_factory.mktemp("flux-ui"), ["tiny"])
+    tiny_flux.write_split(data_dir / "models", tiny_flux.build(seed=0), name=FLUX, folder="unet")
+    with running_server(data_dir) as srv:
+        wait_for_model(srv)
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def page(browser, server, page_errors) -> Page:  # noqa: F811
+    page = browser.new_page()
+    page.on("pageerror", lambda err: page_errors.append(str(err)))
+    page.goto(server.url + "/", wait_until="load")
+    page.locator("#txt2img_generate").wait_for(state="visible")
+    yield page
+    page.close()
+
+
+def test_choose_flux_generate_and_paste_the_distilled_scale_back(page: Page, server, js_errors):
+    modules = page.locator("#setting_forge_additional_modules")
+    modules.locator("input").click()
+    for name in ("clip_l.safetensors", "t5xxl_fp16.safetensors", "ae.safetensors"):
+        expect(page.get_by_role("option", name=name, exact=True)).to_be_visible()
+    page.keyboard.press("Escape")
+    title = next(m["title"] for m in server.get_json("/sdapi/v1/sd-models") if m["title"].startswith(FLUX))
+    page.locator("#setting_sd_model_checkpoint input").click()
+    page.get_by_role("option", name=title, exact=True).click()
+    expect(page.locator("#model_status")).to_contain_text("Loaded in", timeout=60_000)
+    assert server.get_json("/sdapi/v1/options")["sd_model_checkpoint"].startswith(FLUX)  # hashed once loaded
+
+    page.locator("#txt2img_sampling input").click()
+    page.get_by_role("option", name="Euler", exact=True).click()
+    set_tiny_size(page)
+    box = number_input(page, "txt2img_cfg_scale")
+    box.fill("1")
+    box.press("Enter")
+    distilled = number_input(page, "txt2img_distilled_cfg_scale")
+    expect(distilled).to_have_value("3.5")
+    distilled.fill("2.5")
+    distilled.press("Enter")
+    page.locator("#txt2img_prompt textarea").fill("a flux lighthouse")
+    page.locator("#txt2img_generate").click()
+    info = page.locator("#html_info_txt2img")
+    expect(info).to_contain_text("a flux lighthouse")
+    expect(info).to_contain_text("CFG scale: 1, Distilled CFG Scale: 2.5")
+    expect(info).to_contain_text("Sampler: Euler, Schedule type: Simple")
+
+    saved = sorted((server.data_dir / "outputs" / "txt2img-images").rglob("*.png"))
+    with Image.open(saved[-1]) as im:
+        assert "Distilled CFG Scale: 2.5" in im.info["parameters"]
+    distilled.fill("3.5")
+    distilled.press("Enter")
+    page.get_by_role("tab", name="PNG Info").click()
+    page.locator("#pnginfo_image input[type=file]").set_input_files(str(saved[-1]))
+    expect(page.locator("#pnginfo_html")).to_contain_text("Distilled CFG Scale: 2.5")
+    page.locator("#pnginfo_send_to_txt2img").click()
+    expect(page.locator("#tab_txt2img")).to_be_visible()
+    expect(number_input(page, "txt2img_distilled_cfg_scale")).to_have_value("2.5")
+    assert js_errors == []
