@@ -452,3 +452,41 @@ def test_live_preview_colours_are_fitted_to_the_models_own_vae(dev_model):
     design = np.concatenate([z.permute(0, 2, 3, 1).reshape(-1, 16).numpy(), np.ones((128, 1))], axis=1)
     solution = np.linalg.lstsq(design, rgb.permute(0, 2, 3, 1).reshape(-1, 3).numpy(), rcond=None)[0]
     assert np.allclose(factors.numpy(), solution, atol=1e-4)
+
+
+def test_gguf_transformer_and_t5_load_as_their_dequantized_weights(dev, dev_files, tmp_path):
+    """city96's layouts: the BFL transformer and a llama.cpp-named T5 encoder in GGUF with Q8_0/Q5_1/Q4_0/Q4_K/F16
+    tensors; the loaded weights equal what the gguf package's own numpy dequantizer reads back."""
+    bfl = tiny_flux.transformer_to_bfl(dev.transformer)
+    expected = tiny_flux.write_gguf(tmp_path / "flux1-dev-Q4_K_S.gguf", bfl)
+    t5_expected = tiny_flux.write_gguf(tmp_path / "t5-v1_1-xxl-encoder-Q8_0.gguf",
+                                       tiny_flux.t5_llama_names(tiny_flux.t5_file(dev.t5), blocks=2), arch="t5encoder")
+    model = loader.load_checkpoint(tmp_path / "flux1-dev-Q4_K_S.gguf",
+                                   parts=[tmp_path / "t5-v1_1-xxl-encoder-Q8_0.gguf", dev_files["clip_l"],
+                                          dev_files["vae"]])
+    got = model.unet.transformer_blocks[0]
+    qkv = torch.from_numpy(expected["double_blocks.0.img_attn.qkv.weight"])
+    assert torch.equal(got.attn.to_q.weight, qkv[:64]) and torch.equal(got.attn.to_v.weight, qkv[128:])
+    original = bfl["double_blocks.0.img_attn.qkv.weight"]
+    assert not torch.equal(qkv, original) and (qkv - original).abs().max() < 0.1  # quantized, and close
+    mlp = torch.from_numpy(expected["double_blocks.0.img_mlp.2.weight"])  # rows of 256: the K-quant blocks
+    assert torch.equal(got.ff.net[2].weight, mlp)
+    t5 = model.text_encoder_2.encoder.block[1].layer[1].DenseReluDense
+    assert torch.equal(t5.wi_0.weight, torch.from_numpy(t5_expected["enc.blk.1.ffn_gate.weight"]))
+    assert torch.equal(t5.wo.weight, torch.from_numpy(t5_expected["enc.blk.1.ffn_down.weight"]))
+    assert torch.equal(model.text_encoder_2.shared.weight, torch.from_numpy(t5_expected["token_embd.weight"]))
+    result = run_txt2img(model, tmp_path, prompt="x", steps=2, seed=1, cfg_scale=1.0, sampler_name="Euler")
+    assert np.asarray(result.images[0]).std() > 1
+
+
+def test_a_gguf_t5_is_found_among_the_additional_modules(dev, dev_files, tmp_path):
+    from modules.models.additional_modules import AdditionalModules
+
+    folder = tmp_path / "text_encoder"
+    tiny_flux.write_gguf(folder / "t5-v1_1-xxl-encoder-Q8_0.gguf",
+                         tiny_flux.t5_llama_names(tiny_flux.t5_file(dev.t5), blocks=2), arch="t5encoder")
+    (folder / "broken.gguf").write_bytes(b"GGUF\x03\x00\x00\x00" + b"\x00" * 40)
+    modules = AdditionalModules([folder], [])
+    assert modules.role(folder / "t5-v1_1-xxl-encoder-Q8_0.gguf") == "t5"
+    assert modules.role(folder / "broken.gguf") is None
+    assert [p.name for p in modules.automatic()] == ["t5-v1_1-xxl-encoder-Q8_0.gguf"]

@@ -18,7 +18,7 @@ from modules.models import formats
 from modules.models.types import ModelFileError
 
 log = logging.getLogger(__name__)
-EXTENSIONS = (".safetensors", ".sft", ".pt", ".pth", ".bin", ".ckpt")
+EXTENSIONS = (".safetensors", ".sft", ".gguf", ".pt", ".pth", ".bin", ".ckpt")
 ROLES = ("t5", "clip_l", "vae")
 
 
@@ -107,6 +107,11 @@ class AdditionalModules:
 
 
 def _role_from_header(path: Path) -> str | None:
+    if path.suffix.lower() == ".gguf":  # quantized T5 encoders (names only: their shapes are of byte blocks)
+        from modules.models import gguf_files, text_encoders
+
+        names = text_encoders.from_llama_names(dict.fromkeys(gguf_files.tensor_names(path)))  # type: ignore[arg-type]
+        return "t5" if text_encoders.t5_prefix(names) is not None else None
     if path.suffix.lower() not in (".safetensors", ".sft"):
         return None  # pickles are not opened just to look
     try:

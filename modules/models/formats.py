@@ -35,7 +35,7 @@ from modules.models.types import (
 if TYPE_CHECKING:
     import torch
 
-Format = Literal["safetensors", "zip-pickle", "legacy-pickle", "unknown"]
+Format = Literal["safetensors", "zip-pickle", "legacy-pickle", "gguf", "unknown"]
 
 # Same cap as the safetensors library: no real header comes near it, a larger one is an attack or garbage.
 MAX_HEADER_BYTES = 100_000_000
@@ -111,6 +111,8 @@ def _format_of(head: bytes) -> Format:
         return "zip-pickle"
     if len(head) >= 9 and head[8:9] == b"{":
         return "safetensors"
+    if head[:4] == b"GGUF":
+        return "gguf"
     if head[:1] == b"\x80":  # pickle PROTO opcode: torch's legacy (pre-1.6) format starts with a pickled magic number
         return "legacy-pickle"
     return "unknown"
@@ -340,6 +342,10 @@ def load_state_dict(path: str | Path, device: str = "cpu") -> dict[str, torch.Te
         return _load_safetensors(path, device)
     if fmt in ("zip-pickle", "legacy-pickle"):
         return _unwrap_state_dict(path, _load_pickle(path, fmt, device))
+    if fmt == "gguf":
+        from modules.models import gguf_files
+
+        return gguf_files.load(path)
     raise CorruptFileError(path, f"not a model file: neither safetensors nor a PyTorch checkpoint ({_describe_head(path)})")
 
 
@@ -347,6 +353,4 @@ def _describe_head(path: Path) -> str:
     f, _size = _open_regular(path)
     with f:
         head = f.read(8)
-    if head[:4] == b"GGUF":
-        return "it is a GGUF file, which is not supported"
     return f"it starts with bytes {head.hex(' ')}"

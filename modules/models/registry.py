@@ -33,7 +33,7 @@ from modules.paths import Paths
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_EXTENSIONS = (".safetensors", ".ckpt")
+CHECKPOINT_EXTENSIONS = (".safetensors", ".ckpt", ".gguf")  # .gguf: quantized Flux transformers
 _RE_STRIP_CHECKSUM = re.compile(r"\s*\[[^]]+]\s*$")
 
 

@@ -38,6 +38,38 @@ def t5_prefix(keys: Any) -> str | None:
     return _prefix_with(keys, T5_MARK, T5_PREFIXES)
 
 
+# llama.cpp's T5 encoder names (city96's t5-v1_1-xxl-encoder GGUF files) -> transformers' T5EncoderModel names
+_LLAMA_T5_BLOCK = {
+    "attn_q": "layer.0.SelfAttention.q", "attn_k": "layer.0.SelfAttention.k", "attn_v": "layer.0.SelfAttention.v",
+    "attn_o": "layer.0.SelfAttention.o", "attn_rel_b": "layer.0.SelfAttention.relative_attention_bias",
+    "attn_norm": "layer.0.layer_norm", "ffn_gate": "layer.1.DenseReluDense.wi_0",
+    "ffn_up": "layer.1.DenseReluDense.wi_1", "ffn_down": "layer.1.DenseReluDense.wo", "ffn_norm": "layer.1.layer_norm",
+}
+_LLAMA_T5_TOP = {"token_embd": "shared", "enc.output_norm": "encoder.final_layer_norm"}
+
+
+def from_llama_names(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A T5 encoder in llama.cpp's names (``enc.blk.0.attn_q.weight``) renamed to transformers'; other dicts as
+    they are. A non-gated encoder's ``ffn_up`` is its ``wi``."""
+    if "enc.blk.0.attn_q.weight" not in sd:
+        return sd
+    gated = "enc.blk.0.ffn_gate.weight" in sd
+    out: dict[str, torch.Tensor] = {}
+    for key, tensor in sd.items():
+        name, _, leaf = key.rpartition(".")
+        m = re.fullmatch(r"enc\.blk\.(\d+)\.(\w+)", name)
+        if m is not None and m.group(2) in _LLAMA_T5_BLOCK:
+            part = _LLAMA_T5_BLOCK[m.group(2)]
+            if m.group(2) == "ffn_up" and not gated:
+                part = "layer.1.DenseReluDense.wi"
+            out[f"encoder.block.{m.group(1)}.{part}.{leaf}"] = tensor
+        elif name in _LLAMA_T5_TOP:
+            out[f"{_LLAMA_T5_TOP[name]}.{leaf}"] = tensor
+        else:
+            out[key] = tensor  # left for the builder to report as unused
+    return out
+
+
 def _take(sd: dict[str, torch.Tensor], prefix: str, consume: bool) -> dict[str, torch.Tensor]:
     keys = [k for k in sd if k.startswith(prefix)] if prefix else list(sd)
     return {k[len(prefix):]: (sd.pop(k) if consume else sd[k]) for k in keys}

@@ -153,3 +153,64 @@ def write_all_in_one(path: Path, tiny: TinyFlux) -> Path:
     sd.update({"text_encoders.t5xxl.transformer." + k: v for k, v in t5_file(tiny.t5).items()})
     sd.update({"vae." + k: v for k, v in ae_file(tiny.vae).items()})
     return _save(sd, path)
+
+
+def write_gguf(path: Path, sd: dict[str, Tensor], arch: str = "flux") -> dict[str, Any]:
+    """A GGUF file of ``sd`` as city96's files mix types: K-quant (Q4_K) for matrices whose rows are a multiple of
+    256, Q8_0 / Q5_1 / Q4_0 in turn for those of 32, F16 for other matrices, F32 for vectors. Returns each tensor's
+    values as the gguf package's own numpy dequantizer reads them back (the reference). The gguf package cannot
+    quantize to K-quants, so those blocks are random bytes with small finite scales: valid blocks all the same."""
+    import numpy as np
+    from gguf import GGMLQuantizationType as Q
+    from gguf import GGUFWriter
+    from gguf.quants import dequantize, quantize
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = GGUFWriter(str(path), arch=arch)
+    expected: dict[str, Any] = {}
+    cycle = [Q.Q8_0, Q.Q5_1, Q.Q4_0]
+    for i, (name, tensor) in enumerate(sorted(sd.items())):
+        array = tensor.detach().float().numpy()
+        if array.ndim == 2 and array.shape[1] % 256 == 0:
+            qtype = Q.Q4_K
+        elif array.ndim == 2 and array.shape[1] % 32 == 0:
+            qtype = cycle[i % len(cycle)]
+        elif array.ndim >= 2:
+            qtype = Q.F16
+        else:
+            qtype = Q.F32
+        if qtype in (Q.F16, Q.F32):
+            data = array.astype(np.float16 if qtype == Q.F16 else np.float32)
+            writer.add_tensor(name, data)
+            expected[name] = data.astype(np.float32)
+        elif qtype == Q.Q4_K:  # 144 bytes per 256 values: d, dmin (fp16), 12 bytes of scales, 128 of 4-bit values
+            rows, width = array.shape
+            blocks = np.random.RandomState(i).randint(0, 256, (rows * width // 256, 144)).astype(np.uint8)
+            blocks[:, 0:2] = np.frombuffer(np.float16(0.004).tobytes(), np.uint8)
+            blocks[:, 2:4] = np.frombuffer(np.float16(0.002).tobytes(), np.uint8)
+            data = blocks.reshape(rows, width // 256 * 144)
+            writer.add_tensor(name, data, raw_shape=data.shape, raw_dtype=qtype)
+            expected[name] = dequantize(data, qtype).reshape(array.shape)
+        else:
+            data = quantize(array, qtype)
+            writer.add_tensor(name, data, raw_shape=data.shape, raw_dtype=qtype)
+            expected[name] = dequantize(data, qtype).reshape(array.shape)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return expected
+
+
+def t5_llama_names(sd: dict[str, Tensor], blocks: int) -> dict[str, Tensor]:
+    """T5 encoder weights under llama.cpp's names, mapped by the gguf package's own table (TensorNameMap)."""
+    from gguf import MODEL_ARCH, get_tensor_name_map
+
+    table = get_tensor_name_map(MODEL_ARCH.T5ENCODER, blocks)
+    out: dict[str, Tensor] = {}
+    for key, tensor in sd.items():
+        name = table.get_name(key, try_suffixes=(".weight", ".bias"))
+        if name is None:
+            raise KeyError(f"t5_llama_names: gguf has no name for {key}")
+        out[name] = tensor
+    return out

@@ -154,7 +154,7 @@ def scheduler_config(guidance_embeds: bool) -> dict[str, Any]:
 
 
 def _read_part(path: Path) -> tuple[str | None, dict[str, torch.Tensor]]:
-    sd = formats.load_state_dict(path, device="cpu")
+    sd = text_encoders.from_llama_names(formats.load_state_dict(path, device="cpu"))  # GGUF T5: llama.cpp names
     return part_role(sd), sd
 
 
