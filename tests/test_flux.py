@@ -61,6 +61,18 @@ def test_all_in_one_checkpoint_needs_no_parts(dev, tmp_path):
     assert _same_tensors(dev.transformer, model.unet) and _same_tensors(dev.t5, model.text_encoder_2)
 
 
+def test_diffusers_layout_single_file_loads(dev, dev_files, tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "flux1-dev-diffusers.safetensors"
+    save_file({k: v.contiguous() for k, v in dev.transformer.state_dict().items()}, str(path))
+    model = loader.load_checkpoint(path, parts=[dev_files["clip_l"], dev_files["t5"], dev_files["vae"]])
+    assert _same_tensors(dev.transformer, model.unet)
+    assert model.extra["transformer_config"] == loader.load_checkpoint(
+        dev_files["transformer"], parts=[dev_files["clip_l"], dev_files["t5"], dev_files["vae"]]
+    ).extra["transformer_config"]
+
+
 def test_bf16_files_load(dev, tmp_path):
     files = tiny_flux.write_split(tmp_path / "models", dev, dtype=torch.bfloat16)
     model = loader.load_checkpoint(files["transformer"], parts=[files["t5"], files["clip_l"], files["vae"]])

@@ -2,7 +2,8 @@
 
 * The transformer in BFL's layout, alone (``flux1-dev.safetensors`` in ``models/Stable-diffusion`` or ``models/unet``)
   or under ``model.diffusion_model.`` in ComfyUI's all-in-one checkpoints, which also carry
-  ``text_encoders.clip_l.*``, ``text_encoders.t5xxl.*`` and ``vae.*``.
+  ``text_encoders.clip_l.*``, ``text_encoders.t5xxl.*`` and ``vae.*``; or a transformer saved from diffusers
+  (``transformer_blocks.*``, ``x_embedder``), whose names are already the model's.
 * What a file lacks comes from the chosen additional modules (Forge's "VAE / Text Encoder" choice): ``clip_l``,
   ``t5xxl_*`` and ``ae.safetensors`` files, each recognised by its keys, never by its name.
 
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 
 FAMILY = "flux"
 TRANSFORMER_PREFIXES = ("model.diffusion_model.", "")
+DIFFUSERS_PREFIXES = ("transformer.", "model.diffusion_model.", "")
 VAE_PREFIXES = ("vae.", "first_stage_model.", "")
 VAE_MARK = "encoder.conv_in.weight"
 LATENT_CHANNELS = 16
@@ -42,16 +44,24 @@ PART_NAMES = {"t5": "T5 text encoder", "clip_l": "CLIP-L text encoder", "vae": "
 
 
 def transformer_prefix(keys: Any) -> str | None:
-    return next((p for p in TRANSFORMER_PREFIXES if p + "img_in.weight" in keys
-                 and p + "double_blocks.0.img_attn.qkv.weight" in keys), None)
+    """Where the transformer's keys start: BFL's layout, else diffusers' (then ``_is_diffusers_layout``)."""
+    bfl = next((p for p in TRANSFORMER_PREFIXES if all(p + m in keys for m in flux_layout.BFL_MARKERS)), None)
+    if bfl is not None:
+        return bfl
+    return next((p for p in DIFFUSERS_PREFIXES if all(p + m in keys for m in flux_layout.DIFFUSERS_MARKERS)), None)
+
+
+def _is_diffusers_layout(keys: Any, prefix: str) -> bool:
+    return prefix + flux_layout.DIFFUSERS_MARKERS[0] in keys
 
 
 def detect(shapes: Mapping[str, tuple[int, ...]]) -> ModelKind | None:
-    """A Flux.1 kind when the keys hold a BFL-layout transformer, else None."""
+    """A Flux.1 kind when the keys hold a transformer in BFL's or diffusers' layout, else None."""
     prefix = transformer_prefix(shapes)
     if prefix is None:
         return None
-    in_features = int(shapes[prefix + "img_in.weight"][1])
+    first = "x_embedder.weight" if _is_diffusers_layout(shapes, prefix) else "img_in.weight"
+    in_features = int(shapes[prefix + first][1])
     if in_features != LATENT_CHANNELS * 4:
         return ModelKind(family=FAMILY, prediction="flow", inpainting=True, in_channels=in_features)
     return ModelKind(family=FAMILY, prediction="flow", inpainting=False, in_channels=LATENT_CHANNELS)
@@ -124,11 +134,15 @@ def build_transformer(sd: dict[str, torch.Tensor], path: Path, prefix: str, cons
 
     keys = [k for k in sd if k.startswith(prefix)] if prefix else [k for k in sd if not k.startswith(
         ("text_encoders.", "vae.", "first_stage_model."))]
+    diffusers_layout = _is_diffusers_layout(sd, prefix)
     part = {k[len(prefix):]: (sd.pop(k) if consume else sd[k]) for k in keys}
     shapes = {k: tuple(v.shape) for k, v in part.items()}
     try:
-        config = flux_layout.transformer_config(shapes)
-        weights = flux_layout.to_diffusers(part, config)
+        if diffusers_layout:  # saved from diffusers: its names are the model's
+            config, weights = flux_layout.diffusers_config(shapes), part
+        else:
+            config = flux_layout.transformer_config(shapes)
+            weights = flux_layout.to_diffusers(part, config)
     except (KeyError, ValueError, RuntimeError) as e:
         raise CorruptFileError(path, f"incomplete or damaged Flux transformer ({type(e).__name__}: {e})") from None
     model = empty_module(lambda: FluxTransformer2DModel(**config))

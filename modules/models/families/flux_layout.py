@@ -43,8 +43,34 @@ _TOP = {
 }
 
 
+DIFFUSERS_MARKERS = ("x_embedder.weight", "context_embedder.weight", "transformer_blocks.0.attn.add_q_proj.weight")
+
+
 def is_bfl_transformer(keys: Any) -> bool:
     return all(k in keys for k in BFL_MARKERS)
+
+
+def diffusers_config(shapes: Mapping[str, tuple[int, ...]]) -> dict[str, Any]:
+    """``FluxTransformer2DModel`` arguments for a diffusers-layout state dict's shapes (a single file saved from
+    diffusers: the names are already ours)."""
+    hidden, in_channels = shapes["x_embedder.weight"]
+    head_dim = shapes["transformer_blocks.0.attn.norm_q.weight"][0]
+    if hidden % head_dim:
+        raise ValueError(f"width {hidden} is not a multiple of the head width {head_dim}")
+    out_channels = shapes["proj_out.weight"][0]
+    return {
+        "patch_size": 1,
+        "in_channels": int(in_channels),
+        "out_channels": int(out_channels) if out_channels != in_channels else None,
+        "num_layers": _count(shapes, "transformer_blocks"),
+        "num_single_layers": _count(shapes, "single_transformer_blocks"),
+        "attention_head_dim": int(head_dim),
+        "num_attention_heads": int(hidden // head_dim),
+        "joint_attention_dim": int(shapes["context_embedder.weight"][1]),
+        "pooled_projection_dim": int(shapes["time_text_embed.text_embedder.linear_1.weight"][1]),
+        "guidance_embeds": "time_text_embed.guidance_embedder.linear_1.weight" in shapes,
+        "axes_dims_rope": rope_axes(int(head_dim)),
+    }
 
 
 def _count(keys: Any, block: str) -> int:
