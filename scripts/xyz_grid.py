@@ -127,6 +127,7 @@ AXES: list[Axis] = [
     Axis("VAE", str, _setting("sd_vae"), _vae_names, _known("VAE", _vae_names), cost=1),
     Axis("Styles", str, _styles, _style_names),
     Axis("Size", str, _size),
+    Axis("Distilled CFG Scale", float, _field("distilled_cfg_scale")),  # Forge's, for Flux dev (appended: indices stay)
 ]
 
 

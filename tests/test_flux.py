@@ -6,6 +6,8 @@ against their formulas written out."""
 from __future__ import annotations
 
 import math
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -100,6 +102,17 @@ def test_an_sd_vae_chosen_for_flux_is_refused(dev_files, tmp_path):
     with pytest.raises(UnknownModelError, match="4 latent channels does not fit Flux"):
         loader.load_checkpoint(dev_files["transformer"],
                                parts=[dev_files["clip_l"], dev_files["t5"], tmp_path / "sd-vae.safetensors"])
+
+
+def test_a_text_encoder_of_another_width_is_refused_at_load(dev_files, tmp_path):
+    other = tiny_flux.build(seed=1)
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    wide = CLIPTextModel(CLIPTextConfig(vocab_size=49408, hidden_size=64, intermediate_size=64, num_hidden_layers=1,
+                                        num_attention_heads=1, max_position_embeddings=77))
+    files = tiny_flux.write_split(tmp_path / "models", tiny_flux.TinyFlux(other.transformer, wide, other.t5, other.vae))
+    with pytest.raises(UnknownModelError, match="CLIP-L text encoder is 64 wide but .* reads 32"):
+        loader.load_checkpoint(dev_files["transformer"], parts=[files["clip_l"], dev_files["t5"], dev_files["vae"]])
 
 
 def _reference(tiny, prompt: str, seed: int, steps: int, guidance: float, shift_config: dict, **kwargs):
@@ -502,3 +515,76 @@ def test_a_gguf_t5_is_found_among_the_additional_modules(dev, dev_files, tmp_pat
     assert modules.role(folder / "t5-v1_1-xxl-encoder-Q8_0.gguf") == "t5"
     assert modules.role(folder / "broken.gguf") is None
     assert [p.name for p in modules.automatic()] == ["t5-v1_1-xxl-encoder-Q8_0.gguf"]
+
+
+def test_the_flux_benchmark_runs_in_its_dry_run(capsys):
+    from tests.benchmarks import flux_speed
+
+    assert flux_speed.main(["--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "64x64: ours" in out and "diffusers FluxPipeline" in out and "peak RSS" in out
+
+
+@pytest.fixture(scope="module")
+def fill(tmp_path_factory):
+    tiny = tiny_flux.build(seed=7, fill=True)
+    files = tiny_flux.write_split(tmp_path_factory.mktemp("fill") / "models", tiny, name="flux1-fill-dev-tiny.safetensors")
+    model = loader.load_checkpoint(files["transformer"], parts=[files["clip_l"], files["t5"], files["vae"]])
+    return tiny, model
+
+
+def test_flux_fill_conditioning_is_fill_pipelines_packed_input(fill):
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxFillPipeline
+
+    from modules.processing import families
+
+    tiny, model = fill
+    assert model.kind.inpainting and model.kind.in_channels == 384
+    mask = torch.zeros(1, 1, 64, 48)
+    mask[..., 8:40, 4:30] = 1.0  # not patch-aligned: the 8x8 patches carry partial masks
+    raw = torch.randn(1, 16, 8, 6)
+    scaled = (raw - 0.1159) * 0.3611
+    ours = pack(families.for_model(model).inpainting_conditioning(mask, scaled))
+    pipe = FluxFillPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=tiny.vae, text_encoder=tiny.clip,
+                            tokenizer=configs.load_tokenizer(), text_encoder_2=tiny.t5,
+                            tokenizer_2=configs.load_t5_tokenizer(), transformer=tiny.transformer)
+    mask_tokens, masked_tokens = pipe.prepare_mask_latents(mask, raw, 1, 16, 1, 64, 48, torch.float32, "cpu", None)
+    assert torch.allclose(ours, torch.cat([masked_tokens, mask_tokens], dim=-1), atol=1e-6)
+    # txt2img with the Fill model: the whole (grey) picture is the masked area, as A1111 does for inpainting models
+    result = run_txt2img(model, Path(tempfile.mkdtemp()), prompt="x", steps=2, seed=1, cfg_scale=1.0,
+                         sampler_name="Euler")
+    assert np.asarray(result.images[0]).std() > 1
+
+
+def test_flux_fill_inpainting_matches_fill_pipeline(fill, tmp_path):
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxFillPipeline
+    from PIL import Image
+
+    from modules.processing.context import CheckpointIdentity, ProcessingContext
+    from modules.processing.img2img import img2img
+    from modules.processing.params import Img2ImgParams
+    from modules.processing.progress import JobProgress
+    from tests.support.engine import default_settings
+
+    tiny, model = fill
+    init = Image.fromarray(np.random.RandomState(1).randint(0, 255, (64, 64, 3)).astype(np.uint8))
+    white = Image.new("L", (64, 64), 255)  # the whole picture repainted: no latent blending to tell apart
+    ctx = ProcessingContext(model=model, checkpoint=CheckpointIdentity(title="f", model_name="f", shorthash=None),
+                            settings=default_settings(), data_dir=tmp_path, progress=JobProgress(), version="v")
+    ours = img2img(Img2ImgParams(prompt="a door", steps=4, seed=9, cfg_scale=1.0, width=64, height=64,
+                                 init_images=[init], mask=white, mask_blur=0, denoising_strength=1.0,
+                                 sampler_name="Euler", distilled_cfg_scale=30.0), ctx)
+    pipe = FluxFillPipeline(scheduler=FlowMatchEulerDiscreteScheduler(**DEV_SHIFT), vae=tiny.vae,
+                            text_encoder=tiny.clip, tokenizer=configs.load_tokenizer(), text_encoder_2=tiny.t5,
+                            tokenizer_2=configs.load_t5_tokenizer(), transformer=tiny.transformer)
+    with torch.inference_mode():
+        blank = tiny.vae.encode(torch.zeros(1, 3, 64, 64)).latent_dist.mode()  # the masked image: all blanked
+        mask_tokens, masked_tokens = pipe.prepare_mask_latents(torch.ones(1, 1, 64, 64), blank, 1, 16, 1, 64, 64,
+                                                               torch.float32, "cpu", None)
+    noise = ImageRNG((16, 8, 8), [9], subseeds=[0]).first()
+    # diffusers encodes the blanked image by sampling the VAE's distribution; we (and A1111) take its mode: the
+    # pipeline's own mask preparation, run above on the mode, stands in for its sampling one
+    pipe.prepare_mask_latents = lambda *args, **kwargs: (mask_tokens, masked_tokens)
+    reference = pipe("a door", image=init, mask_image=white, height=64, width=64, num_inference_steps=4,
+                     guidance_scale=30.0, latents=pack(noise), output_type="np").images[0]
+    assert np.abs(np.asarray(ours.images[0]).astype(float) - np.floor(reference * 255)).max() <= 1.0

@@ -109,3 +109,16 @@ def test_chosen_modules_without_t5_are_a_clear_error_and_the_model_stays(server)
         "forge_additional_modules": ["clip_l.safetensors", "t5xxl_fp16.safetensors", "ae.safetensors"]}),
         timeout=180)
     assert status == 200, body  # chosen explicitly, by file name as Forge's dropdown shows them
+
+
+def test_xyz_plot_over_the_distilled_cfg_scale(server):
+    args = ["Distilled CFG Scale", "1, 4", [], "Nothing", "", [], "Nothing", "", [], True, False, False, False,
+            False, False, False, 0, False]
+    status, body = server.request("POST", "/sdapi/v1/txt2img", _flux_request(script_name="X/Y/Z plot",
+                                                                             script_args=args), timeout=180)
+    assert status == 200, body
+    texts = json.loads(body["info"])["infotexts"]
+    assert "Distilled CFG Scale: 1.0" in texts[1] and "Distilled CFG Scale: 4.0" in texts[2]
+    assert "X Type: Distilled CFG Scale" in texts[0]
+    cells = [np.asarray(Image.open(io.BytesIO(base64.b64decode(i))).convert("RGB")) for i in body["images"][1:3]]
+    assert not np.array_equal(cells[0], cells[1])

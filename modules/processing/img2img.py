@@ -172,8 +172,7 @@ class Img2ImgPlan(Plan):
         size = (self.p.height // LATENT_FACTOR, self.p.width // LATENT_FACTOR)
         if latents.shape[-2:] != size:  # resize mode 3: conditioning follows the resized latent
             latents = torch.nn.functional.interpolate(latents, size=size, mode="bilinear")
-        small = torch.nn.functional.interpolate(mask.to(latents.device), size=latents.shape[-2:])
-        return torch.cat([small.expand(latents.shape[0], -1, -1, -1), latents], dim=1)
+        return job.family.inpainting_conditioning(mask, latents)
 
     def sample(self, job: Job, batch: Batch) -> Any:
         p, ctx, model = self.p, job.ctx, job.model

@@ -34,8 +34,7 @@ def whole_image_conditioning(job: Job, batch: int, width: int, height: int) -> t
         return None
     grey = torch.zeros(1, 3, height, width)
     latent = job.encode(grey)
-    mask = torch.ones(1, 1, height // LATENT_FACTOR, width // LATENT_FACTOR, device=latent.device)
-    return torch.cat([mask, latent], dim=1).repeat(batch, 1, 1, 1)
+    return job.family.inpainting_conditioning(torch.ones(1, 1, height, width), latent).repeat(batch, 1, 1, 1)
 
 
 def pil_to_tensor(images: list[Image.Image]) -> torch.Tensor:

@@ -38,12 +38,13 @@ class TinyFlux:
     vae: Any
 
 
-def build(seed: int = 0, guidance: bool = True, double: int = 1, single: int = 2) -> TinyFlux:
+def build(seed: int = 0, guidance: bool = True, double: int = 1, single: int = 2, fill: bool = False) -> TinyFlux:
+    """``fill``: Flux.1 Fill's transformer (384 input features: latents, blanked-image latents, mask patches)."""
     from diffusers import AutoencoderKL, FluxTransformer2DModel
     from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
 
     transformer = FluxTransformer2DModel(
-        patch_size=1, in_channels=64, num_layers=double, num_single_layers=single, attention_head_dim=HEAD_DIM,
+        patch_size=1, in_channels=384 if fill else 64, out_channels=64 if fill else None, num_layers=double, num_single_layers=single, attention_head_dim=HEAD_DIM,
         num_attention_heads=HEADS, joint_attention_dim=T5_WIDTH, pooled_projection_dim=CLIP_WIDTH,
         guidance_embeds=guidance, axes_dims_rope=(4, 14, 14))
     clip = CLIPTextModel(CLIPTextConfig(vocab_size=49408, hidden_size=CLIP_WIDTH, intermediate_size=64,

@@ -32,6 +32,7 @@ DIFFUSERS_PREFIXES = ("transformer.", "model.diffusion_model.", "")
 VAE_PREFIXES = ("vae.", "first_stage_model.", "")
 VAE_MARK = "encoder.conv_in.weight"
 LATENT_CHANNELS = 16
+FILL_FEATURES = (LATENT_CHANNELS + LATENT_CHANNELS + 64) * 4  # 384: Flux.1 Fill's packed input
 # The Flux autoencoder's latent normalisation (BFL's AutoEncoderParams: scale_factor, shift_factor).
 VAE_SCALING, VAE_SHIFT = 0.3611, 0.1159
 # Where each missing piece goes, named in the error (Forge's and ComfyUI's file names).
@@ -62,8 +63,10 @@ def detect(shapes: Mapping[str, tuple[int, ...]]) -> ModelKind | None:
         return None
     first = "x_embedder.weight" if _is_diffusers_layout(shapes, prefix) else "img_in.weight"
     in_features = int(shapes[prefix + first][1])
-    if in_features != LATENT_CHANNELS * 4:
+    if in_features == FILL_FEATURES:  # Flux.1 Fill: latents + blanked-image latents + 8x8 mask patches, packed
         return ModelKind(family=FAMILY, prediction="flow", inpainting=True, in_channels=in_features)
+    if in_features != LATENT_CHANNELS * 4:
+        return ModelKind(family=FAMILY, prediction="flow", inpainting=False, in_channels=in_features)
     return ModelKind(family=FAMILY, prediction="flow", inpainting=False, in_channels=LATENT_CHANNELS)
 
 
@@ -190,9 +193,9 @@ def build(sd: dict[str, torch.Tensor], path: Path, policy: Any, parts: Sequence[
     kind = detect({k: tuple(v.shape) for k, v in sd.items()})
     if kind is None:
         raise UnknownModelError(path, "not a Flux transformer (no double_blocks / img_in)")
-    if kind.inpainting:
-        raise UnknownModelError(path, f"Flux transformers with {kind.in_channels} input features (Flux.1 Fill "
-                                      "and other conditioned variants) are not supported yet")
+    if kind.in_channels not in (LATENT_CHANNELS, FILL_FEATURES):
+        raise UnknownModelError(path, f"Flux transformers with {kind.in_channels} input features (Flux.1 Depth / "
+                                      "Canny and other conditioned variants) are not supported yet")
     sources: dict[str, tuple[dict[str, torch.Tensor], str, Path]] = {}
     if (p := text_encoders.t5_prefix(sd)) is not None and p:
         sources["t5"] = (sd, p, path)
@@ -226,6 +229,13 @@ def build(sd: dict[str, torch.Tensor], path: Path, policy: Any, parts: Sequence[
     clip = text_encoders.build_clip_l(clip_sd, clip_path, clip_pre, consume=clip_sd is sd and consume)
     vae_sd, vae_pre, vae_path = sources["vae"]
     vae = build_vae(vae_sd, vae_path, vae_pre)
+    # a text encoder of another width would fail only at the first step: say which file does not fit, now
+    for encoder_path, width, wanted, what in (
+            (t5_path, t5.config.d_model, config["joint_attention_dim"], "T5 text encoder"),
+            (clip_path, clip.config.hidden_size, config["pooled_projection_dim"], "CLIP-L text encoder")):
+        if width != wanted:
+            raise UnknownModelError(encoder_path, f"this {what} is {width} wide but the Flux transformer of "
+                                                  f"{path.name} reads {wanted}: choose the {what} made for it")
 
     from modules.models.loader import finish_module
 

@@ -30,6 +30,10 @@ class SamplingFamily(Protocol):
         """The network call for a pass at this size, and the (positive, negative) extra conditioning rows
         (SDXL's size/crop time ids; None where the family has none)."""
 
+    def inpainting_conditioning(self, mask: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+        """An inpainting model's extra input: ``mask`` (1, 1, H, W) in [0, 1] at the pixels' size, ``latents`` the
+        scaled latents (B, C, H/8, W/8) of the image with the masked area blanked."""
+
     def scheduler(self, job: Any, sampler: Any, schedule: Any, width: int, height: int) -> Any:
         """A fresh scheduler for one pass."""
 

@@ -143,6 +143,16 @@ class Flux:
         guidance = getattr(p, "distilled_cfg_scale", None)
         return transformer_call(model, DEFAULT_DISTILLED_CFG if guidance is None else guidance), None, None
 
+    def inpainting_conditioning(self, mask: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+        """Flux.1 Fill's input after the latents: the blanked image's latents (16 channels), then the mask as each
+        latent pixel's 8x8 patch of mask pixels (64 channels); packed with the latents this is Fill's 64 + 64 + 256
+        token features, in FluxFillPipeline's order."""
+        b, _, h, w = latents.shape
+        mask = torch.nn.functional.interpolate(mask.float(), size=(h * 8, w * 8)) if mask.shape[-2:] != (h * 8, w * 8) \
+            else mask.float()
+        patches = mask[:, 0].view(1, h, 8, w, 8).permute(0, 2, 4, 1, 3).reshape(1, 64, h, w)
+        return torch.cat([latents, patches.to(latents.device, latents.dtype).expand(b, -1, -1, -1)], dim=1)
+
     def scheduler(self, job: Any, sampler: Any, schedule: Any, width: int, height: int) -> FlowMatchSampler:
         tokens = (height // 16) * (width // 16)
         return FlowMatchSampler(sampler.name, _schedule_label(sampler, schedule), job.model.scheduler_config, tokens)

@@ -40,6 +40,11 @@ class StableDiffusion:
         time_ids, neg_time_ids = sdxl_time_ids(model, width, height, batch)
         return None, time_ids, neg_time_ids  # None: the denoiser's own UNet call
 
+    def inpainting_conditioning(self, mask: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+        """SD's 9-channel input: the mask at the latents' size, then the blanked image's latents (A1111)."""
+        small = torch.nn.functional.interpolate(mask.to(latents.device), size=latents.shape[-2:])
+        return torch.cat([small.expand(latents.shape[0], -1, -1, -1), latents], dim=1)
+
     def scheduler(self, job: Any, sampler: Any, schedule: Any, width: int, height: int) -> Any:
         scheduler = build_scheduler(sampler, schedule, job.model.scheduler_config)
         params = sampler_params.resolve(job.p, job.settings, sampler.name)
