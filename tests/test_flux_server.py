@@ -112,7 +112,7 @@ def test_chosen_modules_without_t5_are_a_clear_error_and_the_model_stays(server)
 
 
 def test_xyz_plot_over_the_distilled_cfg_scale(server):
-    args = ["Distilled CFG Scale", "1, 4", [], "Nothing", "", [], "Nothing", "", [], True, False, False, False,
+    args = ["Distilled CFG Scale", "1, 4", [], "Nothing", "", [], "Nothing", "", [], True, True, False, False,
             False, False, False, 0, False]
     status, body = server.request("POST", "/sdapi/v1/txt2img", _flux_request(script_name="X/Y/Z plot",
                                                                              script_args=args), timeout=180)
