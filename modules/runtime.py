@@ -373,8 +373,8 @@ class Runtime:
 
         if other is None or other.path == info.path:
             return None
-        second = self.manager.load_secondary(other)
-        if second.is_sdxl != model.is_sdxl:
+        second = self.manager.load_secondary(other, parts=self.module_parts())
+        if second.latent_space != model.latent_space:
             raise FieldError(field_name, f"{other.title} ({second.kind.label}) cannot continue a "
                                          f"{model.kind.label} image: their latent spaces differ")
         return second

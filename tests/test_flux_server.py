@@ -122,3 +122,12 @@ def test_xyz_plot_over_the_distilled_cfg_scale(server):
     assert "X Type: Distilled CFG Scale" in texts[0]
     cells = [np.asarray(Image.open(io.BytesIO(base64.b64decode(i))).convert("RGB")) for i in body["images"][1:3]]
     assert not np.array_equal(cells[0], cells[1])
+
+
+def test_a_flux_hires_checkpoint_cannot_continue_sd_latents(server):
+    body = {"prompt": "sd", "steps": 2, "width": 64, "height": 64, "seed": 1, "enable_hr": True, "hr_scale": 2,
+            "hr_upscaler": "Latent", "denoising_strength": 0.5, "hr_checkpoint_name": FLUX,
+            "override_settings": {"sd_model_checkpoint": "tiny.safetensors"}}
+    status, answer = server.request("POST", "/sdapi/v1/txt2img", body, timeout=180)
+    assert status == 422, answer
+    assert answer["detail"][0]["loc"] == ["body", "hr_checkpoint_name"] and "latent spaces differ" in str(answer)

@@ -199,7 +199,7 @@ class ModelManager:
             self._on_loaded(model, info)
         return model
 
-    def load_secondary(self, info: Any) -> LoadedModel:
+    def load_secondary(self, info: Any, parts: Sequence[Path] = ()) -> LoadedModel:
         """A second model next to the loaded one (the SDXL refiner), kept for the next job; one at a time, so a
         different refiner replaces it. Call on the job worker. The configured checkpoint is not changed."""
         from modules.models import loader
@@ -213,7 +213,10 @@ class ModelManager:
         gc.collect()
         if self.hashing:
             self.registry.ensure_hash(info)
-        model = (self._load_fn or loader.load_checkpoint)(info.path, self.device_policy)
+        if self._load_fn is not None:
+            model = self._load_fn(info.path, self.device_policy)
+        else:
+            model = loader.load_checkpoint(info.path, self.device_policy, parts=parts)
         with self._lock:
             self._secondary = (info, model)
         log.info("Loaded refiner %s (%s)", info.title, model.kind.label)

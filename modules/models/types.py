@@ -113,3 +113,8 @@ class LoadedModel:
     @property
     def is_flux(self) -> bool:
         return self.kind.family == "flux"
+
+    @property
+    def latent_space(self) -> str:
+        """Models of the same latent space can continue each other's latents (refiner, hires checkpoint)."""
+        return {"sdxl": "sdxl", "sdxl_refiner": "sdxl", "flux": "flux"}.get(self.kind.family, "sd")
