@@ -181,7 +181,7 @@ def test_same_seed_same_pixels_and_batches_agree(dev_model, tmp_path):
 def test_flux_refuses_samplers_and_sizes_it_cannot_do(dev_model, tmp_path):
     with pytest.raises(FieldError) as err:
         run_txt2img(dev_model, tmp_path, prompt="x", sampler_name="DDIM")
-    assert err.value.field == "sampler_name" and "Euler, DPM++ 2M" in str(err.value)
+    assert err.value.field == "sampler_name" and "Euler, Euler a, DPM++ 2M" in str(err.value)
     with pytest.raises(FieldError) as err:
         run_txt2img(dev_model, tmp_path, prompt="x", sampler_name="Euler", width=72)
     assert err.value.field == "width" and "multiple of 16" in str(err.value)
@@ -588,3 +588,46 @@ def test_flux_fill_inpainting_matches_fill_pipeline(fill, tmp_path):
     reference = pipe("a door", image=init, mask_image=white, height=64, width=64, num_inference_steps=4,
                      guidance_scale=30.0, latents=pack(noise), output_type="np").images[0]
     assert np.abs(np.asarray(ours.images[0]).astype(float) - np.floor(reference * 255)).max() <= 1.0
+
+
+def test_euler_a_follows_the_rectified_flow_ancestral_step_written_out(dev_model, tmp_path):
+    torch.manual_seed(1)
+    target = torch.randn(1, 4, 2, 2)
+
+    def velocity(x: torch.Tensor, s: float) -> torch.Tensor:
+        return (x - target * (1 - s)) / s
+
+    sigmas = [1.0, 0.75, 0.4, 0.1, 0.0]
+    sampler = FlowMatchSampler("Euler a", "Simple", {**DEV_SHIFT}, 256)
+    sampler.sigmas = torch.tensor(sigmas, dtype=torch.float64)
+    sampler.timesteps = torch.tensor(sigmas[:-1]) * 1000
+    start = torch.randn(1, 4, 2, 2)
+    ours, theirs = start.clone(), start.clone()
+    ours_gen, ref_gen = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    for i, t in enumerate(sampler.timesteps):
+        ours, _ = sampler.step(velocity(ours, sigmas[i]), t, ours, generator=ours_gen)
+        s, s_next = sigmas[i], sigmas[i + 1]
+        denoised = theirs - s * velocity(theirs, s)
+        if s_next == 0:
+            theirs = denoised
+            continue
+        s_down = s_next * (1 + (s_next / s - 1) * 1.0)
+        x = theirs + (theirs - denoised) / s * (s_down - s)
+        coeff = (s_next**2 - s_down**2 * (1 - s_next) ** 2 / (1 - s_down) ** 2) ** 0.5
+        theirs = (1 - s_next) / (1 - s_down) * x + coeff * torch.randn(1, 4, 2, 2, generator=ref_gen)
+    assert torch.allclose(ours, theirs, atol=1e-6)
+    one = run_txt2img(dev_model, tmp_path, prompt="a fox", steps=3, seed=5, cfg_scale=1.0, sampler_name="Euler a")
+    again = run_txt2img(dev_model, tmp_path, prompt="a fox", steps=3, seed=5, cfg_scale=1.0, sampler_name="Euler a")
+    assert np.array_equal(np.asarray(one.images[0]), np.asarray(again.images[0]))  # the seed's own noise stream
+    with pytest.raises(FieldError) as err:
+        run_txt2img(dev_model, tmp_path, prompt="x", sampler_name="Euler", s_churn=0.5)
+    assert err.value.field == "s_churn"
+
+
+def test_a_file_that_is_no_module_chosen_as_one_is_named(dev_files, tmp_path):
+    from safetensors.torch import save_file
+
+    lora = tmp_path / "some_lora.safetensors"
+    save_file({"lora_unet_x.lora_down.weight": torch.zeros(2, 4)}, str(lora))
+    with pytest.raises(UnknownModelError, match="some_lora.safetensors: not a text encoder or VAE file"):
+        loader.load_checkpoint(dev_files["transformer"], parts=[lora, dev_files["t5"]])

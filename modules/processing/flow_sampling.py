@@ -13,7 +13,10 @@ Schedules (A1111/Forge names) pick the levels from ``t`` in (0, 1] and shift the
 * Beta: the Beta(0.6, 0.6) quantiles of 1 - i/n (A1111's beta schedule), as levels of the model's 1000-step table.
 * Karras / Exponential: their A1111 formulas between the lowest and highest level.
 
-Samplers: Euler (the flow ODE's Euler step, ``x += (s_next - s) v``) and DPM++ 2M (DPM-Solver++ 2M, data
+Samplers: Euler (the flow ODE's Euler step, ``x += (s_next - s) v``), Euler a (the rectified-flow ancestral step
+ComfyUI and Forge use: an Euler step down to ``s_down = s_next (1 + (s_next / s - 1) eta)``, then rescaled and
+renoised back to ``s_next`` with ``sqrt(s_next^2 - s_down^2 (1 - s_next)^2 / (1 - s_down)^2)`` of fresh noise
+from the image's own stream; eta 1 unless A1111's eta says otherwise) and DPM++ 2M (DPM-Solver++ 2M, data
 prediction, in ``lambda = log((1 - s) / s)``, first order at the first and last step as k-diffusion's).
 """
 
@@ -25,7 +28,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-FLOW_SAMPLERS = ("Euler", "DPM++ 2M")
+FLOW_SAMPLERS = ("Euler", "Euler a", "DPM++ 2M")
 FLOW_SCHEDULES = ("Automatic", "Simple", "Normal", "SGM Uniform", "Beta", "Karras", "Exponential")
 TRAIN_STEPS = 1000
 
@@ -106,6 +109,7 @@ class FlowMatchSampler:
         self.timesteps = torch.zeros(0)
         self._begin = 0
         self._previous_x0: torch.Tensor | None = None
+        self.a1111_eta = 1.0  # Euler a's eta (A1111's "Eta for ancestral samplers")
 
     def set_timesteps(self, num_inference_steps: int, device: Any = None, **_: Any) -> None:
         values = np.append(levels(self.schedule, int(num_inference_steps), self.config, self.mu), 0.0)
@@ -136,8 +140,9 @@ class FlowMatchSampler:
         return (1.0 - s) * original + s * noise
 
     def step(self, model_output: torch.Tensor, timestep: Any, sample: torch.Tensor, return_dict: bool = False,
-             **_: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        """(next latents, the clean latents this step predicts)."""
+             generator: Any = None, **_: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """(next latents, the clean latents this step predicts); ``generator``: the images' noise streams (one, or
+        one per image), for Euler a."""
         i = self._index(timestep)
         s, s_next = float(self.sigmas[i]), float(self.sigmas[i + 1])
         v = model_output.to(torch.float32)
@@ -145,10 +150,21 @@ class FlowMatchSampler:
         x0 = x - s * v
         if self.sampler_name == "Euler":
             nxt = x + (s_next - s) * v
+        elif self.sampler_name == "Euler a":
+            nxt = self._euler_ancestral(x, x0, s, s_next, generator)
         else:
             nxt = self._dpmpp_2m(x, x0, i, s, s_next)
         self._previous_x0 = x0
         return nxt, x0
+
+    def _euler_ancestral(self, x: torch.Tensor, x0: torch.Tensor, s: float, s_next: float,
+                         generator: Any) -> torch.Tensor:
+        if s_next == 0.0:
+            return x0
+        s_down = s_next * (1.0 + (s_next / s - 1.0) * self.a1111_eta)
+        down = x + (x - x0) / s * (s_down - s)
+        renoise = math.sqrt(max(s_next**2 - s_down**2 * (1.0 - s_next) ** 2 / (1.0 - s_down) ** 2, 0.0))
+        return (1.0 - s_next) / (1.0 - s_down) * down + renoise * _noise_like(x, generator)
 
     @staticmethod
     def _lam(s: float) -> float:
@@ -169,3 +185,10 @@ class FlowMatchSampler:
         alpha_next = 1.0 - s_next
         decay = 0.0 if math.isinf(h) else math.exp(-h)
         return (s_next / s) * x - alpha_next * (decay - 1.0) * denoised
+
+
+def _noise_like(x: torch.Tensor, generator: Any) -> torch.Tensor:
+    """Standard normal noise of ``x``'s shape, each image's from its own generator (as diffusers draws it)."""
+    generators = generator if isinstance(generator, list) else [generator] * x.shape[0]
+    rows = [torch.randn(x.shape[1:], generator=g, device=g.device if g is not None else "cpu") for g in generators]
+    return torch.stack(rows).to(x.device, torch.float32)

@@ -323,7 +323,7 @@ def _run_job(p: GenerationParams, ctx: ProcessingContext, plan: Plan) -> Process
     settings = ctx.settings
     sampler, schedule = samplers.resolve_sampler(p.sampler_name, p.scheduler)
     family = families.for_model(ctx.model)
-    family.check(p, sampler, schedule)
+    family.check(p, sampler, schedule, ctx.settings)
     job = Job(p=p, ctx=ctx, sampler=sampler, schedule=schedule,
               schedule_label=samplers.effective_schedule_label(sampler, schedule), comments=list(ctx.comments))
     if family.name != "sd" and job.schedule_label == "Automatic":

@@ -37,7 +37,7 @@ class SamplingFamily(Protocol):
     def scheduler(self, job: Any, sampler: Any, schedule: Any, width: int, height: int) -> Any:
         """A fresh scheduler for one pass."""
 
-    def check(self, p: Any, sampler: Any, schedule: Any) -> None:
+    def check(self, p: Any, sampler: Any, schedule: Any, settings: Any = None) -> None:
         """Refuse what the family cannot do, naming the request field (FieldError)."""
 
     def infotext(self, p: Any, model: Any, from_api: bool) -> dict[str, Any]:

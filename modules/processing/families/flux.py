@@ -154,14 +154,27 @@ class Flux:
         return torch.cat([latents, patches.to(latents.device, latents.dtype).expand(b, -1, -1, -1)], dim=1)
 
     def scheduler(self, job: Any, sampler: Any, schedule: Any, width: int, height: int) -> FlowMatchSampler:
-        tokens = (height // 16) * (width // 16)
-        return FlowMatchSampler(sampler.name, _schedule_label(sampler, schedule), job.model.scheduler_config, tokens)
+        from modules.processing import sampler_params
 
-    def check(self, p: Any, sampler: Any, schedule: Any) -> None:
+        tokens = (height // 16) * (width // 16)
+        flow = FlowMatchSampler(sampler.name, _schedule_label(sampler, schedule), job.model.scheduler_config, tokens)
+        eta = sampler_params.resolve(job.p, job.settings, sampler.name).eta
+        if eta is not None:
+            flow.a1111_eta = float(eta)
+        return flow
+
+    def check(self, p: Any, sampler: Any, schedule: Any, settings: Any = None) -> None:
+        from modules.processing import sampler_params
+
         try:
             check_sampler(sampler.name, _schedule_label(sampler, schedule))
         except FlowSamplerError as err:
             raise FieldError(err.field, str(err)) from None
+        params = sampler_params.resolve(p, settings or {}, sampler.name)
+        if params.step_kwargs.get("s_churn", 0.0):
+            raise FieldError("s_churn", "sigma churn is not available for Flux models")
+        if params.s_min_uncond:
+            raise FieldError("s_min_uncond", "Negative Guidance minimum sigma is not available for Flux models")
         for name in ("width", "height"):
             value = int(getattr(p, name))
             if value % self.pixel_multiple:

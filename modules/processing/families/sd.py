@@ -53,7 +53,7 @@ class StableDiffusion:
             scheduler.a1111_eta = params.eta
         return scheduler
 
-    def check(self, p: Any, sampler: Any, schedule: Any) -> None:
+    def check(self, p: Any, sampler: Any, schedule: Any, settings: Any = None) -> None:
         return None
 
     def infotext(self, p: Any, model: Any, from_api: bool) -> dict[str, Any]:
