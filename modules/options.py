@@ -239,6 +239,10 @@ def builtin_options() -> dict[str, OptionInfo]:
         "sd_vae": OptionInfo("Automatic", "SD VAE", VAE, infotext="VAE"),
         # Forge's "VAE / Text Encoder": files completing a checkpoint that lacks them (Flux's clip_l, t5xxl, ae)
         "forge_additional_modules": OptionInfo([], "VAE / Text Encoder", SD, kind="list"),
+        # diffusers' First-Block-Cache for Flux: 0 off; about 0.05-0.2 skips the later blocks on steps that change
+        # little (faster, slightly different pictures)
+        "flux_first_block_cache": OptionInfo(0.0, "Flux First-Block-Cache threshold (0: off)", SD, minimum=0.0,
+                                             maximum=1.0, step=0.01),
         "sd_vae_overrides_per_model_preferences": OptionInfo(
             True, "Selected VAE overrides per-model preferences", VAE),
         "auto_vae_precision": OptionInfo(True, "Automatically revert VAE to 32-bit floats", VAE),

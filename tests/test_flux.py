@@ -631,3 +631,32 @@ def test_a_file_that_is_no_module_chosen_as_one_is_named(dev_files, tmp_path):
     save_file({"lora_unet_x.lora_down.weight": torch.zeros(2, 4)}, str(lora))
     with pytest.raises(UnknownModelError, match="some_lora.safetensors: not a text encoder or VAE file"):
         loader.load_checkpoint(dev_files["transformer"], parts=[lora, dev_files["t5"]])
+
+
+def test_hires_distilled_cfg_and_the_opt_in_first_block_cache(dev_model, tmp_path):
+    from tests.support.engine import default_settings
+
+    hires = dict(prompt="a tower", steps=2, seed=3, cfg_scale=1.0, sampler_name="Euler", enable_hr=True, hr_scale=2,
+                 hr_upscaler="Latent", denoising_strength=0.6)
+    a = run_txt2img(dev_model, tmp_path, **hires, hr_distilled_cfg=3.5)
+    b = run_txt2img(dev_model, tmp_path, **hires, hr_distilled_cfg=1.0)
+    assert "Hires Distilled CFG Scale: 1" in b.infotexts[0]
+    assert not np.array_equal(np.asarray(a.images[0]), np.asarray(b.images[0]))  # the second pass reads it
+
+    calls = []
+    # inside the last block: a skipped block is still called, its cache hook returns before its layers run
+    last_block = dev_model.unet.single_transformer_blocks[-1].proj_out
+    handle = last_block.register_forward_hook(lambda *args: calls.append(1))
+    try:
+        common = dict(prompt="a fox", steps=6, seed=5, cfg_scale=1.0, sampler_name="Euler")
+        plain = run_txt2img(dev_model, tmp_path, settings=default_settings(flux_first_block_cache=0.0), **common)
+        full_calls, calls[:] = len(calls), []
+        cached = run_txt2img(dev_model, tmp_path, settings=default_settings(flux_first_block_cache=1.0), **common)
+        cached_calls, calls[:] = len(calls), []
+        again = run_txt2img(dev_model, tmp_path, settings=default_settings(flux_first_block_cache=0.0), **common)
+    finally:
+        handle.remove()
+    assert full_calls == 6 and cached_calls < full_calls  # steps whose first block barely changed skip the rest
+    assert not np.array_equal(np.asarray(plain.images[0]), np.asarray(cached.images[0]))
+    assert np.array_equal(np.asarray(plain.images[0]), np.asarray(again.images[0]))  # off again: exact as before
+    assert len(calls) == 6

@@ -213,7 +213,8 @@ class Job:
                  hires_pass: bool = False) -> GuidedDenoiser:
         """The pass's denoiser, with the job's ControlNet units (``hires_pass``: the hires fix's second pass)."""
         network, time_ids, neg_time_ids = self.family.network(self.model, self.p, width, height,
-                                                              conditioning.batch_size)
+                                                              conditioning.batch_size, settings=self.settings,
+                                                              hires_pass=hires_pass)
         control = None
         if self.ctx.control is not None and self.ctx.control.active:
             control = self.ctx.control.for_pass(self.model, width, height, hires_pass, self.encode,
@@ -245,7 +246,8 @@ class Job:
             family = families.for_model(refiner)
             encoder = family.prompt_encoder(refiner, self.settings, self.ctx.refiner_embeddings)
             conditioning = make_conditioning(encoder)
-            network, time_ids, neg_time_ids = family.network(refiner, self.p, width, height, conditioning.batch_size)
+            network, time_ids, neg_time_ids = family.network(refiner, self.p, width, height, conditioning.batch_size,
+                                                             settings=self.settings)
             return GuidedDenoiser(refiner, conditioning, self.p.cfg_scale, time_ids, neg_time_ids, None,
                                   hooks=self.ctx.denoiser_hooks, cfg_callbacks=self.ctx.cfg_callbacks,
                                   network=network)

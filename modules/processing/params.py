@@ -175,6 +175,8 @@ class Txt2ImgParams(GenerationParams):
     hr_prompt: str = Field("", max_length=MAX_PROMPT_CHARS, description="Hires prompt; empty = the prompt")
     hr_negative_prompt: str = Field("", max_length=MAX_PROMPT_CHARS,
                                     description="Hires negative prompt; empty = the negative prompt")
+    hr_distilled_cfg: float = Field(3.5, ge=0.0, le=100.0,
+                                    description="Hires Distilled CFG Scale (Flux dev's second pass; Forge's field)")
 
     @model_validator(mode="before")
     @classmethod

@@ -10,6 +10,7 @@ Flux dev step costs about ``19/double`` (double blocks) and ``38/single`` (singl
 
     venv/bin/python tests/benchmarks/flux_speed.py [--sizes 256 512] [--steps 2 4] [--repeats 3] [--double 2]
                                                    [--single 4] [--t5-layers 2] [--threads N]
+                                                   [--first-block-cache 0.1]
     venv/bin/python tests/benchmarks/flux_speed.py --dry-run   # tiny shapes: checks the script in seconds
 """
 
@@ -62,10 +63,10 @@ def build(args: argparse.Namespace):
     return tiny_flux.TinyFlux(*modules)
 
 
-def ours(model, folder: Path, size: int, steps: int) -> float:
+def ours(model, folder: Path, size: int, steps: int, cache: float = 0.0) -> float:
     from tests.support.engine import default_settings, run_txt2img
 
-    settings = default_settings(samples_save=False, grid_save=False)
+    settings = default_settings(samples_save=False, grid_save=False, flux_first_block_cache=cache)
     started = time.perf_counter()
     run_txt2img(model, folder, settings=settings, prompt=PROMPT, width=size, height=size, steps=steps, seed=1,
                 cfg_scale=1.0, sampler_name="Euler", distilled_cfg_scale=3.5)
@@ -89,12 +90,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--single", type=int, default=4)
     parser.add_argument("--t5-layers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--first-block-cache", type=float, default=0.0,
+                        help="also time ours with First-Block-Cache at this threshold (opt-in setting)")
     parser.add_argument("--dry-run", action="store_true")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.dry_run:
         args.sizes, args.steps, args.repeats = [64], [1, 2], 1
+        args.first_block_cache = args.first_block_cache or 0.1
 
     from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
 
@@ -121,12 +125,20 @@ def main(argv: list[str] | None = None) -> int:
     ours(model, folder, args.sizes[0], 1)  # warm-up: first-call costs out of the timings
     theirs(pipe, args.sizes[0], 1)
     for size in args.sizes:
-        per_step = {"ours": [], "diffusers": []}
+        per_step: dict[str, list[float]] = {"ours": [], "diffusers": [], "cached": []}
         for _ in range(args.repeats):
             per_step["ours"].append((ours(model, folder, size, high) - ours(model, folder, size, low)) / (high - low))
             per_step["diffusers"].append((theirs(pipe, size, high) - theirs(pipe, size, low)) / (high - low))
+            if args.first_block_cache > 0:
+                fbc = args.first_block_cache
+                per_step["cached"].append((ours(model, folder, size, high, fbc)
+                                           - ours(model, folder, size, low, fbc)) / (high - low))
         a, b = statistics.median(per_step["ours"]), statistics.median(per_step["diffusers"])
         print(f"  {size}x{size}: ours {a:.3f} s/step, diffusers FluxPipeline {b:.3f} s/step, ratio {a / b:.3f}")
+        if per_step["cached"]:
+            c = statistics.median(per_step["cached"])
+            print(f"  {size}x{size}: ours with First-Block-Cache {args.first_block_cache}: {c:.3f} s/step "
+                  f"({a / c:.2f}x faster than without)")
     print(f"  peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     return 0
 

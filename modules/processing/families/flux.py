@@ -10,6 +10,7 @@ prompt beyond 512 T5 tokens is cut there, as diffusers' FluxPipeline cuts it.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -97,7 +98,26 @@ def image_ids(h: int, w: int, device: Any, dtype: torch.dtype) -> torch.Tensor:
     return ids.reshape(-1, 3).to(device=device, dtype=dtype)
 
 
-def transformer_call(model: Any, guidance: float) -> Callable[..., torch.Tensor]:
+def first_block_cache(transformer: Any, threshold: float) -> bool:
+    """diffusers' First-Block-Cache on the transformer for this pass (opt-in, setting ``flux_first_block_cache``):
+    when the first block's output changed by less than ``threshold`` (relative) since the last step, the other
+    blocks' residual is reused. Fresh state for every pass; turned off again at threshold 0. Returns whether on."""
+    from diffusers.hooks import FirstBlockCacheConfig
+
+    config = getattr(transformer, "_cache_config", None)
+    if threshold <= 0:
+        if config is not None:
+            transformer.disable_cache()
+        return False
+    if config is None or getattr(config, "threshold", None) != threshold:
+        if config is not None:
+            transformer.disable_cache()
+        transformer.enable_cache(FirstBlockCacheConfig(threshold=threshold))
+    transformer._reset_stateful_cache()
+    return True
+
+
+def transformer_call(model: Any, guidance: float, cached: bool = False) -> Callable[..., torch.Tensor]:
     transformer = model.unet
     guided = bool(model.extra.get("guidance_embeds", False))
 
@@ -105,13 +125,17 @@ def transformer_call(model: Any, guidance: float) -> Callable[..., torch.Tensor]
         b, _, h, w = x.shape
         dtype, device = x.dtype, x.device
         timestep = torch.as_tensor(t, device=device, dtype=torch.float32).reshape(-1).expand(b) / 1000
-        out = transformer(
+        with transformer.cache_context("flux") if cached else contextlib.nullcontext():
+            return unpack(_forward(x, timestep, c, dtype, device, b, h, w), h, w)
+
+    def _forward(x: torch.Tensor, timestep: torch.Tensor, c: Conditioning, dtype: Any, device: Any, b: int, h: int,
+                 w: int) -> torch.Tensor:
+        return transformer(
             hidden_states=pack(x), timestep=timestep.to(dtype),
             guidance=torch.full((b,), float(guidance), device=device, dtype=torch.float32) if guided else None,
             pooled_projections=c.pooled.to(dtype), encoder_hidden_states=c.context.to(dtype),
             txt_ids=torch.zeros(c.context.shape[1], 3, device=device, dtype=dtype),
             img_ids=image_ids(h, w, device, dtype), return_dict=False)[0]
-        return unpack(out, h, w)
 
     return call
 
@@ -139,9 +163,13 @@ class Flux:
     def prompt_encoder(self, model: Any, settings: Any, embeddings: Any) -> FluxPromptEncoder:
         return FluxPromptEncoder(model, emphasis=settings.emphasis)
 
-    def network(self, model: Any, p: Any, width: int, height: int, batch: int) -> tuple[Any, Any, Any]:
-        guidance = getattr(p, "distilled_cfg_scale", None)
-        return transformer_call(model, DEFAULT_DISTILLED_CFG if guidance is None else guidance), None, None
+    def network(self, model: Any, p: Any, width: int, height: int, batch: int, *, settings: Any = None,
+                hires_pass: bool = False) -> tuple[Any, Any, Any]:
+        guidance = getattr(p, "hr_distilled_cfg" if hires_pass else "distilled_cfg_scale", None)
+        threshold = float((settings or {}).get("flux_first_block_cache", 0.0) or 0.0)
+        call = transformer_call(model, DEFAULT_DISTILLED_CFG if guidance is None else guidance,
+                                first_block_cache(model.unet, threshold))
+        return call, None, None
 
     def inpainting_conditioning(self, mask: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
         """Flux.1 Fill's input after the latents: the blanked image's latents (16 channels), then the mask as each
@@ -187,6 +215,9 @@ class Flux:
             value = getattr(p, "distilled_cfg_scale", None)
             value = DEFAULT_DISTILLED_CFG if value is None else value
             out["Distilled CFG Scale"] = int(value) if not from_api and float(value).is_integer() else value
+        if getattr(p, "enable_hr", False) and model.extra.get("guidance_embeds", False):
+            value = getattr(p, "hr_distilled_cfg", DEFAULT_DISTILLED_CFG)
+            out["Hires Distilled CFG Scale"] = int(value) if not from_api and float(value).is_integer() else value
         # Forge's "Module N: <file stem>" for each piece taken from another file than the checkpoint
         parts = model.extra.get("parts", {})
         stems = [Path(parts[role]).stem for role in ("vae", "clip_l", "t5")

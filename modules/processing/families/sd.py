@@ -36,7 +36,8 @@ class StableDiffusion:
                              comma_backtrack=settings.comma_padding_backtrack,
                              embeddings=embeddings.vectors() if embeddings is not None else None)
 
-    def network(self, model: Any, p: Any, width: int, height: int, batch: int) -> tuple[Any, Any, Any]:
+    def network(self, model: Any, p: Any, width: int, height: int, batch: int, *, settings: Any = None,
+                hires_pass: bool = False) -> tuple[Any, Any, Any]:
         time_ids, neg_time_ids = sdxl_time_ids(model, width, height, batch)
         return None, time_ids, neg_time_ids  # None: the denoiser's own UNet call
 
