@@ -10,7 +10,8 @@ from playwright.sync_api import Page, expect
 
 from tests.support import tiny_flux
 from tests.support.server import make_data_dir, running_server, wait_for_model
-from tests.test_ui_browser import browser, js_errors, number_input, page_errors, set_tiny_size  # noqa: F401
+from tests.test_ui_browser import (browser, js_errors, number_input, page, page_errors,  # noqa: F401
+                                  set_tiny_size)  # fixtures: page opens this module's server
 
 pytestmark = pytest.mark.timeout(240)
 FLUX = "flux1-dev-tiny.safetensors"
@@ -23,16 +24,6 @@ def server(tmp_path_factory):
     with running_server(data_dir) as srv:
         wait_for_model(srv)
         yield srv
-
-
-@pytest.fixture(scope="module")
-def page(browser, server, page_errors) -> Page:  # noqa: F811
-    page = browser.new_page()
-    page.on("pageerror", lambda err: page_errors.append(str(err)))
-    page.goto(server.url + "/", wait_until="load")
-    page.locator("#txt2img_generate").wait_for(state="visible")
-    yield page
-    page.close()
 
 
 def test_choose_flux_generate_and_paste_the_distilled_scale_back(page: Page, server, js_errors):

@@ -53,24 +53,7 @@ def is_bfl_transformer(keys: Any) -> bool:
 def diffusers_config(shapes: Mapping[str, tuple[int, ...]]) -> dict[str, Any]:
     """``FluxTransformer2DModel`` arguments for a diffusers-layout state dict's shapes (a single file saved from
     diffusers: the names are already ours)."""
-    hidden, in_channels = shapes["x_embedder.weight"]
-    head_dim = shapes["transformer_blocks.0.attn.norm_q.weight"][0]
-    if hidden % head_dim:
-        raise ValueError(f"width {hidden} is not a multiple of the head width {head_dim}")
-    out_channels = shapes["proj_out.weight"][0]
-    return {
-        "patch_size": 1,
-        "in_channels": int(in_channels),
-        "out_channels": int(out_channels) if out_channels != in_channels else None,
-        "num_layers": _count(shapes, "transformer_blocks"),
-        "num_single_layers": _count(shapes, "single_transformer_blocks"),
-        "attention_head_dim": int(head_dim),
-        "num_attention_heads": int(hidden // head_dim),
-        "joint_attention_dim": int(shapes["context_embedder.weight"][1]),
-        "pooled_projection_dim": int(shapes["time_text_embed.text_embedder.linear_1.weight"][1]),
-        "guidance_embeds": "time_text_embed.guidance_embedder.linear_1.weight" in shapes,
-        "axes_dims_rope": rope_axes(int(head_dim)),
-    }
+    return _config(shapes, _DIFFUSERS_NAMES)
 
 
 def _count(keys: Any, block: str) -> int:
@@ -88,24 +71,39 @@ def rope_axes(head_dim: int) -> tuple[int, int, int]:
     return (first, rest, rest)
 
 
+# The tensors each layout's sizes are read from: (input/width, head width, output, double blocks, single blocks,
+# text input, pooled input, guidance embedding).
+_BFL_NAMES = ("img_in.weight", "double_blocks.0.img_attn.norm.query_norm.scale", "final_layer.linear.weight",
+              "double_blocks", "single_blocks", "txt_in.weight", "vector_in.in_layer.weight",
+              "guidance_in.in_layer.weight")
+_DIFFUSERS_NAMES = ("x_embedder.weight", "transformer_blocks.0.attn.norm_q.weight", "proj_out.weight",
+                    "transformer_blocks", "single_transformer_blocks", "context_embedder.weight",
+                    "time_text_embed.text_embedder.linear_1.weight", "time_text_embed.guidance_embedder.linear_1.weight")
+
+
 def transformer_config(shapes: Mapping[str, tuple[int, ...]]) -> dict[str, Any]:
     """``FluxTransformer2DModel`` arguments for a BFL-layout state dict's shapes."""
-    hidden, in_channels = shapes["img_in.weight"]
-    head_dim = shapes["double_blocks.0.img_attn.norm.query_norm.scale"][0]
+    return _config(shapes, _BFL_NAMES)
+
+
+def _config(shapes: Mapping[str, tuple[int, ...]], names: tuple[str, ...]) -> dict[str, Any]:
+    embed, head, out, double, single, text, pooled, guidance = names
+    hidden, in_channels = shapes[embed]
+    head_dim = shapes[head][0]
     if hidden % head_dim:
         raise ValueError(f"width {hidden} is not a multiple of the head width {head_dim}")
-    out_channels = shapes["final_layer.linear.weight"][0]
+    out_channels = shapes[out][0]
     return {
         "patch_size": 1,
         "in_channels": int(in_channels),
         "out_channels": int(out_channels) if out_channels != in_channels else None,
-        "num_layers": _count(shapes, "double_blocks"),
-        "num_single_layers": _count(shapes, "single_blocks"),
+        "num_layers": _count(shapes, double),
+        "num_single_layers": _count(shapes, single),
         "attention_head_dim": int(head_dim),
         "num_attention_heads": int(hidden // head_dim),
-        "joint_attention_dim": int(shapes["txt_in.weight"][1]),
-        "pooled_projection_dim": int(shapes["vector_in.in_layer.weight"][1]),
-        "guidance_embeds": "guidance_in.in_layer.weight" in shapes,
+        "joint_attention_dim": int(shapes[text][1]),
+        "pooled_projection_dim": int(shapes[pooled][1]),
+        "guidance_embeds": guidance in shapes,
         "axes_dims_rope": rope_axes(int(head_dim)),
     }
 
