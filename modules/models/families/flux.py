@@ -247,7 +247,14 @@ def build(sd: dict[str, torch.Tensor], path: Path, policy: Any, parts: Sequence[
     storage = memory.storage_device(choice.mode, policy.device)
     for module, module_dtype in ((transformer, dtype), (clip, dtype), (t5, dtype), (vae, vae_dtype)):
         finish_module(module, storage, module_dtype)
+    # at load, on the loading thread: the live preview (read from request threads) then never touches the VAE
+    try:
+        rgb = latent_rgb_factors(vae, storage, vae_dtype) if storage.type != "meta" else None
+    except RuntimeError as err:  # a dtype the storage device cannot run (fp16 on some CPUs): a plainer preview
+        log.info("no fitted preview colours for %s: %s", path.name, err)
+        rgb = None
     extra: dict[str, Any] = {
+        "latent_rgb": rgb,
         "memory": memory.apply(choice, policy.device, unet=transformer, vae=vae, text_encoders=(clip, t5)),
         "default_resolution": 1024,
         "transformer_config": config,
@@ -264,6 +271,21 @@ def build(sd: dict[str, torch.Tensor], path: Path, policy: Any, parts: Sequence[
                        tokenizer=configs.load_tokenizer(configs.PAD_EOS), scheduler_config=scheduler_config(
                            bool(config["guidance_embeds"])), device=policy.device, dtype=dtype, vae_dtype=vae_dtype,
                        text_encoder_2=t5, tokenizer_2=configs.load_t5_tokenizer(), extra=extra)
+
+
+@torch.inference_mode()
+def latent_rgb_factors(vae: Any, device: Any, dtype: torch.dtype) -> torch.Tensor:
+    """A (C + 1, 3) linear map latent -> RGB fitted to this VAE's own decoder on random latents (least squares
+    against the decoded pixels averaged over each latent's 8x8 patch): the live preview's colours for any latent
+    space, from the weights at hand (two 64x64 decodes)."""
+    gen = torch.Generator().manual_seed(0)
+    channels = int(vae.config.latent_channels)
+    z = torch.randn(2, channels, 8, 8, generator=gen)
+    decoded = vae.decode(z.to(device, dtype), return_dict=False)[0].float().cpu()
+    rgb = torch.nn.functional.avg_pool2d(decoded, 8)  # (2, 3, 8, 8)
+    design = torch.cat([z, torch.ones(2, 1, 8, 8)], dim=1).permute(0, 2, 3, 1).reshape(-1, channels + 1)
+    target = rgb.permute(0, 2, 3, 1).reshape(-1, 3)
+    return torch.linalg.lstsq(design, target).solution
 
 
 def _distinct(dicts: list[dict[str, torch.Tensor]]) -> list[dict[str, torch.Tensor]]:

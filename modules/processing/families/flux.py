@@ -140,21 +140,6 @@ def transformer_call(model: Any, guidance: float, cached: bool = False) -> Calla
     return call
 
 
-@torch.inference_mode()
-def fitted_rgb(vae: Any, device: Any, dtype: torch.dtype) -> torch.Tensor:
-    """A (C + 1, 3) linear map latent -> RGB fitted to this VAE's own decoder on random latents (least squares
-    against the decoded pixels averaged over each latent's 8x8 patch): the live preview's colours for any latent
-    space, from the weights at hand."""
-    gen = torch.Generator().manual_seed(0)
-    channels = int(vae.config.latent_channels)
-    z = torch.randn(2, channels, 8, 8, generator=gen)
-    decoded = vae.decode(z.to(device, dtype), return_dict=False)[0].float().cpu()
-    rgb = torch.nn.functional.avg_pool2d(decoded, 8)  # (2, 3, 8, 8)
-    design = torch.cat([z, torch.ones(2, 1, 8, 8)], dim=1).permute(0, 2, 3, 1).reshape(-1, channels + 1)
-    target = rgb.permute(0, 2, 3, 1).reshape(-1, 3)
-    return torch.linalg.lstsq(design, target).solution
-
-
 class Flux:
     name = "flux"
     latent_channels = 16
@@ -228,11 +213,12 @@ class Flux:
     def preview(self, model: Any) -> Callable[[torch.Tensor], Any]:
         from modules.processing.sampling import to_pil
 
+        factors = model.extra["latent_rgb"]  # fitted to the model's VAE at load (models.families.flux)
+
         def show(latents: torch.Tensor) -> Any:
-            factors = model.extra.get("latent_rgb")
-            if factors is None:
-                factors = model.extra["latent_rgb"] = fitted_rgb(model.vae, model.device, model.vae_dtype)
             latent = latents[0].float().cpu()
+            if factors is None:  # no fitted colours: the first three channels, as a rough picture
+                return to_pil(latent[:3].clamp(-1, 1))
             design = torch.cat([latent, torch.ones(1, *latent.shape[1:])], dim=0)
             return to_pil(torch.einsum("lxy,lr->rxy", design, factors))
 
