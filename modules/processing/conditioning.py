@@ -242,6 +242,23 @@ def _spliced_embeddings(encoder: Any, fixes: list[list[tuple[int, torch.Tensor]]
         handle.remove()
 
 
+def apply_emphasis(hidden: torch.Tensor, multipliers: Sequence[Sequence[float]], emphasis: str) -> torch.Tensor:
+    """Each token's output vector times its weight (``multipliers``: one row per batch row, one per token); mode
+    "Original" then rescales the whole tensor to its former mean, "No norm" does not, the others leave it."""
+    if emphasis not in ("Original", "No norm"):
+        return hidden
+    weights = torch.tensor(multipliers, device=hidden.device, dtype=hidden.dtype)
+    # Thousands of unclosed "(" give 1.1**n = inf; bound the weights so such a prompt still makes an image.
+    weights = torch.nan_to_num(weights, nan=1.0).clamp(-MAX_WEIGHT, MAX_WEIGHT)
+    if torch.all(weights == 1):
+        return hidden
+    original_mean = hidden.mean()
+    hidden = hidden * weights.unsqueeze(-1)
+    if emphasis == "Original":
+        hidden = hidden * (original_mean / hidden.mean())
+    return hidden
+
+
 @dataclass
 class TextTower:
     """One text encoder with its tokenizer and A1111's layer choice."""
@@ -277,16 +294,7 @@ class TextTower:
         ids = torch.tensor(rows, device=device)
         with _spliced_embeddings(self.encoder, [c.fixes for c in batch]):
             hidden, pooled = self._hidden(ids)
-        if emphasis in ("Original", "No norm"):
-            weights = torch.tensor([c.multipliers for c in batch], device=hidden.device, dtype=hidden.dtype)
-            # Thousands of unclosed "(" give 1.1**n = inf; bound the weights so such a prompt still makes an image.
-            weights = torch.nan_to_num(weights, nan=1.0).clamp(-MAX_WEIGHT, MAX_WEIGHT)
-            if not torch.all(weights == 1):
-                original_mean = hidden.mean()
-                hidden = hidden * weights.unsqueeze(-1)
-                if emphasis == "Original":
-                    hidden = hidden * (original_mean / hidden.mean())
-        return hidden, pooled
+        return apply_emphasis(hidden, [c.multipliers for c in batch], emphasis), pooled
 
     def encode(self, texts: Sequence[str], emphasis: str, comma_backtrack: int,
                used: set[str] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:

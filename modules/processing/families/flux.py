@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from modules.errors import FieldError
-from modules.processing.conditioning import EMPHASIS_MODES, MAX_WEIGHT, Conditioning, parse_for_emphasis
+from modules.processing.conditioning import EMPHASIS_MODES, Conditioning, apply_emphasis, parse_for_emphasis
 from modules.processing.flow_sampling import FlowMatchSampler, FlowSamplerError, check as check_sampler
 
 T5_TOKENS = 512
@@ -62,14 +62,7 @@ class FluxPromptEncoder:
         device = next(t5.parameters()).device
         ids = torch.tensor([r[0] for r in rows], device=device)
         hidden = t5(ids, output_hidden_states=False).last_hidden_state
-        if self.emphasis in ("Original", "No norm"):
-            weights = torch.tensor([r[1] for r in rows], device=hidden.device, dtype=hidden.dtype)
-            weights = torch.nan_to_num(weights, nan=1.0).clamp(-MAX_WEIGHT, MAX_WEIGHT)
-            if not torch.all(weights == 1):
-                mean = hidden.mean()
-                hidden = hidden * weights.unsqueeze(-1)
-                if self.emphasis == "Original":
-                    hidden = hidden * (mean / hidden.mean())
+        hidden = apply_emphasis(hidden, [r[1] for r in rows], self.emphasis)
         clip = model.text_encoder
         clip_ids = model.tokenizer([r[2] for r in rows], padding="max_length", max_length=CLIP_TOKENS,
                                    truncation=True, return_tensors="pt").input_ids
