@@ -121,9 +121,10 @@ def _role_from_header(path: Path) -> str | None:
     shapes = {k: tuple(v.get("shape", ())) for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)}
     from modules.models.families import flux
 
-    role = flux.part_role(shapes)
-    if role == "vae":
-        prefix = flux.vae_prefix(shapes) or ""
-        conv_out = shapes.get(prefix + "encoder.conv_out.weight", ())
-        return "vae" if conv_out and conv_out[0] == 2 * flux.LATENT_CHANNELS else None
+    found = flux.part_role(shapes)
+    if found is None:
+        return None
+    role, prefix = found
+    if role == "vae" and flux.vae_latent_channels(shapes, prefix) != flux.LATENT_CHANNELS:
+        return None  # an SD VAE: not a piece of a Flux model
     return role

@@ -15,9 +15,6 @@ import torch
 
 from modules.models.types import CorruptFileError
 
-MAGIC = b"GGUF"
-
-
 def _quantized_shape(byte_shape: tuple[int, ...], type_size: int, block_size: int) -> tuple[int, ...]:
     """A row of ``n`` bytes holds ``n / type_size`` blocks of ``block_size`` values (the GGUF block layout)."""
     return (*byte_shape[:-1], byte_shape[-1] // type_size * block_size)

@@ -25,19 +25,15 @@ def has_fp8(sd: dict[str, torch.Tensor]) -> bool:
     return any(is_fp8(t) for t in sd.values())
 
 
-def dequantize_fp8(sd: dict[str, torch.Tensor], dtype: torch.dtype, prefix: str = "") -> int:
-    """In place: every fp8 tensor under ``prefix`` becomes ``dtype``, multiplied by its ``scale_weight`` where the
-    file has one; the scales, input scales and the marker are removed. Returns how many tensors were fp8."""
-    count = 0
-    for key in [k for k in sd if k.startswith(prefix) and k.endswith(SCALE_SUFFIX)]:
+def dequantize_fp8(sd: dict[str, torch.Tensor], dtype: torch.dtype) -> None:
+    """In place: every fp8 tensor becomes ``dtype``, multiplied by its ``scale_weight`` where the file has one; the
+    scales, input scales and the marker are removed."""
+    for key in [k for k in sd if k.endswith(SCALE_SUFFIX)]:
         weight_key = key[: -len(SCALE_SUFFIX)] + ".weight"
         scale = sd.pop(key)
         if weight_key in sd:
             sd[weight_key] = sd[weight_key].to(dtype) * scale.to(dtype)
-            count += 1
-    for key in [k for k in sd if k.startswith(prefix) and (k.endswith(".scale_input") or k.split(".")[-1] in MARKERS)]:
+    for key in [k for k in sd if k.endswith(".scale_input") or k.split(".")[-1] in MARKERS]:
         del sd[key]
-    for key in [k for k in sd if k.startswith(prefix) and is_fp8(sd[k])]:
+    for key in [k for k in sd if is_fp8(sd[k])]:
         sd[key] = sd[key].to(dtype)
-        count += 1
-    return count

@@ -74,15 +74,23 @@ def vae_prefix(keys: Any) -> str | None:
     return next((p for p in VAE_PREFIXES if p + VAE_MARK in keys and p + "decoder.conv_out.weight" in keys), None)
 
 
-def part_role(keys: Any) -> str | None:
-    """What an additional-module file holds: "t5", "clip_l", "vae" or None (judged by its keys)."""
-    if text_encoders.t5_prefix(keys) is not None:
-        return "t5"
-    if text_encoders.clip_prefix(keys) is not None:
-        return "clip_l"
-    if vae_prefix(keys) is not None:
-        return "vae"
+# Each piece a Flux model needs, and where its keys start in a file (None: not there).
+PART_FINDERS = {"t5": text_encoders.t5_prefix, "clip_l": text_encoders.clip_prefix, "vae": vae_prefix}
+
+
+def part_role(keys: Any) -> tuple[str, str] | None:
+    """What an additional-module file holds, and where its keys start: ("t5" | "clip_l" | "vae", prefix), or None
+    (judged by its keys)."""
+    for role, find in PART_FINDERS.items():
+        prefix = find(keys)
+        if prefix is not None:
+            return role, prefix
     return None
+
+
+def vae_latent_channels(shapes: Mapping[str, tuple[int, ...]], prefix: str) -> int:
+    """The latent channels of an LDM-layout autoencoder: half its encoder's output (mean and log-variance)."""
+    return int(shapes[prefix + "encoder.conv_out.weight"][0]) // 2
 
 
 def vae_config(shapes: Mapping[str, tuple[int, ...]], prefix: str) -> dict[str, Any]:
@@ -92,7 +100,7 @@ def vae_config(shapes: Mapping[str, tuple[int, ...]], prefix: str) -> dict[str, 
     levels = sorted({int(m.group(1)) for k in shapes if (m := re.match(re.escape(prefix) + r"encoder\.down\.(\d+)\.", k))})
     widths = [int(shapes[f"{prefix}encoder.down.{i}.block.0.conv1.weight"][0]) for i in levels]
     per_level = {int(m.group(1)) for k in shapes if (m := re.match(re.escape(prefix) + r"encoder\.down\.0\.block\.(\d+)\.", k))}
-    latent = int(shapes[prefix + "encoder.conv_out.weight"][0]) // 2  # mean and log-variance
+    latent = vae_latent_channels(shapes, prefix)
     return {
         "in_channels": int(shapes[prefix + "encoder.conv_in.weight"][1]),
         "out_channels": int(shapes[prefix + "decoder.conv_out.weight"][0]),
@@ -170,11 +178,6 @@ def scheduler_config(guidance_embeds: bool) -> dict[str, Any]:
     }
 
 
-def _read_part(path: Path) -> tuple[str | None, dict[str, torch.Tensor]]:
-    sd = text_encoders.from_llama_names(formats.load_state_dict(path, device="cpu"))  # GGUF T5: llama.cpp names
-    return part_role(sd), sd
-
-
 def _run_dtype(policy: Any) -> torch.dtype:
     """bf16 on GPUs that have it (Flux's activations overflow fp16, as T5's do), else the policy's dtype."""
     if policy.dtype in (torch.float16, torch.bfloat16) and policy.device.type == "cuda":
@@ -197,22 +200,18 @@ def build(sd: dict[str, torch.Tensor], path: Path, policy: Any, parts: Sequence[
         raise UnknownModelError(path, f"Flux transformers with {kind.in_channels} input features (Flux.1 Depth / "
                                       "Canny and other conditioned variants) are not supported yet")
     sources: dict[str, tuple[dict[str, torch.Tensor], str, Path]] = {}
-    if (p := text_encoders.t5_prefix(sd)) is not None and p:
-        sources["t5"] = (sd, p, path)
-    if (p := text_encoders.clip_prefix(sd)) is not None and p:
-        sources["clip_l"] = (sd, p, path)
-    if (p := vae_prefix(sd)) is not None and p:
-        sources["vae"] = (sd, p, path)
+    for role, find in PART_FINDERS.items():  # an all-in-one file's own pieces (under their prefixes) come first
+        if prefix := find(sd):
+            sources[role] = (sd, prefix, path)
     for part_path in parts:
-        if len(sources) == 3:
+        if len(sources) == len(PART_FINDERS):
             break
-        role, part_sd = _read_part(Path(part_path))
-        if role is None:
+        part_sd = text_encoders.from_llama_names(formats.load_state_dict(part_path, device="cpu"))  # GGUF T5 names
+        found = part_role(part_sd)
+        if found is None:
             raise UnknownModelError(part_path, "not a text encoder or VAE file (chosen as an additional module)")
-        if role not in sources:
-            prefix = {"t5": text_encoders.t5_prefix, "clip_l": text_encoders.clip_prefix, "vae": vae_prefix}[role](part_sd)
-            sources[role] = (part_sd, prefix or "", Path(part_path))
-    missing = [role for role in ("t5", "clip_l", "vae") if role not in sources]
+        sources.setdefault(found[0], (part_sd, found[1], Path(part_path)))
+    missing = [role for role in PART_FINDERS if role not in sources]
     if missing:
         raise MissingPartError(path, "this Flux checkpoint has no " + " and no ".join(PART_NAMES[r] for r in missing)
                                + ": " + "; ".join(PART_HINTS[r] for r in missing)

@@ -46,10 +46,6 @@ _TOP = {
 DIFFUSERS_MARKERS = ("x_embedder.weight", "context_embedder.weight", "transformer_blocks.0.attn.add_q_proj.weight")
 
 
-def is_bfl_transformer(keys: Any) -> bool:
-    return all(k in keys for k in BFL_MARKERS)
-
-
 def diffusers_config(shapes: Mapping[str, tuple[int, ...]]) -> dict[str, Any]:
     """``FluxTransformer2DModel`` arguments for a diffusers-layout state dict's shapes (a single file saved from
     diffusers: the names are already ours)."""

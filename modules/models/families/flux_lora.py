@@ -29,10 +29,6 @@ _PARTS = {  # file part -> (our part, is the up factor)
 }
 
 
-def is_flux_lora(keys: Any) -> bool:
-    return any(("double_blocks" in k or "single_blocks" in k or "single_transformer_blocks" in k) for k in keys)
-
-
 def _pieces(config: Mapping[str, Any]) -> dict[str, list[tuple[str, slice | None, bool]]]:
     """BFL linear name -> [(diffusers name, rows of the fused output or None, swap the halves)]."""
     hidden = config["num_attention_heads"] * config["attention_head_dim"]
