@@ -11,7 +11,7 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from modules import infotext
 from modules.hashing import HashCache
@@ -64,14 +64,14 @@ class Runtime:
             values.update(self.options.validate(overrides, from_api=True))
         return JobSettings.of(values)
 
-    def module_parts(self, values: Any = None) -> list[Any]:
+    def module_parts(self, values: Any = None) -> Callable[[], list[Any]]:
         """The additional module files (``forge_additional_modules``, else the automatic choice) a checkpoint
-        without its own text encoders or VAE is completed from."""
-        if self.modules is None:
-            return []
+        without its own text encoders or VAE is completed from, as a function: the folders are listed only when a
+        checkpoint needs them."""
         source = values if values is not None else self.options.as_dict()
         chosen = source.get("forge_additional_modules") or []
-        return self.modules.for_checkpoint([chosen] if isinstance(chosen, str) else list(chosen))
+        chosen = [chosen] if isinstance(chosen, str) else list(chosen)
+        return lambda: self.modules.for_checkpoint(chosen) if self.modules is not None else []
 
     # -- jobs -----------------------------------------------------------------------------------------------
     def submit_load(self, name: str | None) -> Job:

@@ -20,11 +20,17 @@ pytestmark = pytest.mark.timeout(240)
 FLUX = "flux1-dev-tiny.safetensors"
 
 
+def flux_data_dir(root):
+    """A --data-dir with the tiny SD checkpoint (loaded at start) and a tiny Flux dev laid out as Forge users keep
+    it: the transformer in models/unet, clip_l and t5xxl in models/text_encoder, ae in models/VAE."""
+    data_dir = make_data_dir(root, ["tiny"])
+    tiny_flux.write_split(data_dir / "models", tiny_flux.build(seed=0), name=FLUX, folder="unet")
+    return data_dir
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    data_dir = make_data_dir(tmp_path_factory.mktemp("flux-server"), ["tiny"])
-    tiny_flux.write_split(data_dir / "models", tiny_flux.build(seed=0), name=FLUX, folder="unet")
-    with running_server(data_dir) as srv:
+    with running_server(flux_data_dir(tmp_path_factory.mktemp("flux-server"))) as srv:
         wait_for_model(srv)
         yield srv
 
@@ -131,3 +137,13 @@ def test_a_flux_hires_checkpoint_cannot_continue_sd_latents(server):
     status, answer = server.request("POST", "/sdapi/v1/txt2img", body, timeout=180)
     assert status == 422, answer
     assert answer["detail"][0]["loc"] == ["body", "hr_checkpoint_name"] and "latent spaces differ" in str(answer)
+
+
+def test_an_sd_job_does_not_read_the_flux_module_choice(server):
+    """SD checkpoints carry their text encoders and VAE: a module choice (even one naming no file) is never looked
+    up for them."""
+    body = {"prompt": "sd", "steps": 2, "width": 64, "height": 64, "seed": 1,
+            "override_settings": {"sd_model_checkpoint": "tiny.safetensors",
+                                  "forge_additional_modules": ["t5xxl_nowhere.safetensors"]}}
+    status, answer = server.request("POST", "/sdapi/v1/txt2img", body, timeout=120)
+    assert status == 200, answer

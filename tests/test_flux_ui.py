@@ -8,20 +8,17 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Page, expect
 
-from tests.support import tiny_flux
-from tests.support.server import make_data_dir, running_server, wait_for_model
+from tests.support.server import running_server, wait_for_model
+from tests.test_flux_server import FLUX, flux_data_dir
 from tests.test_ui_browser import (browser, js_errors, number_input, page, page_errors,  # noqa: F401
                                   set_tiny_size)  # fixtures: page opens this module's server
 
 pytestmark = pytest.mark.timeout(240)
-FLUX = "flux1-dev-tiny.safetensors"
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    data_dir = make_data_dir(tmp_path_factory.mktemp("flux-ui"), ["tiny"])
-    tiny_flux.write_split(data_dir / "models", tiny_flux.build(seed=0), name=FLUX, folder="unet")
-    with running_server(data_dir) as srv:
+    with running_server(flux_data_dir(tmp_path_factory.mktemp("flux-ui"))) as srv:
         wait_for_model(srv)
         yield srv
 

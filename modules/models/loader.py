@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -37,7 +37,9 @@ from modules.models.types import (
     LoadedModel,
     ModelFileError,
     ModelKind,
+    ModuleParts,
     UnknownModelError,
+    module_parts,
 )
 
 log = logging.getLogger(__name__)
@@ -331,11 +333,6 @@ def _build_text_encoder(
 # Public entry points
 
 
-def finish_module(module: Any, device: torch.device, dtype: torch.dtype) -> Any:
-    """Place a built module for inference: device and dtype, eval mode, no gradients."""
-    return _finish(module, device, dtype)
-
-
 def _finish(module: Any, device: torch.device, dtype: torch.dtype) -> Any:
     # torch's own Module.to: diffusers' override only adds a warning about fp32-kept modules, which SD has none of.
     torch.nn.Module.to(module, device=device, dtype=dtype)
@@ -344,9 +341,12 @@ def _finish(module: Any, device: torch.device, dtype: torch.dtype) -> Any:
     return module
 
 
+finish_module = _finish  # the other families' loaders place their modules the same way
+
+
 def load_checkpoint(
     path: str | Path, device_policy: DevicePolicy | None = None, config_path: Path | None = None,
-    reuse: LoadedModel | None = None, parts: Sequence[Path] = (),
+    reuse: LoadedModel | None = None, parts: ModuleParts = (),
 ) -> LoadedModel:
     """Load ``path`` into diffusers components placed as ``device_policy`` says (CPU fp32 when None).
 
@@ -371,7 +371,7 @@ def build_from_state_dict(
     config_path: Path | None = None,
     consume: bool = False,
     reuse: LoadedModel | None = None,
-    parts: Sequence[Path] = (),
+    parts: ModuleParts = (),
 ) -> LoadedModel:
     """The part of ``load_checkpoint`` after reading: ``sd`` is an original-layout state dict read from ``path``.
 
@@ -384,7 +384,8 @@ def build_from_state_dict(
     policy = device_policy or DevicePolicy.cpu()
     family = families.detect_family({k: tuple(v.shape) for k, v in sd.items()})
     if family is not None:  # a family with its own loader (the SD families are built below)
-        return _guarded(path, family.name, lambda: family.build(sd, path, policy, parts=parts, consume=consume))
+        return _guarded(path, f"a {family.name} model from this file",
+                        lambda: family.build(sd, path, policy, parts=module_parts(parts), consume=consume))
     kind = detect_kind({k: tuple(v.shape) for k, v in sd.items()}, path)
     yaml_path, source = _choose_config(path, config_path)
     prediction_source = "keys" if kind.prediction != "epsilon" else "default"
@@ -395,24 +396,20 @@ def build_from_state_dict(
         kind = replace(kind, prediction=_yaml_prediction(original))
         prediction_source = "yaml"
     where = f"the config {yaml_path.name}"
-    try:
-        return _load(path, sd, kind, policy, yaml_path, original, source, prediction_source, where, consume, reuse)
-    except (ModelFileError, _OutOfMemory, MemoryError):
-        raise
-    except (KeyError, ValueError, RuntimeError, IndexError, TypeError, AttributeError) as e:
-        raise UnknownModelError(
-            path, f"cannot build a {kind.label} model from this file with {where} ({type(e).__name__}: {e})"
-        ) from e
+    return _guarded(path, f"a {kind.label} model from this file with {where}",
+                    lambda: _load(path, sd, kind, policy, yaml_path, original, source, prediction_source, where,
+                                  consume, reuse))
 
 
-def _guarded(path: Path, label: str, build: Any) -> LoadedModel:
-    """``build()``, with an error from inside the libraries turned into a sentence naming the file."""
+def _guarded(path: Path, what: str, build: Any) -> LoadedModel:
+    """``build()``, with an error from inside the libraries turned into a sentence naming the file ("cannot build
+    <what> (...)"); the file's own errors and out-of-memory pass unchanged."""
     try:
         return build()
     except (ModelFileError, _OutOfMemory, MemoryError):
         raise
     except (KeyError, ValueError, RuntimeError, IndexError, TypeError, AttributeError) as e:
-        raise UnknownModelError(path, f"cannot build a {label} model from this file ({type(e).__name__}: {e})") from e
+        raise UnknownModelError(path, f"cannot build {what} ({type(e).__name__}: {e})") from e
 
 
 def _can_donate(model: LoadedModel, policy: DevicePolicy, choice: memory.MemoryChoice) -> bool:

@@ -12,10 +12,9 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
-from modules.models.types import LoadedModel, ModelFileError
+from modules.models.types import LoadedModel, ModelFileError, ModuleParts, module_parts
 
 log = logging.getLogger(__name__)
 
@@ -92,16 +91,16 @@ class ModelManager:
         return available[0]
 
     def ensure(self, name: str | None, *, reuse_previous: bool = False,
-               parts: Sequence[Path] = ()) -> tuple[LoadedModel, Any]:
+               parts: ModuleParts = ()) -> tuple[LoadedModel, Any]:
         """Make ``name`` (or the default) the loaded model; call this on the job worker.
 
         ``reuse_previous``: when only one checkpoint is kept loaded, the new weights may be copied into the current
         model's modules (same layout), so a switch holds one model instead of two. Only for callers that hold no
         reference to the current model (not a job switching checkpoints while it runs).
         ``parts``: the additional module files (text encoders, VAE) a checkpoint without them is completed from; a
-        loaded model that was completed from other files is loaded again with these."""
+        loaded model that was completed from other files is loaded again with these. A function giving them is
+        called only when a model needs them."""
         info = self.resolve(name)
-        parts = [Path(p) for p in parts]
         if self.model is not None and self.info is not None and self.info.path == info.path:
             if _parts_agree(self.model, parts):
                 return self.model, self.info
@@ -149,7 +148,7 @@ class ModelManager:
         with self._lock:
             return [info.title for info, _ in self._kept.values()]
 
-    def load(self, info: Any, *, reuse_previous: bool = False, parts: Sequence[Path] = ()) -> LoadedModel:
+    def load(self, info: Any, *, reuse_previous: bool = False, parts: ModuleParts = ()) -> LoadedModel:
         """Load a checkpoint, replacing the current one only when the new one loaded completely."""
         from modules.models import loader  # heavy (torch, diffusers): imported on first use
 
@@ -199,7 +198,7 @@ class ModelManager:
             self._on_loaded(model, info)
         return model
 
-    def load_secondary(self, info: Any, parts: Sequence[Path] = ()) -> LoadedModel:
+    def load_secondary(self, info: Any, parts: ModuleParts = ()) -> LoadedModel:
         """A second model next to the loaded one (the SDXL refiner), kept for the next job; one at a time, so a
         different refiner replaces it. Call on the job worker. The configured checkpoint is not changed."""
         from modules.models import loader
@@ -234,10 +233,11 @@ class ModelManager:
         _free_accelerator_memory()
 
 
-def _parts_agree(model: Any, parts: Sequence[Path]) -> bool:
-    """Whether a loaded model was completed from these additional modules (always, for a model that needs none)."""
+def _parts_agree(model: Any, parts: ModuleParts) -> bool:
+    """Whether a loaded model was completed from these additional modules (always, for a model that needs none:
+    ``parts`` is then not resolved)."""
     used = getattr(model, "extra", {}).get("part_files")
-    return used is None or used == [str(p) for p in parts]
+    return used is None or used == [str(p) for p in module_parts(parts)]
 
 
 def _same_file(a: Any, b: Any) -> bool:

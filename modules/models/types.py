@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal, Sequence, Union
 
 Family = Literal["sd1", "sd2", "sdxl", "sdxl_refiner", "flux"]
 Prediction = Literal["epsilon", "v_prediction", "flow"]  # flow: a flow-matching velocity (Flux)
@@ -74,6 +74,14 @@ class MissingPartError(ModelFileError):
 
 
 COMPONENT_NAMES = ("unet", "vae", "text_encoder", "text_encoder_2")  # LoadedModel's module slots
+
+# The additional module files a checkpoint may be completed from, or a function giving them: called only when a
+# checkpoint needs them, so an SD job never lists the module folders or fails on a Flux module choice.
+ModuleParts = Union[Sequence[Path], Callable[[], Sequence[Path]]]
+
+
+def module_parts(parts: ModuleParts) -> list[Path]:
+    return [Path(p) for p in (parts() if callable(parts) else parts)]
 
 
 @dataclass
