@@ -72,7 +72,9 @@ SHORTCUTS_JS = """() => {
     "border:1px solid var(--border-color-primary);border-radius:6px;padding:4px 0;box-shadow:0 2px 8px #0003";
   document.body.appendChild(menu);
   const hide = () => { menu.style.display = "none"; };
-  document.addEventListener("click", hide);
+  // Only a person's click elsewhere closes it: Generate forever's own programmatic click on Generate (after each run)
+  // must not shut the menu under the user's pointer.
+  document.addEventListener("click", (e) => { if (e.isTrusted && !menu.contains(e.target)) hide(); });
   document.addEventListener("contextmenu", (e) => {
     const button = e.target.closest && e.target.closest("#txt2img_generate, #img2img_generate");
     if (!button) { hide(); return; }
