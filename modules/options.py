@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from modules import fileio
+from modules.models import weight_storage
 
 log = logging.getLogger(__name__)
 
@@ -239,6 +240,9 @@ def builtin_options() -> dict[str, OptionInfo]:
         "sd_vae": OptionInfo("Automatic", "SD VAE", VAE, infotext="VAE"),
         # Forge's "VAE / Text Encoder": files completing a checkpoint that lacks them (Flux's clip_l, t5xxl, ae)
         "forge_additional_modules": OptionInfo([], "VAE / Text Encoder", SD, kind="list"),
+        # Forge's "Diffusion in Low Bits": how a Flux transformer's weights rest in memory (modules.models.weight_storage)
+        "forge_unet_storage_dtype": OptionInfo(weight_storage.AUTOMATIC, "Diffusion in Low Bits (Flux weight storage)",
+                                               SD, choices=weight_storage.CHOICES),
         # diffusers' First-Block-Cache for Flux: 0 off; about 0.05-0.2 skips the later blocks on steps that change
         # little (faster, slightly different pictures)
         "flux_first_block_cache": OptionInfo(0.0, "Flux First-Block-Cache threshold (0: off)", SD, minimum=0.0,

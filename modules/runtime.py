@@ -73,6 +73,12 @@ class Runtime:
         chosen = [chosen] if isinstance(chosen, str) else list(chosen)
         return lambda: self.modules.for_checkpoint(chosen) if self.modules is not None else []
 
+    def load_choices(self, values: Any = None) -> dict[str, Any]:
+        """What a checkpoint is loaded with besides its file: the additional modules (``module_parts``) and the
+        weight-storage choice (Forge's ``forge_unet_storage_dtype``), as keyword arguments of the manager's loads."""
+        source = values if values is not None else self.options.as_dict()
+        return {"parts": self.module_parts(values), "storage": source.get("forge_unet_storage_dtype") or "Automatic"}
+
     # -- jobs -----------------------------------------------------------------------------------------------
     def submit_load(self, name: str | None) -> Job:
         """Queue a checkpoint load (it runs between generations, never during one)."""
@@ -80,7 +86,7 @@ class Runtime:
 
         def run(job: Job) -> Any:
             job.progress.set_textinfo(f"Loading {info.title}")
-            self.manager.ensure(info.title, reuse_previous=True, parts=self.module_parts())
+            self.manager.ensure(info.title, reuse_previous=True, **self.load_choices())
             self._remember_checkpoint(info.title)
             return info.title
 
@@ -167,7 +173,7 @@ class Runtime:
             job.progress.set_textinfo("Loading model" if self.manager.model is None else "")
             wanted = settings.sd_model_checkpoint or None
             name = wanted if overridden or self.registry.get(wanted) is not None else None
-            model, info = self.manager.ensure(name, reuse_previous=not nested, parts=self.module_parts(settings))
+            model, info = self.manager.ensure(name, reuse_previous=not nested, **self.load_choices(settings))
             if not overridden:
                 self._remember_checkpoint(info.title)
             job.progress._latent_preview = live_preview(model)
@@ -373,7 +379,7 @@ class Runtime:
 
         if other is None or other.path == info.path:
             return None
-        second = self.manager.load_secondary(other, parts=self.module_parts())
+        second = self.manager.load_secondary(other, **self.load_choices())
         if second.latent_space != model.latent_space:
             raise FieldError(field_name, f"{other.title} ({second.kind.label}) cannot continue a "
                                          f"{model.kind.label} image: their latent spaces differ")

@@ -238,8 +238,8 @@ def reload_model_weights(sd_model: Any = None, info: CheckpointInfo | Any = None
 
     def load(job: Any = None) -> Any:
         if forced_reload:
-            return rt.manager.load(resolved, parts=rt.module_parts())
-        model, _ = rt.manager.ensure(resolved.title, reuse_previous=job is not None, parts=rt.module_parts())
+            return rt.manager.load(resolved, **rt.load_choices())
+        model, _ = rt.manager.ensure(resolved.title, reuse_previous=job is not None, **rt.load_choices())
         return model
 
     if _on_worker(rt):

@@ -81,7 +81,8 @@ def test_registry_has_every_key_with_a1111_defaults(opts: Options) -> None:
     registry = opts.registry
     assert [k for k in registry if k in A1111_KEYS] == A1111_KEYS  # A1111's order, ours after
     # ours (with Forge's VAE / Text Encoder choice), then the built-in ControlNet's (sd-webui-controlnet's keys)
-    assert list(registry)[len(A1111_KEYS):] == OURS == ["vae_tiling", "forge_additional_modules", "flux_first_block_cache",
+    assert list(registry)[len(A1111_KEYS):] == OURS == ["vae_tiling", "forge_additional_modules", "forge_unet_storage_dtype",
+                                                        "flux_first_block_cache",
                                                         "max_job_megapixel_steps", "max_job_seconds",
                                                         "control_net_models_path", "control_net_modules_path",
                                                         "control_net_unit_count",

@@ -340,6 +340,8 @@ def _fp8_scaled(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def test_fp8_and_fp8_scaled_files_load_as_their_dequantized_weights(dev, dev_files, tmp_path):
+    """With "Full precision" storage every weight is expanded at load (tests/test_flux_stored_weights.py keeps
+    them as stored, and checks that the two compute the same)."""
     from safetensors.torch import save_file
 
     bfl = tiny_flux.transformer_to_bfl(dev.transformer)
@@ -350,11 +352,11 @@ def test_fp8_and_fp8_scaled_files_load_as_their_dequantized_weights(dev, dev_fil
     t5_scaled = tmp_path / "t5xxl_fp8_e4m3fn_scaled.safetensors"
     save_file(_fp8_scaled(tiny_flux.t5_file(dev.t5)), str(t5_scaled))
     parts = [dev_files["clip_l"], dev_files["t5"], dev_files["vae"]]
-    model = loader.load_checkpoint(plain, parts=parts)
+    model = loader.load_checkpoint(plain, parts=parts, storage="Full precision")
     key = "double_blocks.0.img_attn.proj.weight"
     assert model.extra["stored_fp8"] is True
     assert torch.equal(model.unet.transformer_blocks[0].attn.to_out[0].weight, bfl[key].to(torch.float8_e4m3fn).float())
-    model = loader.load_checkpoint(scaled, parts=[t5_scaled, *parts])
+    model = loader.load_checkpoint(scaled, parts=[t5_scaled, *parts], storage="Full precision")
     scale = bfl[key].abs().max() / 448.0
     expected = (bfl[key] / scale).to(torch.float8_e4m3fn).float() * scale
     assert torch.allclose(model.unet.transformer_blocks[0].attn.to_out[0].weight, expected)
@@ -366,30 +368,6 @@ def test_fp8_and_fp8_scaled_files_load_as_their_dequantized_weights(dev, dev_fil
     # and it generates: the dequantized model is an ordinary one
     result = run_txt2img(model, tmp_path, prompt="x", steps=2, seed=1, cfg_scale=1.0, sampler_name="Euler")
     assert np.asarray(result.images[0]).std() > 1
-
-
-def _flux_lora_factors(transformer, rank: int = 2, seed: int = 5) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """(up, down) per BFL linear of the tiny transformer: the fused qkv / linear1 included."""
-    gen = torch.Generator().manual_seed(seed)
-    hidden = tiny_flux.HEADS * tiny_flux.HEAD_DIM
-    sizes = {"double_blocks.0.img_attn.qkv": (3 * hidden, hidden), "double_blocks.0.txt_mlp.0": (4 * hidden, hidden),
-             "single_blocks.1.linear1": (3 * hidden + 4 * hidden, hidden), "single_blocks.0.linear2":
-             (hidden, hidden + 4 * hidden), "final_layer.adaLN_modulation.1": (2 * hidden, hidden)}
-    return {name: (torch.randn(out, rank, generator=gen) * 0.3, torch.randn(rank, inp, generator=gen) * 0.3)
-            for name, (out, inp) in sizes.items()}
-
-
-def _lora_file(factors, layout: str, alpha: float = 1.0) -> dict[str, torch.Tensor]:
-    out: dict[str, torch.Tensor] = {}
-    for name, (up, down) in factors.items():
-        if layout == "kohya":
-            base = "lora_unet_" + name.replace(".", "_")
-            out.update({f"{base}.lora_up.weight": up, f"{base}.lora_down.weight": down,
-                        f"{base}.alpha": torch.tensor(alpha)})
-        else:  # BFL / ComfyUI, peft factor names
-            out.update({f"diffusion_model.{name}.lora_B.weight": up, f"diffusion_model.{name}.lora_A.weight": down,
-                        f"diffusion_model.{name}.alpha": torch.tensor(alpha)})
-    return out
 
 
 def _diffusers_lora_file(factors, alpha: float = 1.0) -> dict[str, torch.Tensor]:
@@ -424,11 +402,11 @@ def test_flux_lora_in_kohya_bfl_and_diffusers_layouts_gives_the_same_picture(dev
     from modules import hashing
     from modules.models.lora import LoraRegistry
 
-    factors = _flux_lora_factors(dev.transformer)
+    factors = tiny_flux.lora_factors(dev.transformer)
     folder = tmp_path / "Lora"
     folder.mkdir()
-    save_file(_lora_file(factors, "kohya", alpha=1.0), str(folder / "kohya_style.safetensors"))
-    save_file(_lora_file(factors, "bfl", alpha=1.0), str(folder / "bfl_style.safetensors"))
+    save_file(tiny_flux.lora_file(factors, "kohya", alpha=1.0), str(folder / "kohya_style.safetensors"))
+    save_file(tiny_flux.lora_file(factors, "bfl", alpha=1.0), str(folder / "bfl_style.safetensors"))
     save_file(_diffusers_lora_file(factors, alpha=1.0), str(folder / "aitoolkit_style.safetensors"))
     loras = LoraRegistry([folder], hashing.HashCache(None), hashing=False)
     before = {k: v.clone() for k, v in dev_model.unet.state_dict().items()}
@@ -488,7 +466,7 @@ def test_gguf_transformer_and_t5_load_as_their_dequantized_weights(dev, dev_file
                                        tiny_flux.t5_llama_names(tiny_flux.t5_file(dev.t5), blocks=2), arch="t5encoder")
     model = loader.load_checkpoint(tmp_path / "flux1-dev-Q4_K_S.gguf",
                                    parts=[tmp_path / "t5-v1_1-xxl-encoder-Q8_0.gguf", dev_files["clip_l"],
-                                          dev_files["vae"]])
+                                          dev_files["vae"]], storage="Full precision")
     got = model.unet.transformer_blocks[0]
     qkv = torch.from_numpy(expected["double_blocks.0.img_attn.qkv.weight"])
     assert torch.equal(got.attn.to_q.weight, qkv[:64]) and torch.equal(got.attn.to_v.weight, qkv[128:])

@@ -147,3 +147,19 @@ def test_an_sd_job_does_not_read_the_flux_module_choice(server):
                                   "forge_additional_modules": ["t5xxl_nowhere.safetensors"]}}
     status, answer = server.request("POST", "/sdapi/v1/txt2img", body, timeout=120)
     assert status == 200, answer
+
+
+def test_the_weight_storage_choice_reloads_the_flux_model_both_ways(server):
+    """Forge's forge_unet_storage_dtype: a float8 choice stores the (fp32) transformer's Linear weights in 8 bits,
+    so the picture changes; Automatic again loads it as the file has it, the first picture back bit for bit."""
+    status, first = server.request("POST", "/sdapi/v1/txt2img", _flux_request(), timeout=180)
+    assert status == 200, first
+    body = _flux_request(override_settings={"sd_model_checkpoint": FLUX, "forge_unet_storage_dtype": "float8-e4m3fn"})
+    status, low = server.request("POST", "/sdapi/v1/txt2img", body, timeout=180)
+    assert status == 200, low
+    assert not np.array_equal(_pixels(first), _pixels(low))
+    status, again = server.request("POST", "/sdapi/v1/txt2img", _flux_request(), timeout=180)
+    assert status == 200 and np.array_equal(_pixels(first), _pixels(again))
+    body = _flux_request(override_settings={"sd_model_checkpoint": FLUX, "forge_unet_storage_dtype": "int3"})
+    status, answer = server.request("POST", "/sdapi/v1/txt2img", body, timeout=60)
+    assert status == 422 and "forge_unet_storage_dtype" in str(answer), answer

@@ -64,3 +64,17 @@ def test_choose_flux_generate_and_paste_the_distilled_scale_back(page: Page, ser
     expect(page.locator("#tab_txt2img")).to_be_visible()
     expect(number_input(page, "txt2img_distilled_cfg_scale")).to_have_value("2.5")
     assert js_errors == []
+
+
+def test_diffusion_in_low_bits_is_chosen_beside_the_checkpoint(page: Page, server, js_errors):
+    low_bits = page.locator("#setting_forge_unet_storage_dtype")
+    expect(low_bits.locator("input")).to_have_value("Automatic")
+    low_bits.locator("input").click()
+    page.get_by_role("option", name="float8-e4m3fn (fp16 LoRA)", exact=True).click()
+    expect(page.locator("#model_status")).to_contain_text("Diffusion in Low Bits")
+    assert server.get_json("/sdapi/v1/options")["forge_unet_storage_dtype"] == "float8-e4m3fn (fp16 LoRA)"
+    low_bits.locator("input").click()
+    page.get_by_role("option", name="Automatic", exact=True).click()
+    expect(page.locator("#model_status")).to_contain_text("Automatic")
+    assert server.get_json("/sdapi/v1/options")["forge_unet_storage_dtype"] == "Automatic"
+    assert js_errors == []

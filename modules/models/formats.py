@@ -331,9 +331,10 @@ def _unwrap_state_dict(path: Path, obj: Any) -> dict[str, torch.Tensor]:
     return {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
 
 
-def load_state_dict(path: str | Path, device: str = "cpu") -> dict[str, torch.Tensor]:
+def load_state_dict(path: str | Path, device: str = "cpu", keep_quantized: bool = False) -> dict[str, torch.Tensor]:
     """Load every tensor of a weights file, safely, whatever its extension says.
 
+    ``keep_quantized``: a GGUF file's quantized tensors stay raw blocks (``gguf_files.load``).
     Raises a ModelFileError subclass for anything that is not a readable, safe weights file.
     """
     path = Path(path)
@@ -345,7 +346,7 @@ def load_state_dict(path: str | Path, device: str = "cpu") -> dict[str, torch.Te
     if fmt == "gguf":
         from modules.models import gguf_files
 
-        return gguf_files.load(path)
+        return gguf_files.load(path, keep_quantized=keep_quantized)
     raise CorruptFileError(path, f"not a model file: neither safetensors nor a PyTorch checkpoint ({_describe_head(path)})")
 
 

@@ -346,7 +346,7 @@ finish_module = _finish  # the other families' loaders place their modules the s
 
 def load_checkpoint(
     path: str | Path, device_policy: DevicePolicy | None = None, config_path: Path | None = None,
-    reuse: LoadedModel | None = None, parts: ModuleParts = (),
+    reuse: LoadedModel | None = None, parts: ModuleParts = (), storage: str = "Automatic",
 ) -> LoadedModel:
     """Load ``path`` into diffusers components placed as ``device_policy`` says (CPU fp32 when None).
 
@@ -357,11 +357,13 @@ def load_checkpoint(
     ``reuse`` is then no longer valid; on any error it is untouched.
     ``parts``: additional module files (Forge's "VAE / Text Encoder" choice) a family whose checkpoints may come
     without their text encoders or VAE (Flux) completes the model from; SD checkpoints carry theirs and ignore them.
+    ``storage``: which weights a family that can (Flux) keeps as the file stores them (``stored_weights``).
     Raises a ModelFileError subclass, with a sentence the user can act on, for every failure that comes from the file.
     """
     path = Path(path)
-    sd = formats.load_state_dict(path, device="cpu")
-    return build_from_state_dict(sd, path, device_policy, config_path, consume=True, reuse=reuse, parts=parts)
+    sd = formats.load_state_dict(path, device="cpu", keep_quantized=True)
+    return build_from_state_dict(sd, path, device_policy, config_path, consume=True, reuse=reuse, parts=parts,
+                                 storage=storage)
 
 
 def build_from_state_dict(
@@ -372,20 +374,24 @@ def build_from_state_dict(
     consume: bool = False,
     reuse: LoadedModel | None = None,
     parts: ModuleParts = (),
+    storage: str = "Automatic",
 ) -> LoadedModel:
     """The part of ``load_checkpoint`` after reading: ``sd`` is an original-layout state dict read from ``path``.
 
     ``consume=True`` removes tensors from ``sd`` as components are built (lower peak memory). Also usable with meta
     tensors and a ``meta`` device policy, to check full-size layouts without memory.
     """
-    from modules.models import families
+    from modules.models import families, gguf_files, stored_weights
 
     path = Path(path)
     policy = device_policy or DevicePolicy.cpu()
-    family = families.detect_family({k: tuple(v.shape) for k, v in sd.items()})
+    family = families.detect_family(stored_weights.logical_shapes(sd))
     if family is not None:  # a family with its own loader (the SD families are built below)
         return _guarded(path, f"a {family.name} model from this file",
-                        lambda: family.build(sd, path, policy, parts=module_parts(parts), consume=consume))
+                        lambda: family.build(sd, path, policy, parts=module_parts(parts), consume=consume,
+                                             storage=storage))
+    for key in [k for k, v in sd.items() if gguf_files.is_quantized(v)]:  # SD computes from expanded weights
+        sd[key] = gguf_files.dequantize(sd[key])
     kind = detect_kind({k: tuple(v.shape) for k, v in sd.items()}, path)
     yaml_path, source = _choose_config(path, config_path)
     prediction_source = "keys" if kind.prediction != "epsilon" else "default"

@@ -400,7 +400,9 @@ class TargetIndex:
         self.kohya: dict[str, Target] = {}
         self.dotted: dict[tuple[str, str], Target] = {}
         self.ambiguous: set[str] = set()
-        patchable = (torch.nn.Linear, torch.nn.Conv2d)
+        from modules.models.stored_weights import StoredLinear
+
+        patchable = (torch.nn.Linear, torch.nn.Conv2d, StoredLinear)
         prefixes: dict[str, tuple[str, ...]] = {"unet": ("lora_unet_",)}
         if getattr(model, "text_encoder", None) is not None:
             prefixes["text_encoder"] = ("lora_te_", "lora_te1_")
@@ -543,7 +545,13 @@ class _Layer:
             ud = torch.einsum("nmkl,in,mj->ijkl", mid, up, down)
         else:
             ud = (up @ down).reshape(self.delta_shape)
-        return _fit(ud, tuple(self.target.module.weight.shape))
+        return _fit(ud, weight_shape(self.target.module))
+
+
+def weight_shape(module: Any) -> tuple[int, ...]:
+    """A patchable layer's weight shape (a StoredLinear's weight is kept as stored, not as a tensor of it)."""
+    stored = getattr(module, "weight_shape", None)
+    return tuple(stored) if stored is not None else tuple(module.weight.shape)
 
 
 def _delta_shape(up: torch.Tensor, down: torch.Tensor, mid: torch.Tensor | None) -> tuple[int, ...] | None:
@@ -666,9 +674,9 @@ def match_lora(state_dict: Mapping[str, torch.Tensor], model: Any) -> ParsedLora
         if delta is None or (alpha_t is not None and alpha_t.numel() != 1):
             malformed.append(f"{label}: up {_shape_text(up.shape)}, down {_shape_text(down.shape)}")
             continue
-        weight_shape = tuple(target.module.weight.shape)
-        if not _fits(delta, weight_shape):
-            mismatches.append(f"{label}: LoRA {_shape_text(delta)}, layer {_shape_text(weight_shape)}")
+        layer_shape = weight_shape(target.module)
+        if not _fits(delta, layer_shape):
+            mismatches.append(f"{label}: LoRA {_shape_text(delta)}, layer {_shape_text(layer_shape)}")
             continue
         rank = down.shape[0]
         alpha = float(alpha_t.item()) if alpha_t is not None else None
@@ -816,6 +824,7 @@ class LoraPatch:
         self.model = model
         self.report = report
         self._backups: list[tuple[Any, torch.Tensor]] = []  # (parameter, original copy)
+        self._online: list[Any] = []  # StoredLinear layers given deltas to add at each call
         self._components: list[Any] = []
         self.restored = False
 
@@ -847,6 +856,8 @@ class LoraPatch:
                 while self._backups:
                     param, original = self._backups.pop()
                     param.copy_(original)
+                while self._online:
+                    self._online.pop().lora_deltas = []
         finally:
             self.restored = True
             self._release()
@@ -859,6 +870,10 @@ class LoraPatch:
         execution = getattr(self.model, "device", None)
         with torch.no_grad():
             for module, layers in contributions.values():
+                if hasattr(module, "lora_deltas"):  # kept as stored: added at each call, in a merge's arithmetic
+                    module.lora_deltas = [(layer, multiplier * layer.scale) for layer, multiplier in layers]
+                    self._online.append(module)
+                    continue
                 weight = module.weight
                 if weight.device.type == "meta":
                     continue
@@ -952,7 +967,7 @@ def apply_loras(
                 used += 1
             report.applied.append(AppliedLora(req.name, item, req.te_multiplier, req.unet, used, parsed.unmatched_keys))
         patch._patch(contributions, backup_device)
-        report.patched_modules = len(patch._backups)
+        report.patched_modules = len(patch._backups) + len(patch._online)
     except BaseException:
         patch.restore()
         raise

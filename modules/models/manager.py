@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from modules.models.types import LoadedModel, ModelFileError, ModuleParts, module_parts
+from modules.models.weight_storage import storage_mode
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +91,8 @@ class ModelManager:
                 "and press the refresh button next to the checkpoint list.")
         return available[0]
 
-    def ensure(self, name: str | None, *, reuse_previous: bool = False,
-               parts: ModuleParts = ()) -> tuple[LoadedModel, Any]:
+    def ensure(self, name: str | None, *, reuse_previous: bool = False, parts: ModuleParts = (),
+               storage: str = "Automatic") -> tuple[LoadedModel, Any]:
         """Make ``name`` (or the default) the loaded model; call this on the job worker.
 
         ``reuse_previous``: when only one checkpoint is kept loaded, the new weights may be copied into the current
@@ -99,16 +100,19 @@ class ModelManager:
         reference to the current model (not a job switching checkpoints while it runs).
         ``parts``: the additional module files (text encoders, VAE) a checkpoint without them is completed from; a
         loaded model that was completed from other files is loaded again with these. A function giving them is
-        called only when a model needs them."""
+        called only when a model needs them.
+        ``storage``: the weight-storage choice (``stored_weights``); a model a family built under another choice is
+        loaded again."""
         info = self.resolve(name)
         if self.model is not None and self.info is not None and self.info.path == info.path:
-            if _parts_agree(self.model, parts):
+            if _parts_agree(self.model, parts) and _storage_agrees(self.model, storage):
                 return self.model, self.info
-            log.info("Additional modules changed: loading %s again", info.title)
-            return self.load(info, parts=parts), info
+            log.info("Additional modules or weight storage changed: loading %s again", info.title)
+            return self.load(info, parts=parts, storage=storage), info
         with self._lock:
             kept = self._kept.pop(info.path, None)
-        if kept is not None and _same_file(kept[0], info) and _parts_agree(kept[1], parts):  # unchanged: current again
+        if kept is not None and _same_file(kept[0], info) and _parts_agree(kept[1], parts) \
+                and _storage_agrees(kept[1], storage):  # unchanged: current again
             started = time.perf_counter()
             self._make_current(kept[0], kept[1])
             with self._lock:
@@ -117,7 +121,7 @@ class ModelManager:
             if self._on_loaded is not None:
                 self._on_loaded(kept[1], info)
             return kept[1], info
-        return self.load(info, reuse_previous=reuse_previous, parts=parts), info
+        return self.load(info, reuse_previous=reuse_previous, parts=parts, storage=storage), info
 
     def _make_current(self, info: Any, model: LoadedModel) -> None:
         """``model`` becomes the current one; the previous one is kept while ``keep_loaded()`` allows, the least
@@ -148,7 +152,8 @@ class ModelManager:
         with self._lock:
             return [info.title for info, _ in self._kept.values()]
 
-    def load(self, info: Any, *, reuse_previous: bool = False, parts: ModuleParts = ()) -> LoadedModel:
+    def load(self, info: Any, *, reuse_previous: bool = False, parts: ModuleParts = (),
+             storage: str = "Automatic") -> LoadedModel:
         """Load a checkpoint, replacing the current one only when the new one loaded completely."""
         from modules.models import loader  # heavy (torch, diffusers): imported on first use
 
@@ -166,7 +171,8 @@ class ModelManager:
             else:
                 model = None
                 try:
-                    model = loader.load_checkpoint(info.path, self.device_policy, reuse=donor, parts=parts)
+                    model = loader.load_checkpoint(info.path, self.device_policy, reuse=donor, parts=parts,
+                                                   storage=storage)
                 except Exception as err:
                     if donor is None or type(err).__name__ != "OutOfMemoryError":
                         raise
@@ -177,7 +183,7 @@ class ModelManager:
                                 self.info.title if self.info is not None else "the previous checkpoint")
                     donor = None
                     self.unload()
-                    model = loader.load_checkpoint(info.path, self.device_policy, parts=parts)
+                    model = loader.load_checkpoint(info.path, self.device_policy, parts=parts, storage=storage)
         except ModelFileError as err:
             with self._lock:
                 self.last_error = str(err)
@@ -198,14 +204,14 @@ class ModelManager:
             self._on_loaded(model, info)
         return model
 
-    def load_secondary(self, info: Any, parts: ModuleParts = ()) -> LoadedModel:
+    def load_secondary(self, info: Any, parts: ModuleParts = (), storage: str = "Automatic") -> LoadedModel:
         """A second model next to the loaded one (the SDXL refiner), kept for the next job; one at a time, so a
         different refiner replaces it. Call on the job worker. The configured checkpoint is not changed."""
         from modules.models import loader
 
         with self._lock:
             current = self._secondary
-        if current is not None and current[0].path == info.path:
+        if current is not None and current[0].path == info.path and _storage_agrees(current[1], storage):
             return current[1]
         with self._lock:
             self._secondary = None  # free the old refiner before loading the next
@@ -215,7 +221,7 @@ class ModelManager:
         if self._load_fn is not None:
             model = self._load_fn(info.path, self.device_policy)
         else:
-            model = loader.load_checkpoint(info.path, self.device_policy, parts=parts)
+            model = loader.load_checkpoint(info.path, self.device_policy, parts=parts, storage=storage)
         with self._lock:
             self._secondary = (info, model)
         log.info("Loaded refiner %s (%s)", info.title, model.kind.label)
@@ -238,6 +244,14 @@ def _parts_agree(model: Any, parts: ModuleParts) -> bool:
     ``parts`` is then not resolved)."""
     used = getattr(model, "extra", {}).get("part_files")
     return used is None or used == [str(p) for p in module_parts(parts)]
+
+
+def _storage_agrees(model: Any, storage: str) -> bool:
+    """Whether a loaded model keeps its weights as ``storage`` asks (always, for a model built without a choice)."""
+    used = getattr(model, "extra", {}).get("storage")
+    if used is None:
+        return True
+    return used == storage_mode(storage)
 
 
 def _same_file(a: Any, b: Any) -> bool:

@@ -31,7 +31,9 @@ GIB = 1024 ** 3
 # Working memory a job needs next to the weights, with room for the allocator: estimates for SD1.5 at 512x512 and
 # SDXL at 1024x1024 in fp16 with SDPA (attention and the VAE decode dominate). Not yet measured on a GPU here:
 # tests/benchmarks/gpu_speed.py prints the real peaks.
-WORKING_BYTES = {"sd1": int(1.5 * GIB), "sd2": int(1.75 * GIB), "sdxl": 3 * GIB, "sdxl_refiner": 3 * GIB}
+# Flux at 1024x1024 in bf16: 4096 image + 512 text tokens through 3072-wide blocks, and the 16-channel VAE decode.
+WORKING_BYTES = {"sd1": int(1.5 * GIB), "sd2": int(1.75 * GIB), "sdxl": 3 * GIB, "sdxl_refiner": 3 * GIB,
+                 "flux": 4 * GIB}
 
 
 def requested_mode(medvram: bool = False, medvram_sdxl: bool = False, lowvram: bool = False) -> str:

@@ -96,28 +96,35 @@ def build_clip_l(sd: dict[str, torch.Tensor], path: Path, prefix: str = "", cons
 
 
 def t5_config_for(weights: Mapping[str, torch.Tensor]) -> dict[str, Any]:
-    """A ``T5Config`` dict for T5 encoder weights: the bundled T5 v1.1 XXL values with the sizes of the tensors."""
+    """A ``T5Config`` dict for T5 encoder weights: the bundled T5 v1.1 XXL values with the sizes of the tensors
+    (GGUF blocks counted as values)."""
+    from modules.models.gguf_files import shape_of
+
     embedding = weights.get("shared.weight", weights.get("encoder.embed_tokens.weight"))
     if embedding is None:
         raise KeyError("shared.weight")
-    bias = weights["encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"]
-    q = weights[T5_MARK]
-    heads = int(bias.shape[1])
+    vocab, width = shape_of(embedding)
+    bias = shape_of(weights["encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"])
+    q = shape_of(weights[T5_MARK])
+    heads = int(bias[1])
     layers = {int(m.group(1)) for k in weights if (m := re.match(r"encoder\.block\.(\d+)\.", k))}
     gated = "encoder.block.0.layer.1.DenseReluDense.wi_0.weight" in weights
-    ff = weights["encoder.block.0.layer.1.DenseReluDense.wi_0.weight" if gated
-                 else "encoder.block.0.layer.1.DenseReluDense.wi.weight"]
+    ff = shape_of(weights["encoder.block.0.layer.1.DenseReluDense.wi_0.weight" if gated
+                          else "encoder.block.0.layer.1.DenseReluDense.wi.weight"])
     return {**configs.text_encoder_config("t5_xxl"),
-            "vocab_size": int(embedding.shape[0]), "d_model": int(embedding.shape[1]),
-            "num_heads": heads, "d_kv": int(q.shape[0]) // heads, "d_ff": int(ff.shape[0]),
-            "num_layers": max(layers) + 1, "relative_attention_num_buckets": int(bias.shape[0]),
+            "vocab_size": int(vocab), "d_model": int(width),
+            "num_heads": heads, "d_kv": int(q[0]) // heads, "d_ff": int(ff[0]),
+            "num_layers": max(layers) + 1, "relative_attention_num_buckets": int(bias[0]),
             "feed_forward_proj": "gated-gelu" if gated else "relu"}
 
 
-def build_t5(sd: dict[str, torch.Tensor], path: Path, prefix: str = "", consume: bool = False) -> Any:
-    """A ``T5EncoderModel`` from its transformers-layout weights (``shared.weight`` + ``encoder.*``)."""
+def build_t5(sd: dict[str, torch.Tensor], path: Path, prefix: str = "", consume: bool = False,
+             storage: str = "full", dtype: torch.dtype = torch.float32) -> Any:
+    """A ``T5EncoderModel`` from its transformers-layout weights (``shared.weight`` + ``encoder.*``). ``storage``
+    "automatic" keeps fp8 and GGUF Linear weights as stored (``stored_weights``), "full" expands all to ``dtype``."""
     from transformers import T5Config, T5EncoderModel
 
+    from modules.models import stored_weights
     from modules.models.loader import assign_weights, empty_module
 
     weights = {k: v for k, v in _take(sd, prefix, consume).items() if k.startswith(("shared.", "encoder."))}
@@ -128,8 +135,11 @@ def build_t5(sd: dict[str, torch.Tensor], path: Path, prefix: str = "", consume:
     # the token embedding is stored once: as shared.weight (most files) or encoder.embed_tokens.weight
     embedding = weights.pop("shared.weight", None)
     embedding = weights.pop("encoder.embed_tokens.weight", embedding)
+    if embedding is not None and stored_weights.is_compact(embedding):  # expanded once, for both of its names
+        embedding = stored_weights.expanded(embedding, weights.pop("shared.scale_weight", None), dtype)
     weights["shared.weight"] = weights["encoder.embed_tokens.weight"] = embedding
     model = empty_module(lambda: T5EncoderModel(T5Config(**values)))
+    stored_weights.prepare(model, weights, storage, dtype)
     where = f"a {values['d_model']}-wide, {values['num_layers']}-layer T5 encoder"
     assign_weights(path, model, weights, "T5 text encoder", where)
     model.tie_weights()

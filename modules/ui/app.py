@@ -12,6 +12,7 @@ from typing import Any, Iterator
 import gradio as gr
 
 from modules.jobs import JobFailed
+from modules.models import weight_storage
 from modules.models.manager import CheckpointNotFound, NoCheckpointError
 from modules.options import OptionError
 from modules.runtime import Runtime
@@ -259,6 +260,11 @@ def build_ui(rt: Runtime) -> gr.Blocks:
             modules = gr.Dropdown(module_choices(rt), value=chosen_modules(rt), multiselect=True,
                                   label="VAE / Text Encoder", elem_id="setting_forge_additional_modules", scale=2,
                                   info="for checkpoints without them (Flux); none chosen: found in the folders")
+            low_bits = gr.Dropdown(list(weight_storage.CHOICES),
+                                   value=rt.options.get("forge_unet_storage_dtype", weight_storage.AUTOMATIC),
+                                   label="Diffusion in Low Bits", elem_id="setting_forge_unet_storage_dtype",
+                                   allow_custom_value=False, scale=2,
+                                   info="Flux weights in memory: Automatic keeps fp8 / GGUF files as stored")
             clip_skip = gr.Slider(1, 12, step=1, value=int(rt.options.get("CLIP_stop_at_last_layers", 1)),
                                   label="Clip skip", elem_id="setting_CLIP_stop_at_last_layers", scale=2)
             model_status = gr.HTML("", elem_id="model_status")
@@ -366,6 +372,8 @@ def build_ui(rt: Runtime) -> gr.Blocks:
         vae.input(on_vae, inputs=[vae], outputs=[model_status], queue=False, show_progress="hidden")
         modules.input(on_setting("forge_additional_modules", "VAE / Text Encoder"), inputs=[modules],
                       outputs=[model_status], queue=False, show_progress="hidden")
+        low_bits.input(on_setting("forge_unet_storage_dtype", "Diffusion in Low Bits"), inputs=[low_bits],
+                       outputs=[model_status], queue=False, show_progress="hidden")
         checkpoint.input(on_select, inputs=[checkpoint], outputs=[model_status], concurrency_limit=None,
                          show_progress="hidden")
         download.click(on_download, outputs=[notice], concurrency_limit=None, show_progress="hidden")

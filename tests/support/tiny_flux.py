@@ -156,11 +156,12 @@ def write_all_in_one(path: Path, tiny: TinyFlux) -> Path:
     return _save(sd, path)
 
 
-def write_gguf(path: Path, sd: dict[str, Tensor], arch: str = "flux") -> dict[str, Any]:
+def write_gguf(path: Path, sd: dict[str, Tensor], arch: str = "flux", only: Any = None) -> dict[str, Any]:
     """A GGUF file of ``sd`` as city96's files mix types: K-quant (Q4_K) for matrices whose rows are a multiple of
-    256, Q8_0 / Q5_1 / Q4_0 in turn for those of 32, F16 for other matrices, F32 for vectors. Returns each tensor's
-    values as the gguf package's own numpy dequantizer reads them back (the reference). The gguf package cannot
-    quantize to K-quants, so those blocks are random bytes with small finite scales: valid blocks all the same."""
+    256, Q8_0 / Q5_1 / Q4_0 in turn for those of 32, F16 for other matrices, F32 for vectors (``only``: that one
+    type, e.g. Q8_0, for every matrix whose rows are a multiple of 32). Returns each tensor's values as the gguf
+    package's own numpy dequantizer reads them back (the reference). The gguf package cannot quantize to K-quants,
+    so those blocks are random bytes with small finite scales: valid blocks all the same."""
     import numpy as np
     from gguf import GGMLQuantizationType as Q
     from gguf import GGUFWriter
@@ -172,7 +173,9 @@ def write_gguf(path: Path, sd: dict[str, Tensor], arch: str = "flux") -> dict[st
     cycle = [Q.Q8_0, Q.Q5_1, Q.Q4_0]
     for i, (name, tensor) in enumerate(sorted(sd.items())):
         array = tensor.detach().float().numpy()
-        if array.ndim == 2 and array.shape[1] % 256 == 0:
+        if only is not None and array.ndim == 2 and array.shape[1] % 32 == 0:
+            qtype = only
+        elif array.ndim == 2 and array.shape[1] % 256 == 0:
             qtype = Q.Q4_K
         elif array.ndim == 2 and array.shape[1] % 32 == 0:
             qtype = cycle[i % len(cycle)]
@@ -214,4 +217,28 @@ def t5_llama_names(sd: dict[str, Tensor], blocks: int) -> dict[str, Tensor]:
         if name is None:
             raise KeyError(f"t5_llama_names: gguf has no name for {key}")
         out[name] = tensor
+    return out
+
+
+def lora_factors(transformer, rank: int = 2, seed: int = 5) -> dict[str, tuple[Tensor, Tensor]]:
+    """(up, down) per BFL linear of the tiny transformer: the fused qkv / linear1 included."""
+    gen = torch.Generator().manual_seed(seed)
+    hidden = HEADS * HEAD_DIM
+    sizes = {"double_blocks.0.img_attn.qkv": (3 * hidden, hidden), "double_blocks.0.txt_mlp.0": (4 * hidden, hidden),
+             "single_blocks.1.linear1": (3 * hidden + 4 * hidden, hidden), "single_blocks.0.linear2":
+             (hidden, hidden + 4 * hidden), "final_layer.adaLN_modulation.1": (2 * hidden, hidden)}
+    return {name: (torch.randn(out, rank, generator=gen) * 0.3, torch.randn(rank, inp, generator=gen) * 0.3)
+            for name, (out, inp) in sizes.items()}
+
+
+def lora_file(factors, layout: str, alpha: float = 1.0) -> dict[str, Tensor]:
+    out: dict[str, Tensor] = {}
+    for name, (up, down) in factors.items():
+        if layout == "kohya":
+            base = "lora_unet_" + name.replace(".", "_")
+            out.update({f"{base}.lora_up.weight": up, f"{base}.lora_down.weight": down,
+                        f"{base}.alpha": torch.tensor(alpha)})
+        else:  # BFL / ComfyUI, peft factor names
+            out.update({f"diffusion_model.{name}.lora_B.weight": up, f"diffusion_model.{name}.lora_A.weight": down,
+                        f"diffusion_model.{name}.alpha": torch.tensor(alpha)})
     return out

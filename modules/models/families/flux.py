@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from modules.models import configs, formats, memory, quantized, text_encoders
+from modules.models import configs, formats, memory, quantized, stored_weights, text_encoders, weight_storage
 from modules.models.families import flux_layout
 from modules.models.types import CorruptFileError, LoadedModel, MissingPartError, ModelKind, UnknownModelError
 
@@ -138,7 +138,10 @@ def build_vae(sd: dict[str, torch.Tensor], path: Path, prefix: str) -> Any:
     return vae
 
 
-def build_transformer(sd: dict[str, torch.Tensor], path: Path, prefix: str, consume: bool) -> tuple[Any, dict]:
+def build_transformer(sd: dict[str, torch.Tensor], path: Path, prefix: str, consume: bool, storage: str = "full",
+                      dtype: torch.dtype = torch.float32) -> tuple[Any, dict]:
+    """The transformer from ``sd``'s keys under ``prefix``; ``storage`` (``weight_storage.storage_mode``) says which
+    Linear weights stay as stored, the rest is expanded to ``dtype``."""
     from diffusers import FluxTransformer2DModel
 
     from modules.models.loader import assign_weights, empty_module
@@ -147,7 +150,7 @@ def build_transformer(sd: dict[str, torch.Tensor], path: Path, prefix: str, cons
         ("text_encoders.", "vae.", "first_stage_model."))]
     diffusers_layout = _is_diffusers_layout(sd, prefix)
     part = {k[len(prefix):]: (sd.pop(k) if consume else sd[k]) for k in keys}
-    shapes = {k: tuple(v.shape) for k, v in part.items()}
+    shapes = stored_weights.logical_shapes(part)
     try:
         if diffusers_layout:  # saved from diffusers: its names are the model's
             config, weights = flux_layout.diffusers_config(shapes), part
@@ -157,6 +160,7 @@ def build_transformer(sd: dict[str, torch.Tensor], path: Path, prefix: str, cons
     except (KeyError, ValueError, RuntimeError) as e:
         raise CorruptFileError(path, f"incomplete or damaged Flux transformer ({type(e).__name__}: {e})") from None
     model = empty_module(lambda: FluxTransformer2DModel(**config))
+    stored_weights.prepare(model, weights, storage, dtype)
     where = (f"a Flux transformer of {config['num_layers']} double and {config['num_single_layers']} single blocks, "
              f"width {config['num_attention_heads'] * config['attention_head_dim']}")
     assign_weights(path, model, weights, "Flux transformer", where)
@@ -190,10 +194,14 @@ def _run_dtype(policy: Any) -> torch.dtype:
 
 
 def build(sd: dict[str, torch.Tensor], path: Path, policy: Any, parts: Sequence[Path] = (),
-          consume: bool = False) -> LoadedModel:
+          consume: bool = False, storage: str = weight_storage.AUTOMATIC) -> LoadedModel:
     """A LoadedModel for a Flux file, completed from ``parts`` (additional module files) where it lacks a piece.
-    Raises MissingPartError naming the piece and where to put it; the parts are read only when needed."""
-    kind = detect({k: tuple(v.shape) for k, v in sd.items()})
+    Raises MissingPartError naming the piece and where to put it; the parts are read only when needed.
+
+    ``storage`` (``weight_storage.CHOICES``): Automatic keeps the
+    transformer's and T5's fp8 and GGUF Linear weights as stored, a float8 choice stores the transformer's other
+    Linear weights in it too, Full precision expands everything at load. CLIP-L and the VAE are always expanded."""
+    kind = detect(stored_weights.logical_shapes(sd))
     if kind is None:
         raise UnknownModelError(path, "not a Flux transformer (no double_blocks / img_in)")
     if kind.in_channels not in (LATENT_CHANNELS, FILL_FEATURES):
@@ -206,7 +214,8 @@ def build(sd: dict[str, torch.Tensor], path: Path, policy: Any, parts: Sequence[
     for part_path in parts:
         if len(sources) == len(PART_FINDERS):
             break
-        part_sd = text_encoders.from_llama_names(formats.load_state_dict(part_path, device="cpu"))  # GGUF T5 names
+        part_sd = text_encoders.from_llama_names(  # GGUF T5 names
+            formats.load_state_dict(part_path, device="cpu", keep_quantized=True))
         found = part_role(part_sd)
         if found is None:
             raise UnknownModelError(part_path, "not a text encoder or VAE file (chosen as an additional module)")
@@ -218,15 +227,17 @@ def build(sd: dict[str, torch.Tensor], path: Path, policy: Any, parts: Sequence[
                                + ", and choose it under VAE / Text Encoder (forge_additional_modules)")
 
     dtype, vae_dtype = _run_dtype(policy), policy.vae_dtype
+    mode = weight_storage.storage_mode(storage)
     fp8 = quantized.has_fp8(sd)
-    for tensors in _distinct([sd, *(s[0] for s in sources.values())]):
-        quantized.dequantize_fp8(tensors, dtype)  # fp8 and ComfyUI's fp8_scaled: computed in the run dtype
-    transformer, config = build_transformer(sd, path, transformer_prefix(sd) or "", consume)
+    transformer, config = build_transformer(sd, path, transformer_prefix(sd) or "", consume, mode, dtype)
     t5_sd, t5_pre, t5_path = sources["t5"]
-    t5 = text_encoders.build_t5(t5_sd, t5_path, t5_pre, consume=t5_sd is sd and consume)
+    t5 = text_encoders.build_t5(t5_sd, t5_path, t5_pre, consume=t5_sd is sd and consume,
+                                storage="full" if mode == "full" else "automatic", dtype=dtype)
     clip_sd, clip_pre, clip_path = sources["clip_l"]
+    stored_weights.expand_rest(clip_sd, dtype, clip_pre)
     clip = text_encoders.build_clip_l(clip_sd, clip_path, clip_pre, consume=clip_sd is sd and consume)
     vae_sd, vae_pre, vae_path = sources["vae"]
+    stored_weights.expand_rest(vae_sd, vae_dtype, vae_pre)
     vae = build_vae(vae_sd, vae_path, vae_pre)
     # a text encoder of another width would fail only at the first step: say which file does not fit, now
     for encoder_path, width, wanted, what in (
@@ -238,8 +249,9 @@ def build(sd: dict[str, torch.Tensor], path: Path, policy: Any, parts: Sequence[
 
     from modules.models.loader import finish_module
 
-    sizes = {"unet": _bytes(transformer, dtype), "text_encoder": _bytes(clip, dtype), "text_encoder_2": _bytes(t5, dtype),
-             "vae": _bytes(vae, vae_dtype)}
+    sizes = {"unet": stored_weights.stored_bytes(transformer, dtype),
+             "text_encoder": stored_weights.stored_bytes(clip, dtype),
+             "text_encoder_2": stored_weights.stored_bytes(t5, dtype), "vae": stored_weights.stored_bytes(vae, vae_dtype)}
     choice = memory.choose_mode(getattr(policy, "memory_mode", memory.AUTO), device_type=policy.device.type,
                                 family=FAMILY, weight_bytes=sum(sizes.values()), largest_bytes=max(sizes.values()),
                                 free_bytes=memory.free_bytes(policy.device))
@@ -261,11 +273,14 @@ def build(sd: dict[str, torch.Tensor], path: Path, policy: Any, parts: Sequence[
         "parts": {role: str(source[2]) for role, source in sources.items()},
         "part_files": [str(p) for p in parts],  # what it was given: a different choice loads it again
         "config_source": "shapes",
-        "stored_fp8": fp8,  # the transformer's file holds 8-bit floats (computed in the run dtype)
+        "stored_fp8": fp8,  # the transformer's file holds 8-bit floats
+        "storage": mode,  # a different choice loads the file again
+        "kept_layers": {"transformer": stored_weights.kept_layers(transformer), "t5": stored_weights.kept_layers(t5)},
+        "weight_bytes": sizes,
     }
     variant = "dev" if config["guidance_embeds"] else "schnell"
-    log.info("loaded %s as Flux.1 %s (%d double, %d single blocks)", path.name, variant, config["num_layers"],
-             config["num_single_layers"])
+    log.info("loaded %s as Flux.1 %s (%d double, %d single blocks; layers kept as stored: %s)", path.name, variant,
+             config["num_layers"], config["num_single_layers"], extra["kept_layers"])
     return LoadedModel(kind=kind, path=path, unet=transformer, vae=vae, text_encoder=clip,
                        tokenizer=configs.load_tokenizer(configs.PAD_EOS), scheduler_config=scheduler_config(
                            bool(config["guidance_embeds"])), device=policy.device, dtype=dtype, vae_dtype=vae_dtype,
@@ -287,12 +302,3 @@ def latent_rgb_factors(vae: Any, device: Any, dtype: torch.dtype) -> torch.Tenso
     return torch.linalg.lstsq(design, target).solution
 
 
-def _distinct(dicts: list[dict[str, torch.Tensor]]) -> list[dict[str, torch.Tensor]]:
-    seen: dict[int, dict[str, torch.Tensor]] = {}
-    for d in dicts:
-        seen.setdefault(id(d), d)
-    return list(seen.values())
-
-
-def _bytes(module: torch.nn.Module, dtype: torch.dtype) -> int:
-    return sum(p.numel() for p in module.parameters()) * dtype.itemsize

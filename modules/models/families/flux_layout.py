@@ -104,12 +104,23 @@ def _config(shapes: Mapping[str, tuple[int, ...]], names: tuple[str, ...]) -> di
     }
 
 
+SCALE = ".scale_weight"  # ComfyUI's fp8_scaled: one scale per stored matrix, shared by the parts split from it
+
+
+def _shared_scale(sd: dict[str, torch.Tensor], src: str, names: list[str], out: dict[str, torch.Tensor]) -> None:
+    scale = sd.pop(src + SCALE, None)
+    sd.pop(src + ".scale_input", None)
+    if scale is not None:
+        for name in names:
+            out[name + SCALE] = scale
+
+
 def _moved(sd: dict[str, torch.Tensor], src: str, dst: str, out: dict[str, torch.Tensor]) -> None:
     """``src`` (a tensor name, or a Linear's prefix with .weight/.bias) -> ``dst``."""
     if src in sd:
         out[dst] = sd.pop(src)
         return
-    for suffix in (".weight", ".bias"):
+    for suffix in (".weight", ".bias", SCALE):
         if src + suffix in sd:
             out[dst + suffix] = sd.pop(src + suffix)
 
@@ -130,6 +141,7 @@ def to_diffusers(sd: dict[str, torch.Tensor], config: Mapping[str, Any]) -> dict
                 parts = torch.chunk(sd.pop(f"{src}{stream}_attn.qkv{suffix}"), 3, dim=0)
                 for name, part in zip(names, parts):
                     out[f"{dst}attn.{name}{suffix}"] = part
+            _shared_scale(sd, f"{src}{stream}_attn.qkv", [f"{dst}attn.{name}" for name in names], out)
     for i in range(config["num_single_layers"]):
         src, dst = f"single_blocks.{i}.", f"single_transformer_blocks.{i}."
         for a, b in _SINGLE.items():
@@ -139,7 +151,10 @@ def to_diffusers(sd: dict[str, torch.Tensor], config: Mapping[str, Any]) -> dict
             q, k, v, mlp = torch.split(fused, [hidden, hidden, hidden, fused.shape[0] - 3 * hidden], dim=0)
             for name, part in (("attn.to_q", q), ("attn.to_k", k), ("attn.to_v", v), ("proj_mlp", mlp)):
                 out[f"{dst}{name}{suffix}"] = part
+        _shared_scale(sd, f"{src}linear1", [f"{dst}{name}" for name in ("attn.to_q", "attn.to_k", "attn.to_v",
+                                                                         "proj_mlp")], out)
     for suffix in (".weight", ".bias"):
         shift, scale = sd.pop(f"final_layer.adaLN_modulation.1{suffix}").chunk(2, dim=0)
         out[f"norm_out.linear{suffix}"] = torch.cat([scale, shift], dim=0)
+    _shared_scale(sd, "final_layer.adaLN_modulation.1", ["norm_out.linear"], out)
     return out
