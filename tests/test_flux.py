@@ -326,31 +326,11 @@ def test_additional_modules_are_found_by_their_tensors_and_chosen_by_name(dev_fi
     assert sorted(p.name for p in two.automatic()) == ["ae.safetensors", "clip_l.safetensors"]
 
 
-def _fp8_scaled(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """ComfyUI's fp8_scaled layout: each matrix stored as fp8 of weight / scale with its per-tensor scale_weight."""
-    out: dict[str, torch.Tensor] = {"scaled_fp8": torch.zeros(0, dtype=torch.float8_e4m3fn)}
-    for key, value in sd.items():
-        if key.endswith(".weight") and value.ndim == 2:
-            scale = value.abs().max() / 448.0
-            out[key] = (value / scale).to(torch.float8_e4m3fn)
-            out[key[:-len(".weight")] + ".scale_weight"] = scale.reshape(())
-        else:
-            out[key] = value
-    return out
-
-
 def test_fp8_and_fp8_scaled_files_load_as_their_dequantized_weights(dev, dev_files, tmp_path):
     """With "Full precision" storage every weight is expanded at load (tests/test_flux_stored_weights.py keeps
     them as stored, and checks that the two compute the same)."""
-    from safetensors.torch import save_file
-
     bfl = tiny_flux.transformer_to_bfl(dev.transformer)
-    plain = tmp_path / "flux1-dev-fp8.safetensors"
-    save_file({k: v.to(torch.float8_e4m3fn) for k, v in bfl.items()}, str(plain))
-    scaled = tmp_path / "flux1-dev-fp8_scaled.safetensors"
-    save_file(_fp8_scaled(bfl), str(scaled))
-    t5_scaled = tmp_path / "t5xxl_fp8_e4m3fn_scaled.safetensors"
-    save_file(_fp8_scaled(tiny_flux.t5_file(dev.t5)), str(t5_scaled))
+    plain, scaled, t5_scaled = tiny_flux.write_fp8_files(tmp_path, dev)
     parts = [dev_files["clip_l"], dev_files["t5"], dev_files["vae"]]
     model = loader.load_checkpoint(plain, parts=parts, storage="Full precision")
     key = "double_blocks.0.img_attn.proj.weight"

@@ -14,18 +14,9 @@ from modules.models import loader
 from modules.models.stored_weights import StoredLinear
 from tests.support import tiny_flux
 from tests.support.engine import run_txt2img
+from tests.test_flux import dev, dev_files  # noqa: F401  (fixtures: the tiny Flux and its split files)
 
 FULL = "Full precision"
-
-
-@pytest.fixture(scope="module")
-def dev():
-    return tiny_flux.build(seed=0, guidance=True)
-
-
-@pytest.fixture(scope="module")
-def dev_files(dev, tmp_path_factory):
-    return tiny_flux.write_split(tmp_path_factory.mktemp("flux") / "models", dev)
 
 
 @pytest.fixture(scope="module")
@@ -90,26 +81,9 @@ def test_gguf_layers_keep_the_files_blocks_and_compute_what_expanded_ones_do(dev
     assert np.array_equal(_picture(kept, tmp_path), _picture(full, tmp_path))  # bit for bit
 
 
-def _fp8_scaled(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    out: dict[str, torch.Tensor] = {"scaled_fp8": torch.zeros(0, dtype=torch.float8_e4m3fn)}
-    for key, value in sd.items():
-        if key.endswith(".weight") and value.ndim == 2:
-            scale = value.abs().max() / 448.0
-            out[key] = (value / scale).to(torch.float8_e4m3fn)
-            out[key[:-len(".weight")] + ".scale_weight"] = scale.reshape(())
-        else:
-            out[key] = value
-    return out
-
-
 def test_fp8_and_fp8_scaled_layers_stay_8_bit_and_compute_what_expanded_ones_do(dev, dev_files, tmp_path):
     bfl = tiny_flux.transformer_to_bfl(dev.transformer)
-    plain = tmp_path / "flux1-dev-fp8.safetensors"
-    save_file({k: v.to(torch.float8_e4m3fn) for k, v in bfl.items()}, str(plain))
-    scaled = tmp_path / "flux1-dev-fp8_scaled.safetensors"
-    save_file(_fp8_scaled(bfl), str(scaled))
-    t5_scaled = tmp_path / "t5xxl_fp8_e4m3fn_scaled.safetensors"
-    save_file(_fp8_scaled(tiny_flux.t5_file(dev.t5)), str(t5_scaled))
+    plain, scaled, t5_scaled = tiny_flux.write_fp8_files(tmp_path, dev)
     parts = [dev_files["clip_l"], dev_files["t5"], dev_files["vae"]]
 
     kept = loader.load_checkpoint(plain, parts=parts)

@@ -242,3 +242,27 @@ def lora_file(factors, layout: str, alpha: float = 1.0) -> dict[str, Tensor]:
             out.update({f"diffusion_model.{name}.lora_B.weight": up, f"diffusion_model.{name}.lora_A.weight": down,
                         f"diffusion_model.{name}.alpha": torch.tensor(alpha)})
     return out
+
+
+def fp8_scaled(sd: dict[str, Tensor]) -> dict[str, Tensor]:
+    """ComfyUI's fp8_scaled layout: each matrix stored as fp8 of weight / scale with its per-tensor scale_weight."""
+    out: dict[str, Tensor] = {"scaled_fp8": torch.zeros(0, dtype=torch.float8_e4m3fn)}
+    for key, value in sd.items():
+        if key.endswith(".weight") and value.ndim == 2:
+            scale = value.abs().max() / 448.0
+            out[key] = (value / scale).to(torch.float8_e4m3fn)
+            out[key[:-len(".weight")] + ".scale_weight"] = scale.reshape(())
+        else:
+            out[key] = value
+    return out
+
+
+def write_fp8_files(folder: Path, tiny: TinyFlux) -> tuple[Path, Path, Path]:
+    """The transformer as plain fp8 (``flux1-dev-fp8``) and ComfyUI's fp8_scaled, and T5 as fp8_scaled."""
+    bfl = transformer_to_bfl(tiny.transformer)
+    plain, scaled = folder / "flux1-dev-fp8.safetensors", folder / "flux1-dev-fp8_scaled.safetensors"
+    t5_scaled = folder / "t5xxl_fp8_e4m3fn_scaled.safetensors"
+    save_file({k: v.to(torch.float8_e4m3fn) for k, v in bfl.items()}, str(plain))
+    save_file(fp8_scaled(bfl), str(scaled))
+    save_file(fp8_scaled(t5_file(tiny.t5)), str(t5_scaled))
+    return plain, scaled, t5_scaled
