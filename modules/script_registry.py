@@ -111,9 +111,10 @@ class TabScripts:
     def names(self) -> list[str]:
         """``/sdapi/v1/scripts``: every script's name, always-on ones included (A1111's list)."""
         from modules.controlnet.units import SCRIPT_TITLE
+        from modules.processing.families import flux_kontext
 
         return ([s.name for s in self.builtin] + ([s.name for s in self.runner.scripts] if self.runner else [])
-                + [SCRIPT_TITLE])  # the built-in ControlNet, always on
+                + [SCRIPT_TITLE, flux_kontext.NAME])  # the built-in ControlNet and Kontext, always on
 
     def info(self, upscaler_names: Sequence[str]) -> list[dict[str, Any]]:
         """``/sdapi/v1/script-info``: every script with its arguments (A1111 scripts' from their controls)."""
@@ -123,8 +124,9 @@ class TabScripts:
         if self.runner is not None:
             entries += self.runner.script_info()
         from modules.controlnet.units import script_info
+        from modules.processing.families import flux_kontext
 
-        return entries + [script_info(is_img2img)]
+        return entries + [script_info(is_img2img), flux_kontext.script_info(is_img2img)]
 
 
 @dataclass

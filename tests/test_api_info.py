@@ -64,9 +64,11 @@ def test_memory(client):
 
 def test_scripts_and_script_info(client):
     scripts = client.get("/sdapi/v1/scripts").json()
-    assert scripts == {"txt2img": ["prompts from file or textbox", "prompt matrix", "x/y/z plot", "controlnet"],
+    assert scripts == {"txt2img": ["prompts from file or textbox", "prompt matrix", "x/y/z plot", "controlnet",
+                                   "forge fluxkontext"],
                        "img2img": ["poor man's outpainting", "prompts from file or textbox", "sd upscale", "loopback",
-                                   "prompt matrix", "x/y/z plot", "controlnet"]}  # ControlNet: built in, always on
+                                   "prompt matrix", "x/y/z plot", "controlnet", "forge fluxkontext"]}
+    # ControlNet and Forge's Flux Kontext: built in, always on
     info = client.get("/sdapi/v1/script-info").json()
     controlnet = [s for s in info if s["name"] == "controlnet"]
     assert [s["is_img2img"] for s in controlnet] == [False, True] and all(s["is_alwayson"] for s in controlnet)

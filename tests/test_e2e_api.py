@@ -166,7 +166,8 @@ def test_extras_png_info_and_lists_through_the_client(api):
     assert "Euler a" in api.util_get_sampler_names() and "karras" in api.util_get_scheduler_names()
     assert api.get_loras() == [] and api.get_hypernetworks() == []
     assert api.get_scripts()["img2img"] == ["poor man's outpainting", "prompts from file or textbox", "sd upscale",
-                                            "loopback", "prompt matrix", "x/y/z plot", "controlnet"]
+                                            "loopback", "prompt matrix", "x/y/z plot", "controlnet",
+                                            "forge fluxkontext"]
     assert "ram" in api.get_memory()
 
 

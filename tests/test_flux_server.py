@@ -163,3 +163,35 @@ def test_the_weight_storage_choice_reloads_the_flux_model_both_ways(server):
     body = _flux_request(override_settings={"sd_model_checkpoint": FLUX, "forge_unet_storage_dtype": "int3"})
     status, answer = server.request("POST", "/sdapi/v1/txt2img", body, timeout=60)
     assert status == 422 and "forge_unet_storage_dtype" in str(answer), answer
+
+
+def test_forge_flux_kontext_references_by_api(server):
+    """Forge's always-on "Forge FluxKontext" with its argument list: the reference changes the picture, a
+    disabled one changes nothing, bad values are 422s naming the argument, and the scripts list names it."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.radial_gradient("L").convert("RGB").resize((64, 64)).save(buffer, format="PNG")
+    reference = base64.b64encode(buffer.getvalue()).decode()
+    status, plain = server.request("POST", "/sdapi/v1/txt2img", _flux_request(), timeout=180)
+    assert status == 200, plain
+    body = _flux_request(alwayson_scripts={"Forge FluxKontext": {"args": [True, reference, None, "to output",
+                                                                          False]}})
+    status, edited = server.request("POST", "/sdapi/v1/txt2img", body, timeout=180)
+    assert status == 200, edited
+    assert not np.array_equal(_pixels(plain), _pixels(edited))
+    body["alwayson_scripts"] = {"forge fluxkontext": {"args": [False, reference, None, "to output", False]}}
+    status, off = server.request("POST", "/sdapi/v1/txt2img", body, timeout=180)
+    assert status == 200 and np.array_equal(_pixels(plain), _pixels(off))
+    body["alwayson_scripts"] = {"Forge FluxKontext": {"args": [True, reference, None, "sideways", False]}}
+    status, answer = server.request("POST", "/sdapi/v1/txt2img", body, timeout=60)
+    assert status == 422 and "alwayson_scripts.Forge FluxKontext.args.3" in str(answer), answer
+    body["alwayson_scripts"] = {"Forge FluxKontext": {"args": [True, "not an image", None, "to output", False]}}
+    status, answer = server.request("POST", "/sdapi/v1/txt2img", body, timeout=60)
+    assert status in (400, 422) and "alwayson_scripts.Forge FluxKontext.args.1" in str(answer), answer
+    assert "forge fluxkontext" in server.get_json("/sdapi/v1/scripts")["txt2img"]
+    info = [s for s in server.get_json("/sdapi/v1/script-info") if s["name"] == "forge fluxkontext"]
+    assert {s["is_img2img"] for s in info} == {False, True} and info[0]["args"][3]["value"] == "to BFL recommended"

@@ -78,3 +78,54 @@ def test_diffusion_in_low_bits_is_chosen_beside_the_checkpoint(page: Page, serve
     expect(page.locator("#model_status")).to_contain_text("Automatic")
     assert server.get_json("/sdapi/v1/options")["forge_unet_storage_dtype"] == "Automatic"
     assert js_errors == []
+
+
+def test_kontext_accordion_reference_changes_the_picture(page: Page, server, js_errors, tmp_path):
+    """Forge's Kontext accordion: with a reference uploaded and Enable on, the same seed gives another picture;
+    with Enable off again, the first one back (its PNG bytes compared)."""
+    from PIL import Image as PILImage
+
+    if not str(server.get_json("/sdapi/v1/options")["sd_model_checkpoint"]).startswith(FLUX):  # run alone
+        title = next(m["title"] for m in server.get_json("/sdapi/v1/sd-models") if m["title"].startswith(FLUX))
+        page.locator("#setting_sd_model_checkpoint input").click()
+        page.get_by_role("option", name=title, exact=True).click()
+        expect(page.locator("#model_status")).to_contain_text("Loaded in", timeout=60_000)
+    set_tiny_size(page)
+    page.locator("#txt2img_sampling input").click()
+    page.get_by_role("option", name="Euler", exact=True).click()
+    box = number_input(page, "txt2img_cfg_scale")
+    box.fill("1")
+    box.press("Enter")
+    seed = number_input(page, "txt2img_seed")
+    seed.fill("5")
+    seed.press("Enter")
+    page.locator("#txt2img_prompt textarea").fill("make it blue")
+    folder = server.data_dir / "outputs" / "txt2img-images"
+
+    def generate() -> bytes:
+        """Generate, and the pixels of the one new PNG once the page shows the result."""
+        before = set(folder.rglob("*.png")) if folder.exists() else set()
+        page.locator("#txt2img_generate").click()
+        for _ in range(240):  # the new file, then the page's infotext of it
+            new = sorted(set(folder.rglob("*.png")) - before) if folder.exists() else []
+            if new:
+                break
+            page.wait_for_timeout(250)
+        assert len(new) == 1, new
+        expect(page.locator("#txt2img_generate")).to_be_visible()
+        expect(page.locator("#html_info_txt2img")).to_contain_text("make it blue", timeout=60_000)
+        with PILImage.open(new[0]) as im:
+            return im.convert("RGB").tobytes()
+
+    plain = generate()
+    reference = tmp_path / "reference.png"
+    PILImage.radial_gradient("L").convert("RGB").resize((64, 64)).save(reference)
+    page.locator("#txt2img_kontext").get_by_text("Forge FluxKontext").click()
+    page.locator("#txt2img_kontext_image1 input[type=file]").set_input_files(str(reference))
+    expect(page.locator("#txt2img_kontext_image1 img")).to_be_visible()
+    page.locator("#txt2img_kontext_enabled input").check()
+    edited = generate()
+    assert edited != plain
+    page.locator("#txt2img_kontext_enabled input").uncheck()
+    assert generate() == plain
+    assert js_errors == []

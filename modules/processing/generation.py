@@ -214,7 +214,7 @@ class Job:
         """The pass's denoiser, with the job's ControlNet units (``hires_pass``: the hires fix's second pass)."""
         network, time_ids, neg_time_ids = self.family.network(self.model, self.p, width, height,
                                                               conditioning.batch_size, settings=self.settings,
-                                                              hires_pass=hires_pass)
+                                                              hires_pass=hires_pass, encode=self.encode)
         control = None
         if self.ctx.control is not None and self.ctx.control.active:
             control = self.ctx.control.for_pass(self.model, width, height, hires_pass, self.encode,
@@ -246,8 +246,9 @@ class Job:
             family = families.for_model(refiner)
             encoder = family.prompt_encoder(refiner, self.settings, self.ctx.refiner_embeddings)
             conditioning = make_conditioning(encoder)
+            # the refiner shares the latent space (checked at load): the job's encode serves its references too
             network, time_ids, neg_time_ids = family.network(refiner, self.p, width, height, conditioning.batch_size,
-                                                             settings=self.settings)
+                                                             settings=self.settings, encode=self.encode)
             return GuidedDenoiser(refiner, conditioning, self.p.cfg_scale, time_ids, neg_time_ids, None,
                                   hooks=self.ctx.denoiser_hooks, cfg_callbacks=self.ctx.cfg_callbacks,
                                   network=network)

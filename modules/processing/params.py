@@ -129,6 +129,9 @@ class GenerationParams(NullMeansDefault, NumbersAreNumbers):
     # The job's ControlNet units (``controlnet.units.ControlUnit``), from alwayson_scripts "ControlNet" or the
     # UI's accordion; never taken from API requests directly.
     controlnet_units: SkipJsonSchema[list[Any]] = Field(default_factory=list, exclude=True, max_length=10)
+    # Flux Kontext's reference images (``families.flux_kontext.KontextRequest``), from alwayson_scripts
+    # "Forge FluxKontext" or the UI's accordion; never taken from API requests directly.
+    kontext: SkipJsonSchema[Any] = Field(default=None, exclude=True)
     # A1111's sampler parameters; unset (None): the settings eta_ancestral / eta_ddim / s_churn ... (sampler_params)
     eta: float | None = Field(None, description="Eta: ancestral noise (1 = full) or DDIM's eta")
     s_min_uncond: float | None = Field(None, description="Negative guidance minimum sigma (NGMS); 0 = off")

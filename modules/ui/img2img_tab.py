@@ -21,7 +21,7 @@ from modules.processing.masking import INPAINT_AREAS, MASK_MODES, MASKED_CONTENT
 from modules.processing.params import Img2ImgParams
 from modules.runtime import Runtime
 from modules.script_registry import Prepared, TabScripts
-from modules.ui import common, controlnet_controls, script_controls
+from modules.ui import common, controlnet_controls, kontext_controls, script_controls
 
 MODES = ("img2img", "Sketch", "Inpaint", "Inpaint sketch", "Inpaint upload", "Batch")
 IMG2IMG, SKETCH, INPAINT, INPAINT_SKETCH, INPAINT_UPLOAD, BATCH = range(6)
@@ -109,6 +109,7 @@ def split_values(values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, A
     """(Img2ImgParams fields, UI-only values). Radios hold labels; the parameters take their indices."""
     data = common.ui_values(dict(values))
     data["controlnet_units"] = controlnet_controls.take_units(data, "img2img")
+    data["kontext"] = kontext_controls.take_request(data)
     ui = {key: data.pop(key) for key in UI_ONLY_FIELDS if key in data}
     for key, choices in RADIOS:
         if isinstance(data.get(key), str):
@@ -330,6 +331,7 @@ def build_img2img_tab(rt: Runtime) -> Img2ImgControls:
             script_controls.section(rt, tab, "seed")
             common.build_refiner_controls(rt, tab, f)
             controlnet_controls.build_accordion(rt, tab, f)
+            kontext_controls.build_accordion(tab, f)
             script_controls.scripts_area(rt, tab)
             f["script_name"] = script_controls.dropdown(rt, tab, "img2img_script")
             scripts = script_controls.selectable(rt, tab, f, postprocessing_names(rt))

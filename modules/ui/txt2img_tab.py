@@ -15,7 +15,7 @@ from modules import samplers
 from modules.processing import builtin_scripts, upscale
 from modules.processing.params import Txt2ImgParams
 from modules.runtime import Runtime
-from modules.ui import common, controlnet_controls, script_controls
+from modules.ui import common, controlnet_controls, kontext_controls, script_controls
 from modules.ui.common import error_html  # noqa: F401  (re-exported for app.py)
 
 
@@ -39,6 +39,7 @@ def params_from_values(values: dict[str, Any]) -> Txt2ImgParams:
     any left are dropped). Validation errors are user-readable (``common.stream_job``)."""
     data = common.ui_values(values)
     data["controlnet_units"] = controlnet_controls.take_units(data, "txt2img")
+    data["kontext"] = kontext_controls.take_request(data)
     for key in ("script_name", *builtin_scripts.ui_keys()):
         data.pop(key, None)
     if data.get("hr_sampler_name") == "Use same sampler":
@@ -128,6 +129,7 @@ def build_txt2img_tab(rt: Runtime) -> Txt2ImgControls:
             build_hires_controls(rt, f)
             common.build_refiner_controls(rt, tab, f)
             controlnet_controls.build_accordion(rt, tab, f)
+            kontext_controls.build_accordion(tab, f)
             script_controls.scripts_area(rt, tab)
             f["script_name"] = script_controls.dropdown(rt, tab, f"{tab}_script")
             scripts = script_controls.selectable(rt, tab, f)

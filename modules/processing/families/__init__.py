@@ -26,9 +26,11 @@ class SamplingFamily(Protocol):
         """An object with ``encode(texts) -> Conditioning`` and ``used_embeddings`` (``conditioning.PromptEncoder``)."""
 
     def network(self, model: Any, p: Any, width: int, height: int, batch: int, *, settings: Any = None,
-                hires_pass: bool = False) -> tuple[NetworkCall | None, torch.Tensor | None, torch.Tensor | None]:
+                hires_pass: bool = False, encode: Callable[[torch.Tensor], torch.Tensor] | None = None
+                ) -> tuple[NetworkCall | None, torch.Tensor | None, torch.Tensor | None]:
         """The network call for a pass at this size (None: the denoiser's own UNet call), and the (positive,
-        negative) extra conditioning rows (SDXL's size/crop time ids; None where the family has none)."""
+        negative) extra conditioning rows (SDXL's size/crop time ids; None where the family has none).
+        ``encode``: pixels in [-1, 1] -> the job's scaled latents (for reference images: Flux Kontext)."""
 
     def inpainting_conditioning(self, mask: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
         """An inpainting model's extra input: ``mask`` (1, 1, H, W) in [0, 1] at the pixels' size, ``latents`` the

@@ -110,7 +110,10 @@ def first_block_cache(transformer: Any, threshold: float) -> bool:
     return True
 
 
-def transformer_call(model: Any, guidance: float, cached: bool = False) -> Callable[..., torch.Tensor]:
+def transformer_call(model: Any, guidance: float, cached: bool = False,
+                     reference: tuple[torch.Tensor, torch.Tensor] | None = None) -> Callable[..., torch.Tensor]:
+    """The network call; ``reference``: Kontext's reference tokens and their positions, read beside the latents
+    (``flux_kontext``), the output for them dropped."""
     transformer = model.unet
     guided = bool(model.extra.get("guidance_embeds", False))
 
@@ -123,12 +126,17 @@ def transformer_call(model: Any, guidance: float, cached: bool = False) -> Calla
 
     def _forward(x: torch.Tensor, timestep: torch.Tensor, c: Conditioning, dtype: Any, device: Any, b: int, h: int,
                  w: int) -> torch.Tensor:
-        return transformer(
-            hidden_states=pack(x), timestep=timestep.to(dtype),
+        tokens, ids = pack(x), image_ids(h, w, device, dtype)
+        if reference is not None:
+            tokens = torch.cat([tokens, reference[0].to(device, dtype).expand(b, -1, -1)], dim=1)
+            ids = torch.cat([ids, reference[1].to(device, dtype)])
+        out = transformer(
+            hidden_states=tokens, timestep=timestep.to(dtype),
             guidance=torch.full((b,), float(guidance), device=device, dtype=torch.float32) if guided else None,
             pooled_projections=c.pooled.to(dtype), encoder_hidden_states=c.context.to(dtype),
             txt_ids=torch.zeros(c.context.shape[1], 3, device=device, dtype=dtype),
-            img_ids=image_ids(h, w, device, dtype), return_dict=False)[0]
+            img_ids=ids, return_dict=False)[0]
+        return out[:, :(h // 2) * (w // 2)]
 
     return call
 
@@ -142,12 +150,29 @@ class Flux:
         return FluxPromptEncoder(model, emphasis=settings.emphasis)
 
     def network(self, model: Any, p: Any, width: int, height: int, batch: int, *, settings: Any = None,
-                hires_pass: bool = False) -> tuple[Any, Any, Any]:
+                hires_pass: bool = False, encode: Callable[[torch.Tensor], torch.Tensor] | None = None
+                ) -> tuple[Any, Any, Any]:
         guidance = getattr(p, "hr_distilled_cfg" if hires_pass else "distilled_cfg_scale", None)
         threshold = float((settings or {}).get("flux_first_block_cache", 0.0) or 0.0)
         call = transformer_call(model, DEFAULT_DISTILLED_CFG if guidance is None else guidance,
-                                first_block_cache(model.unet, threshold))
+                                first_block_cache(model.unet, threshold),
+                                self._kontext_reference(model, p, width, height, encode))
         return call, None, None
+
+    @staticmethod
+    def _kontext_reference(model: Any, p: Any, width: int, height: int,
+                           encode: Callable[[torch.Tensor], torch.Tensor] | None) -> Any:
+        request = getattr(p, "kontext", None)
+        if request is None:
+            return None
+        from modules.processing.families import flux_kontext
+
+        if model.kind.inpainting:
+            raise FieldError(f"{request.where}.0", "Kontext reference images need a Flux.1 Kontext (or dev) "
+                                                   "checkpoint, not Flux.1 Fill")
+        if encode is None:
+            raise FieldError(f"{request.where}.0", "Kontext reference images are not available in this pass")
+        return flux_kontext.reference_tokens(request, (width, height), encode, id(model.vae))
 
     def inpainting_conditioning(self, mask: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
         """Flux.1 Fill's input after the latents: the blanked image's latents (16 channels), then the mask as each

@@ -7,6 +7,8 @@ from typing import Any, Callable
 
 import torch
 
+from modules.errors import FieldError
+
 from modules.processing import sampler_params
 from modules.processing.conditioning import PromptEncoder
 from modules.processing.sampling import cheap_preview
@@ -37,7 +39,7 @@ class StableDiffusion:
                              embeddings=embeddings.vectors() if embeddings is not None else None)
 
     def network(self, model: Any, p: Any, width: int, height: int, batch: int, *, settings: Any = None,
-                hires_pass: bool = False) -> tuple[Any, Any, Any]:
+                hires_pass: bool = False, encode: Any = None) -> tuple[Any, Any, Any]:
         time_ids, neg_time_ids = sdxl_time_ids(model, width, height, batch)
         return None, time_ids, neg_time_ids  # None: the denoiser's own UNet call
 
@@ -55,7 +57,10 @@ class StableDiffusion:
         return scheduler
 
     def check(self, p: Any, sampler: Any, schedule: Any, settings: Any = None) -> None:
-        return None
+        request = getattr(p, "kontext", None)
+        if request is not None:  # Forge's extension skips SD models silently; a field that does nothing is refused
+            raise FieldError(f"{request.where}.0", "Kontext reference images need a Flux checkpoint "
+                                                   "(Flux.1 Kontext dev)")
 
     def infotext(self, p: Any, model: Any, from_api: bool) -> dict[str, Any]:
         return {}
