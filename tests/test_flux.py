@@ -582,6 +582,44 @@ def test_euler_a_follows_the_rectified_flow_ancestral_step_written_out(dev_model
     assert err.value.field == "s_churn"
 
 
+def test_heun_steps_as_diffusers_flow_match_heun_scheduler(dev_model, tmp_path):
+    """Heun against diffusers' FlowMatchHeunDiscreteScheduler (shift 1, whose levels are our Normal schedule) on a
+    nonlinear velocity field, then txt2img: two evaluations a step, the last step Euler's, img2img part-way."""
+    from diffusers import FlowMatchHeunDiscreteScheduler
+
+    def velocity(x: torch.Tensor, s: float) -> torch.Tensor:
+        return torch.sin(3 * x) + s * x
+
+    ours = FlowMatchSampler("Heun", "Normal", {**DEV_SHIFT, "shift": 1.0, "use_dynamic_shifting": False}, 256)
+    theirs = FlowMatchHeunDiscreteScheduler(shift=1.0)
+    ours.set_timesteps(5)
+    theirs.set_timesteps(5)
+    assert torch.allclose(ours.timesteps, theirs.timesteps, atol=1e-3) and len(ours.timesteps) == 9  # 2 * 5 - 1
+    start = torch.randn(1, 4, 2, 2, generator=torch.Generator().manual_seed(3))
+    a, b = start.clone(), start.clone()
+    for t_ours, t_theirs in zip(ours.timesteps, theirs.timesteps):
+        a = ours.step(velocity(a, ours.sigma_of(t_ours)), t_ours, a)[0]
+        s_theirs = float(theirs.sigmas[theirs.step_index or 0])
+        b = theirs.step(velocity(b, s_theirs), t_theirs, b, return_dict=False)[0]
+    assert torch.allclose(a, b.float(), atol=1e-4), (a - b).abs().max()
+    assert not torch.allclose(a, _euler(start, velocity, ours), atol=1e-3)  # not Euler's path
+
+    from modules.processing.sampling import img2img_start
+
+    start = img2img_start(ours, 10, 6, "cpu")  # img2img's last 6 of 10 steps: 2 * 6 - 1 evaluations from level 4
+    assert start == 8 and len(ours.timesteps) - start == 11
+    assert ours.sigma_of(ours.timesteps[start]) == float(ours.sigmas[4])
+    result = run_txt2img(dev_model, tmp_path, prompt="a fox", steps=3, seed=5, cfg_scale=1.0, sampler_name="Heun")
+    assert np.asarray(result.images[0]).std() > 10 and "Sampler: Heun" in result.infotexts[0]
+
+
+def _euler(x: torch.Tensor, velocity, sampler: FlowMatchSampler) -> torch.Tensor:
+    sigmas = [float(v) for v in sampler.sigmas]
+    for s, s_next in zip(sigmas[:-1], sigmas[1:]):
+        x = x + (s_next - s) * velocity(x, s)
+    return x
+
+
 def test_a_file_that_is_no_module_chosen_as_one_is_named(dev_files, tmp_path):
     from safetensors.torch import save_file
 

@@ -17,7 +17,10 @@ Samplers: Euler (the flow ODE's Euler step, ``x += (s_next - s) v``), Euler a (t
 ComfyUI and Forge use: an Euler step down to ``s_down = s_next (1 + (s_next / s - 1) eta)``, then rescaled and
 renoised back to ``s_next`` with ``sqrt(s_next^2 - s_down^2 (1 - s_next)^2 / (1 - s_down)^2)`` of fresh noise
 from the image's own stream; eta 1 unless A1111's eta says otherwise) and DPM++ 2M (DPM-Solver++ 2M, data
-prediction, in ``lambda = log((1 - s) / s)``, first order at the first and last step as k-diffusion's).
+prediction, in ``lambda = log((1 - s) / s)``, first order at the first and last step as k-diffusion's) and Heun
+(k-diffusion's: an Euler step to ``s_next``, the velocity there, then the step again with the two velocities'
+mean; the last step, to 0, is Euler's). Heun's timesteps hold each level after the first twice, as diffusers'
+second-order schedulers do (``order`` 2), so the denoising loop evaluates the model twice a step unchanged.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-FLOW_SAMPLERS = ("Euler", "Euler a", "DPM++ 2M")
+FLOW_SAMPLERS = ("Euler", "Euler a", "DPM++ 2M", "Heun")
 FLOW_SCHEDULES = ("Automatic", "Simple", "Normal", "SGM Uniform", "Beta", "Karras", "Exponential")
 TRAIN_STEPS = 1000
 
@@ -109,20 +112,25 @@ class FlowMatchSampler:
         self.timesteps = torch.zeros(0)
         self._begin = 0
         self._previous_x0: torch.Tensor | None = None
+        self._heun_first: tuple[torch.Tensor, torch.Tensor, float, float] | None = None  # (x, v, s, s_next)
+        self.order = 2 if sampler_name == "Heun" else 1
         self.a1111_eta = 1.0  # Euler a's eta (A1111's "Eta for ancestral samplers")
 
     def set_timesteps(self, num_inference_steps: int, device: Any = None, **_: Any) -> None:
         values = np.append(levels(self.schedule, int(num_inference_steps), self.config, self.mu), 0.0)
         self.sigmas = torch.tensor(values, dtype=torch.float64)
-        self.timesteps = (self.sigmas[:-1] * TRAIN_STEPS).to(torch.float32).to(device)
-        self._begin, self._previous_x0 = 0, None
+        timesteps = (self.sigmas[:-1] * TRAIN_STEPS).to(torch.float32)
+        if self.order == 2:  # t0, t1, t1, t2, t2, ...: the second evaluation of a step is at the next level
+            timesteps = torch.cat([timesteps[:1], timesteps[1:].repeat_interleave(2)])
+        self.timesteps = timesteps.to(device)
+        self._begin, self._previous_x0, self._heun_first = 0, None, None
 
     def set_begin_index(self, begin_index: int = 0) -> None:
         self._begin = int(begin_index)
 
     def _index(self, t: Any) -> int:
-        value = float(t)
-        matches = (self.timesteps.cpu() - value).abs()
+        """The level of timestep ``t`` (its index in ``sigmas``)."""
+        matches = (self.sigmas[:-1] * TRAIN_STEPS - float(t)).abs()
         return int(torch.argmin(matches).item())
 
     def sigma_of(self, t: Any) -> float:
@@ -143,12 +151,19 @@ class FlowMatchSampler:
              generator: Any = None, **_: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """(next latents, the clean latents this step predicts); ``generator``: the images' noise streams (one, or
         one per image), for Euler a."""
-        i = self._index(timestep)
-        s, s_next = float(self.sigmas[i]), float(self.sigmas[i + 1])
         v = model_output.to(torch.float32)
         x = sample.to(torch.float32)
+        if self._heun_first is not None:  # Heun's second evaluation, at s_next
+            start, v_first, s, s_next = self._heun_first
+            self._heun_first = None
+            return start + (s_next - s) * (v_first + v) / 2, x - s_next * v
+        i = self._index(timestep)
+        s, s_next = float(self.sigmas[i]), float(self.sigmas[i + 1])
         x0 = x - s * v
-        if self.sampler_name == "Euler":
+        if self.sampler_name == "Heun" and s_next > 0.0:
+            self._heun_first = (x, v, s, s_next)
+            return x + (s_next - s) * v, x0
+        if self.sampler_name in ("Euler", "Heun"):
             nxt = x + (s_next - s) * v
         elif self.sampler_name == "Euler a":
             nxt = self._euler_ancestral(x, x0, s, s_next, generator)
