@@ -612,4 +612,7 @@ IMPLEMENTED = frozenset({
     # sampler parameters a request leaves unset (modules/processing/sampler_params.py)
     "eta_ancestral", "eta_ddim", "s_churn", "s_tmin", "s_tmax", "s_noise", "s_min_uncond",
     "img2img_extra_noise",  # img2img and the hires pass (modules/processing/generation.py Job.extra_noise)
+    # the taggers' caption (modules/interrogate: WD14 formats its tags as A1111 formats DeepBooru's)
+    "interrogate_keep_models_in_memory", "interrogate_return_ranks", "deepbooru_sort_alpha", "deepbooru_use_spaces",
+    "deepbooru_escape", "deepbooru_filter_tags",
 })

@@ -173,6 +173,7 @@ EXTRA_NETWORKS = ("extra_networks", "Extra Networks")
 SYSTEM = ("system", "System")
 EXTENSIONS = ("extensions", "Extensions")
 CONTROLNET = ("control_net", "ControlNet")
+INTERROGATE = ("interrogate", "Interrogate")
 
 
 def builtin_options() -> dict[str, OptionInfo]:
@@ -305,6 +306,13 @@ def builtin_options() -> dict[str, OptionInfo]:
                                              maximum=10, step=1, needs_reload_ui=True),
         "control_net_model_cache_size": OptionInfo(2, "Model cache size", CONTROLNET, minimum=1, maximum=10, step=1),
         "control_net_no_detectmap": OptionInfo(False, "Do not append detectmap to output", CONTROLNET),
+        # The WD14 tagger (img2text, modules/interrogate): which folder of models/wd14 ("": the first) and thresholds
+        "interrogate_wd14_model": OptionInfo("", "WD14 tagger: model folder (empty: the first in models/wd14)",
+                                             INTERROGATE, kind="str"),
+        "interrogate_wd14_general_threshold": OptionInfo(0.35, "WD14 tagger: general tags threshold", INTERROGATE,
+                                                         minimum=0.0, maximum=1.0, step=0.01),
+        "interrogate_wd14_character_threshold": OptionInfo(0.85, "WD14 tagger: character tags threshold",
+                                                           INTERROGATE, minimum=0.0, maximum=1.0, step=0.01),
         # Extensions (set on the Extensions tab; kept out of the Settings tab)
         "disabled_extensions": OptionInfo([], "Disable these extensions", EXTENSIONS, kind="list"),
         "disable_all_extensions": OptionInfo("none", "Disable all extensions (preserves the list of disabled "

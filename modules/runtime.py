@@ -55,6 +55,7 @@ class Runtime:
     controlnets: Any = None  # modules.controlnet.models.ControlNetRegistry
     controlnet_cache: Any = None  # modules.controlnet.models.ControlNetCache: loaded ControlNets
     modules: Any = None  # modules.models.additional_modules.AdditionalModules: text encoders / VAEs for Flux
+    interrogator: Any = None  # modules.interrogate.service.Interrogator: img2text
 
     # -- settings -------------------------------------------------------------------------------------------
     def job_settings(self, overrides: dict[str, Any] | None) -> JobSettings:
@@ -80,6 +81,24 @@ class Runtime:
         return {"parts": self.module_parts(values), "storage": source.get("forge_unet_storage_dtype") or "Automatic"}
 
     # -- jobs -----------------------------------------------------------------------------------------------
+    def submit_interrogate(self, image: Any, model: str, field: str = "model") -> Job:
+        """Queue a caption of ``image`` by ``model`` (clip, deepdanbooru, wd14): on the job queue, so a tagger
+        never runs beside a generation. An unknown model is a FieldError before queueing."""
+        from modules.errors import FieldError
+        from modules.interrogate.service import MODELS
+
+        if model not in MODELS:
+            raise FieldError(field, f"Model not found: {model}; expected one of {', '.join(MODELS)}")
+        if self.interrogator is None:
+            raise FieldError(field, "interrogation is not set up in this server")
+        settings = self.options.as_dict()
+
+        def run(job: Job) -> Any:
+            job.progress.set_textinfo(f"Interrogating with {model}")
+            return self.interrogator.interrogate(image, model, settings, field)
+
+        return self.jobs.submit("interrogate", run, description=f"Interrogate ({model})")
+
     def submit_load(self, name: str | None) -> Job:
         """Queue a checkpoint load (it runs between generations, never during one)."""
         info = self.manager.resolve(name)
@@ -556,5 +575,14 @@ def build_runtime(args: argparse.Namespace) -> Runtime:
                  styles=styles,
                  upscalers=upscalers, face_restorers=FaceRestorers.from_paths(paths, policy),
                  version=infotext.version_string(paths.install_dir), startup_notes=notes,
-                 controlnets=controlnets, controlnet_cache=ControlNetCache(), modules=additional)
+                 controlnets=controlnets, controlnet_cache=ControlNetCache(), modules=additional,
+                 interrogator=_interrogator(paths, policy))
     return rt
+
+
+def _interrogator(paths: Paths, policy: Any) -> Any:
+    from modules.interrogate.service import Interrogator
+
+    # decided when a model first loads: the device policy stays lazy (no torch import at start-up)
+    return Interrogator(paths.model_dirs("wd14"),
+                        gpu=lambda: getattr(policy.device_for("interrogate"), "type", "cpu") == "cuda")

@@ -86,7 +86,9 @@ def test_registry_has_every_key_with_a1111_defaults(opts: Options) -> None:
                                                         "max_job_megapixel_steps", "max_job_seconds",
                                                         "control_net_models_path", "control_net_modules_path",
                                                         "control_net_unit_count",
-                                                        "control_net_model_cache_size", "control_net_no_detectmap"]
+                                                        "control_net_model_cache_size", "control_net_no_detectmap",
+                                                        "interrogate_wd14_model", "interrogate_wd14_general_threshold",
+                                                        "interrogate_wd14_character_threshold"]
     for key, fact in a1111_settings.A1111_SETTINGS.items():
         assert opts.get(key) == fact.default, key
         assert registry[key].kind == fact.kind, key

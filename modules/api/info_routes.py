@@ -107,14 +107,17 @@ def build_info_router(rt: Runtime) -> APIRouter:
         return []  # hypernetworks are not supported (A1111 deprecated them); an empty list, as with none installed
 
     @router.post("/interrogate")
-    def interrogate(req: InterrogateRequest) -> JSONResponse:
-        if req.model not in ("clip", "deepdanbooru"):
+    def interrogate(req: InterrogateRequest) -> Any:
+        """A1111's caption of an image: ``{"caption": ...}``; "wd14" is ours besides "clip" and "deepdanbooru".
+        An unknown model is A1111's 404 (naming the field); a model without its files a 422 saying which."""
+        from modules.interrogate.service import MODELS
+
+        if req.model not in MODELS:
             return JSONResponse(status_code=404, content={"error": "Model not found", "detail": [
-                {"loc": ["body", "model"], "msg": f"Model not found: {req.model}", "type": "value_error"}]})
-        # a 4xx, not 501: the client asked for something this server cannot do; nothing on our side failed
-        return JSONResponse(status_code=422, content={"error": "Not available", "detail": [
-            {"loc": ["body", "model"], "msg": f"interrogate with {req.model} needs a captioning model, and none is "
-                                              "installed in this version", "type": "value_error"}]})
+                {"loc": ["body", "model"], "msg": f"Model not found: {req.model}; expected one of "
+                                                  f"{', '.join(MODELS)}", "type": "value_error"}]})
+        image = decode_base64_to_image(req.image, "image")
+        return {"caption": rt.submit_interrogate(image, req.model).wait()}
 
     from modules.cmd_args import admin_refusal
 

@@ -35,6 +35,7 @@ class PromptRow:
     token_counter: Any
     negative_counter: Any
     refresh_styles: Any
+    interrogate: Any = None  # img2img's "Interrogate WD14" (img2text into the prompt)
 
 
 @dataclass
@@ -52,8 +53,9 @@ class OutputPanel:
     selected: Any = None  # gr.State: index of the gallery image the user clicked
 
 
-def build_prompt_row(rt: Runtime, tab: str, f: dict[str, Any]) -> PromptRow:
-    """Prompt and negative prompt with token counters, styles, Generate / Interrupt / Skip and ↙."""
+def build_prompt_row(rt: Runtime, tab: str, f: dict[str, Any], interrogate: bool = False) -> PromptRow:
+    """Prompt and negative prompt with token counters, styles, Generate / Interrupt / Skip and ↙; with
+    ``interrogate`` (img2img) the caption button under them, as A1111's Interrogate buttons sit there."""
     with gr.Row(elem_id=f"{tab}_toprow"):
         with gr.Column(scale=6):
             f["prompt"] = gr.Textbox(label="Prompt", elem_id=f"{tab}_prompt", lines=3,
@@ -75,7 +77,8 @@ def build_prompt_row(rt: Runtime, tab: str, f: dict[str, Any]) -> PromptRow:
                 skip = gr.Button("Skip", elem_id=f"{tab}_skip")
             # ↙: read generation parameters from the prompt, or from the last generation if the prompt is empty
             paste = gr.Button("↙️", elem_id=f"{tab}_paste", min_width=40)
-    return PromptRow(generate, interrupt, skip, paste, token_counter, negative_counter, refresh_styles)
+            caption = gr.Button("Interrogate WD14", elem_id="wd14_interrogate", size="sm") if interrogate else None
+    return PromptRow(generate, interrupt, skip, paste, token_counter, negative_counter, refresh_styles, caption)
 
 
 def build_sampler_controls(rt: Runtime, tab: str, f: dict[str, Any]) -> None:

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from modules.errors import FieldError
+from modules.jobs import JobFailed
 from modules.processing import builtin_scripts, imageops, masking
 from modules.processing.masking import INPAINT_AREAS, MASK_MODES, MASKED_CONTENT
 from modules.processing.params import Img2ImgParams
@@ -246,7 +247,7 @@ def build_img2img_tab(rt: Runtime) -> Img2ImgControls:
     tab = "img2img"
     f: dict[str, Any] = {}
     images: dict[str, Any] = {}
-    row = common.build_prompt_row(rt, tab, f)
+    row = common.build_prompt_row(rt, tab, f, interrogate=True)
     mode = common.page_set_number(IMG2IMG, "img2img_mode_index")
     with gr.Row():
         with gr.Column(scale=1):
@@ -363,6 +364,19 @@ def build_img2img_tab(rt: Runtime) -> Img2ImgControls:
         return imageops.snap_size(image.width), imageops.snap_size(image.height)
 
     detect.click(detect_size, inputs=[mode, *image_list], outputs=[f["width"], f["height"]], queue=False)
+
+    def interrogate(mode_index: int, prompt: str, *values: Any) -> tuple[Any, str]:
+        """The current mode's image captioned by the WD14 tagger, into the prompt (A1111's Interrogate)."""
+        try:
+            image, _ = init_and_mask(mode_index, dict(zip(image_keys, values)), 0, 0)
+            caption = rt.submit_interrogate(image, "wd14").wait()
+        except (FieldError, JobFailed) as err:
+            cause = getattr(err, "cause", None) or err
+            return gr.update(value=prompt), common.error_html(str(cause))
+        return gr.update(value=caption), ""
+
+    row.interrogate.click(interrogate, inputs=[mode, f["prompt"], *image_list],
+                          outputs=[f["prompt"], output.progress], concurrency_limit=None, show_progress="hidden")
 
     target_modes = {"img2img_image": IMG2IMG, "img2img_sketch": SKETCH, "img2maskimg": INPAINT,
                     "inpaint_sketch": INPAINT_SKETCH}

@@ -85,19 +85,9 @@ def load(det_path: Path, pose_path: Path) -> DWPose:
 
 
 def _session(path: Path) -> Any:
-    import onnxruntime as ort
+    from modules.onnx_sessions import open_session
 
-    if not path.is_file():
-        raise FileNotFoundError(f"DWPose model file not found: {path}")
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # errors only: the released models make onnxruntime warn about unused initialisers
-    providers = ["CPUExecutionProvider"]
-    if "CUDAExecutionProvider" in ort.get_available_providers():
-        providers.insert(0, "CUDAExecutionProvider")
-    try:
-        return ort.InferenceSession(str(path), sess_options=options, providers=providers)
-    except Exception as error:  # onnxruntime raises its own exception types for unreadable or invalid graphs
-        raise ValueError(f"{path.name} is not a valid ONNX model ({path}): {error}") from error
+    return open_session(path)
 
 
 def _static(dim: Any) -> Optional[int]:

@@ -1,0 +1,79 @@
+"""Interrogation as requests name it: ``model`` "clip" and "deepdanbooru" (A1111's) or "wd14" (ours, the tagger
+folder chosen by ``interrogate_wd14_model``, else the first). Models load on first use, on the interrogate device
+(the CPU unless a GPU provider exists and ``--use-cpu`` does not name interrogate), and are dropped after each
+caption unless ``interrogate_keep_models_in_memory``. One caption at a time."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Callable
+
+from PIL import Image
+
+from modules.errors import FieldError
+from modules.interrogate import tags, wd14
+
+MODELS = ("clip", "deepdanbooru", "wd14")
+WD14_HINT = ("put a WD14 tagger folder (model.onnx and selected_tags.csv, e.g. SmilingWolf/wd-vit-tagger-v3 from "
+             "Hugging Face) in {where}")
+
+
+class Interrogator:
+    def __init__(self, wd14_dirs: Sequence[Path], gpu: Callable[[], bool] = lambda: False) -> None:
+        self.wd14_dirs = tuple(wd14_dirs)
+        self.gpu = gpu  # asked when a model loads: whether the interrogate device is a CUDA GPU
+        self._lock = threading.Lock()
+        self._kept: dict[str, Any] = {}  # loaded models kept between captions: key -> model
+
+    def wd14_names(self) -> list[str]:
+        return list(wd14.find(self.wd14_dirs))
+
+    def interrogate(self, image: Image.Image, model: str, settings: Mapping[str, Any], field: str = "model") -> str:
+        """The caption of ``image``; a FieldError naming ``field`` when ``model`` is unknown or has no files."""
+        if model not in MODELS:
+            raise FieldError(field, f"Model not found: {model}; expected one of {', '.join(MODELS)}")
+        if model != "wd14":
+            raise FieldError(field, f"interrogate with {model} needs a captioning model, and none is installed in "
+                                    "this version (wd14 is: " + WD14_HINT.format(where=self._where()) + ")")
+        with self._lock:
+            tagger = self._wd14(settings, field)
+            try:
+                return self._wd14_caption(tagger, image, settings)
+            finally:
+                if not settings.get("interrogate_keep_models_in_memory", False):
+                    self._kept.clear()
+
+    def unload(self) -> None:
+        with self._lock:
+            self._kept.clear()
+
+    def _where(self) -> str:
+        return str(self.wd14_dirs[0]) if self.wd14_dirs else "models/wd14"
+
+    def _wd14(self, settings: Mapping[str, Any], field: str) -> wd14.Tagger:
+        found = wd14.find(self.wd14_dirs)
+        if not found:
+            raise FieldError(field, "no WD14 tagger found: " + WD14_HINT.format(where=self._where()))
+        wanted = str(settings.get("interrogate_wd14_model", "") or "")
+        if wanted and wanted not in found:
+            raise FieldError(field, f"the WD14 tagger {wanted!r} (setting interrogate_wd14_model) is not in "
+                                    f"{self._where()}; found: {', '.join(found)}")
+        name = wanted or next(iter(found))
+        key = f"wd14/{name}"
+        if key not in self._kept:
+            try:
+                self._kept = {key: wd14.load(found[name], gpu=self.gpu())}
+            except (ValueError, OSError) as err:
+                raise FieldError(field, f"the WD14 tagger {name} cannot be read: {err}") from None
+        return self._kept[key]
+
+    @staticmethod
+    def _wd14_caption(tagger: wd14.Tagger, image: Image.Image, settings: Mapping[str, Any]) -> str:
+        prediction = wd14.predict(tagger, image)
+        general = tags.selected(prediction.general.items(),
+                                float(settings.get("interrogate_wd14_general_threshold", 0.35)))
+        characters = tags.selected(prediction.characters.items(),
+                                   float(settings.get("interrogate_wd14_character_threshold", 0.85)))
+        return tags.caption({**characters, **general}, tags.TagFormat.of(settings))

@@ -1,0 +1,161 @@
+"""img2text: A1111's tag formatting, the WD14 tagger on a tiny ONNX model whose scores are known in closed form
+(``tests/support/tiny_wd14.py``), and ``POST /sdapi/v1/interrogate`` on a real server."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from modules.errors import FieldError
+from modules.interrogate import tags, wd14
+from modules.interrogate.service import Interrogator
+from tests.support import tiny_wd14
+from tests.test_ui_browser import browser, js_errors, page, page_errors  # noqa: F401  (this module's server)
+
+TAGS = [("general", 9), ("sensitive", 9), ("questionable", 9), ("explicit", 9), ("1girl", 0), ("long_hair", 0),
+        ("smile", 0), ("^_^", 0), ("bow_(weapon)", 0), ("solo", 0), ("hatsune_miku", 4), ("kagamine_rin", 4)]
+# Scores of a pure red picture (BGR mean 0, 0, 255), set through the bias; other colours move them by the weights.
+AT_RED = [0.6, 0.3, 0.05, 0.01, 0.99, 0.2, 0.45, 0.8, 0.7, 0.31, 0.9, 0.5]
+WEIGHTS = np.random.RandomState(7).normal(0.0, 6.0 / 255.0, (3, len(TAGS)))
+BIAS = np.log(np.array(AT_RED) / (1 - np.array(AT_RED))) - np.array([0.0, 0.0, 255.0]) @ WEIGHTS
+
+
+@pytest.fixture(scope="module")
+def tagger_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models") / "wd14"
+    tiny_wd14.write(root / "wd-vit-tagger-v3", TAGS, WEIGHTS, BIAS, size=32)
+    return root
+
+
+def _scores(mean_bgr) -> dict[str, float]:
+    return dict(zip([t for t, _ in TAGS], tiny_wd14.expected_scores(mean_bgr, WEIGHTS, BIAS)))
+
+
+def test_a1111s_tag_formatting():
+    scores = {"long_hair": 0.9, "smile": 0.6, "bow_(weapon)": 0.7, "^_^": 0.8, "solo": 0.55}
+    assert tags.caption(scores, tags.TagFormat()) == "^_^, bow \\(weapon\\), long hair, smile, solo"  # A1111's defaults
+    by_score = tags.TagFormat(sort_alpha=False, use_spaces=False, escape=False, filter_tags="solo, long hair",
+                              include_ranks=True)
+    assert tags.caption(scores, by_score) == "(^_^:0.800), (bow_(weapon):0.700), (smile:0.600)"
+    assert tags.selected([("a", 0.5), ("b", 0.49), ("a", 0.1)], 0.5) == {"a": 0.5}  # at the threshold: kept
+    style = tags.TagFormat.of({"deepbooru_sort_alpha": False, "deepbooru_escape": False,
+                               "interrogate_return_ranks": True})
+    assert (style.sort_alpha, style.use_spaces, style.escape, style.include_ranks) == (False, True, False, True)
+
+
+def test_wd14_scores_the_image_as_the_reference_tagger_prepares_it(tagger_dir):
+    tagger = wd14.load(tagger_dir / "wd-vit-tagger-v3")
+    assert (tagger.size, tagger.input_name, len(tagger.names)) == (32, "input", len(TAGS))
+    red = Image.new("RGB", (32, 32), (255, 0, 0))
+    got = wd14.predict(tagger, red)
+    expected = _scores([0, 0, 255])  # BGR
+    for name, score in {**got.ratings, **got.general, **got.characters}.items():
+        assert abs(score - expected[name]) < 1e-5, name
+    assert set(got.ratings) == {"general", "sensitive", "questionable", "explicit"}
+    assert set(got.characters) == {"hatsune_miku", "kagamine_rin"}
+    assert got.rating == max(got.ratings, key=got.ratings.get)
+    # a 32x16 picture is centred on a white square: 8 white rows above and below
+    wide = wd14.predict(tagger, Image.new("RGB", (32, 16), (0, 0, 255)))
+    half = _scores([(255 + 255) / 2, 255 / 2, 255 / 2])
+    assert all(abs(wide.general[t] - half[t]) < 1e-5 for t in wide.general)
+    # transparency is white; a larger picture is resized to the model's size (uniform colour: the same means)
+    clear = wd14.predict(tagger, Image.new("RGBA", (64, 64), (10, 20, 30, 0)))
+    white = _scores([255, 255, 255])
+    assert all(abs(clear.general[t] - white[t]) < 1e-4 for t in clear.general)
+
+
+def test_wd14_caption_takes_both_thresholds_and_a1111s_format(tagger_dir):
+    service = Interrogator([tagger_dir])
+    red = Image.new("RGB", (32, 32), (255, 0, 0))
+    settings = {"interrogate_wd14_general_threshold": 0.3, "interrogate_wd14_character_threshold": 0.6,
+                "deepbooru_sort_alpha": False, "deepbooru_use_spaces": True, "deepbooru_escape": True}
+    expected = _scores([0, 0, 255])
+    general = [t for t, c in TAGS if c == 0 and expected[t] >= 0.3]
+    characters = [t for t, c in TAGS if c == 4 and expected[t] >= 0.6]
+    chosen = sorted(general + characters, key=lambda t: -expected[t])
+    assert chosen, "the fixture's weights must give some tags"
+    assert chosen == ["1girl", "hatsune_miku", "^_^", "bow_(weapon)", "smile", "solo"]  # AT_RED, by score
+    caption = service.interrogate(red, "wd14", settings)
+    assert caption == "1girl, hatsune miku, ^_^, bow \\(weapon\\), smile, solo"
+    assert not any(r in service.interrogate(red, "wd14", settings) for r in ("sensitive", "questionable"))
+
+
+def test_interrogate_errors_name_the_field_and_the_files(tagger_dir, tmp_path):
+    red = Image.new("RGB", (8, 8), (255, 0, 0))
+    with pytest.raises(FieldError) as err:
+        Interrogator([tmp_path / "nothing"]).interrogate(red, "wd14", {})
+    assert err.value.field == "model" and "model.onnx" in str(err.value) and "nothing" in str(err.value)
+    with pytest.raises(FieldError) as err:
+        Interrogator([tagger_dir]).interrogate(red, "wd14", {"interrogate_wd14_model": "wd-missing"})
+    assert "wd-vit-tagger-v3" in str(err.value)
+    broken = tmp_path / "wd14" / "broken"
+    broken.mkdir(parents=True)
+    (broken / "model.onnx").write_bytes(b"not onnx")
+    (broken / "selected_tags.csv").write_text("tag_id,name,category,count\n1,a,0,1\n")
+    with pytest.raises(FieldError) as err:
+        Interrogator([tmp_path / "wd14"]).interrogate(red, "wd14", {})
+    assert "broken" in str(err.value) and "model.onnx" in str(err.value)
+    with pytest.raises(FieldError):
+        Interrogator([tagger_dir]).interrogate(red, "blip2", {})
+
+
+def _b64(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+@pytest.fixture(scope="module")
+def server(tagger_dir, tmp_path_factory):
+    import shutil
+
+    from tests.support.server import make_data_dir, running_server, wait_for_model
+
+    data = make_data_dir(tmp_path_factory.mktemp("interrogate-server"))
+    shutil.copytree(tagger_dir, data / "models" / "wd14")
+    with running_server(data) as srv:
+        wait_for_model(srv)
+        yield srv
+
+
+def test_interrogate_api_answers_as_a1111(server):
+    red = _b64(Image.new("RGB", (32, 32), (255, 0, 0)))
+    status, body = server.request("POST", "/sdapi/v1/interrogate", {"image": red, "model": "wd14"})
+    assert status == 200 and set(body) == {"caption"}, body
+    assert body["caption"] == "1girl, ^_^, bow \\(weapon\\), hatsune miku, smile"  # defaults: 0.35 / 0.85, a-z
+    status, body = server.request("POST", "/sdapi/v1/interrogate", {"image": red, "model": "blip2"})
+    assert status == 404 and body["detail"][0]["loc"] == ["body", "model"]  # A1111's answer
+    status, body = server.request("POST", "/sdapi/v1/interrogate", {"image": red, "model": "clip"})
+    assert status == 422 and body["detail"][0]["loc"] == ["body", "model"]
+    status, body = server.request("POST", "/sdapi/v1/interrogate", {"image": "not base64!", "model": "wd14"})
+    assert 400 <= status < 500 and "image" in str(body)
+    status, body = server.request("POST", "/sdapi/v1/options", {"interrogate_wd14_general_threshold": 0.9,
+                                                                 "interrogate_return_ranks": True})
+    assert status == 200, body
+    status, body = server.request("POST", "/sdapi/v1/interrogate", {"image": red, "model": "wd14"})
+    assert status == 200 and body["caption"] == "(1girl:0.990), (hatsune miku:0.900)"  # the server is still there
+    status, body = server.request("POST", "/sdapi/v1/options", {"interrogate_wd14_general_threshold": 0.35,
+                                                                 "interrogate_return_ranks": False})
+    assert status == 200, body
+
+
+def test_interrogate_button_puts_the_caption_into_the_img2img_prompt(page, server, js_errors, tmp_path):
+    from playwright.sync_api import expect
+
+    picture = tmp_path / "red.png"
+    Image.new("RGB", (32, 32), (255, 0, 0)).save(picture)
+    page.get_by_role("tab", name="img2img").first.click()
+    button = page.locator("#wd14_interrogate")
+    button.click()  # no image yet: a readable message, the prompt untouched
+    expect(page.locator("#img2img_results, #html_info_img2img, body").first).to_contain_text("upload an image")
+    page.locator("#img2img_image input[type=file]").set_input_files(str(picture))
+    expect(page.locator("#img2img_image img")).to_be_visible()
+    page.locator("#img2img_prompt textarea").fill("old prompt")
+    button.click()
+    expect(page.locator("#img2img_prompt textarea")).to_have_value("1girl, ^_^, bow \\(weapon\\), hatsune miku, smile",
+                                                                  timeout=60_000)
+    assert js_errors == []
