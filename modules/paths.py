@@ -41,6 +41,7 @@ MODEL_FOLDERS: dict[str, str] = {
     "clip": "CLIP",
     "controlnet": "ControlNet",
     "wd14": "wd14",  # WD14 tagger folders (model.onnx + selected_tags.csv), for img2text
+    "deepbooru": "torch_deepdanbooru",  # A1111's: model-resnet_custom_v3.pt
     "embeddings": "embeddings",  # models/embeddings is searched too, besides <data-dir>/embeddings
     "text_encoder": "text_encoder",  # Forge's; ComfyUI's text_encoders and clip are searched too
 }

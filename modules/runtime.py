@@ -585,4 +585,5 @@ def _interrogator(paths: Paths, policy: Any) -> Any:
 
     # decided when a model first loads: the device policy stays lazy (no torch import at start-up)
     return Interrogator(paths.model_dirs("wd14"),
-                        gpu=lambda: getattr(policy.device_for("interrogate"), "type", "cpu") == "cuda")
+                        gpu=lambda: getattr(policy.device_for("interrogate"), "type", "cpu") == "cuda",
+                        deepbooru_dirs=paths.model_dirs("deepbooru"))

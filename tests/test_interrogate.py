@@ -115,8 +115,12 @@ def server(tagger_dir, tmp_path_factory):
 
     from tests.support.server import make_data_dir, running_server, wait_for_model
 
+    from modules.interrogate import deepbooru
+    from tests.support import tiny_deepbooru
+
     data = make_data_dir(tmp_path_factory.mktemp("interrogate-server"))
     shutil.copytree(tagger_dir, data / "models" / "wd14")
+    tiny_deepbooru.write(data / "models" / "torch_deepdanbooru" / deepbooru.FILE, DANBOORU_TAGS)
     with running_server(data) as srv:
         wait_for_model(srv)
         yield srv
@@ -131,6 +135,8 @@ def test_interrogate_api_answers_as_a1111(server):
     assert status == 404 and body["detail"][0]["loc"] == ["body", "model"]  # A1111's answer
     status, body = server.request("POST", "/sdapi/v1/interrogate", {"image": red, "model": "clip"})
     assert status == 422 and body["detail"][0]["loc"] == ["body", "model"]
+    status, body = server.request("POST", "/sdapi/v1/interrogate", {"image": red, "model": "deepdanbooru"})
+    assert status == 200 and set(body) == {"caption"} and "rating" not in body["caption"], body
     status, body = server.request("POST", "/sdapi/v1/interrogate", {"image": "not base64!", "model": "wd14"})
     assert 400 <= status < 500 and "image" in str(body)
     status, body = server.request("POST", "/sdapi/v1/options", {"interrogate_wd14_general_threshold": 0.9,
@@ -158,4 +164,113 @@ def test_interrogate_button_puts_the_caption_into_the_img2img_prompt(page, serve
     button.click()
     expect(page.locator("#img2img_prompt textarea")).to_have_value("1girl, ^_^, bow \\(weapon\\), hatsune miku, smile",
                                                                   timeout=60_000)
+    page.locator("#deepbooru").click()  # A1111's DeepBooru button: the tiny model's tags, none a rating
+    expect(page.locator("#img2img_prompt textarea")).not_to_have_value("1girl, ^_^, bow \\(weapon\\), hatsune miku, "
+                                                                      "smile", timeout=60_000)
+    assert "rating" not in page.locator("#img2img_prompt textarea").input_value()
     assert js_errors == []
+
+
+# -- DeepBooru -------------------------------------------------------------------------------------------------------
+
+DANBOORU_TAGS = ["1girl", "solo", "long_hair", "rating:safe", "smile", "(9)", "blue_eyes"]
+
+
+def _same_padded(x, kernel: int, stride: int, value: float = 0.0):
+    """TensorFlow's "same" padding from its formula: total = max((ceil(n / s) - 1) s + k - n, 0), the extra
+    one at the end."""
+    import math
+
+    import torch.nn.functional as F
+
+    pads = []
+    for n in (x.shape[3], x.shape[2]):
+        total = max((math.ceil(n / stride) - 1) * stride + kernel - n, 0)
+        pads += [total // 2, total - total // 2]
+    return F.pad(x, pads, value=value)
+
+
+def _reference_forward(weights, images):
+    """The network computed from its description (not from modules.interrogate.deepbooru's forward): convs by
+    their numbers, "same" padding from TensorFlow's formula, the blocks' residual sums."""
+    import torch
+    import torch.nn.functional as F
+
+    from modules.interrogate.deepbooru import plan
+
+    def conv(i, x, stride=1):
+        w = weights[f"n_Conv_{i}.weight"]
+        return F.conv2d(_same_padded(x, w.shape[-1], stride), w, weights.get(f"n_Conv_{i}.bias"), stride=stride)
+
+    x = F.relu(conv(0, images.permute(0, 3, 1, 2), 2))
+    x = F.max_pool2d(_same_padded(x, 3, 2, float("-inf")), 3, 2)
+    for block in plan():
+        stride = 1 if block.kind in ("first1", "identity") else 2
+        a, b, c = block.convs
+        y = conv(c, F.relu(conv(b, F.relu(conv(a, x)), stride)))
+        shortcut = x if block.shortcut is None else conv(block.shortcut, x, 1 if block.kind == "first1" else 2)
+        x = F.relu(y + shortcut)
+    return torch.sigmoid(conv(178, x).mean(dim=(2, 3)))
+
+
+def test_deepbooru_reads_the_released_layout_and_computes_its_network(tmp_path):
+    import torch
+
+    from modules.interrogate import deepbooru
+    from tests.support import tiny_deepbooru
+
+    path = tmp_path / "torch_deepdanbooru" / deepbooru.FILE
+    weights = tiny_deepbooru.write(path, DANBOORU_TAGS)
+    model = deepbooru.load(path)
+    assert model.tags == DANBOORU_TAGS and sum(1 for _ in model.parameters()) == 2 * deepbooru.CONVS - 1
+    picture = Image.fromarray(np.random.RandomState(2).randint(0, 255, (300, 200, 3)).astype(np.uint8))
+    images = deepbooru.prepare(picture)
+    assert images.shape == (1, 512, 512, 3) and 0.0 <= float(images.min()) and float(images.max()) <= 1.0
+    with torch.inference_mode():
+        ours, theirs = model(images), _reference_forward(weights, images)
+    assert torch.allclose(ours, theirs, atol=1e-5)
+    scores = deepbooru.predict(model, picture)
+    assert "rating:safe" not in scores and set(scores) == set(DANBOORU_TAGS) - {"rating:safe"}
+
+
+def test_deepbooru_caption_and_a_file_of_another_layout(tmp_path):
+    import torch
+
+    from modules.interrogate import deepbooru
+    from tests.support import tiny_deepbooru
+
+    folder = tmp_path / "torch_deepdanbooru"
+    tiny_deepbooru.write(folder / deepbooru.FILE, DANBOORU_TAGS)
+    service = Interrogator([], deepbooru_dirs=[folder])
+    picture = Image.new("RGB", (64, 64), (200, 30, 30))
+    scores = deepbooru.predict(deepbooru.load(folder / deepbooru.FILE), picture)
+    for threshold in (0.0, 0.5, 1.01):
+        expected = tags.caption({t: p for t, p in scores.items() if p >= threshold}, tags.TagFormat())
+        got = service.interrogate(picture, "deepdanbooru", {"interrogate_deepbooru_score_threshold": threshold})
+        assert got == expected
+    assert "\\(9\\)" in service.interrogate(picture, "deepdanbooru", {"interrogate_deepbooru_score_threshold": 0.0})
+    torch.save({"n_Conv_0.weight": torch.zeros(1)}, str(tmp_path / "other.pt"))
+    with pytest.raises(ValueError, match="tag list"):
+        deepbooru.load(tmp_path / "other.pt")
+    with pytest.raises(FieldError) as err:
+        Interrogator([], deepbooru_dirs=[tmp_path / "none"]).interrogate(picture, "deepdanbooru", {})
+    assert deepbooru.FILE in str(err.value) and "none" in str(err.value)
+    unsafe = tmp_path / "unsafe" / deepbooru.FILE  # a pickle that would run code: refused, named, nothing else lost
+    unsafe.parent.mkdir()
+    import pickle
+
+    class Boom:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    unsafe.write_bytes(pickle.dumps({"tags": ["a"], "x": Boom()}))
+    with pytest.raises(FieldError) as err:
+        Interrogator([], deepbooru_dirs=[unsafe.parent]).interrogate(picture, "deepdanbooru", {})
+    assert deepbooru.FILE in str(err.value)
+
+
+def test_the_interrogate_benchmark_runs_in_its_dry_run(capsys):
+    from tests.benchmarks import interrogate_speed
+
+    assert interrogate_speed.main(["--dry-run", "--repeats", "1"]) == 0
+    assert "caption" in capsys.readouterr().out

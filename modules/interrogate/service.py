@@ -1,5 +1,5 @@
-"""Interrogation as requests name it: ``model`` "clip" and "deepdanbooru" (A1111's) or "wd14" (ours, the tagger
-folder chosen by ``interrogate_wd14_model``, else the first). Models load on first use, on the interrogate device
+"""Interrogation as requests name it: ``model`` "deepdanbooru" (A1111's DeepBooru, ``deepbooru``), "wd14" (ours,
+the tagger folder chosen by ``interrogate_wd14_model``, else the first) and "clip" (A1111's, not built yet). Models load on first use, on the interrogate device
 (the CPU unless a GPU provider exists and ``--use-cpu`` does not name interrogate), and are dropped after each
 caption unless ``interrogate_keep_models_in_memory``. One caption at a time."""
 
@@ -13,7 +13,8 @@ from typing import Any, Callable
 from PIL import Image
 
 from modules.errors import FieldError
-from modules.interrogate import tags, wd14
+from modules.interrogate import deepbooru, tags, wd14
+from modules.models.types import ModelFileError
 
 MODELS = ("clip", "deepdanbooru", "wd14")
 WD14_HINT = ("put a WD14 tagger folder (model.onnx and selected_tags.csv, e.g. SmilingWolf/wd-vit-tagger-v3 from "
@@ -21,8 +22,10 @@ WD14_HINT = ("put a WD14 tagger folder (model.onnx and selected_tags.csv, e.g. S
 
 
 class Interrogator:
-    def __init__(self, wd14_dirs: Sequence[Path], gpu: Callable[[], bool] = lambda: False) -> None:
+    def __init__(self, wd14_dirs: Sequence[Path], gpu: Callable[[], bool] = lambda: False,
+                 deepbooru_dirs: Sequence[Path] = ()) -> None:
         self.wd14_dirs = tuple(wd14_dirs)
+        self.deepbooru_dirs = tuple(deepbooru_dirs)
         self.gpu = gpu  # asked when a model loads: whether the interrogate device is a CUDA GPU
         self._lock = threading.Lock()
         self._kept: dict[str, Any] = {}  # loaded models kept between captions: key -> model
@@ -34,13 +37,14 @@ class Interrogator:
         """The caption of ``image``; a FieldError naming ``field`` when ``model`` is unknown or has no files."""
         if model not in MODELS:
             raise FieldError(field, f"Model not found: {model}; expected one of {', '.join(MODELS)}")
-        if model != "wd14":
-            raise FieldError(field, f"interrogate with {model} needs a captioning model, and none is installed in "
-                                    "this version (wd14 is: " + WD14_HINT.format(where=self._where()) + ")")
+        if model == "clip":
+            raise FieldError(field, "Interrogate CLIP (BLIP and CLIP) is not built in this version; the taggers "
+                                    "deepdanbooru and wd14 are")
         with self._lock:
-            tagger = self._wd14(settings, field)
             try:
-                return self._wd14_caption(tagger, image, settings)
+                if model == "deepdanbooru":
+                    return self._deepbooru_caption(image, settings, field)
+                return self._wd14_caption(self._wd14(settings, field), image, settings)
             finally:
                 if not settings.get("interrogate_keep_models_in_memory", False):
                     self._kept.clear()
@@ -51,6 +55,22 @@ class Interrogator:
 
     def _where(self) -> str:
         return str(self.wd14_dirs[0]) if self.wd14_dirs else "models/wd14"
+
+    def _deepbooru_caption(self, image: Image.Image, settings: Mapping[str, Any], field: str) -> str:
+        """A1111's Interrogate DeepBooru: tags at or above ``interrogate_deepbooru_score_threshold``."""
+        path = next((d / deepbooru.FILE for d in self.deepbooru_dirs if (d / deepbooru.FILE).is_file()), None)
+        if path is None:
+            where = self.deepbooru_dirs[0] if self.deepbooru_dirs else "models/torch_deepdanbooru"
+            raise FieldError(field, f"Interrogate DeepBooru needs {deepbooru.FILE} (AUTOMATIC1111/TorchDeepDanbooru's "
+                                    f"release) in {where}")
+        if "deepbooru" not in self._kept:
+            try:
+                self._kept = {"deepbooru": deepbooru.load(path)}
+            except (ValueError, OSError, ModelFileError) as err:
+                raise FieldError(field, f"{path.name} cannot be read: {err}") from None
+        scores = deepbooru.predict(self._kept["deepbooru"], image)
+        chosen = tags.selected(scores.items(), float(settings.get("interrogate_deepbooru_score_threshold", 0.5)))
+        return tags.caption(chosen, tags.TagFormat.of(settings))
 
     def _wd14(self, settings: Mapping[str, Any], field: str) -> wd14.Tagger:
         found = wd14.find(self.wd14_dirs)

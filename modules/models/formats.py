@@ -350,6 +350,19 @@ def load_state_dict(path: str | Path, device: str = "cpu", keep_quantized: bool 
     raise CorruptFileError(path, f"not a model file: neither safetensors nor a PyTorch checkpoint ({_describe_head(path)})")
 
 
+def load_with_extras(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """A pickle checkpoint's tensors and its other plain entries (lists, strings, numbers: what
+    ``torch.load(weights_only=True)`` allows; DeepDanbooru keeps its tag list beside the weights); for other
+    formats the tensors and no extras."""
+    path = Path(path)
+    fmt = sniff_format(path)
+    if fmt not in ("zip-pickle", "legacy-pickle"):
+        return load_state_dict(path), {}
+    obj = _load_pickle(path, fmt, "cpu")
+    extras = {str(k): v for k, v in obj.items() if not hasattr(v, "shape")} if isinstance(obj, Mapping) else {}
+    return _unwrap_state_dict(path, obj), extras
+
+
 def _describe_head(path: Path) -> str:
     f, _size = _open_regular(path)
     with f:

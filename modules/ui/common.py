@@ -35,7 +35,7 @@ class PromptRow:
     token_counter: Any
     negative_counter: Any
     refresh_styles: Any
-    interrogate: Any = None  # img2img's "Interrogate WD14" (img2text into the prompt)
+    interrogate: dict[str, Any] | None = None  # img2img's Interrogate buttons by model (img2text into the prompt)
 
 
 @dataclass
@@ -77,8 +77,12 @@ def build_prompt_row(rt: Runtime, tab: str, f: dict[str, Any], interrogate: bool
                 skip = gr.Button("Skip", elem_id=f"{tab}_skip")
             # ↙: read generation parameters from the prompt, or from the last generation if the prompt is empty
             paste = gr.Button("↙️", elem_id=f"{tab}_paste", min_width=40)
-            caption = gr.Button("Interrogate WD14", elem_id="wd14_interrogate", size="sm") if interrogate else None
-    return PromptRow(generate, interrupt, skip, paste, token_counter, negative_counter, refresh_styles, caption)
+            captions = None
+            if interrogate:  # A1111's element id for DeepBooru's button ("deepbooru"); ours for WD14
+                with gr.Row():
+                    captions = {"deepdanbooru": gr.Button("Interrogate DeepBooru", elem_id="deepbooru", size="sm"),
+                                "wd14": gr.Button("Interrogate WD14", elem_id="wd14_interrogate", size="sm")}
+    return PromptRow(generate, interrupt, skip, paste, token_counter, negative_counter, refresh_styles, captions)
 
 
 def build_sampler_controls(rt: Runtime, tab: str, f: dict[str, Any]) -> None:

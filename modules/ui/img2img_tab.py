@@ -365,18 +365,19 @@ def build_img2img_tab(rt: Runtime) -> Img2ImgControls:
 
     detect.click(detect_size, inputs=[mode, *image_list], outputs=[f["width"], f["height"]], queue=False)
 
-    def interrogate(mode_index: int, prompt: str, *values: Any) -> tuple[Any, str]:
-        """The current mode's image captioned by the WD14 tagger, into the prompt (A1111's Interrogate)."""
+    def interrogate(model: str, mode_index: int, prompt: str, *values: Any) -> tuple[Any, str]:
+        """The current mode's image captioned by ``model``, into the prompt (A1111's Interrogate buttons)."""
         try:
             image, _ = init_and_mask(mode_index, dict(zip(image_keys, values)), 0, 0)
-            caption = rt.submit_interrogate(image, "wd14").wait()
+            caption = rt.submit_interrogate(image, model).wait()
         except (FieldError, JobFailed) as err:
             cause = getattr(err, "cause", None) or err
             return gr.update(value=prompt), common.error_html(str(cause))
         return gr.update(value=caption), ""
 
-    row.interrogate.click(interrogate, inputs=[mode, f["prompt"], *image_list],
-                          outputs=[f["prompt"], output.progress], concurrency_limit=None, show_progress="hidden")
+    for model, button in (row.interrogate or {}).items():
+        button.click(lambda *values, model=model: interrogate(model, *values), inputs=[mode, f["prompt"], *image_list],
+                     outputs=[f["prompt"], output.progress], concurrency_limit=None, show_progress="hidden")
 
     target_modes = {"img2img_image": IMG2IMG, "img2img_sketch": SKETCH, "img2maskimg": INPAINT,
                     "inpaint_sketch": INPAINT_SKETCH}
