@@ -99,6 +99,35 @@ class Runtime:
 
         return self.jobs.submit("interrogate", run, description=f"Interrogate ({model})")
 
+    def submit_interrogate_folder(self, folder_text: str, model: str, overwrite: bool = False) -> Job:
+        """Queue captions of every picture in a folder, each into ``<stem>.txt`` beside it (``interrogate.batch``);
+        the folder passes the same checks as img2img's batch folders (a FieldError naming ``folder``)."""
+        from modules.cmd_args import checked_folder
+        from modules.errors import FieldError
+        from modules.interrogate import batch
+        from modules.interrogate.service import MODELS
+
+        if model not in MODELS:
+            raise FieldError("model", f"Model not found: {model}; expected one of {', '.join(MODELS)}")
+        folder = checked_folder(self.args, self.paths.data_dir, "folder", folder_text)
+        if folder is None or not folder.is_dir():
+            raise FieldError("folder", f"no such folder: {folder_text or '(empty)'}")
+        settings = {**self.options.as_dict(), "interrogate_keep_models_in_memory": True}  # loaded once a batch
+
+        def run(job: Job) -> Any:
+            def on_picture(done: int, total: int) -> None:
+                job.progress.set_textinfo(f"Interrogating with {model}: {done}/{total}")
+                job.progress.check_interrupt()
+
+            try:
+                return batch.caption_folder(folder, lambda image: self.interrogator.interrogate(image, model, settings),
+                                            overwrite, on_picture)
+            finally:
+                if not self.options.get("interrogate_keep_models_in_memory", False):
+                    self.interrogator.unload()
+
+        return self.jobs.submit("interrogate-folder", run, description=f"Interrogate a folder ({model})")
+
     def submit_load(self, name: str | None) -> Job:
         """Queue a checkpoint load (it runs between generations, never during one)."""
         info = self.manager.resolve(name)

@@ -274,3 +274,55 @@ def test_the_interrogate_benchmark_runs_in_its_dry_run(capsys):
 
     assert interrogate_speed.main(["--dry-run", "--repeats", "1"]) == 0
     assert "caption" in capsys.readouterr().out
+
+
+def test_a_folder_is_captioned_beside_its_pictures_and_nothing_is_overwritten(tagger_dir, tmp_path):
+    from modules.interrogate import batch
+
+    folder = tmp_path / "dataset"
+    folder.mkdir()
+    Image.new("RGB", (32, 32), (255, 0, 0)).save(folder / "a.png")
+    Image.new("RGB", (32, 32), (255, 0, 0)).save(folder / "b.jpg")
+    (folder / "b.txt").write_text("my own caption\n")
+    (folder / "c.png").write_bytes(b"not a picture")
+    (folder / "notes.md").write_text("not a picture either")
+    service = Interrogator([tagger_dir])
+    seen = []
+    report = batch.caption_folder(folder, lambda image: service.interrogate(image, "wd14", {}), False,
+                                  lambda done, total: seen.append((done, total)))
+    assert report.written == ["a.png"] and report.kept == ["b.jpg"] and set(report.failed) == {"c.png"}
+    assert (folder / "a.txt").read_text() == "1girl, ^_^, bow \\(weapon\\), hatsune miku, smile\n"
+    assert (folder / "b.txt").read_text() == "my own caption\n"  # kept
+    assert not (folder / "c.txt").exists() and seen == [(1, 3), (2, 3), (3, 3)]
+    report = batch.caption_folder(folder, lambda image: "new", True)
+    assert (folder / "b.txt").read_text() == "new\n" and report.written == ["a.png", "b.jpg"]
+    assert "2 captions written" in report.summary() and "c.png" in report.summary()
+
+
+def test_the_interrogate_tab_captions_a_picture_and_a_folder(page, server, js_errors, tmp_path):
+    from playwright.sync_api import expect
+
+    picture = tmp_path / "red.png"
+    Image.new("RGB", (32, 32), (255, 0, 0)).save(picture)
+    page.get_by_role("tab", name="Interrogate").first.click()
+    page.locator("#interrogate_image input[type=file]").set_input_files(str(picture))
+    expect(page.locator("#interrogate_image img")).to_be_visible()
+    page.locator("#interrogate_model").get_by_text("WD14").click()
+    page.locator("#interrogate_run").click()
+    caption = "1girl, ^_^, bow \\(weapon\\), hatsune miku, smile"
+    expect(page.locator("#interrogate_caption textarea")).to_have_value(caption, timeout=60_000)
+    page.locator("#interrogate_send_to_txt2img").click()
+    expect(page.locator("#txt2img_prompt textarea")).to_have_value(caption)
+    page.get_by_role("tab", name="Interrogate").first.click()
+    folder = server.data_dir / "captions"
+    folder.mkdir()
+    Image.new("RGB", (32, 32), (255, 0, 0)).save(folder / "one.png")
+    page.locator("#interrogate_batch").get_by_text("Batch from a folder").click()
+    page.locator("#interrogate_batch_dir textarea, #interrogate_batch_dir input").first.fill(str(folder))
+    page.locator("#interrogate_batch_run").click()
+    expect(page.locator("#interrogate_batch_message")).to_contain_text("1 captions written", timeout=60_000)
+    assert (folder / "one.txt").read_text() == caption + "\n"
+    page.locator("#interrogate_batch_dir textarea, #interrogate_batch_dir input").first.fill(str(tmp_path / "none"))
+    page.locator("#interrogate_batch_run").click()
+    expect(page.locator("#interrogate_batch_message")).to_contain_text("no such folder")
+    assert js_errors == []

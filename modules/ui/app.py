@@ -282,6 +282,10 @@ def build_ui(rt: Runtime) -> gr.Blocks:
                 extras = build_extras_tab(rt)
             with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
                 build_pnginfo_tab(rt, txt2img, tabs, img2img, extras)
+            with gr.Tab("Interrogate", id="interrogate", elem_id="tab_interrogate"):
+                from modules.ui.interrogate_tab import build_interrogate_tab
+
+                build_interrogate_tab(rt, txt2img, img2img, tabs)
             for blocks, title, elem_id in added_tabs:
                 with gr.Tab(title, id=elem_id, elem_id=f"tab_{elem_id}"):
                     blocks.render()
