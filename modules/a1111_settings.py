@@ -614,5 +614,8 @@ IMPLEMENTED = frozenset({
     "img2img_extra_noise",  # img2img and the hires pass (modules/processing/generation.py Job.extra_noise)
     # the taggers' caption (modules/interrogate: WD14 formats its tags as A1111 formats DeepBooru's)
     "interrogate_keep_models_in_memory", "interrogate_return_ranks", "deepbooru_sort_alpha", "deepbooru_use_spaces",
-    "deepbooru_escape", "deepbooru_filter_tags",
+    "deepbooru_escape", "deepbooru_filter_tags", "interrogate_deepbooru_score_threshold",
+    # Interrogate CLIP (modules/interrogate/service.py)
+    "interrogate_clip_num_beams", "interrogate_clip_min_length", "interrogate_clip_max_length",
+    "interrogate_clip_dict_limit", "interrogate_clip_skip_categories",
 })

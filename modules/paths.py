@@ -42,6 +42,8 @@ MODEL_FOLDERS: dict[str, str] = {
     "controlnet": "ControlNet",
     "wd14": "wd14",  # WD14 tagger folders (model.onnx + selected_tags.csv), for img2text
     "deepbooru": "torch_deepdanbooru",  # A1111's: model-resnet_custom_v3.pt
+    "blip": "BLIP",  # A1111's: model_base_caption_capfilt_large.pth (Interrogate CLIP)
+    "interrogate": "interrogate",  # Interrogate CLIP's category lists (A1111's interrogate/*.txt)
     "embeddings": "embeddings",  # models/embeddings is searched too, besides <data-dir>/embeddings
     "text_encoder": "text_encoder",  # Forge's; ComfyUI's text_encoders and clip are searched too
 }

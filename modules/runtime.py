@@ -610,9 +610,10 @@ def build_runtime(args: argparse.Namespace) -> Runtime:
 
 
 def _interrogator(paths: Paths, policy: Any) -> Any:
-    from modules.interrogate.service import Interrogator
+    from modules.interrogate.service import LISTS, Interrogator
 
     # decided when a model first loads: the device policy stays lazy (no torch import at start-up)
     return Interrogator(paths.model_dirs("wd14"),
                         gpu=lambda: getattr(policy.device_for("interrogate"), "type", "cpu") == "cuda",
-                        deepbooru_dirs=paths.model_dirs("deepbooru"))
+                        deepbooru_dirs=paths.model_dirs("deepbooru"), blip_dirs=paths.model_dirs("blip"),
+                        clip_dirs=paths.model_dirs("clip"), list_dirs=(LISTS, *paths.model_dirs("interrogate")))

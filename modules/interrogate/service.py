@@ -1,5 +1,6 @@
-"""Interrogation as requests name it: ``model`` "deepdanbooru" (A1111's DeepBooru, ``deepbooru``), "wd14" (ours,
-the tagger folder chosen by ``interrogate_wd14_model``, else the first) and "clip" (A1111's, not built yet). Models load on first use, on the interrogate device
+"""Interrogation as requests name it: ``model`` "clip" (A1111's Interrogate CLIP: a BLIP caption, then CLIP-ranked
+phrases of each category list, ``blip`` and ``clip_rank``), "deepdanbooru" (A1111's DeepBooru, ``deepbooru``) and
+"wd14" (ours, the tagger folder chosen by ``interrogate_wd14_model``, else the first). Models load on first use, on the interrogate device
 (the CPU unless a GPU provider exists and ``--use-cpu`` does not name interrogate), and are dropped after each
 caption unless ``interrogate_keep_models_in_memory``. One caption at a time."""
 
@@ -13,19 +14,22 @@ from typing import Any, Callable
 from PIL import Image
 
 from modules.errors import FieldError
-from modules.interrogate import deepbooru, tags, wd14
+from modules.interrogate import blip, clip_rank, deepbooru, tags, wd14
 from modules.models.types import ModelFileError
 
 MODELS = ("clip", "deepdanbooru", "wd14")
+LISTS = Path(__file__).with_name("lists")  # our category lists (mediums, movements); models/interrogate adds more
 WD14_HINT = ("put a WD14 tagger folder (model.onnx and selected_tags.csv, e.g. SmilingWolf/wd-vit-tagger-v3 from "
              "Hugging Face) in {where}")
 
 
 class Interrogator:
     def __init__(self, wd14_dirs: Sequence[Path], gpu: Callable[[], bool] = lambda: False,
-                 deepbooru_dirs: Sequence[Path] = ()) -> None:
+                 deepbooru_dirs: Sequence[Path] = (), blip_dirs: Sequence[Path] = (), clip_dirs: Sequence[Path] = (),
+                 list_dirs: Sequence[Path] = (LISTS,)) -> None:
         self.wd14_dirs = tuple(wd14_dirs)
         self.deepbooru_dirs = tuple(deepbooru_dirs)
+        self.blip_dirs, self.clip_dirs, self.list_dirs = tuple(blip_dirs), tuple(clip_dirs), tuple(list_dirs)
         self.gpu = gpu  # asked when a model loads: whether the interrogate device is a CUDA GPU
         self._lock = threading.Lock()
         self._kept: dict[str, Any] = {}  # loaded models kept between captions: key -> model
@@ -37,11 +41,10 @@ class Interrogator:
         """The caption of ``image``; a FieldError naming ``field`` when ``model`` is unknown or has no files."""
         if model not in MODELS:
             raise FieldError(field, f"Model not found: {model}; expected one of {', '.join(MODELS)}")
-        if model == "clip":
-            raise FieldError(field, "Interrogate CLIP (BLIP and CLIP) is not built in this version; the taggers "
-                                    "deepdanbooru and wd14 are")
         with self._lock:
             try:
+                if model == "clip":
+                    return self._clip_caption(image, settings, field)
                 if model == "deepdanbooru":
                     return self._deepbooru_caption(image, settings, field)
                 return self._wd14_caption(self._wd14(settings, field), image, settings)
@@ -55,6 +58,37 @@ class Interrogator:
 
     def _where(self) -> str:
         return str(self.wd14_dirs[0]) if self.wd14_dirs else "models/wd14"
+
+    def _clip_caption(self, image: Image.Image, settings: Mapping[str, Any], field: str) -> str:
+        """A1111's Interrogate CLIP: BLIP's caption, then ", phrase" for each category's best matches
+        (``(phrase:0.123)`` with ``interrogate_return_ranks``)."""
+        if "blip" not in self._kept:
+            blip_path = blip.find(self.blip_dirs)
+            clip_path = clip_rank.find(self.clip_dirs)
+            where_blip = self.blip_dirs[0] if self.blip_dirs else "models/BLIP"
+            where_clip = self.clip_dirs[0] if self.clip_dirs else "models/CLIP"
+            if blip_path is None:
+                raise FieldError(field, f"Interrogate CLIP needs BLIP: put {blip.FILE} (Salesforce's) or a "
+                                        f"transformers BLIP folder in {where_blip}")
+            if clip_path is None:
+                raise FieldError(field, "Interrogate CLIP needs CLIP ViT-L/14: put the transformers folder "
+                                        f"openai/clip-vit-large-patch14 (or its weights in OpenAI's layout) in {where_clip}")
+            try:
+                self._kept = {"blip": blip.load(blip_path, self.blip_dirs), "clip": clip_rank.load(clip_path)}
+            except (ValueError, OSError, ModelFileError) as err:
+                raise FieldError(field, f"Interrogate CLIP cannot read its models: {err}") from None
+        captioner, ranker = self._kept["blip"], self._kept["clip"]
+        text = blip.caption(captioner, image, int(settings.get("interrogate_clip_num_beams", 1)),
+                            int(settings.get("interrogate_clip_min_length", 24)),
+                            int(settings.get("interrogate_clip_max_length", 48)))
+        features = clip_rank.image_features(ranker, image)
+        skip = settings.get("interrogate_clip_skip_categories") or []
+        ranks = bool(settings.get("interrogate_return_ranks", False))
+        for category in clip_rank.categories(self.list_dirs, int(settings.get("interrogate_clip_dict_limit", 1500)),
+                                             list(skip)):
+            for phrase, score in clip_rank.rank(ranker, features, category.items, category.topn):
+                text += f", ({phrase}:{score / 100:.3f})" if ranks else f", {phrase}"
+        return text
 
     def _deepbooru_caption(self, image: Image.Image, settings: Mapping[str, Any], field: str) -> str:
         """A1111's Interrogate DeepBooru: tags at or above ``interrogate_deepbooru_score_threshold``."""

@@ -78,10 +78,11 @@ def build_prompt_row(rt: Runtime, tab: str, f: dict[str, Any], interrogate: bool
             # ↙: read generation parameters from the prompt, or from the last generation if the prompt is empty
             paste = gr.Button("↙️", elem_id=f"{tab}_paste", min_width=40)
             captions = None
-            if interrogate:  # A1111's element id for DeepBooru's button ("deepbooru"); ours for WD14
+            if interrogate:  # A1111's element ids for its two buttons ("interrogate", "deepbooru"); ours for WD14
                 with gr.Row():
-                    captions = {"deepdanbooru": gr.Button("Interrogate DeepBooru", elem_id="deepbooru", size="sm"),
-                                "wd14": gr.Button("Interrogate WD14", elem_id="wd14_interrogate", size="sm")}
+                    captions = {"clip": gr.Button("Interrogate CLIP", elem_id="interrogate", size="sm"),
+                                "deepdanbooru": gr.Button("Interrogate DeepBooru", elem_id="deepbooru", size="sm")}
+                captions["wd14"] = gr.Button("Interrogate WD14", elem_id="wd14_interrogate", size="sm")
     return PromptRow(generate, interrupt, skip, paste, token_counter, negative_counter, refresh_styles, captions)
 
 

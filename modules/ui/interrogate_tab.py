@@ -15,7 +15,7 @@ from modules.runtime import Runtime
 from modules.ui import common
 
 # label shown -> the API's model name
-MODELS = {"DeepBooru": "deepdanbooru", "WD14": "wd14"}
+MODELS = {"CLIP": "clip", "DeepBooru": "deepdanbooru", "WD14": "wd14"}
 
 
 def _failure(err: Exception) -> str:
