@@ -124,3 +124,59 @@ def test_missing_or_foreign_files_are_named(models, tmp_path):
     (tmp_path / "CLIP3").mkdir()
     save_file({"text_model.embeddings.token_embedding.weight": torch.zeros(2, 2)}, str(tmp_path / "CLIP3" / "clip_l.safetensors"))
     assert clip_rank.find([tmp_path / "CLIP3"]) is None  # a text encoder beside it is not taken for CLIP
+
+
+def _scripted_openai_archive(sd: dict[str, torch.Tensor], path) -> None:
+    """A TorchScript archive whose module tree holds ``sd`` under its dotted names, as OpenAI's download does."""
+    root = torch.nn.Module()
+    for key, value in sd.items():
+        *parents, leaf = key.split(".")
+        module = root
+        for name in parents:
+            if not hasattr(module, name):
+                module.add_module(name, torch.nn.Module())
+            module = getattr(module, name)
+        module.register_parameter(leaf, torch.nn.Parameter(value.clone(), requires_grad=False))
+
+    class Top(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = root
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x
+
+    torch.jit.script(Top()).model.save(str(path))  # the tree without the wrapper, as OpenAI's archive is
+
+
+def test_openais_torchscript_download_is_read_without_its_code(models, tmp_path):
+    from modules.models import torchscript_archive
+
+    root, _, source = models
+    sd = tiny_blip_clip.clip_openai(source)
+    folder = tmp_path / "CLIP"
+    folder.mkdir()
+    _scripted_openai_archive(sd, folder / "ViT-L-14.pt")
+    assert torchscript_archive.is_torchscript(folder / "ViT-L-14.pt")
+    read = torchscript_archive.state_dict(folder / "ViT-L-14.pt")
+    assert set(sd) <= set(read) and all(torch.equal(read[k], sd[k]) for k in sd)
+    ranker = clip_rank.load(clip_rank.find([folder]))
+    reference = clip_rank.load(clip_rank.find([root / "CLIP"]))
+    assert torch.allclose(clip_rank.image_features(ranker, _picture()),
+                          clip_rank.image_features(reference, _picture()), atol=1e-5)
+    # an archive whose pickle names anything but tensors and module objects is refused, named
+    import pickle
+    import zipfile
+
+    class Boom:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    bad = tmp_path / "bad.pt"
+    with zipfile.ZipFile(bad, "w") as archive:
+        archive.writestr("bad/data.pkl", pickle.dumps(Boom(), protocol=2))
+        archive.writestr("bad/code/__torch__.py", "")
+    from modules.models.types import UnsafeFileError
+
+    with pytest.raises(UnsafeFileError, match="print"):
+        torchscript_archive.state_dict(bad)

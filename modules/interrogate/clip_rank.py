@@ -3,8 +3,8 @@
 
 CLIP ViT-L/14 comes from ``models/CLIP/``: a transformers folder (``config.json`` + weights; the tokenizer is ours,
 CLIP's vocabulary ships with the app) or a state dict in OpenAI's layout (``visual.*``, ``transformer.resblocks.*``,
-as ``ViT-L-14`` files saved with ``state_dict()``), renamed to transformers' ``CLIPModel`` with the sizes of its
-tensors. OpenAI's own TorchScript download is not read (loading TorchScript runs its code): a clear error says so.
+OpenAI's own TorchScript download ``ViT-L-14.pt`` too, its tensors read without its code:
+``models.torchscript_archive``), renamed to transformers' ``CLIPModel`` with the sizes of its tensors.
 
 Ranking (A1111's): image and texts embedded and L2-normalised, ``softmax(100 * image @ texts.T)`` over a category's
 phrases, its top N with their probability. The picture is prepared as CLIP's reference preprocessing does it
@@ -150,10 +150,12 @@ def load(path: Path) -> Ranker:
     if path.is_dir():
         model = CLIPModel.from_pretrained(path, local_files_only=True).eval()
         return Ranker(model, tokenizer, int(model.config.vision_config.image_size))
-    if formats.sniff_format(path) == "zip-pickle" and _is_torchscript(path):
-        raise ValueError(f"{path.name} is OpenAI's TorchScript download, which is not read here (loading it runs its "
-                         "code): use the transformers folder openai/clip-vit-large-patch14 in the same place")
-    sd = formats.load_state_dict(path)
+    from modules.models import torchscript_archive
+
+    if formats.sniff_format(path) == "zip-pickle" and torchscript_archive.is_torchscript(path):
+        sd = torchscript_archive.state_dict(path)  # OpenAI's download: its tensors, not its code
+    else:
+        sd = formats.load_state_dict(path)
     if "visual.conv1.weight" not in sd or "transformer.resblocks.0.attn.in_proj_weight" not in sd:
         raise ValueError(f"{path.name} is not a CLIP model in OpenAI's layout (visual.conv1, transformer.resblocks)")
     weights, values = _openai_to_transformers(sd)
@@ -167,16 +169,6 @@ def load(path: Path) -> Ranker:
                 torch.arange(expected[key].shape[-1]).expand(expected[key].shape)
     assign_weights(path, model, weights, "CLIP", "a CLIP model in OpenAI's layout")
     return Ranker(model.eval().requires_grad_(False), tokenizer, int(config.vision_config.image_size))
-
-
-def _is_torchscript(path: Path) -> bool:
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return any(name.split("/", 1)[-1].startswith("code/") for name in archive.namelist())
-    except (zipfile.BadZipFile, OSError):
-        return False
 
 
 def pixels(image: Image.Image, size: int) -> torch.Tensor:
