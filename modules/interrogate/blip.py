@@ -55,8 +55,9 @@ def to_transformers(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def config_for(sd: dict[str, torch.Tensor]) -> Any:
-    """A ``BlipConfig`` with the sizes of the (transformers-named) tensors."""
+def config_for(sd: dict[str, torch.Tensor], token_ids: dict[str, int] | None = None) -> Any:
+    """A ``BlipConfig`` with the sizes of the (transformers-named) tensors; ``token_ids``: the decoder's
+    ``bos_token_id`` / ``sep_token_id`` / ``pad_token_id`` in the vocabulary it reads."""
     from transformers import BlipConfig
 
     patch = sd["vision_model.embeddings.patch_embedding.weight"]
@@ -78,7 +79,8 @@ def config_for(sd: dict[str, torch.Tensor]) -> Any:
                      "intermediate_size": ff, "num_hidden_layers": text_layers,
                      "num_attention_heads": max(1, text_width // 64),
                      "max_position_embeddings": int(
-                         sd["text_decoder.bert.embeddings.position_embeddings.weight"].shape[0])},
+                         sd["text_decoder.bert.embeddings.position_embeddings.weight"].shape[0]),
+                     **(token_ids or {})},
     )
 
 
@@ -141,11 +143,9 @@ def load(path: Path, dirs: Sequence[Path]) -> Captioner:
     if "vision_model.embeddings.patch_embedding.weight" not in weights:
         raise ValueError(f"{path.name} is not a BLIP caption model (no visual_encoder.patch_embed)")
     tokenizer = tokenizer_for(dirs)
-    config = config_for(weights)
     # the decoder starts from [DEC] and stops at [SEP]: their ids in this vocabulary (30522 and 102 in BERT's)
-    text = config.text_config
-    text.bos_token_id, text.sep_token_id, text.pad_token_id = (tokenizer.bos_token_id, tokenizer.sep_token_id,
-                                                               tokenizer.pad_token_id)
+    config = config_for(weights, {"bos_token_id": tokenizer.bos_token_id, "sep_token_id": tokenizer.sep_token_id,
+                                  "pad_token_id": tokenizer.pad_token_id})
     model = empty_module(lambda: BlipForConditionalGeneration(config))
     expected = set(model.state_dict())
     weights = {k: v.float() for k, v in weights.items() if k in expected}
