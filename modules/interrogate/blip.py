@@ -170,8 +170,9 @@ def pixels(image: Image.Image, size: int) -> torch.Tensor:
 @torch.inference_mode()
 def caption(captioner: Captioner, image: Image.Image, num_beams: int = 1, min_length: int = 24,
             max_length: int = 48) -> str:
-    prompt = captioner.tokenizer([PROMPT.strip()], return_tensors="pt").input_ids
-    out = captioner.model.generate(pixel_values=pixels(image, captioner.image_size), input_ids=prompt,
+    device = next(captioner.model.parameters()).device
+    prompt = captioner.tokenizer([PROMPT.strip()], return_tensors="pt").input_ids.to(device)
+    out = captioner.model.generate(pixel_values=pixels(image, captioner.image_size).to(device), input_ids=prompt,
                                    num_beams=max(1, int(num_beams)), min_length=int(min_length),
                                    max_length=int(max_length), do_sample=False, repetition_penalty=1.0)
     text = captioner.tokenizer.decode(out[0], skip_special_tokens=True)

@@ -184,7 +184,8 @@ def pixels(image: Image.Image, size: int) -> torch.Tensor:
 
 @torch.inference_mode()
 def image_features(ranker: Ranker, image: Image.Image) -> torch.Tensor:
-    features = ranker.model.get_image_features(pixel_values=pixels(image, ranker.image_size))
+    device = next(ranker.model.parameters()).device
+    features = ranker.model.get_image_features(pixel_values=pixels(image, ranker.image_size).to(device))
     features = getattr(features, "pooler_output", features)
     return features / features.norm(dim=-1, keepdim=True)
 
@@ -193,7 +194,7 @@ def image_features(ranker: Ranker, image: Image.Image) -> torch.Tensor:
 def text_features(ranker: Ranker, texts: Sequence[str]) -> torch.Tensor:
     ids = ranker.tokenizer(list(texts), padding="max_length", max_length=77, truncation=True,
                            return_tensors="pt").input_ids
-    features = ranker.model.get_text_features(input_ids=ids)
+    features = ranker.model.get_text_features(input_ids=ids.to(next(ranker.model.parameters()).device))
     features = getattr(features, "pooler_output", features)
     return features / features.norm(dim=-1, keepdim=True)
 
@@ -203,6 +204,6 @@ def rank(ranker: Ranker, image: torch.Tensor, texts: Sequence[str], top: int) ->
     top = min(top, len(texts))
     if top <= 0:
         return []
-    similarity = (100.0 * image @ text_features(ranker, texts).T).softmax(dim=-1)[0]
+    similarity = (100.0 * image @ text_features(ranker, texts).T).softmax(dim=-1)[0].float().cpu()
     probabilities, indices = similarity.topk(top)
     return [(texts[int(i)], float(p) * 100) for p, i in zip(probabilities, indices)]

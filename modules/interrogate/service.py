@@ -24,7 +24,7 @@ WD14_HINT = ("put a WD14 tagger folder (model.onnx and selected_tags.csv, e.g. S
 
 
 class Interrogator:
-    def __init__(self, wd14_dirs: Sequence[Path], gpu: Callable[[], bool] = lambda: False,
+    def __init__(self, wd14_dirs: Sequence[Path] = (), gpu: Callable[[], bool] = lambda: False,
                  deepbooru_dirs: Sequence[Path] = (), blip_dirs: Sequence[Path] = (), clip_dirs: Sequence[Path] = (),
                  list_dirs: Sequence[Path] = (LISTS,)) -> None:
         self.wd14_dirs = tuple(wd14_dirs)
@@ -56,6 +56,11 @@ class Interrogator:
         with self._lock:
             self._kept.clear()
 
+    def _device(self) -> str:
+        """Where the torch interrogators run: the GPU when the interrogate device is one (they run on the job
+        queue, so never beside a generation; kept there only with interrogate_keep_models_in_memory)."""
+        return "cuda" if self.gpu() else "cpu"
+
     def _where(self) -> str:
         return str(self.wd14_dirs[0]) if self.wd14_dirs else "models/wd14"
 
@@ -74,9 +79,12 @@ class Interrogator:
                 raise FieldError(field, "Interrogate CLIP needs CLIP ViT-L/14: put the transformers folder "
                                         f"openai/clip-vit-large-patch14 (or its weights in OpenAI's layout) in {where_clip}")
             try:
-                self._kept = {"blip": blip.load(blip_path, self.blip_dirs), "clip": clip_rank.load(clip_path)}
+                captioner, ranker = blip.load(blip_path, self.blip_dirs), clip_rank.load(clip_path)
             except (ValueError, OSError, ModelFileError) as err:
                 raise FieldError(field, f"Interrogate CLIP cannot read its models: {err}") from None
+            captioner.model.to(self._device())
+            ranker.model.to(self._device())
+            self._kept = {"blip": captioner, "clip": ranker}
         captioner, ranker = self._kept["blip"], self._kept["clip"]
         text = blip.caption(captioner, image, int(settings.get("interrogate_clip_num_beams", 1)),
                             int(settings.get("interrogate_clip_min_length", 24)),
@@ -102,7 +110,7 @@ class Interrogator:
                 self._kept = {"deepbooru": deepbooru.load(path)}
             except (ValueError, OSError, ModelFileError) as err:
                 raise FieldError(field, f"{path.name} cannot be read: {err}") from None
-        scores = deepbooru.predict(self._kept["deepbooru"], image)
+        scores = deepbooru.predict(self._kept["deepbooru"], image, self._device())
         chosen = tags.selected(scores.items(), float(settings.get("interrogate_deepbooru_score_threshold", 0.5)))
         return tags.caption(chosen, tags.TagFormat.of(settings))
 

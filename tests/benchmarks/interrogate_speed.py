@@ -2,7 +2,8 @@
 random-weight ``model-resnet_custom_v3.pt`` (the released layout: 179 convolutions, 9176 tags) and of Interrogate
 CLIP with full-size random BLIP base (Salesforce's layout, 384 px) and CLIP ViT-L/14 (OpenAI's layout) and the
 bundled category lists, each loaded through our loaders as users' files are. Loading is timed apart from
-captioning; the median of ``--repeats`` captions. (The WD14 taggers are ONNX graphs: not built here.)
+captioning; the median of ``--repeats`` captions. WD14: a wd-vit-tagger-v3-sized ViT-B/16 at 448 px with 10861 tag
+outputs, exported to ONNX here (torch's exporter) and run by onnxruntime as the released graph is.
 
     venv/bin/python tests/benchmarks/interrogate_speed.py [--repeats 3] [--threads N]
     venv/bin/python tests/benchmarks/interrogate_speed.py --dry-run   # a width-divided model: seconds
@@ -60,9 +61,59 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  load {load_s:.2f} s, caption {statistics.median(times):.2f} s (median of {len(times)})")
     print(f"  peak RSS after DeepBooru {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     del model, service
+    wd14_caption(folder.parent, picture, args)
     clip_caption(folder.parent, picture, args)
     print(f"  peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     return 0
+
+
+def wd14_caption(root: Path, picture: Any, args: argparse.Namespace) -> None:
+    import csv
+    import warnings
+
+    import torch
+    from transformers import ViTConfig, ViTModel
+
+    from modules.interrogate.service import Interrogator
+
+    size, tags, width, layers = (32, 20, 32, 1) if args.dry_run else (448, 10861, 768, 12)
+
+    class Tagger(torch.nn.Module):  # NHWC BGR 0-255 in, a probability per tag out, as the released graphs
+        def __init__(self) -> None:
+            super().__init__()
+            self.vit = ViTModel(ViTConfig(image_size=size, patch_size=16, hidden_size=width, num_hidden_layers=layers,
+                                          num_attention_heads=max(1, width // 64), intermediate_size=4 * width,
+                                          attn_implementation="eager"), add_pooling_layer=False)
+            self.head = torch.nn.Linear(width, tags)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            hidden = self.vit(pixel_values=x.permute(0, 3, 1, 2) / 255.0).last_hidden_state
+            return torch.sigmoid(self.head(hidden.mean(dim=1)))
+
+    folder = root / "wd14" / "wd-vit-tagger-v3"
+    folder.mkdir(parents=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Tagger().eval(), (torch.zeros(1, size, size, 3),), str(folder / "model.onnx"),
+                          input_names=["input"], output_names=["output"], dynamo=False)
+    with (folder / "selected_tags.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["tag_id", "name", "category", "count"])
+        for i in range(tags):
+            writer.writerow([i, f"tag_{i}", 9 if i < 4 else (4 if i % 50 == 0 else 0), tags - i])
+    service = Interrogator([root / "wd14"])
+    settings = {"interrogate_keep_models_in_memory": True}
+    started = time.perf_counter()
+    service.interrogate(picture, "wd14", settings)
+    first = time.perf_counter() - started
+    times = []
+    for _ in range(max(1, args.repeats)):
+        started = time.perf_counter()
+        service.interrogate(picture, "wd14", settings)
+        times.append(time.perf_counter() - started)
+    size_mib = (folder / "model.onnx").stat().st_size / 1024 ** 2
+    print(f"  WD14 ViT tagger ({size_mib:.0f} MiB ONNX, {size} px, {tags} tags): load + first caption {first:.2f} s, "
+          f"caption {statistics.median(times):.2f} s (median of {len(times)})")
 
 
 def clip_caption(root: Path, picture: Any, args: argparse.Namespace) -> None:
