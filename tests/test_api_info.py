@@ -84,10 +84,12 @@ def test_lists_without_features(client):
     assert client.get("/sdapi/v1/hypernetworks").json() == []
 
 
-def test_interrogate_says_it_is_not_available(client):
+def test_interrogate_without_its_files_says_which_to_put_where(client):
     r = client.post("/sdapi/v1/interrogate", json={"image": png_with(None), "model": "clip"})
-    assert r.status_code == 422 and "none is installed" in r.json()["detail"][0]["msg"]
+    assert r.status_code == 422 and "model_base_caption_capfilt_large.pth" in r.json()["detail"][0]["msg"]
     assert r.json()["detail"][0]["loc"] == ["body", "model"]
+    r = client.post("/sdapi/v1/interrogate", json={"image": png_with(None), "model": "deepdanbooru"})
+    assert r.status_code == 422 and "model-resnet_custom_v3.pt" in r.json()["detail"][0]["msg"]
     assert client.post("/sdapi/v1/interrogate", json={"image": png_with(None), "model": "blip9"}).status_code == 404
 
 

@@ -186,7 +186,7 @@ def test_out_of_memory_next_to_the_previous_checkpoint_releases_it_and_loads_aga
     real = loader.load_checkpoint
     calls = []
 
-    def no_room_for_two(path, policy, config_path=None, reuse=None, parts=()):
+    def no_room_for_two(path, policy, config_path=None, reuse=None, parts=(), storage="Automatic"):
         calls.append(reuse is not None)
         if reuse is not None:  # the previous model is still there: a GPU without room for both
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB")
