@@ -64,7 +64,8 @@ def config_for(sd: dict[str, torch.Tensor], token_ids: dict[str, int] | None = N
     positions = int(sd["vision_model.embeddings.position_embedding"].shape[1])
     width, patch_size = int(patch.shape[0]), int(patch.shape[-1])
     grid = int(round((positions - 1) ** 0.5))
-    vision_layers = 1 + max(int(m.group(1)) for k in sd if (m := re.match(r"vision_model\.encoder\.layers\.(\d+)\.", k)))
+    vision_layers = 1 + max(int(m.group(1)) for k in sd
+                            if (m := re.match(r"vision_model\.encoder\.layers\.(\d+)\.", k)))
     text_layers = 1 + max(int(m.group(1)) for k in sd
                           if (m := re.match(r"text_decoder\.bert\.encoder\.layer\.(\d+)\.", k)))
     words = sd["text_decoder.bert.embeddings.word_embeddings.weight"]

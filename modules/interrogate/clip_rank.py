@@ -126,16 +126,17 @@ def _openai_to_transformers(sd: dict[str, torch.Tensor]) -> tuple[dict[str, torc
     text_width, vision_width = int(sd["ln_final.weight"].shape[0]), int(sd["visual.ln_pre.weight"].shape[0])
     patch = int(sd["visual.conv1.weight"].shape[-1])
     grid = int(round((sd["visual.positional_embedding"].shape[0] - 1) ** 0.5))
+    def tower(width: int, ff_key: str, layers: int) -> dict[str, int]:
+        return {"hidden_size": width, "intermediate_size": int(sd[ff_key].shape[0]), "num_hidden_layers": layers,
+                "num_attention_heads": max(1, width // 64)}
+
     config = {
         "projection_dim": int(sd["text_projection"].shape[1]),
-        "text_config": {"hidden_size": text_width, "intermediate_size": int(sd["transformer.resblocks.0.mlp.c_fc.weight"].shape[0]),
-                        "num_hidden_layers": tower_layers["text"], "num_attention_heads": max(1, text_width // 64),
+        "text_config": {**tower(text_width, "transformer.resblocks.0.mlp.c_fc.weight", tower_layers["text"]),
                         "vocab_size": int(sd["token_embedding.weight"].shape[0]),
                         "max_position_embeddings": int(sd["positional_embedding"].shape[0])},
-        "vision_config": {"hidden_size": vision_width,
-                          "intermediate_size": int(sd["visual.transformer.resblocks.0.mlp.c_fc.weight"].shape[0]),
-                          "num_hidden_layers": tower_layers["vision"], "num_attention_heads": max(1, vision_width // 64),
-                          "image_size": grid * patch, "patch_size": patch},
+        "vision_config": {**tower(vision_width, "visual.transformer.resblocks.0.mlp.c_fc.weight",
+                                  tower_layers["vision"]), "image_size": grid * patch, "patch_size": patch},
     }
     return out, config
 
@@ -192,11 +193,16 @@ def image_features(ranker: Ranker, image: Image.Image) -> torch.Tensor:
 
 @torch.inference_mode()
 def text_features(ranker: Ranker, texts: Sequence[str]) -> torch.Tensor:
-    ids = ranker.tokenizer(list(texts), padding="max_length", max_length=77, truncation=True,
-                           return_tensors="pt").input_ids
-    features = ranker.model.get_text_features(input_ids=ids.to(next(ranker.model.parameters()).device))
-    features = getattr(features, "pooler_output", features)
-    return features / features.norm(dim=-1, keepdim=True)
+    """The phrases' normalised embeddings; a list's are kept for the loaded model's life (a folder of pictures
+    ranks the same lists again and again; A1111 encodes them for every picture)."""
+    key = "\n".join(texts)
+    if key not in ranker._text_cache:
+        ids = ranker.tokenizer(list(texts), padding="max_length", max_length=77, truncation=True,
+                               return_tensors="pt").input_ids
+        features = ranker.model.get_text_features(input_ids=ids.to(next(ranker.model.parameters()).device))
+        features = getattr(features, "pooler_output", features)
+        ranker._text_cache[key] = features / features.norm(dim=-1, keepdim=True)
+    return ranker._text_cache[key]
 
 
 def rank(ranker: Ranker, image: torch.Tensor, texts: Sequence[str], top: int) -> list[tuple[str, float]]:

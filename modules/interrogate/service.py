@@ -1,8 +1,9 @@
 """Interrogation as requests name it: ``model`` "clip" (A1111's Interrogate CLIP: a BLIP caption, then CLIP-ranked
-phrases of each category list, ``blip`` and ``clip_rank``), "deepdanbooru" (A1111's DeepBooru, ``deepbooru``) and
-"wd14" (ours, the tagger folder chosen by ``interrogate_wd14_model``, else the first). Models load on first use, on the interrogate device
-(the CPU unless a GPU provider exists and ``--use-cpu`` does not name interrogate), and are dropped after each
-caption unless ``interrogate_keep_models_in_memory``. One caption at a time."""
+phrases of each category list; ``blip`` and ``clip_rank``), "deepdanbooru" (A1111's DeepBooru, ``deepbooru``) and
+"wd14" (ours: the tagger folder ``interrogate_wd14_model`` names, else the first). Models load on first use, on
+the interrogate device (the torch models on the GPU when that device is one, WD14 through onnxruntime's GPU
+provider when it has one), and are dropped after each caption unless ``interrogate_keep_models_in_memory``. One
+caption at a time."""
 
 from __future__ import annotations
 
@@ -33,9 +34,6 @@ class Interrogator:
         self.gpu = gpu  # asked when a model loads: whether the interrogate device is a CUDA GPU
         self._lock = threading.Lock()
         self._kept: dict[str, Any] = {}  # loaded models kept between captions: key -> model
-
-    def wd14_names(self) -> list[str]:
-        return list(wd14.find(self.wd14_dirs))
 
     def interrogate(self, image: Image.Image, model: str, settings: Mapping[str, Any], field: str = "model") -> str:
         """The caption of ``image``; a FieldError naming ``field`` when ``model`` is unknown or has no files."""
@@ -76,8 +74,8 @@ class Interrogator:
                 raise FieldError(field, f"Interrogate CLIP needs BLIP: put {blip.FILE} (Salesforce's) or a "
                                         f"transformers BLIP folder in {where_blip}")
             if clip_path is None:
-                raise FieldError(field, "Interrogate CLIP needs CLIP ViT-L/14: put the transformers folder "
-                                        f"openai/clip-vit-large-patch14 (or its weights in OpenAI's layout) in {where_clip}")
+                raise FieldError(field, "Interrogate CLIP needs CLIP ViT-L/14: put OpenAI's ViT-L-14.pt or the "
+                                        f"transformers folder openai/clip-vit-large-patch14 in {where_clip}")
             try:
                 captioner, ranker = blip.load(blip_path, self.blip_dirs), clip_rank.load(clip_path)
             except (ValueError, OSError, ModelFileError) as err:
@@ -103,8 +101,8 @@ class Interrogator:
         path = next((d / deepbooru.FILE for d in self.deepbooru_dirs if (d / deepbooru.FILE).is_file()), None)
         if path is None:
             where = self.deepbooru_dirs[0] if self.deepbooru_dirs else "models/torch_deepdanbooru"
-            raise FieldError(field, f"Interrogate DeepBooru needs {deepbooru.FILE} (AUTOMATIC1111/TorchDeepDanbooru's "
-                                    f"release) in {where}")
+            raise FieldError(field, f"Interrogate DeepBooru needs {deepbooru.FILE} (AUTOMATIC1111/"
+                                    f"TorchDeepDanbooru's release) in {where}")
         if "deepbooru" not in self._kept:
             try:
                 self._kept = {"deepbooru": deepbooru.load(path)}
