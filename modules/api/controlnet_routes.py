@@ -23,12 +23,14 @@ from modules.errors import FieldError
 API_VERSION = 3  # the extension's get_api_version()
 
 
-def split_alwayson(alwayson: Mapping[str, Any]) -> tuple[list[Any] | None, str | None, dict[str, Any]]:
-    """(the ControlNet entry's args, the key it came under, the other always-on scripts); the title is matched
-    case-insensitively as A1111 matches script titles."""
+def split_alwayson(alwayson: Mapping[str, Any], name: str = SCRIPT_TITLE
+                   ) -> tuple[list[Any] | None, str | None, dict[str, Any]]:
+    """(the args of the built-in always-on script ``name`` (ControlNet's by default, Flux Kontext's too), the key
+    they came under, the other always-on scripts); the title is matched case-insensitively as A1111 matches script
+    titles."""
     rest = dict(alwayson)
     for key in list(rest):
-        if key.lower() == SCRIPT_TITLE:
+        if key.lower() == name:
             return rest.pop(key), key, rest
     return None, None, rest
 

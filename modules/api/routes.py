@@ -121,7 +121,6 @@ class Submissions:
         from modules.processing.postprocessing import upscaler_names
 
         from modules.api import controlnet_routes
-
         from modules.processing.families import flux_kontext
 
         alwayson = {name: _alwayson_args(name, value) for name, value in req.alwayson_scripts.items()}
@@ -129,7 +128,7 @@ class Submissions:
         if control_args is not None and key is not None:
             params = params.model_copy(update={"controlnet_units":
                                                controlnet_routes.units_from_request(control_args, key)})
-        kontext_args, key, alwayson = flux_kontext.split_alwayson(alwayson)
+        kontext_args, key, alwayson = controlnet_routes.split_alwayson(alwayson, flux_kontext.NAME)
         if kontext_args is not None and key is not None:
             params = params.model_copy(update={"kontext": flux_kontext.parse_args(
                 kontext_args, f"alwayson_scripts.{key}.args", decode_base64_to_image)})

@@ -66,15 +66,6 @@ def parse_args(args: Sequence[Any], where: str, decode: Callable[[str, str], Ima
     return KontextRequest(images, sizing, bool(reduce), where)
 
 
-def split_alwayson(alwayson: dict[str, Any]) -> tuple[Any, str | None, dict[str, Any]]:
-    """(this script's args, the key they came under, the other always-on scripts); the title in any case."""
-    rest = dict(alwayson)
-    for key in list(rest):
-        if key.lower() == NAME:
-            return rest.pop(key), key, rest
-    return None, None, rest
-
-
 def script_info(is_img2img: bool) -> dict[str, Any]:
     """The ``/sdapi/v1/script-info`` entry, with the extension's controls and defaults."""
     def arg(label: str, value: Any, choices: Any = None) -> dict[str, Any]:
