@@ -78,17 +78,18 @@ class Runtime:
         """What a checkpoint is loaded with besides its file: the additional modules (``module_parts``) and the
         weight-storage choice (Forge's ``forge_unet_storage_dtype``), as keyword arguments of the manager's loads."""
         source = values if values is not None else self.options.as_dict()
-        return {"parts": self.module_parts(values), "storage": source.get("forge_unet_storage_dtype") or "Automatic"}
+        from modules.models.weight_storage import AUTOMATIC
+
+        return {"parts": self.module_parts(values), "storage": source.get("forge_unet_storage_dtype") or AUTOMATIC}
 
     # -- jobs -----------------------------------------------------------------------------------------------
     def submit_interrogate(self, image: Any, model: str, field: str = "model") -> Job:
         """Queue a caption of ``image`` by ``model`` (clip, deepdanbooru, wd14): on the job queue, so a tagger
         never runs beside a generation. An unknown model is a FieldError before queueing."""
         from modules.errors import FieldError
-        from modules.interrogate.service import MODELS
+        from modules.interrogate.service import check_model
 
-        if model not in MODELS:
-            raise FieldError(field, f"Model not found: {model}; expected one of {', '.join(MODELS)}")
+        check_model(model, field)
         if self.interrogator is None:
             raise FieldError(field, "interrogation is not set up in this server")
         settings = self.options.as_dict()
@@ -105,10 +106,9 @@ class Runtime:
         from modules.cmd_args import checked_folder
         from modules.errors import FieldError
         from modules.interrogate import batch
-        from modules.interrogate.service import MODELS
+        from modules.interrogate.service import check_model
 
-        if model not in MODELS:
-            raise FieldError("model", f"Model not found: {model}; expected one of {', '.join(MODELS)}")
+        check_model(model)
         folder = checked_folder(self.args, self.paths.data_dir, "folder", folder_text)
         if folder is None or not folder.is_dir():
             raise FieldError("folder", f"no such folder: {folder_text or '(empty)'}")

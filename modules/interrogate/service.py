@@ -24,6 +24,12 @@ WD14_HINT = ("put a WD14 tagger folder (model.onnx and selected_tags.csv, e.g. S
              "Hugging Face) in {where}")
 
 
+def check_model(model: str, field: str = "model") -> None:
+    """A FieldError naming ``field`` unless ``model`` is one of ``MODELS``."""
+    if model not in MODELS:
+        raise FieldError(field, f"Model not found: {model}; expected one of {', '.join(MODELS)}")
+
+
 class Interrogator:
     def __init__(self, wd14_dirs: Sequence[Path] = (), gpu: Callable[[], bool] = lambda: False,
                  deepbooru_dirs: Sequence[Path] = (), blip_dirs: Sequence[Path] = (), clip_dirs: Sequence[Path] = (),
@@ -37,8 +43,7 @@ class Interrogator:
 
     def interrogate(self, image: Image.Image, model: str, settings: Mapping[str, Any], field: str = "model") -> str:
         """The caption of ``image``; a FieldError naming ``field`` when ``model`` is unknown or has no files."""
-        if model not in MODELS:
-            raise FieldError(field, f"Model not found: {model}; expected one of {', '.join(MODELS)}")
+        check_model(model, field)
         with self._lock:
             try:
                 if model == "clip":
