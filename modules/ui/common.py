@@ -86,6 +86,16 @@ def build_prompt_row(rt: Runtime, tab: str, f: dict[str, Any], interrogate: bool
     return PromptRow(generate, interrupt, skip, paste, token_counter, negative_counter, refresh_styles, captions)
 
 
+def caption_of(rt: Runtime, image: Any, model: str) -> tuple[str | None, str]:
+    """``model``'s caption of ``image`` (queued, waited for), or None and the page's message saying why not."""
+    from modules.errors import FieldError
+
+    try:
+        return rt.submit_interrogate(image, model).wait(), ""
+    except (FieldError, JobFailed) as err:
+        return None, error_html(str(getattr(err, "cause", None) or err))
+
+
 def build_sampler_controls(rt: Runtime, tab: str, f: dict[str, Any]) -> None:
     sampler_choices = [s.name for s in samplers.SAMPLERS if s.name not in rt.options.get("hide_samplers", [])]
     with gr.Row():

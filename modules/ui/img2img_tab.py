@@ -16,7 +16,6 @@ import numpy as np
 from PIL import Image
 
 from modules.errors import FieldError
-from modules.jobs import JobFailed
 from modules.processing import builtin_scripts, imageops, masking
 from modules.processing.masking import INPAINT_AREAS, MASK_MODES, MASKED_CONTENT
 from modules.processing.params import Img2ImgParams
@@ -369,11 +368,10 @@ def build_img2img_tab(rt: Runtime) -> Img2ImgControls:
         """The current mode's image captioned by ``model``, into the prompt (A1111's Interrogate buttons)."""
         try:
             image, _ = init_and_mask(mode_index, dict(zip(image_keys, values)), 0, 0)
-            caption = rt.submit_interrogate(image, model).wait()
-        except (FieldError, JobFailed) as err:
-            cause = getattr(err, "cause", None) or err
-            return gr.update(value=prompt), common.error_html(str(cause))
-        return gr.update(value=caption), ""
+        except FieldError as err:
+            return gr.update(value=prompt), common.error_html(str(err))
+        caption, message = common.caption_of(rt, image, model)
+        return gr.update(value=prompt if caption is None else caption), message
 
     for model, button in (row.interrogate or {}).items():
         button.click(lambda *values, model=model: interrogate(model, *values), inputs=[mode, f["prompt"], *image_list],

@@ -19,8 +19,7 @@ MODELS = {"CLIP": "clip", "DeepBooru": "deepdanbooru", "WD14": "wd14"}
 
 
 def _failure(err: Exception) -> str:
-    cause = getattr(err, "cause", None) or err
-    return common.error_html(str(cause))
+    return common.error_html(str(getattr(err, "cause", None) or err))
 
 
 def build_interrogate_tab(rt: Runtime, txt2img: Any, img2img: Any, tabs: Any) -> None:
@@ -46,10 +45,8 @@ def build_interrogate_tab(rt: Runtime, txt2img: Any, img2img: Any, tabs: Any) ->
     def interrogate(picture: Any, label: str) -> tuple[Any, str]:
         if picture is None:
             return gr.update(), common.error_html("Upload an image first.")
-        try:
-            return rt.submit_interrogate(picture, MODELS.get(label, label)).wait(), ""
-        except (FieldError, JobFailed) as err:
-            return gr.update(), _failure(err)
+        caption, message = common.caption_of(rt, picture, MODELS.get(label, label))
+        return (gr.update() if caption is None else caption), message
 
     def interrogate_folder(text: str, label: str, replace: bool) -> str:
         try:
