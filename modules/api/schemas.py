@@ -31,7 +31,9 @@ class _ApiFields(BaseModel):
     infotext: str | None = Field(None, max_length=MAX_INFOTEXT_CHARS)
 
     def _params_data(self, model: type[GenerationParams], exclude: set[str] = frozenset()) -> dict[str, Any]:
-        data = self.model_dump(include=set(model.model_fields) - set(exclude) - {"extra_generation_params", "controlnet_units", "kontext"})
+        # fields the job gets from elsewhere (scripts' infotext, ControlNet units, Kontext references) are never read
+        internal = {name for name, info in model.model_fields.items() if info.exclude}
+        data = self.model_dump(include=set(model.model_fields) - set(exclude) - internal)
         data["sampler_name"] = self.sampler_name or self.sampler_index
         # A1111: the API writes files only when asked to.
         data["do_not_save_samples"] = self.do_not_save_samples or not self.save_images  # type: ignore[attr-defined]

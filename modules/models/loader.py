@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from modules.models import acceleration, configs, detect, formats, memory
+from modules.models import acceleration, configs, detect, formats, memory, weight_storage
 from modules.models.detect import detect_kind
 from modules.models.devices import DevicePolicy
 from modules.models.types import (
@@ -346,7 +346,7 @@ finish_module = _finish  # the other families' loaders place their modules the s
 
 def load_checkpoint(
     path: str | Path, device_policy: DevicePolicy | None = None, config_path: Path | None = None,
-    reuse: LoadedModel | None = None, parts: ModuleParts = (), storage: str = "Automatic",
+    reuse: LoadedModel | None = None, parts: ModuleParts = (), storage: str = weight_storage.AUTOMATIC,
 ) -> LoadedModel:
     """Load ``path`` into diffusers components placed as ``device_policy`` says (CPU fp32 when None).
 
@@ -374,7 +374,7 @@ def build_from_state_dict(
     consume: bool = False,
     reuse: LoadedModel | None = None,
     parts: ModuleParts = (),
-    storage: str = "Automatic",
+    storage: str = weight_storage.AUTOMATIC,
 ) -> LoadedModel:
     """The part of ``load_checkpoint`` after reading: ``sd`` is an original-layout state dict read from ``path``.
 

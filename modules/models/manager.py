@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from modules.models.types import LoadedModel, ModelFileError, ModuleParts, module_parts
-from modules.models.weight_storage import storage_mode
+from modules.models.weight_storage import AUTOMATIC, storage_mode
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ class ModelManager:
         return available[0]
 
     def ensure(self, name: str | None, *, reuse_previous: bool = False, parts: ModuleParts = (),
-               storage: str = "Automatic") -> tuple[LoadedModel, Any]:
+               storage: str = AUTOMATIC) -> tuple[LoadedModel, Any]:
         """Make ``name`` (or the default) the loaded model; call this on the job worker.
 
         ``reuse_previous``: when only one checkpoint is kept loaded, the new weights may be copied into the current
@@ -105,14 +105,13 @@ class ModelManager:
         loaded again."""
         info = self.resolve(name)
         if self.model is not None and self.info is not None and self.info.path == info.path:
-            if _parts_agree(self.model, parts) and _storage_agrees(self.model, storage):
+            if _built_with(self.model, parts, storage):
                 return self.model, self.info
             log.info("Additional modules or weight storage changed: loading %s again", info.title)
             return self.load(info, parts=parts, storage=storage), info
         with self._lock:
             kept = self._kept.pop(info.path, None)
-        if kept is not None and _same_file(kept[0], info) and _parts_agree(kept[1], parts) \
-                and _storage_agrees(kept[1], storage):  # unchanged: current again
+        if kept is not None and _same_file(kept[0], info) and _built_with(kept[1], parts, storage):  # unchanged
             started = time.perf_counter()
             self._make_current(kept[0], kept[1])
             with self._lock:
@@ -153,7 +152,7 @@ class ModelManager:
             return [info.title for info, _ in self._kept.values()]
 
     def load(self, info: Any, *, reuse_previous: bool = False, parts: ModuleParts = (),
-             storage: str = "Automatic") -> LoadedModel:
+             storage: str = AUTOMATIC) -> LoadedModel:
         """Load a checkpoint, replacing the current one only when the new one loaded completely."""
         from modules.models import loader  # heavy (torch, diffusers): imported on first use
 
@@ -204,7 +203,7 @@ class ModelManager:
             self._on_loaded(model, info)
         return model
 
-    def load_secondary(self, info: Any, parts: ModuleParts = (), storage: str = "Automatic") -> LoadedModel:
+    def load_secondary(self, info: Any, parts: ModuleParts = (), storage: str = AUTOMATIC) -> LoadedModel:
         """A second model next to the loaded one (the SDXL refiner), kept for the next job; one at a time, so a
         different refiner replaces it. Call on the job worker. The configured checkpoint is not changed."""
         from modules.models import loader
@@ -244,6 +243,11 @@ def _parts_agree(model: Any, parts: ModuleParts) -> bool:
     ``parts`` is then not resolved)."""
     used = getattr(model, "extra", {}).get("part_files")
     return used is None or used == [str(p) for p in module_parts(parts)]
+
+
+def _built_with(model: Any, parts: ModuleParts, storage: str) -> bool:
+    """Whether a loaded model is what loading its file with these additional modules and this storage gives."""
+    return _parts_agree(model, parts) and _storage_agrees(model, storage)
 
 
 def _storage_agrees(model: Any, storage: str) -> bool:
