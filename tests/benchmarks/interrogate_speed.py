@@ -50,21 +50,30 @@ def main(argv: list[str] | None = None) -> int:
     picture = Image.fromarray(np.random.RandomState(0).randint(0, 255, (768, 512, 3)).astype(np.uint8))
     service = Interrogator([], deepbooru_dirs=[folder])
     settings = {"interrogate_keep_models_in_memory": True}
-    service.interrogate(picture, "deepdanbooru", settings)  # warm-up (and the service's own load)
-    times = []
-    for _ in range(max(1, args.repeats)):
-        started = time.perf_counter()
-        service.interrogate(picture, "deepdanbooru", settings)
-        times.append(time.perf_counter() - started)
+    _first, median = timed_captions(service, picture, "deepdanbooru", settings, args.repeats)
     print(f"interrogate_speed: DeepBooru resnet_custom_v3 ({params / 1e6:.1f} M parameters, file {size_mib:.0f} MiB), "
           f"threads {torch.get_num_threads()}")
-    print(f"  load {load_s:.2f} s, caption {statistics.median(times):.2f} s (median of {len(times)})")
+    print(f"  load {load_s:.2f} s, caption {median:.2f} s (median of {max(1, args.repeats)})")
     print(f"  peak RSS after DeepBooru {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     del model, service
     wd14_caption(folder.parent, picture, args)
     clip_caption(folder.parent, picture, args)
     print(f"  peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     return 0
+
+
+def timed_captions(service: Any, picture: Any, model: str, settings: dict[str, Any], repeats: int
+                   ) -> tuple[float, float]:
+    """(seconds of the first caption, loading included; the median of ``repeats`` more)."""
+    started = time.perf_counter()
+    service.interrogate(picture, model, settings)
+    first = time.perf_counter() - started
+    times = []
+    for _ in range(max(1, repeats)):
+        started = time.perf_counter()
+        service.interrogate(picture, model, settings)
+        times.append(time.perf_counter() - started)
+    return first, statistics.median(times)
 
 
 def wd14_caption(root: Path, picture: Any, args: argparse.Namespace) -> None:
@@ -103,17 +112,10 @@ def wd14_caption(root: Path, picture: Any, args: argparse.Namespace) -> None:
             writer.writerow([i, f"tag_{i}", 9 if i < 4 else (4 if i % 50 == 0 else 0), tags - i])
     service = Interrogator([root / "wd14"])
     settings = {"interrogate_keep_models_in_memory": True}
-    started = time.perf_counter()
-    service.interrogate(picture, "wd14", settings)
-    first = time.perf_counter() - started
-    times = []
-    for _ in range(max(1, args.repeats)):
-        started = time.perf_counter()
-        service.interrogate(picture, "wd14", settings)
-        times.append(time.perf_counter() - started)
+    first, median = timed_captions(service, picture, "wd14", settings, args.repeats)
     size_mib = (folder / "model.onnx").stat().st_size / 1024 ** 2
     print(f"  WD14 ViT tagger ({size_mib:.0f} MiB ONNX, {size} px, {tags} tags): load + first caption {first:.2f} s, "
-          f"caption {statistics.median(times):.2f} s (median of {len(times)})")
+          f"caption {median:.2f} s (median of {max(1, args.repeats)})")
 
 
 def clip_caption(root: Path, picture: Any, args: argparse.Namespace) -> None:
@@ -146,17 +148,10 @@ def clip_caption(root: Path, picture: Any, args: argparse.Namespace) -> None:
     service = Interrogator([], blip_dirs=[root / "BLIP"], clip_dirs=[root / "CLIP"])
     settings = {"interrogate_keep_models_in_memory": True, "interrogate_clip_num_beams": 1,
                 "interrogate_clip_min_length": 24, "interrogate_clip_max_length": 48}
-    started = time.perf_counter()
-    service.interrogate(picture, "clip", settings)  # loads both, then one caption
-    first = time.perf_counter() - started
-    times = []
-    for _ in range(max(1, args.repeats)):
-        started = time.perf_counter()
-        service.interrogate(picture, "clip", settings)
-        times.append(time.perf_counter() - started)
+    first, median = timed_captions(service, picture, "clip", settings, args.repeats)  # the first loads both
     print(f"  Interrogate CLIP: BLIP {params[0] / 1e6:.0f} M + CLIP {params[1] / 1e6:.0f} M parameters, "
           f"{torch.get_num_threads()} threads")
-    print(f"  load + first caption {first:.2f} s, caption {statistics.median(times):.2f} s (median of {len(times)}, "
+    print(f"  load + first caption {first:.2f} s, caption {median:.2f} s (median of {max(1, args.repeats)}, "
           f"BLIP to 48 tokens, 60 phrases ranked)")
 
 
