@@ -110,8 +110,11 @@ def server_env(scratch: Path) -> dict[str, str]:
     env["COMMANDLINE_ARGS"] = ""  # a developer's own flags must not change the server under test
     for key in ("NO_PROXY", "no_proxy"):
         env[key] = ",".join(filter(None, [env.get(key, ""), HOST, "localhost"]))
-    # Two cores: keep torch from oversubscribing them while the browser and the test process also run.
-    env.setdefault("OMP_NUM_THREADS", str(max(1, min(4, os.cpu_count() or 1))))
+    # One torch thread. The tiny test models gain nothing from a second one (150 steps: 14 s with one, 18 s with two,
+    # on 2 idle cores), and on a loaded machine torch's OpenMP threads wait on each other at every op: with three
+    # busy processes beside it, 150 steps took 55 s with two threads and 10 s with one. The browser and the test
+    # process keep a core for themselves.
+    env.setdefault("OMP_NUM_THREADS", "1")
     return env
 
 
