@@ -281,6 +281,15 @@ def builtin_options() -> dict[str, OptionInfo]:
         "live_previews_enable": OptionInfo(True, "Show live previews of the created image", PREVIEW),
         "show_progress_every_n_steps": OptionInfo(10, "Live preview display period (in sampling steps)", PREVIEW,
                                                   minimum=-1, maximum=32),
+        "show_progress_type": OptionInfo("Approx NN", "Live preview method", PREVIEW,
+                                         choices=("Full", "Approx NN", "Approx cheap", "TAESD"),
+                                         comment="Approx NN: models/VAE-approx/model.pt (SDXL: vaeapprox-sdxl.pt); "
+                                                 "TAESD: taesd_decoder.pth (SDXL: taesdxl_decoder.pth) there; "
+                                                 "without its file the next cheaper method is used"),
+        "live_preview_allow_lowvram_full": OptionInfo(False, "Allow Full live preview method with lowvram/medvram",
+                                                      PREVIEW),
+        "live_preview_fast_interrupt": OptionInfo(False, "Return image with chosen live preview method on "
+                                                         "interrupt", PREVIEW),
         # User interface
         "localization": OptionInfo("None", "Localization", UI, needs_reload_ui=True),
         "return_grid": OptionInfo(True, "Show grid in gallery", GALLERY),

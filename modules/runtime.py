@@ -224,7 +224,8 @@ class Runtime:
             model, info = self.manager.ensure(name, reuse_previous=not nested, **self.load_choices(settings))
             if not overridden:
                 self._remember_checkpoint(info.title)
-            job.progress._latent_preview = live_preview(model)
+            preview = live_preview(model, settings, self.paths.model_dir("vae_approx") if self.paths else None)
+            job.progress.set_preview(preview.decode, in_job_thread=preview.in_job_thread)
             refiner = self._load_second(model, info, refiner_info, "refiner_checkpoint")
             hires = self._load_second(model, info, hires_info, "hr_checkpoint_name")
             if refiner is not None and hires is not None and refiner is not hires:

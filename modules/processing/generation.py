@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -261,10 +262,29 @@ class Job:
         if self.ctx.nan_check:
             check_finite(latents, "Unet")
         progress = self.ctx.progress
+        if progress.interrupted and self.settings.live_preview_fast_interrupt:
+            fast = self._decode_with_preview(latents)
+            if fast is not None:
+                return fast
         with progress.finishing() if progress.interrupted else contextlib.nullcontext():
             return decode_latents(self.model, latents,
                                   auto_upcast=self.settings.auto_vae_precision,
                                   tiling=self.settings.vae_tiling)
+
+    def _decode_with_preview(self, latents: torch.Tensor) -> list[torch.Tensor] | None:
+        """A1111's ``live_preview_fast_interrupt``: an interrupted job's images drawn by the live preview method
+        instead of the VAE, brought to the job's size (A1111 keeps the method's own, smaller size)."""
+        height, width = latents.shape[-2] * 8, latents.shape[-1] * 8
+        images = []
+        for latent in latents:
+            picture = self.ctx.progress.decode_with_preview(latent[None])
+            if picture is None:
+                return None
+            if picture.size != (width, height):
+                picture = picture.resize((width, height), Image.Resampling.BICUBIC)
+            pixels = torch.from_numpy(np.asarray(picture.convert("RGB"), dtype=np.float32)).permute(2, 0, 1)
+            images.append((pixels + 0.5) / 127.5 - 1.0)  # the centre of each 8-bit level: saved as drawn
+        return images
 
     @torch.inference_mode()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
@@ -595,6 +615,13 @@ class EncoderCache:
         return self.embeddings.ti_hashes(used) if self.embeddings is not None and used else None
 
 
-def live_preview(model: Any) -> Any:
-    """A latent -> PIL function for JobProgress, matching the model's latent space."""
-    return families.for_model(model).preview(model)
+def live_preview(model: Any, settings: Any = None, approx_dir: Path | None = None) -> Any:
+    """The job's live preview (``live_preview.Preview``): the ``show_progress_type`` method of ``settings`` for
+    the model's latent space (the family's Approx cheap without settings)."""
+    from modules.processing import live_preview as previews
+
+    cheap = families.for_model(model).preview(model)
+    if settings is None:
+        return previews.Preview(previews.APPROX_CHEAP, cheap)
+    return previews.choose(model, settings.show_progress_type, approx_dir, cheap,
+                           allow_lowvram_full=settings.live_preview_allow_lowvram_full)

@@ -62,6 +62,9 @@ class JobSettings(Mapping[str, Any]):
     # progress
     show_progress_every_n_steps: int
     live_previews_enable: bool
+    show_progress_type: str
+    live_preview_allow_lowvram_full: bool
+    live_preview_fast_interrupt: bool
     # the checkpoint ("": none chosen, the first one found) and its VAE
     sd_model_checkpoint: str
     sd_vae: str

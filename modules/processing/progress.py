@@ -48,11 +48,18 @@ class JobProgress:
         self._preview_image: Any = None
         self._preview_every = preview_every
         self._latent_preview = latent_preview
+        self._preview_in_job_thread = False  # the decode runs at the step (the checkpoint's own VAE)
         self._timings: list[tuple[float, int, float]] = []  # (megapixels, UNet rows, seconds) per sampling step
         self._interrupt_requests = 0
         self._held_requests: int | None = None  # set while the partial result of an interrupted job is decoded
 
     # -- written by the worker -----------------------------------------------------------------------------
+    def set_preview(self, decode: Callable[[Any], Any] | None, in_job_thread: bool = False) -> None:
+        """How the previews are made from now on: ``decode`` (latents -> PIL), lazily when a page asks, or at
+        the step in the job's thread (``in_job_thread``: a decode with the job's own model)."""
+        with self._lock:
+            self._latent_preview, self._preview_in_job_thread = decode, in_job_thread
+
     def begin(self, job_count: int, steps: int, textinfo: str = "") -> None:
         with self._lock:
             self._snap.job_count = job_count
@@ -73,13 +80,20 @@ class JobProgress:
         """Called after each sampling step (1-based); raises Interrupted when asked to stop."""
         with self._lock:
             self._snap.sampling_step = step
-            if latents is not None and self._preview_every > 0 and step % self._preview_every == 0:
+            due = latents is not None and self._preview_every > 0 and step % self._preview_every == 0
+            decode_now = self._latent_preview if due and self._preview_in_job_thread else None
+            if due and decode_now is None:
                 self._latents = latents.detach()
                 self._preview_image = None
                 self._snap.preview_id += 1
             interrupted = self._snap.interrupted
         if interrupted:
             raise Interrupted()
+        if decode_now is not None:
+            image = decode_now(latents.detach())
+            with self._lock:
+                self._latents, self._preview_image = None, image
+                self._snap.preview_id += 1
 
     def record_step_time(self, megapixels: float, rows: int, seconds: float) -> None:
         """One sampling step's wall time, for the server's cost model (bounded: the first steps suffice)."""
@@ -152,6 +166,13 @@ class JobProgress:
         elapsed = time.time() - s.started_at
         s.eta_relative = (elapsed / s.progress - elapsed) if s.progress > 0 else 0.0
         return s
+
+    def decode_with_preview(self, latents: Any) -> Any:
+        """The first of ``latents`` as the preview method draws it (a PIL image; None without one): what an
+        interrupted job returns with ``live_preview_fast_interrupt``."""
+        with self._lock:
+            fn = self._latent_preview
+        return fn(latents) if fn is not None else None
 
     def preview_image(self) -> Any:
         """The latest live preview as a PIL image, decoded at most once per preview (cheap approximation)."""

@@ -210,7 +210,7 @@ def denoise(scheduler: Any, denoiser: GuidedDenoiser, latents: torch.Tensor, gen
         if rows is not None:
             progress.record_step_time(megapixels, _rows_done(denoiser) - rows, time.perf_counter() - started)
         try:
-            progress.step(step_offset - (-(i + 1) * steps_display // total), x)  # sampler steps for 2nd order
+            progress.step(step_offset - (-(i + 1) * steps_display // total), estimate)  # 2nd order: sampler steps
         except Interrupted:
             return estimate, False
     return x, True

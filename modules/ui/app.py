@@ -34,6 +34,7 @@ CSS = """
 .error{color:var(--error-text-color, #c00)}
 #quicksettings{align-items:flex-end}
 .token-count{font-size:.8em;opacity:.7}
+.live-preview img{width:100%;height:100%;object-fit:contain}
 .comments{font-size:.9em;color:var(--body-text-color-subdued)}
 footer{display:none !important}
 .sd-mounting-tabs #tabs .tabitem{visibility:hidden}
@@ -298,7 +299,7 @@ def build_ui(rt: Runtime) -> gr.Blocks:
 
         gr.HTML(footer_html(rt), elem_id="footer_block")
         apply_ui_config(rt, {"txt2img": txt2img.fields, "img2img": img2img.fields})
-        wire_send_buttons(rt, [txt2img.output, img2img.output], img2img, tabs, extras)
+        wire_send_buttons(rt, [txt2img.output, img2img.output, extras.output], img2img, tabs, extras)
 
         def on_refresh() -> tuple[Any, str, Any, Any, Any]:
             rt.registry.refresh()

@@ -189,20 +189,28 @@ def build_refiner_controls(rt: Runtime, tab: str, f: dict[str, Any]) -> None:
 
 
 SEND_TARGETS = {"img2img": "🖼️", "inpaint": "🎨️", "extras": "📐"}
+PREVIEW_HEIGHT = 512  # px: the live preview's box
 
 
-def build_output_panel(tab: str) -> OutputPanel:
+def build_output_panel(tab: str, info_id: str | None = None,
+                       send_targets: tuple[str, ...] = tuple(SEND_TARGETS)) -> OutputPanel:
+    """The gallery with A1111's buttons under it (📂 💾 🗃️ and send-to), the progress line, the live preview and
+    the infotext (``info_id``: its elem_id, A1111's ``html_info_<tab>`` by default)."""
     progress = gr.HTML("", elem_id=f"{tab}_progress")
-    preview = gr.Image(label="Preview", visible=False, interactive=False, elem_id=f"{tab}_preview", format="png")
-    gallery = gr.Gallery(label="Output", format="png", columns=2, elem_id=f"{tab}_gallery", interactive=False)
+    # The live preview takes the gallery's place while a job runs (A1111 draws it over the gallery), scaled up to
+    # the box whatever the method's own size (Approx cheap: the latent's); pictures are shown whole (contain).
+    preview = gr.Image(label="Preview", visible=False, interactive=False, elem_id=f"{tab}_preview", format="png",
+                       height=PREVIEW_HEIGHT, elem_classes=["live-preview"])
+    gallery = gr.Gallery(label="Output", format="png", columns=2, elem_id=f"{tab}_gallery", interactive=False,
+                         object_fit="contain")
     with gr.Row(elem_id=f"image_buttons_{tab}"):
         open_folder = gr.Button("📂", elem_id=f"{tab}_open_folder", min_width=40)
         save = gr.Button("💾", elem_id=f"save_{tab}", min_width=40)
         save_zip = gr.Button("🗃️", elem_id=f"save_zip_{tab}", min_width=40)
-        send = {target: gr.Button(icon, elem_id=f"{tab}_send_to_{target}", min_width=40)
-                for target, icon in SEND_TARGETS.items()}
+        send = {target: gr.Button(SEND_TARGETS[target], elem_id=f"{tab}_send_to_{target}", min_width=40)
+                for target in send_targets}
     download = gr.File(label=None, show_label=False, visible=False, interactive=False, elem_id=f"download_files_{tab}")
-    infotext = gr.HTML("", elem_id=f"html_info_{tab}")
+    infotext = gr.HTML("", elem_id=info_id or f"html_info_{tab}")
     generation_info = gr.State(None)
     selected = gr.State(None)
     return OutputPanel(progress, preview, gallery, infotext, generation_info, open_folder, save, save_zip, download,
@@ -304,30 +312,35 @@ Outputs = tuple[Any, Any, Any, Any, Any]  # gallery, infotext html, progress htm
 def stream_job(rt: Runtime, submit: Callable[[], Any]) -> Iterator[Outputs]:
     """Queue the job ``submit()`` returns and yield (gallery, infotext, progress, preview, info) until it ends.
     Bad input becomes a readable message in the infotext area; nothing else on the page changes."""
+    shown = gr.update(visible=True)  # the gallery back in place of the preview
     try:
         job = submit()
     except ValidationError as err:
-        yield gr.update(), error_html(describe_validation(err)), "", gr.update(visible=False), gr.update()
+        yield shown, error_html(describe_validation(err)), "", gr.update(visible=False), gr.update()
         return
     except (ValueError, QueueFull, RuntimeError, OSError) as err:
-        yield gr.update(), error_html(str(err)), "", gr.update(visible=False), gr.update()
+        yield shown, error_html(str(err)), "", gr.update(visible=False), gr.update()
         return
     shown_preview = -1
     while not job._done.wait(0.25):
         snap = job.progress.snapshot()
         update_preview: Any = gr.update()
+        update_gallery: Any = gr.update()
         if snap.preview_id != shown_preview:
             image = job.progress.preview_image()
             if image is not None:
+                if shown_preview == -1:
+                    update_gallery = gr.update(visible=False)  # the preview takes its place
                 shown_preview = snap.preview_id
                 update_preview = gr.update(value=image, visible=True)
-        yield (gr.update(), "", progress_html(snap.sampling_step, snap.sampling_steps, snap.job_no, snap.job_count,
-                                              snap.eta_relative, snap.textinfo, rt.jobs.position(job)),
+        yield (update_gallery, "", progress_html(snap.sampling_step, snap.sampling_steps, snap.job_no,
+                                                 snap.job_count, snap.eta_relative, snap.textinfo,
+                                                 rt.jobs.position(job)),
                update_preview, gr.update())
     try:
         processed = job.wait()
     except JobFailed as err:
-        yield gr.update(), error_html(str(err)), "", gr.update(visible=False), gr.update()
+        yield shown, error_html(str(err)), "", gr.update(visible=False), gr.update()
         return
     text = processed.infotexts[processed.index_of_first_image] if processed.infotexts else ""
     notes = list(processed.comments)
@@ -338,7 +351,8 @@ def stream_job(rt: Runtime, submit: Callable[[], Any]) -> Iterator[Outputs]:
             "paths": [str(p) if p is not None else None for p in processed.saved_paths],
             "all_seeds": list(processed.all_seeds), "all_subseeds": list(processed.all_subseeds),
             "subseed_strength": processed.params.subseed_strength}
-    yield gallery_items(processed), note + infotext_html(text), "", gr.update(visible=False), info
+    yield (gr.update(value=gallery_items(processed), visible=True), note + infotext_html(text), "",
+           gr.update(visible=False), info)
 
 
 # Text shown while or after a job runs. Fixed words sit in their own elements, apart from the numbers, so the page's

@@ -34,6 +34,7 @@ class ExtrasControls:
     generate: Any
     gallery: Any
     info: Any
+    output: Any  # common.OutputPanel: the buttons under the result
 
 
 def restorer_note(parts: tuple[str, Path | None] | None) -> str:
@@ -148,10 +149,10 @@ def build_extras_tab(rt: Runtime) -> ExtrasControls:
             postprocess = getattr(getattr(rt, "scripts", None), "extras", None)
             script_inputs = postprocess.setup_ui() if postprocess is not None and postprocess.scripts else []
         with gr.Column(scale=1):
-            progress = gr.HTML("", elem_id="extras_progress")
-            gallery = gr.Gallery(label="Result", format="png", columns=2, elem_id="extras_gallery",
-                                 interactive=False)
-            info = gr.HTML("", elem_id="html_info_x")
+            # A1111's output panel, as under txt2img's gallery (send to img2img / inpaint; the infotext in
+            # #html_info_x, A1111's id)
+            output = common.build_output_panel("extras", info_id="html_info_x", send_targets=("img2img", "inpaint"))
+            progress, gallery, info = output.progress, output.gallery, output.infotext
 
     for index, tab in enumerate((single_tab, batch_tab, dir_tab)):
         common.select_in_page(tab, [mode], [index])
@@ -160,7 +161,7 @@ def build_extras_tab(rt: Runtime) -> ExtrasControls:
     field_names = list(f)
 
     def generate_fn(mode_index: int, single: Any, uploads: Any, in_dir: str, out_dir: str, show: bool,
-                    *values: Any) -> Iterator[tuple[Any, Any, Any]]:
+                    *values: Any) -> Iterator[tuple[Any, Any, Any, Any]]:
         from modules import scripts_postprocessing
 
         data = dict(zip(field_names, values))
@@ -185,27 +186,32 @@ def build_extras_tab(rt: Runtime) -> ExtrasControls:
                 raise FieldError("image", "no images to process")
             job = rt.submit_extras(params, images, output_dir=target, postprocess=scripts_call)
         except ValidationError as err:
-            yield gr.update(), common.error_html(common.describe_validation(err)), ""
+            yield gr.update(), common.error_html(common.describe_validation(err)), "", gr.update()
             return
         except (ValueError, QueueFull, OSError) as err:
-            yield gr.update(), common.error_html(str(err)), ""
+            yield gr.update(), common.error_html(str(err)), "", gr.update()
             return
         while not job._done.wait(0.25):
             snap = job.progress.snapshot()
             yield gr.update(), gr.update(), common.progress_html(snap.job_no, max(1, snap.job_count), 0, 1, 0, "",
-                                                                 rt.jobs.position(job))
+                                                                 rt.jobs.position(job)), gr.update()
         try:
             results, paths = job.wait()
         except JobFailed as err:
-            yield gr.update(), common.error_html(str(err)), ""
+            yield gr.update(), common.error_html(str(err)), "", gr.update()
             return
         shown = [str(p) if p is not None else r.image for r, p in zip(results, paths)]
         text = "".join(f"<p>{html.escape(r.infotext)}</p>" for r in results[:1] if r.infotext)
         if not text:  # no upscaler chosen and no restoration: the image is unchanged, say so
             text = f"<p class='comments'>{common.words(NOTHING_TO_DO)}</p>"
-        yield (shown if (mode_index != 2 or show) else []), f"<div class='infotext'>{text}</div>", ""
+        listed = mode_index != 2 or show
+        saved = {"infotexts": [r.infotext for r in results] if listed else [], "index_of_first_image": 0,
+                 "paths": [str(p) if p is not None else None for p in paths] if listed else []}
+        yield (shown if listed else []), f"<div class='infotext'>{text}</div>", "", saved
 
     generate.click(generate_fn, inputs=[mode, image, files, input_dir, output_dir, show_results, *f.values(),
                                         *script_inputs],
-                   outputs=[gallery, info, progress], concurrency_limit=None, show_progress="hidden")
-    return ExtrasControls(f, image, mode, tabs, generate, gallery, info)
+                   outputs=[gallery, info, progress, output.generation_info], concurrency_limit=None,
+                   show_progress="hidden")
+    common.wire_output_panel(rt, output, postprocessing.EXTRAS)
+    return ExtrasControls(f, image, mode, tabs, generate, gallery, info, output)

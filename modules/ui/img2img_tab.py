@@ -485,7 +485,8 @@ def run_batch(rt: Runtime, values: dict[str, Any], files: list[Any] | None, inpu
                         if saved:
                             with Image.open(saved) as im:
                                 fileio.write_new_file(target / f"{path.stem}.png", encode_image(im, "png", text))
-                gallery.extend(gallery_update if isinstance(gallery_update, list) else [])
+                items = gallery_update.get("value") if isinstance(gallery_update, dict) else gallery_update
+                gallery.extend(items if isinstance(items, list) else [])
                 yield gallery, info_html, f"<span class='progress-text'>{number + 1}/{len(items)}</span>", \
                     gr.update(visible=False), info
             else:

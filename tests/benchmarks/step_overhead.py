@@ -55,7 +55,7 @@ def ours(model, folder: Path, size: int, steps: int, preview: bool) -> float:
     from tests.support.engine import default_settings, run_txt2img
 
     progress = JobProgress(preview_every=1 if preview else 0)
-    progress._latent_preview = live_preview(model) if preview else None
+    progress.set_preview(live_preview(model).decode if preview else None)
     settings = default_settings(samples_save=False, grid_save=False)
     started = time.perf_counter()
     run_txt2img(model, folder, settings=settings, progress=progress, prompt=PROMPT, width=size, height=size,
