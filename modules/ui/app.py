@@ -20,6 +20,7 @@ from modules.ui.pnginfo_tab import build_pnginfo_tab
 from modules.ui.settings_tab import build_settings_tab
 from modules.ui.extras_tab import build_extras_tab
 from modules.ui.img2img_tab import build_img2img_tab
+from modules.ui import tool_buttons
 from modules.ui.common import words
 from modules.ui.txt2img_tab import build_txt2img_tab, error_html
 
@@ -42,7 +43,7 @@ footer{display:none !important}
 .setting-stored-only::before{content:var(--stored-only-label,"stored only");position:absolute;top:2px;right:2.4em;
  z-index:2;font-size:.72em;padding:0 .45em;border-radius:4px;background:var(--color-accent-soft);
  color:var(--body-text-color-subdued);pointer-events:none}
-"""
+""" + tool_buttons.icon_css()
 
 # A1111's shortcuts in a prompt box: Ctrl+Enter (Cmd+Enter) generates, Alt+Enter skips, Esc interrupts. Gradio's
 # multi-line textboxes only submit on Shift+Enter, so this is wired in the browser.

@@ -205,9 +205,10 @@ def build_output_panel(tab: str, info_id: str | None = None,
                          object_fit="contain")
     with gr.Row(elem_id=f"image_buttons_{tab}"):
         open_folder = gr.Button("📂", elem_id=f"{tab}_open_folder", min_width=40)
-        save = gr.Button("💾", elem_id=f"save_{tab}", min_width=40)
+        save = gr.Button("💾", elem_id=f"save_{tab}", min_width=40, elem_classes=["sd-tip-save-image"])
         save_zip = gr.Button("🗃️", elem_id=f"save_zip_{tab}", min_width=40)
-        send = {target: gr.Button(SEND_TARGETS[target], elem_id=f"{tab}_send_to_{target}", min_width=40)
+        send = {target: gr.Button(SEND_TARGETS[target], elem_id=f"{tab}_send_to_{target}", min_width=40,
+                                  elem_classes=[f"sd-tip-send-{target}"])
                 for target in send_targets}
     download = gr.File(label=None, show_label=False, visible=False, interactive=False, elem_id=f"download_files_{tab}")
     infotext = gr.HTML("", elem_id=info_id or f"html_info_{tab}")

@@ -33,6 +33,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from modules import browser_files
+from modules.ui import tool_buttons
 from modules.paths import INSTALL_DIR
 
 PREFIX = "/extension-assets"
@@ -104,7 +105,7 @@ def _script_json(value: Any) -> str:
 def head_html(rt: Any, localization: dict[str, Any]) -> str:
     scripts = script_tags(rt)
     # with extension scripts, the page builds every generation tab before onUiLoaded, as A1111's page has them
-    data = {"localization": localization, "mountTabs": bool(scripts)}
+    data = {"localization": localization, "mountTabs": bool(scripts), **tool_buttons.page_data()}
     return "\n".join([f"<script>window.__sdPage = {_script_json(data)};</script>",
                       f"<script>{COMPAT_JS.read_text(encoding='utf-8')}</script>", scripts])
 

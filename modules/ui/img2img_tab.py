@@ -315,7 +315,8 @@ def build_img2img_tab(rt: Runtime) -> Img2ImgControls:
             with gr.Tabs(elem_id="img2img_tabs_resize"):
                 with gr.Tab("Resize to", id="img2img_tab_resize_to") as resize_to:
                     common.build_size_and_batch(tab, f)
-                    detect = gr.Button("📐", elem_id="img2img_detect_image_size_btn", min_width=40)
+                    detect = gr.Button("📐", elem_id="img2img_detect_image_size_btn", min_width=40,
+                                       elem_classes=["sd-tip-detect-size"])
                 with gr.Tab("Resize by", id="img2img_tab_resize_by") as resize_by:
                     f["scale_by"] = gr.Slider(0.05, 4.0, value=1.0, step=0.05, label="Scale",
                                               elem_id="img2img_scale")

@@ -150,6 +150,8 @@
   // mine) (so it is read from window each time). Set on the elements gradio adds whose text (or value, or a class)
   // is a key, translated when the localization has the tooltip.
   if (typeof w.titles !== "object" || w.titles === null) w.titles = {};
+  w.titles = Object.assign({}, page.titles || {}, w.titles);  // ours first: an extension's hint for a text wins
+  const icons = page.icons || {};  // a tool button's emoji -> the icon the page draws for it (tool_buttons.py)
   let originals = null;  // translated text -> English text, for labels the localization already replaced
   const tooltipOf = (el) => {
     const titles = w.titles || {};
@@ -170,6 +172,10 @@
     const elements = root.matches("span, button, select, p") ? [root] : [];
     elements.push(...root.querySelectorAll("span, button, select, p"));
     for (const el of elements) {
+      if (el.tagName === "BUTTON" && !el.dataset.sdIcon) {
+        const icon = icons[(el.textContent || "").trim()];
+        if (icon) el.dataset.sdIcon = icon;
+      }
       if (el.title) continue;
       const tip = tooltipOf(el);
       if (tip) el.title = tip;
