@@ -36,6 +36,19 @@ CSS = """
 #quicksettings{align-items:flex-end}
 .token-count{font-size:.8em;opacity:.7}
 .live-preview img{width:100%;height:100%;object-fit:contain}
+#first_run:not(:has(.prose > *)),#startup_notes:not(:has(.prose > *)),#model_status:not(:has(.prose > *)){display:none}
+#settings_nav{flex:0 0 210px !important;min-width:170px !important;position:sticky;top:8px;align-self:flex-start;
+ max-height:92vh;overflow:auto}
+.settings-nav{list-style:none;padding:0 !important;margin:0 !important}
+.settings-nav li{margin:0 !important;padding:0 !important}
+.settings-nav li::marker{content:none}
+.settings-nav a{display:block;padding:3px 8px;border-radius:4px;text-decoration:none !important;
+ color:var(--body-text-color) !important;font-size:.92em}
+.settings-nav a:hover,.settings-nav a.active{background:var(--color-accent-soft)}
+.sd-prompt-box{position:relative}
+.sd-prompt-box .sd-token-counter{position:absolute !important;top:6px;right:12px;z-index:3;width:auto !important;
+ min-width:0 !important;padding:0 !important;margin:0 !important;background:none !important;border:none !important;
+ box-shadow:none !important;overflow:visible !important}
 .comments{font-size:.9em;color:var(--body-text-color-subdued)}
 footer{display:none !important}
 .sd-mounting-tabs #tabs .tabitem{visibility:hidden}
@@ -64,6 +77,20 @@ SHORTCUTS_JS = """() => {
     e.preventDefault();
     button.click();
   }, true);
+
+  // Settings: a section in the side list opens that section and brings it into view
+  document.addEventListener("click", (e) => {
+    const link = e.target.closest && e.target.closest("[data-settings-section]");
+    if (!link) return;
+    e.preventDefault();
+    const section = document.getElementById(link.dataset.settingsSection);
+    if (!section) return;
+    const content = section.querySelector(":scope > [data-testid=accordion-content]");
+    if (content && content.style.display === "none") section.querySelector(":scope > .label-wrap")?.click();
+    section.scrollIntoView({block: "start"});
+    document.querySelectorAll("[data-settings-section].active").forEach((a) => a.classList.remove("active"));
+    link.classList.add("active");
+  });
 
   // "Generate forever": right-click Generate (A1111's context menu). The flag lives in the page; after each run
   // the Generate event's .then() calls next(), which clicks Generate again while the flag is set.
@@ -144,6 +171,11 @@ def first_run_message(rt: Runtime) -> str:
     if not getattr(rt.args, "no_download_sd_model", False):
         text += " Or download Stable Diffusion 1.5 (about 4 GB) with the button below."
     return f"<div id='first_run_notice'>{text}</div>"
+
+
+def download_offered(rt: Runtime) -> bool:
+    """The first-run download button: only while no checkpoint exists, and not with --no-download-sd-model."""
+    return not rt.registry.list() and not getattr(rt.args, "no_download_sd_model", False)
 
 
 def startup_notes_html(rt: Runtime) -> str:
@@ -273,8 +305,7 @@ def build_ui(rt: Runtime) -> gr.Blocks:
         notice = gr.HTML(first_run_message(rt), elem_id="first_run")
         startup = gr.HTML("", elem_id="startup_notes")
         download = gr.Button("Download v1-5-pruned-emaonly.safetensors", elem_id="download_sd_model",
-                             visible=bool(first_run_message(rt)) and
-                             not getattr(rt.args, "no_download_sd_model", False))
+                             visible=download_offered(rt))
         with gr.Tabs(elem_id="tabs") as tabs:  # A1111's order; Extras arrives with its issue
             with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img"):
                 txt2img = build_txt2img_tab(rt)
@@ -305,9 +336,8 @@ def build_ui(rt: Runtime) -> gr.Blocks:
         def on_refresh() -> tuple[Any, str, Any, Any, Any]:
             rt.registry.refresh()
             rt.vaes.refresh()
-            message = first_run_message(rt)
-            return (gr.update(choices=checkpoint_titles(rt), value=current_checkpoint(rt)), message,
-                    gr.update(visible=bool(message) and not getattr(rt.args, "no_download_sd_model", False)),
+            return (gr.update(choices=checkpoint_titles(rt), value=current_checkpoint(rt)), first_run_message(rt),
+                    gr.update(visible=download_offered(rt)),
                     gr.update(choices=rt.vaes.choices(), value=rt.options.get("sd_vae", "Automatic")),
                     gr.update(choices=module_choices(rt), value=chosen_modules(rt)))
 
@@ -329,13 +359,13 @@ def build_ui(rt: Runtime) -> gr.Blocks:
             except JobFailed as err:
                 yield error_html(f"{err}. The previous model stays loaded.")
 
-        def on_download() -> Iterator[str]:
+        def on_download() -> Iterator[tuple[str, Any]]:
             from modules.cmd_args import admin_refusal
             from modules.models import download as dl
 
             refused = admin_refusal(rt.args)
             if refused:
-                yield error_html(f"Downloading models is {refused}.")
+                yield error_html(f"Downloading models is {refused}."), gr.update()
                 return
 
             target = rt.paths.model_dir("checkpoints") / dl.DEFAULT_SD_MODEL["filename"]
@@ -349,14 +379,15 @@ def build_ui(rt: Runtime) -> gr.Blocks:
             while not job._done.wait(0.5):
                 total = state["total"]
                 pct = f"{100 * state['done'] / total:.1f}%" if total else f"{state['done'] / 2**20:.0f} MiB"
-                yield f"<span class='progress-text'>{words('Downloading…')} {pct}</span>"
+                yield f"<span class='progress-text'>{words('Downloading…')} {pct}</span>", gr.update()
             try:
                 job.wait()
             except JobFailed as err:
-                yield error_html(str(err))
+                yield error_html(str(err)), gr.update()
                 return
             rt.registry.refresh()
-            yield f"<span class='progress-text'>{words('Downloaded. Select it in the checkpoint list.')}</span>"
+            yield (f"<span class='progress-text'>{words('Downloaded. Select it in the checkpoint list.')}</span>",
+                   gr.update(visible=download_offered(rt)))
 
         def on_setting(key: str, label: str) -> Any:
             def apply(value: Any) -> str:
@@ -382,9 +413,10 @@ def build_ui(rt: Runtime) -> gr.Blocks:
                        outputs=[model_status], queue=False, show_progress="hidden")
         checkpoint.input(on_select, inputs=[checkpoint], outputs=[model_status], concurrency_limit=None,
                          show_progress="hidden")
-        download.click(on_download, outputs=[notice], concurrency_limit=None, show_progress="hidden")
+        download.click(on_download, outputs=[notice, download], concurrency_limit=None, show_progress="hidden")
         demo.load(lambda: (gr.update(choices=checkpoint_titles(rt), value=current_checkpoint(rt)),
-                           first_run_message(rt)), outputs=[checkpoint, notice], queue=False)
+                           first_run_message(rt), gr.update(visible=download_offered(rt))),
+                  outputs=[checkpoint, notice, download], queue=False)
         demo.load(None, js=SHORTCUTS_JS)
         demo.load(lambda: startup_notes_html(rt), outputs=[startup], queue=False, show_progress="hidden")
         demo.load(settings.refresh_fn, outputs=settings.refresh_outputs, queue=False)  # fresh values and choices

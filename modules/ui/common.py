@@ -58,14 +58,17 @@ def build_prompt_row(rt: Runtime, tab: str, f: dict[str, Any], interrogate: bool
     ``interrogate`` (img2img) the caption button under them, as A1111's Interrogate buttons sit there."""
     with gr.Row(elem_id=f"{tab}_toprow"):
         with gr.Column(scale=6):
-            f["prompt"] = gr.Textbox(label="Prompt", elem_id=f"{tab}_prompt", lines=3,
-                                     placeholder="Prompt (press Ctrl+Enter to generate)")
-            f["negative_prompt"] = gr.Textbox(label="Negative prompt", elem_id=f"{tab}_neg_prompt", lines=2,
-                                              placeholder="Negative prompt")
-            with gr.Row():
-                token_counter = gr.HTML("<span class='token-count'>0/75</span>", elem_id=f"{tab}_token_counter")
+            # each counter at its box's top right, on the label's line, as A1111 shows them
+            with gr.Column(elem_classes=["sd-prompt-box"]):
+                f["prompt"] = gr.Textbox(label="Prompt", elem_id=f"{tab}_prompt", lines=3,
+                                         placeholder="Prompt (press Ctrl+Enter to generate)")
+                token_counter = gr.HTML("<span class='token-count'>0/75</span>", elem_id=f"{tab}_token_counter",
+                                        elem_classes=["sd-token-counter"])
+            with gr.Column(elem_classes=["sd-prompt-box"]):
+                f["negative_prompt"] = gr.Textbox(label="Negative prompt", elem_id=f"{tab}_neg_prompt", lines=2,
+                                                  placeholder="Negative prompt")
                 negative_counter = gr.HTML("<span class='token-count'>0/75</span>",
-                                           elem_id=f"{tab}_negative_token_counter")
+                                           elem_id=f"{tab}_negative_token_counter", elem_classes=["sd-token-counter"])
             with gr.Row():
                 f["styles"] = gr.Dropdown(style_names(rt), value=[], multiselect=True, label="Styles",
                                           elem_id=f"{tab}_styles", scale=4)

@@ -255,6 +255,13 @@ def result_html(ok: bool, message: str) -> str:
     return f"<div class='{css}'>{html.escape(message)}</div>"
 
 
+def section_nav_html(titles: Iterable[tuple[str, str]]) -> str:
+    """The side list: one link per (section id, title); the page script opens the section a link names."""
+    items = "".join(f"<li><a href='#settings_{html.escape(sid)}' data-settings-section='settings_{html.escape(sid)}'>"
+                    f"{html.escape(title)}</a></li>" for sid, title in titles)
+    return f"<ul class='settings-nav'>{items}</ul>"
+
+
 def search_visibility(labels: Mapping[str, str], query: str) -> dict[str, bool]:
     """Which keys stay visible for a search: the label (or key) contains the text, case-insensitive."""
     q = (query or "").strip().lower()
@@ -305,19 +312,25 @@ def build_settings_tab(rt: Any) -> SettingsControls:
                          elem_id="settings_result")
         if not all(options.registry[k].used for k in keys):
             gr.HTML(LEGEND_HTML, elem_id="settings_legend")
-        for index, (((_sid, title), section_keys), section_id) in enumerate(zip(grouped, section_ids(grouped))):
-            marked = [STORED_ONLY_CLASS] if section_stored_only(options, section_keys) else None
-            with gr.Accordion(title, open=index == 0, elem_id=f"settings_{section_id}",
-                              elem_classes=marked) as acc:
-                accordions[section_id] = acc
-                for key in section_keys:
-                    spec = component_spec(key, options.registry[key], options.get(key))
-                    cls = getattr(gr, _COMPONENTS[spec["type"]])
-                    kwargs = dict(spec["kwargs"])
-                    if frozen:
-                        kwargs["interactive"] = False
-                    components[key] = cls(**kwargs)
-                    built[key] = spec["type"]
+        ids = section_ids(grouped)
+        titles = [(section_id, title) for ((_sid, title), _keys), section_id in zip(grouped, ids)]
+        with gr.Row(elem_id="settings_body"):
+            # A1111's list of sections at the side: a click opens that section and brings it into view
+            nav = gr.HTML(section_nav_html(titles), elem_id="settings_nav")
+            with gr.Column(scale=5, elem_id="settings_sections"):
+                for index, (((_sid, title), section_keys), section_id) in enumerate(zip(grouped, ids)):
+                    marked = [STORED_ONLY_CLASS] if section_stored_only(options, section_keys) else None
+                    with gr.Accordion(title, open=index == 0, elem_id=f"settings_{section_id}",
+                                      elem_classes=marked) as acc:
+                        accordions[section_id] = acc
+                        for key in section_keys:
+                            spec = component_spec(key, options.registry[key], options.get(key))
+                            cls = getattr(gr, _COMPONENTS[spec["type"]])
+                            kwargs = dict(spec["kwargs"])
+                            if frozen:
+                                kwargs["interactive"] = False
+                            components[key] = cls(**kwargs)
+                            built[key] = spec["type"]
 
     comp_list = [components[k] for k in keys]
     acc_list = list(accordions.values())
@@ -332,13 +345,16 @@ def build_settings_tab(rt: Any) -> SettingsControls:
     def on_search(query: str) -> list[Any]:
         shown = search_visibility(labels, query)
         updates = [gr.update(visible=True if shown[k] else "hidden") for k in keys]
-        for (_sid, _title), section_keys in grouped:
+        listed = []
+        for ((_sid, _title), section_keys), title in zip(grouped, titles):
             any_shown = any(shown[k] for k in section_keys)
             if (query or "").strip():
                 updates.append(gr.update(visible=True if any_shown else "hidden", open=any_shown))
             else:
                 updates.append(gr.update(visible=True))
-        return updates
+            if any_shown or not (query or "").strip():
+                listed.append(title)
+        return [*updates, section_nav_html(listed)]
 
     def on_refresh() -> list[Any]:
         """Current values, and choices again (callable choices such as VAEs may have changed on disk)."""
@@ -357,7 +373,8 @@ def build_settings_tab(rt: Any) -> SettingsControls:
 
     submit.click(on_apply, inputs=comp_list, outputs=[result], queue=False)
     reload.click(None, js=RELOAD_JS)
-    search.change(on_search, inputs=[search], outputs=comp_list + acc_list, queue=False, show_progress="hidden")
+    search.change(on_search, inputs=[search], outputs=comp_list + acc_list + [nav], queue=False,
+                  show_progress="hidden")
     refresh.click(on_refresh, outputs=comp_list, queue=False)
     return SettingsControls(components=components, sections=accordions, search=search, submit=submit,
                             reload=reload, result=result, refresh=refresh, refresh_fn=on_refresh,
