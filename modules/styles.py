@@ -338,6 +338,42 @@ class StyleDatabase:
             styles = [s for s in self.styles.values() if s.path == style_path]
             fileio.atomic_write_text(style_path, _styles_csv_text(content, styles), encoding="utf-8-sig")
 
+    def editable(self, name: str) -> bool:
+        """Whether the styles editor may save or delete ``name``: a real name, not A1111's "None" or a divider."""
+        name = (name or "").strip()
+        style = self.styles.get(name)
+        return bool(name) and name != self.no_style.name and not (style is not None and style.path == DIVIDER_PATH)
+
+    def save_style(self, name: str, prompt: str, negative_prompt: str) -> PromptStyle:
+        """Add or change one style and write its file (a new style goes to the default file). When the write
+        fails, the styles in memory are as before and the error propagates; the file is untouched."""
+        name = (name or "").strip()
+        if not self.editable(name):
+            raise ValueError(f"{name or 'an empty name'!r} cannot be a style name")
+        old = self.styles.get(name)
+        path = old.path if old is not None and old.path else str(self.default_path)
+        if path in self.errors:
+            raise OSError(f"{path} could not be read ({self.errors[path]}), so it is not written")
+        style = PromptStyle(name, prompt or "", negative_prompt or "", path)
+        self._write_changed({**self.styles, name: style}, path)
+        return style
+
+    def delete_style(self, name: str) -> None:
+        """Remove one style and write its file; as ``save_style`` when the write fails."""
+        style = self.styles.get((name or "").strip())
+        if style is None or not self.editable(style.name):
+            raise KeyError(f"no style named {name!r}")
+        path = style.path or str(self.default_path)
+        if path in self.errors:
+            raise OSError(f"{path} could not be read ({self.errors[path]}), so it is not written")
+        self._write_changed({k: v for k, v in self.styles.items() if k != style.name}, path)
+
+    def _write_changed(self, styles: dict[str, PromptStyle], path: str) -> None:
+        content = self._files.setdefault(path, _StyleFile())
+        text = _styles_csv_text(content, [s for s in styles.values() if (s.path or str(self.default_path)) == path])
+        fileio.atomic_write_text(path, text, encoding="utf-8-sig")  # raises before anything in memory changes
+        self.styles = styles
+
     def extract_styles_from_prompt(self, prompt: str, negative_prompt: str) -> tuple[list[str], str, str]:
         """Remove matching styles from both prompts, last applied first; returns ``(names, prompt, negative)``
         with the names in the order they would be applied."""

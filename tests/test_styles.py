@@ -332,3 +332,71 @@ def test_a_quarantined_config_json_is_shown_to_the_user(tmp_path: Path) -> None:
     rt = build_runtime(parse_args(["--data-dir", str(tmp_path)], environ={}))
     kept = list(tmp_path.glob("config.json.corrupt-*"))
     assert len(kept) == 1 and "config.json" in startup_notes_html(rt) and kept[0].name in startup_notes_html(rt)
+
+
+# -- the styles editor's writes (issue 21 item 6) -------------------------------------------------------------------
+
+
+def _db(tmp_path, text: str = 'name,prompt,negative_prompt,rating\ncinematic,"{prompt}, film",blurry,5\n'):
+    from modules.styles import StyleDatabase
+
+    path = tmp_path / "styles.csv"
+    path.write_text(text, encoding="utf-8")
+    return StyleDatabase(path), path
+
+
+def _rows(path) -> list[dict[str, str]]:
+    import csv
+
+    with open(path, encoding="utf-8-sig", newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def test_saving_a_new_and_an_edited_style_writes_the_file_and_keeps_other_columns(tmp_path) -> None:
+    db, path = _db(tmp_path)
+    db.save_style("cinematic", "{prompt}, film grain", "blurry, lowres")
+    db.save_style(" watercolor ", "watercolor of {prompt}", "")
+    assert _rows(path) == [
+        {"name": "cinematic", "prompt": "{prompt}, film grain", "negative_prompt": "blurry, lowres", "rating": "5"},
+        {"name": "watercolor", "prompt": "watercolor of {prompt}", "negative_prompt": "", "rating": ""},
+    ]
+    assert db.apply_styles_to_prompt("a cat", ["watercolor"]) == "watercolor of a cat"
+
+
+def test_deleting_a_style_removes_it_from_the_file(tmp_path) -> None:
+    db, path = _db(tmp_path, "name,prompt,negative_prompt\na,x {prompt},\nb,y {prompt},\n")
+    db.delete_style("a")
+    assert [r["name"] for r in _rows(path)] == ["b"] and list(db.styles) == ["b"]
+    with pytest.raises(KeyError):
+        db.delete_style("a")
+
+
+def test_names_the_editor_refuses(tmp_path) -> None:
+    db, path = _db(tmp_path)
+    before = path.read_bytes()
+    for name in ("", "   ", "None"):
+        with pytest.raises(ValueError):
+            db.save_style(name, "p", "n")
+    assert path.read_bytes() == before
+
+
+def test_a_failed_write_changes_nothing(tmp_path) -> None:
+    db, path = _db(tmp_path)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x", encoding="utf-8")
+    db.default_path = blocker / "styles.csv"  # a new style's file cannot be created there
+    with pytest.raises(OSError):
+        db.save_style("new", "p", "n")
+    assert "new" not in db.styles and list(db.styles) == ["cinematic"]
+
+
+def test_an_unreadable_styles_file_is_never_written_by_the_editor(tmp_path) -> None:
+    from modules.styles import StyleDatabase
+
+    path = tmp_path / "styles.csv"
+    path.write_bytes(b"\xff\xfe\x00garbage that is not utf-8 \x81")
+    db = StyleDatabase(path)
+    assert str(path) in db.errors
+    with pytest.raises(OSError, match="could not be read"):
+        db.save_style("new", "p", "n")
+    assert path.read_bytes() == b"\xff\xfe\x00garbage that is not utf-8 \x81"

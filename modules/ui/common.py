@@ -16,6 +16,7 @@ import gradio as gr
 from pydantic import ValidationError
 
 from modules import samplers
+from modules.ui import styles_editor
 from modules.jobs import JobFailed, QueueFull
 from modules.runtime import Runtime
 
@@ -36,6 +37,7 @@ class PromptRow:
     negative_counter: Any
     refresh_styles: Any
     interrogate: dict[str, Any] | None = None  # img2img's Interrogate buttons by model (img2text into the prompt)
+    styles_editor: Any = None  # styles_editor.StylesEditor: the 🖌️ dialog
 
 
 @dataclass
@@ -73,6 +75,8 @@ def build_prompt_row(rt: Runtime, tab: str, f: dict[str, Any], interrogate: bool
                 f["styles"] = gr.Dropdown(style_names(rt), value=[], multiselect=True, label="Styles",
                                           elem_id=f"{tab}_styles", scale=4)
                 refresh_styles = gr.Button("🔄", elem_id=f"{tab}_styles_refresh", min_width=40, scale=0)
+                edit_styles = styles_editor.open_button(tab)
+            editor = styles_editor.build(tab, style_names(rt), edit_styles)
         with gr.Column(scale=1, min_width=160):
             generate = gr.Button("Generate", variant="primary", elem_id=f"{tab}_generate")
             with gr.Row():
@@ -86,7 +90,8 @@ def build_prompt_row(rt: Runtime, tab: str, f: dict[str, Any], interrogate: bool
                     captions = {"clip": gr.Button("Interrogate CLIP", elem_id="interrogate", size="sm"),
                                 "deepdanbooru": gr.Button("Interrogate DeepBooru", elem_id="deepbooru", size="sm")}
                 captions["wd14"] = gr.Button("Interrogate WD14", elem_id="wd14_interrogate", size="sm")
-    return PromptRow(generate, interrupt, skip, paste, token_counter, negative_counter, refresh_styles, captions)
+    return PromptRow(generate, interrupt, skip, paste, token_counter, negative_counter, refresh_styles, captions,
+                     editor)
 
 
 def caption_of(rt: Runtime, image: Any, model: str) -> tuple[str | None, str]:
@@ -281,6 +286,8 @@ def wire_prompt_row(rt: Runtime, row: PromptRow, f: dict[str, Any]) -> None:
         return gr.update(choices=names, value=[s for s in selected or [] if s in names])
 
     row.refresh_styles.click(reload_styles, inputs=[f["styles"]], outputs=[f["styles"]], queue=False)
+    if row.styles_editor is not None:
+        styles_editor.wire(rt, row.styles_editor, f)
     row.interrupt.click(lambda: rt.jobs.interrupt_current(), queue=False)
     row.skip.click(lambda: rt.jobs.skip_current(), queue=False)
 
@@ -369,7 +376,7 @@ LATER_STRINGS = ("In queue: position", "Step", "Batch", "ETA", "Interrupted: fin
                  "The face detector detection_Resnet50_Final.pth is not installed: put it in",
                  "CodeFormer needs the spandrel_extra_arches package (non-commercial licence): pip install "
                  "spandrel_extra_arches", "No extensions are installed. Put them in", "enabled", "disabled",
-                 "Extension", "State", "Scripts", "Problems", "Restarting…")
+                 "Extension", "State", "Scripts", "Problems", "Restarting…", "Style saved:", "Style deleted:")
 
 
 def words(text: str) -> str:

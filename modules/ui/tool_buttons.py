@@ -3,9 +3,10 @@
 The buttons keep A1111's emoji as their text (extensions and users' scripts find them by it, and the hints are
 looked up by it as A1111's ``titles`` are). The page draws each as a monochrome icon in the text colour (a CSS
 mask over ``currentColor``), so a machine without an emoji font shows the same icons instead of empty boxes.
-``TITLES`` are A1111's hints for them, by the button's text; ``CLASS_TITLES`` those for an emoji used by two
-buttons (📐 sends to Extras under a gallery and reads the size in img2img; 💾 saves an image, or a style). Both
-go through the page's localization like any hint.
+``TITLES`` are A1111's hints for them, by the button's text; ``CLASS_TITLES`` those of an emoji that means
+different things on different buttons (📐 sends to Extras under a gallery and reads the size in img2img; 💾 saves
+an image or a style; the styles editor's 🗑️ and 📋), set by a class on the button. Both go through the page's
+localization like any hint.
 """
 
 from __future__ import annotations
@@ -24,15 +25,17 @@ TITLES: dict[str, str] = {
     "🖼️": "Send image and generation parameters to img2img tab.",
     "🎨️": "Send image and generation parameters to img2img inpaint tab.",
     "🔄": "Refresh",
-    "🗑️": "Clear prompt",
-    "🖌️": "Apply all selected styles to prompts.",
-    "📋": "Apply selected styles to current prompt",
+    "🖌️": "Edit styles",
 }
 
 CLASS_TITLES: dict[str, str] = {
     "sd-tip-save-image": f"Save the image to a dedicated directory ({OUTDIR_SAVE}).",
     "sd-tip-send-extras": "Send image and generation parameters to extras tab.",
     "sd-tip-detect-size": "Auto detect size from img2img",
+    "sd-tip-save-style": "Save style",
+    "sd-tip-delete-style": "Delete style",
+    "sd-tip-copy-style": "Copy main UI prompt to style.",
+    "sd-tip-apply-styles": "Apply all selected styles from the style selection dropdown in main UI to the prompt.",
 }
 
 # Each icon: SVG shapes on a 24x24 grid, drawn as a mask (what is filled shows the text colour).
@@ -58,10 +61,12 @@ _ICONS: dict[str, str] = {
     "brush": f'<path {_STROKE} d="M20 4 11 13M9 14c-2 0-4 1.5-4 4 0 1-.5 2-2 2 2.5 1.5 7 1 7.5-2.5L12 16z"/>',
     "clipboard": f'<path {_STROKE} d="M9 4h6v3H9zM9 5H6a1 1 0 0 0-1 1v14a1 1 0 0 0 1 1h12a1 1 0 0 0 1-1V6a1 1 0 0 0-1-1h-3'
                  'M8 12h8M8 16h6"/>',
+    "copy": f'<path {_STROKE} d="M5 3h9l5 5v13H5zM14 3v5h5M8 13h8M8 17h5"/>',
 }
 ICON_OF_TEXT: dict[str, str] = {
     "🔄": "refresh", "↙️": "paste", "⇅": "swap", "🎲️": "dice", "♻️": "recycle", "📂": "folder", "💾": "save",
     "🗃️": "archive", "🖼️": "image", "🎨️": "palette", "📐": "ruler", "🗑️": "trash", "🖌️": "brush", "📋": "clipboard",
+    "📝": "copy",
 }
 
 
