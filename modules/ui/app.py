@@ -6,6 +6,7 @@ Only this package imports gradio. Every handler goes through the Runtime (same q
 from __future__ import annotations
 
 import html
+import json
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -45,6 +46,12 @@ CSS = """
 .settings-nav a{display:block;padding:3px 8px;border-radius:4px;text-decoration:none !important;
  color:var(--body-text-color) !important;font-size:.92em}
 .settings-nav a:hover,.settings-nav a.active{background:var(--color-accent-soft)}
+.sd-hidden{display:none !important}
+#available_extensions{width:100%;border-collapse:collapse}
+#available_extensions td,#available_extensions th{padding:6px 8px;border-bottom:1px solid var(--border-color-primary);
+ vertical-align:top;text-align:left}
+.extension-tag{display:inline-block;margin:2px 4px 0 0;padding:0 6px;border-radius:8px;font-size:.8em;
+ background:var(--color-accent-soft)}
 .sd-prompt-box{position:relative}
 .sd-prompt-box .sd-token-counter{position:absolute !important;top:6px;right:12px;z-index:3;width:auto !important;
  min-width:0 !important;padding:0 !important;margin:0 !important;background:none !important;border:none !important;
@@ -60,9 +67,11 @@ footer{display:none !important}
 
 # A1111's shortcuts in a prompt box: Ctrl+Enter (Cmd+Enter) generates, Alt+Enter skips, Esc interrupts. Gradio's
 # multi-line textboxes only submit on Shift+Enter, so this is wired in the browser.
+INSTALL_QUESTION = "Install this extension? Its code will run on this computer with your rights."
 SHORTCUTS_JS = """() => {
   if (window.__sdShortcuts) return;
   window.__sdShortcuts = true;
+  const INSTALL_QUESTION = %s;
   document.addEventListener("keydown", (e) => {
     if (e.isComposing || !e.target.closest) return;
     const box = e.target.closest("[id$='_prompt'], [id$='_neg_prompt']");
@@ -90,6 +99,21 @@ SHORTCUTS_JS = """() => {
     section.scrollIntoView({block: "start"});
     document.querySelectorAll("[data-settings-section].active").forEach((a) => a.classList.remove("active"));
     link.classList.add("active");
+  });
+
+  // Extensions > Available: Install asks first (an extension is code), then the hidden Install button runs it
+  document.addEventListener("click", (e) => {
+    const button = e.target.closest && e.target.closest(".sd-index-install[data-url]");
+    if (!button) return;
+    e.preventDefault();
+    const ask = (window.localization || {})[INSTALL_QUESTION] || INSTALL_QUESTION;
+    if (!window.confirm(`${ask}\n\n${button.dataset.name}\n${button.dataset.url}`)) return;
+    const box = document.querySelector("#extensions_index_install_url textarea, #extensions_index_install_url input");
+    if (!box) return;
+    box.value = button.dataset.url;
+    box.dispatchEvent(new Event("input", {bubbles: true}));
+    button.disabled = true;
+    setTimeout(() => document.getElementById("extensions_index_install")?.click(), 100);
   });
 
   // "Generate forever": right-click Generate (A1111's context menu). The flag lives in the page; after each run
@@ -126,6 +150,8 @@ SHORTCUTS_JS = """() => {
     menu.style.display = "block";
   });
 }"""
+SHORTCUTS_JS = SHORTCUTS_JS.replace("const INSTALL_QUESTION = %s;",
+                                    f"const INSTALL_QUESTION = {json.dumps(INSTALL_QUESTION)};")
 
 
 def footer_html(rt: Runtime) -> str:

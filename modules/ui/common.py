@@ -376,7 +376,9 @@ LATER_STRINGS = ("In queue: position", "Step", "Batch", "ETA", "Interrupted: fin
                  "The face detector detection_Resnet50_Final.pth is not installed: put it in",
                  "CodeFormer needs the spandrel_extra_arches package (non-commercial licence): pip install "
                  "spandrel_extra_arches", "No extensions are installed. Put them in", "enabled", "disabled",
-                 "Extension", "State", "Scripts", "Problems", "Restarting…", "Style saved:", "Style deleted:")
+                 "Extension", "State", "Scripts", "Problems", "Restarting…", "Style saved:", "Style deleted:",
+                 "Installed", "Install", "Added:", "Extensions hidden by their tags:", "Description", "Action",
+                 "Install this extension? Its code will run on this computer with your rights.")
 
 
 def words(text: str) -> str:

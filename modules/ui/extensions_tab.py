@@ -18,7 +18,7 @@ from typing import Any
 
 import gradio as gr
 
-from modules import a1111_internals, extension_git
+from modules import a1111_internals, extension_git, extension_index
 from modules.runtime import Runtime
 from modules.ui import common
 
@@ -79,6 +79,29 @@ def extensions_table(rt: Runtime, updates: dict[str, str] | None = None) -> str:
     head = "".join(f"<th>{common.words(h)}</th>" for h in
                    ("Extension", "State", "", "URL", "Branch", "Version", "Date", "Update", "Scripts", "Problems"))
     return f"<table id='extensions_table'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def available_table(index: extension_index.Index, hidden: list[str], order: str, search: str,
+                    installed_urls: list[str]) -> str:
+    """A1111's "Available" table: name (linked), tags, description and date added, and Install (or Installed)."""
+    rows, hidden_count = extension_index.shown(index, hidden, order, search, installed_urls)
+    body = []
+    for entry, installed in rows:
+        url = html.escape(entry.url, quote=True)
+        tags = " ".join(f"<span class='extension-tag' title='{html.escape(index.tags.get(t, ''), quote=True)}'>"
+                        f"{html.escape(t)}</span>" for t in entry.tags)
+        action = (f"<button class='sd-index-install lg secondary gradio-button' disabled>"
+                  f"{common.words('Installed')}</button>" if installed else
+                  f"<button class='sd-index-install lg primary gradio-button' data-url='{url}' "
+                  f"data-name='{html.escape(entry.name, quote=True)}'>{common.words('Install')}</button>")
+        body.append(f"<tr><td><a href='{url}' target='_blank' rel='noopener noreferrer'>{html.escape(entry.name)}"
+                    f"</a><br>{tags}</td><td>{html.escape(entry.description)}<p class='info'>"
+                    f"{common.words('Added:')} {html.escape(entry.added)}</p></td><td>{action}</td></tr>")
+    note = (f"<p class='comments'>{common.words('Extensions hidden by their tags:')} {hidden_count}</p>"
+            if hidden_count else "")
+    return (f"{note}<table id='available_extensions'><thead><tr><th>{common.words('Extension')}</th>"
+            f"<th>{common.words('Description')}</th><th>{common.words('Action')}</th></tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table>")
 
 
 def _message(text: str) -> str:
@@ -156,6 +179,27 @@ def build_extensions_tab(rt: Runtime) -> Any:
                                       elem_id="extensions_enabled", visible=bool(names))
             table = gr.HTML(extensions_table(rt), elem_id="extensions_installed_html")
             result = gr.HTML("", elem_id="extensions_result")
+        with gr.Tab("Available", id="available"):
+            if refused:
+                gr.HTML(common.error_html(refused), elem_id="extensions_available_disabled")
+            with gr.Row():
+                load = gr.Button("Load from:", variant="primary", elem_id="extensions_available_load", scale=0,
+                                 min_width=120, interactive=not refused)
+                index_url = gr.Textbox(extension_index.DEFAULT_INDEX_URL, show_label=False, max_lines=1,
+                                       elem_id="extensions_index_url", scale=6, interactive=not refused)
+            with gr.Row():
+                hide_tags = gr.CheckboxGroup(["script", "ads", "localization", "installed"],
+                                             value=list(extension_index.HIDDEN_BY_DEFAULT),
+                                             label="Hide extensions with tags", elem_id="extensions_hide_tags")
+                order = gr.Radio(list(extension_index.ORDERS), value="newest first", label="Order",
+                                 elem_id="extensions_order")
+            search_text = gr.Textbox(label="Search", max_lines=1, elem_id="extensions_search")
+            available = gr.HTML("", elem_id="extensions_available_html")
+            # the table's Install buttons (after the browser's confirm) put their URL here and press this
+            chosen_url = gr.Textbox("", elem_id="extensions_index_install_url", elem_classes=["sd-hidden"])
+            install_chosen = gr.Button("Install", elem_id="extensions_index_install", elem_classes=["sd-hidden"])
+            available_result = gr.HTML("", elem_id="extensions_available_result")
+            loaded = gr.State(None)
         with gr.Tab("Install from URL", id="install_from_url"):
             if refused:
                 gr.HTML(common.error_html(refused), elem_id="extensions_install_disabled")
@@ -190,6 +234,34 @@ def build_extensions_tab(rt: Runtime) -> Any:
         return message, extensions_table(rt), gr.update(choices=all_names, visible=True,
                                                          value=[e.name for e in rt.extensions if e.enabled])
 
+    def installed_urls() -> list[str]:
+        return [ext.git().remote or "" for ext in rt.extensions if extension_git.is_checkout(ext.path)]
+
+    def on_load(address: str, hidden: list[str], order_by: str, query: str) -> tuple[Any, str, str]:
+        if refused:
+            return None, "", common.error_html(refused)
+        try:
+            index = extension_index.fetch_index(address)
+        except extension_index.IndexError_ as err:
+            return None, "", common.error_html(str(err))
+        return index, available_table(index, hidden, order_by, query, installed_urls()), ""
+
+    def on_filter(index: Any, hidden: list[str], order_by: str, query: str) -> str:
+        return available_table(index, hidden, order_by, query, installed_urls()) if index is not None else ""
+
+    def on_install_chosen(address: str, index: Any, hidden: list[str], order_by: str,
+                          query: str) -> tuple[str, str, Any, Any]:
+        message = install_extension(rt, address)
+        all_names = [e.name for e in rt.extensions]
+        return (message, on_filter(index, hidden, order_by, query), extensions_table(rt),
+                gr.update(choices=all_names, visible=True, value=[e.name for e in rt.extensions if e.enabled]))
+
+    view = [hide_tags, order, search_text]
+    load.click(on_load, inputs=[index_url, *view], outputs=[loaded, available, available_result])
+    for control in view:
+        control.change(on_filter, inputs=[loaded, *view], outputs=[available], queue=False, show_progress="hidden")
+    install_chosen.click(on_install_chosen, inputs=[chosen_url, loaded, *view],
+                         outputs=[available_result, available, table, chosen])
     apply.click(on_apply, inputs=[chosen], outputs=[result], queue=False)
     check.click(lambda: extensions_table(rt, check_updates(rt)), outputs=[table])
     update.click(lambda: extensions_table(rt, update_extensions(rt)), outputs=[table])
