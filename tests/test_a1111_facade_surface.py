@@ -441,19 +441,18 @@ def test_shared_state_cmd_opts_and_styles(app):
 
     def work(job):
         job.progress.begin(job_count=4, steps=9)
-        started.set()
         state.textinfo = "working"
         seen["values"] = (state.job_count, state.sampling_steps, state.job, state.textinfo)
         state.job_count += 2
         seen["after"] = state.job_count
-        deadline = time.time() + 10
-        while not state.interrupted and time.time() < deadline:
+        started.set()  # the values are read; now the test interrupts
+        deadline = time.monotonic() + 60
+        while not state.interrupted and time.monotonic() < deadline:
             time.sleep(0.01)
         seen["interrupted"] = state.interrupted
 
     job = rt.jobs.submit("facade-work", work)
     assert started.wait(30)
-    time.sleep(0.05)
     state.interrupt()
     job.wait(30)
     assert seen == {"values": (4, 9, "facade-work", "working"), "after": 6, "interrupted": True}
@@ -465,8 +464,9 @@ def test_call_queue_serialises_with_the_job_queue(app):
     rt = app.rt
     with call_queue.queue_lock:
         probe = rt.jobs.submit("probe", lambda job: "ran")
-        time.sleep(0.3)
-        assert probe.status == "queued"  # the worker is held by the lock
+        holder = rt.jobs.current  # the lock is held: its job is running on the worker, the probe waits behind it
+        assert holder is not None and holder.description == "extension (queue_lock)" and holder.status == "running"
+        assert rt.jobs.position(probe) == 1 and probe.status == "queued"
     assert probe.wait(30) == "ran"
 
     gpu = call_queue.wrap_gradio_gpu_call(lambda task, x: (threading.current_thread().name, x * 2),

@@ -256,19 +256,19 @@ def test_progress_answers_while_a_job_runs(client):
     from modules.processing.params import Txt2ImgParams
 
     job = rt.submit_txt2img(Txt2ImgParams(width=64, height=64, steps=150, n_iter=2), from_api=True)
-    seen = []
-    deadline = time.time() + 30
-    while time.time() < deadline and not job._done.is_set():
-        t0 = time.perf_counter()
+    seen = []  # (the job still running once the answer was in, the step it reported)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not job._done.is_set():
         body = client.get("/sdapi/v1/progress").json()
-        seen.append((time.perf_counter() - t0, body["state"]["sampling_step"]))
+        seen.append((not job._done.is_set(), body["state"]["sampling_step"]))
         if body["state"]["sampling_step"] > 5:
             break
         time.sleep(0.05)
     client.post("/sdapi/v1/interrupt")
-    job._done.wait(30)
-    assert any(step > 0 for _, step in seen)
-    assert max(t for t, _ in seen) < 1.0
+    job._done.wait(60)
+    # Answered mid-job, with the job's progress: a /progress that waited for the job (or for its lock) could only
+    # answer after the job. (How fast it answers is a figure for a benchmark, not a limit here.)
+    assert any(running and step > 0 for running, step in seen), seen
 
 
 def test_samplers_and_schedulers_lists(client):

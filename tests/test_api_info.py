@@ -114,9 +114,13 @@ def test_server_stop_restart_and_kill_with_the_flag(tmp_path):
                                    "--nowebui"]) as server:
         status, body = server.request("POST", "/sdapi/v1/server-restart")
         assert status == 200 and body == "Restarting."
-        deadline = time.time() + 60
-        time.sleep(1.0)  # the old process stops listening first
-        while time.time() < deadline and not _ping(server.port):
+        deadline = time.monotonic() + 60
+        # on_before_reload runs once the old server has stopped listening, just before the re-exec: from then on a
+        # ping that answers is the restarted server's
+        while time.monotonic() < deadline and not marker.exists():
+            time.sleep(0.1)
+        assert marker.exists(), f"on_before_reload did not run in 60 s\n{server.log_tail()}"
+        while time.monotonic() < deadline and not _ping(server.port):
             time.sleep(0.2)
         assert _ping(server.port) and server.process.poll() is None  # the same process, serving again
         assert marker.read_text(encoding="utf-8") == "called\n"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import shutil
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -55,16 +54,14 @@ def app_factory(tmp_path, monkeypatch):
 
 
 def test_extension_callbacks_settings_routes_and_failures(app_factory):
-    started = time.perf_counter()
-    app, root = app_factory()
-    assert time.perf_counter() - started < 30  # a hanging import is given up, the app is built
+    app, root = app_factory()  # the hanging import (an hour's sleep) is given up, the app is built
     rt = app.state.runtime
     by_name = {e.name: e for e in rt.extensions}
     assert set(by_name) == {"bad-install", "broken-syntax", "demo-ext", "hangs", "off-ext", "raises"}
     assert by_name["demo-ext"].loaded_scripts == ["demo.py", "demo_scripts.py"] and by_name["demo-ext"].errors == []
     assert "SyntaxError" in by_name["broken-syntax"].errors[0]
     assert "boom at import" in by_name["raises"].errors[0]
-    assert "did not finish importing" in by_name["hangs"].errors[0]
+    assert "did not finish importing in 2 s" in by_name["hangs"].errors[0]  # after IMPORT_TIMEOUT, not the hour
     assert "exit code 3" in by_name["bad-install"].errors[0] and "cannot install" in by_name["bad-install"].errors[0]
     assert by_name["off-ext"].enabled is False and by_name["off-ext"].loaded_scripts == []
     with LocalClient(app) as client:

@@ -84,9 +84,11 @@ def test_a_full_queue_answers_503_with_retry_after(tmp_path):
     with api_client(tmp_path, ["--max-queue-size", "1"]) as client:
         rt = client.app.state.runtime
         gate = threading.Event()
-        blocker = rt.jobs.submit("block", lambda job: gate.wait(30))
-        while blocker.status != "running":
+        blocker = rt.jobs.submit("block", lambda job: gate.wait(60))
+        deadline = time.monotonic() + 60
+        while blocker.status != "running" and time.monotonic() < deadline:
             time.sleep(0.01)
+        assert blocker.status == "running", f"the blocking job did not start in 60 s: {blocker.status}"
         try:
             assert client.post("/api/v1/jobs/txt2img", json=BODY).status_code == 202  # waits: the queue has room
             for path in ("/api/v1/jobs/txt2img", "/sdapi/v1/txt2img"):
@@ -94,8 +96,10 @@ def test_a_full_queue_answers_503_with_retry_after(tmp_path):
                 assert full.status_code == 503 and full.headers["retry-after"] and "full" in full.text.lower()
         finally:
             gate.set()
-        while rt.jobs.pending_count() or rt.jobs.current is not None:  # the queued job runs, then room again
-            time.sleep(0.05)
+        deadline = time.monotonic() + 120
+        while (rt.jobs.pending_count() or rt.jobs.current is not None) and time.monotonic() < deadline:
+            time.sleep(0.05)  # the queued job runs, then there is room again
+        assert not rt.jobs.pending_count() and rt.jobs.current is None, "the queued job did not finish in 120 s"
         assert client.post("/sdapi/v1/txt2img", json=BODY).status_code == 200
 
 

@@ -207,7 +207,11 @@ def test_kill_9_during_writes_leaves_a_complete_version(tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-c", _KILL_WRITER, str(target)], cwd=ROOT, stdout=subprocess.PIPE)
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
-        time.sleep(0.3)
+        bak_path = tmp_path / "config.json.bak"
+        deadline = time.monotonic() + 60  # the writer is in its loop once a first write has made the backup
+        while not bak_path.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert bak_path.exists(), f"the writer made no backup in 60 s (exit code {proc.poll()})"
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)

@@ -205,12 +205,12 @@ def test_infotext_over_the_bound_is_refused_with_a_clear_error() -> None:
 
 
 def test_emphasis_work_is_bounded_and_refused_with_a_clear_error() -> None:
-    start = time.perf_counter()
+    start = time.thread_time()  # CPU time, as in the scaling tests: a busy machine does not make it fail
     with pytest.raises(prompt_parser.PromptTooComplexError, match="emphasis"):
         prompt_parser.parse_prompt_attention(_rep("(a", MB))  # quadratic work: 500,000 brackets around 500,000 a's
     with pytest.raises(prompt_parser.PromptTooComplexError):
         prompt_parser.parse_prompt_attention(_rep("[a:b:", MB))
-    assert time.perf_counter() - start < 10
+    assert time.thread_time() - start < 10
     # The existing hostile cases stay accepted, with A1111's weights.
     weights = [w for _, w in prompt_parser.parse_prompt_attention("(a" * 5_000)]
     assert len(weights) == 1 or weights[0] == pytest.approx(1.1)

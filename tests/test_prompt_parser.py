@@ -513,9 +513,9 @@ def test_hostile_prompts_are_fast_and_never_raise(prompt: str) -> None:
     ]
     for call in calls:
         pp._parse_schedule.cache_clear()
-        start = time.perf_counter()
+        start = time.thread_time()  # CPU time of this thread: other processes on a busy machine do not count
         call()
-        assert time.perf_counter() - start < 1.0
+        assert time.thread_time() - start < 1.0
 
 
 def test_deep_nesting_results() -> None:
