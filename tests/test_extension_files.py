@@ -17,6 +17,7 @@ import pytest
 
 from modules.extensions import Extension
 from modules.paths import INSTALL_DIR
+from modules.ui import tool_buttons
 from tests.support.server import HOST, make_data_dir, running_server
 
 CSV = "1girl,0,100\nsolo,0,90\n"
@@ -172,7 +173,8 @@ def test_page_carries_helpers_scripts_and_settings_in_a1111_order(site):
     assert data < helpers < script < head_end < style < body_end  # scripts in the head, styles after gradio's
     start = data + len("window.__sdPage = ")
     # an extension script is in the page: every tab is built before onUiLoaded
-    assert json.loads(page[start:page.index(";</script>", start)]) == {"localization": {}, "mountTabs": True}
+    assert json.loads(page[start:page.index(";</script>", start)]) == {"localization": {}, "mountTabs": True,
+                                                                        **tool_buttons.page_data()}
     # the settings are not in the page, which gradio also serves as its login page
     assert SECRET not in page and SECRET in fetch(site, "/internal/page-options")[1].decode()
     assert "/extension-assets/off-ext/" not in page  # a disabled extension's script stays out

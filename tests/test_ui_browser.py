@@ -321,6 +321,8 @@ def test_progress_bar_and_live_preview_advance(page: Page, server, js_errors):
         set_tiny_size(page)
         number_input(page, "txt2img_steps").fill("150")
         number_input(page, "txt2img_steps").press("Enter")
+        # four images: the job is still running when Interrupt is pressed, however fast the machine
+        set_numbers(page, {"txt2img_batch_count": "4"})
         page.locator("#txt2img_generate").click()
         bar = page.locator("#txt2img_progress [role=progressbar]")
         expect(bar).to_be_visible()
@@ -338,8 +340,7 @@ def test_progress_bar_and_live_preview_advance(page: Page, server, js_errors):
         expect(page.locator("#html_info_txt2img")).to_contain_text("Interrupted")
     finally:
         server.request("POST", "/sdapi/v1/options", {"show_progress_every_n_steps": 10})
-    number_input(page, "txt2img_steps").fill("2")
-    number_input(page, "txt2img_steps").press("Enter")
+    set_numbers(page, {"txt2img_steps": "2", "txt2img_batch_count": "1"})
     assert js_errors == []
 
 
