@@ -27,10 +27,12 @@ def server(tmp_path_factory):
 
 
 def _natural_size(page: Page, selector: str) -> tuple[int, int]:
-    """The picture's own size once it has loaded."""
-    page.wait_for_function("s => { const i = document.querySelector(s); return i && i.complete && i.naturalWidth > 0; }",
-                           arg=selector)
-    return tuple(page.locator(selector).evaluate("img => [img.naturalWidth, img.naturalHeight]"))
+    """The picture's own size once it has loaded, read in the same look as the check (the preview's <img> is
+    replaced as new previews arrive)."""
+    size = page.wait_for_function("s => { const i = document.querySelector(s); "
+                                  "return i && i.complete && i.naturalWidth > 0 ? [i.naturalWidth, i.naturalHeight] "
+                                  ": null; }", arg=selector)
+    return tuple(size.json_value())
 
 
 def _run_until_preview(page: Page, server, method: str) -> tuple[int, int]:
