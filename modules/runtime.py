@@ -56,6 +56,7 @@ class Runtime:
     controlnet_cache: Any = None  # modules.controlnet.models.ControlNetCache: loaded ControlNets
     modules: Any = None  # modules.models.additional_modules.AdditionalModules: text encoders / VAEs for Flux
     interrogator: Any = None  # modules.interrogate.service.Interrogator: img2text
+    preview_networks: Any = None  # modules.processing.live_preview.PreviewNetworks, made with the first job
 
     # -- settings -------------------------------------------------------------------------------------------
     def job_settings(self, overrides: dict[str, Any] | None) -> JobSettings:
@@ -224,7 +225,12 @@ class Runtime:
             model, info = self.manager.ensure(name, reuse_previous=not nested, **self.load_choices(settings))
             if not overridden:
                 self._remember_checkpoint(info.title)
-            preview = live_preview(model, settings, self.paths.model_dir("vae_approx") if self.paths else None)
+            if self.preview_networks is None:
+                from modules.processing.live_preview import PreviewNetworks
+
+                self.preview_networks = PreviewNetworks()
+            preview = live_preview(model, settings, self.paths.model_dir("vae_approx") if self.paths else None,
+                                   self.preview_networks)
             job.progress.set_preview(preview.decode, in_job_thread=preview.in_job_thread)
             refiner = self._load_second(model, info, refiner_info, "refiner_checkpoint")
             hires = self._load_second(model, info, hires_info, "hr_checkpoint_name")

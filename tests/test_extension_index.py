@@ -8,14 +8,13 @@ from __future__ import annotations
 import contextlib
 import http.server
 import json
-import socket
 import threading
 
 import pytest
 from playwright.sync_api import Page, expect
 
 from modules import extension_index as ix
-from tests.support.server import make_data_dir, running_server
+from tests.support.server import free_port, make_data_dir, running_server
 from tests.test_ui_browser import browser, js_errors, page, page_errors  # noqa: F401 (fixtures)
 
 INDEX = {
@@ -62,12 +61,6 @@ def serving(routes: dict[str, tuple[int, bytes]]):
         server.server_close()
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_the_index_is_read_from_a_real_server_and_broken_entries_are_skipped():
     with serving({"/index.json": (200, json.dumps(INDEX).encode())}) as base:
         index = ix.fetch_index(base + "/index.json")
@@ -89,7 +82,7 @@ def test_http_is_accepted_only_on_this_machine():
 
 def test_failures_are_readable():
     with pytest.raises(ix.IndexError_, match="could not load the extension index.*git URL"):
-        ix.fetch_index(f"http://127.0.0.1:{_closed_port()}/index.json", timeout=5)
+        ix.fetch_index(f"http://127.0.0.1:{free_port()}/index.json", timeout=5)
     with serving({"/bad.json": (200, b"<html>not json</html>"), "/odd.json": (200, b'{"extensions": 3}')}) as base:
         with pytest.raises(ix.IndexError_, match="not JSON"):
             ix.fetch_index(base + "/bad.json")
@@ -146,7 +139,7 @@ def test_available_tab_loads_filters_and_installs_only_what_the_rules_allow(page
         box = page.locator("#extensions_index_url textarea, #extensions_index_url input").first
         expect(box).to_have_value(ix.DEFAULT_INDEX_URL)
 
-        box.fill(f"http://127.0.0.1:{_closed_port()}/index.json")  # offline: one readable line
+        box.fill(f"http://127.0.0.1:{free_port()}/index.json")  # offline: one readable line
         page.locator("#extensions_available_load").click()
         expect(page.locator("#extensions_available_result")).to_contain_text("could not load the extension index")
 

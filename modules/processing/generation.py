@@ -615,13 +615,14 @@ class EncoderCache:
         return self.embeddings.ti_hashes(used) if self.embeddings is not None and used else None
 
 
-def live_preview(model: Any, settings: Any = None, approx_dir: Path | None = None) -> Any:
+def live_preview(model: Any, settings: Any = None, approx_dir: Path | None = None, networks: Any = None) -> Any:
     """The job's live preview (``live_preview.Preview``): the ``show_progress_type`` method of ``settings`` for
-    the model's latent space (the family's Approx cheap without settings)."""
+    the model's latent space (the family's Approx cheap without settings); ``networks``: the runtime's
+    ``live_preview.PreviewNetworks``."""
     from modules.processing import live_preview as previews
 
     cheap = families.for_model(model).preview(model)
     if settings is None:
         return previews.Preview(previews.APPROX_CHEAP, cheap)
     return previews.choose(model, settings.show_progress_type, approx_dir, cheap,
-                           allow_lowvram_full=settings.live_preview_allow_lowvram_full)
+                           allow_lowvram_full=settings.live_preview_allow_lowvram_full, networks=networks)

@@ -29,6 +29,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from modules.processing.sampling import decode_latents, to_pil
+
 log = logging.getLogger(__name__)
 
 FULL, APPROX_NN, APPROX_CHEAP, TAESD = "Full", "Approx NN", "Approx cheap", "TAESD"
@@ -106,6 +108,7 @@ def taesd_decoder(latent_channels: int = 4) -> nn.Sequential:
 def load_network(method: str, path: Path) -> nn.Module:
     """The ``Approx NN`` or ``TAESD`` network from its file, checked against the layout (a wrong file is a clear
     ValueError naming it, not a load of random weights)."""
+    from modules.controlnet.nets.hed import check_layout
     from modules.models.formats import load_state_dict
 
     state = load_state_dict(path)
@@ -113,18 +116,15 @@ def load_network(method: str, path: Path) -> nn.Module:
     first = state.get("conv1.weight" if method == APPROX_NN else "1.weight")
     channels = int(first.shape[1]) if isinstance(first, torch.Tensor) and first.ndim == 4 else 4
     model = VAEApprox(channels) if method == APPROX_NN else taesd_decoder(channels)
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    found = {k: tuple(v.shape) for k, v in state.items()}
-    if found != expected:
-        wrong = sorted(set(expected) ^ set(found)) or sorted(k for k in expected if expected[k] != found[k])
-        raise ValueError(f"{path.name} is not a {method} live preview network ({len(found)} tensors; first "
-                         f"differences: {', '.join(wrong[:3])})")
+    check_layout(path, state, {k: v.shape for k, v in model.state_dict().items()},
+                 lambda p, why: ValueError(f"{p.name} is not a {method} live preview network: {why}"))
     model.load_state_dict(state, strict=True)
     return model.float().eval()
 
 
-class _Networks:
-    """The loaded preview networks, by file (one or two at most: a session uses one method on one latent space)."""
+class PreviewNetworks:
+    """The loaded preview networks, by file (one or two at most: a session uses one method on one latent space),
+    and the missing-file messages already logged. The runtime keeps one."""
 
     def __init__(self, limit: int = 2) -> None:
         self._lock = threading.Lock()
@@ -150,17 +150,8 @@ class _Networks:
         log.warning(message)
 
 
-NETWORKS = _Networks()
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # Choosing the method for a job
-
-
-def _to_pil(image: torch.Tensor) -> Any:
-    from modules.processing.sampling import to_pil
-
-    return to_pil(image)
 
 
 def _network_decode(method: str, network: nn.Module) -> Decode:
@@ -170,27 +161,26 @@ def _network_decode(method: str, network: nn.Module) -> Decode:
     def decode(latents: torch.Tensor) -> Any:
         with lock:
             out = network(latents[:1].float().cpu())[0]
-        return _to_pil(out if method == APPROX_NN else out * 2 - 1)  # TAESD draws in [0, 1]
+        return to_pil(out if method == APPROX_NN else out * 2 - 1)  # TAESD draws in [0, 1]
 
     return decode
 
 
 def _full_decode(model: Any) -> Decode:
-    from modules.processing.sampling import decode_latents
-
     def decode(latents: torch.Tensor) -> Any:
-        return _to_pil(decode_latents(model, latents[:1])[0])
+        return to_pil(decode_latents(model, latents[:1])[0])
 
     return decode
 
 
 def choose(model: Any, method: str, approx_dir: Path | None, family_cheap: Decode, *,
-           allow_lowvram_full: bool = False) -> Preview:
+           allow_lowvram_full: bool = False, networks: PreviewNetworks | None = None) -> Preview:
     """The preview for ``model`` with the ``show_progress_type`` ``method`` (an unknown name reads as Approx NN,
     A1111's default). ``family_cheap``: the family's Approx cheap. Approx NN and TAESD exist for the SD latent
-    spaces; other families (Flux) use their cheap preview for them."""
+    spaces; other families (Flux) use their cheap preview for them. ``networks``: the loaded ones to reuse."""
     from modules.models import memory
 
+    networks = networks if networks is not None else PreviewNetworks()
     space = "sdxl" if getattr(model, "is_sdxl", False) else "sd"
     sd_like = getattr(getattr(model, "kind", None), "family", "sd1") in ("sd1", "sd2", "sdxl", "sdxl_refiner")
     method = method if method in METHODS else APPROX_NN
@@ -205,10 +195,10 @@ def choose(model: Any, method: str, approx_dir: Path | None, family_cheap: Decod
             path = approx_dir / FILES[method][space]
             if path.is_file():
                 try:
-                    return Preview(method, _network_decode(method, NETWORKS.get(method, path)))
+                    return Preview(method, _network_decode(method, networks.get(method, path)))
                 except (ValueError, OSError, RuntimeError) as err:
-                    NETWORKS.report_once(f"live preview {method}: {err}; using {FALLBACK[method]}")
+                    networks.report_once(f"live preview {method}: {err}; using {FALLBACK[method]}")
             else:
-                NETWORKS.report_once(f"live preview {method} needs {path.name} in {approx_dir}; using "
+                networks.report_once(f"live preview {method} needs {path.name} in {approx_dir}; using "
                                      f"{FALLBACK[method]} until it is there")
         method = FALLBACK[method]

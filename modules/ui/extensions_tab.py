@@ -229,10 +229,12 @@ def build_extensions_tab(rt: Runtime) -> Any:
     def on_install(address: str, branch_name: str, folder: str, trusted: bool) -> tuple[str, Any, Any]:
         if not trusted:  # an extension is code: installing one is a decision, never a slip of the mouse
             return common.error_html("Tick the box to confirm you trust this repository."), gr.update(), gr.update()
-        message = install_extension(rt, address, branch_name, folder)
-        all_names = [e.name for e in rt.extensions]
-        return message, extensions_table(rt), gr.update(choices=all_names, visible=True,
-                                                         value=[e.name for e in rt.extensions if e.enabled])
+        return install_extension(rt, address, branch_name, folder), extensions_table(rt), enabled_choices()
+
+    def enabled_choices() -> Any:
+        """The Installed tab's checkboxes after an install: every extension, the enabled ones ticked."""
+        return gr.update(choices=[e.name for e in rt.extensions], visible=True,
+                         value=[e.name for e in rt.extensions if e.enabled])
 
     def installed_urls() -> list[str]:
         return [ext.git().remote or "" for ext in rt.extensions if extension_git.is_checkout(ext.path)]
@@ -252,9 +254,7 @@ def build_extensions_tab(rt: Runtime) -> Any:
     def on_install_chosen(address: str, index: Any, hidden: list[str], order_by: str,
                           query: str) -> tuple[str, str, Any, Any]:
         message = install_extension(rt, address)
-        all_names = [e.name for e in rt.extensions]
-        return (message, on_filter(index, hidden, order_by, query), extensions_table(rt),
-                gr.update(choices=all_names, visible=True, value=[e.name for e in rt.extensions if e.enabled]))
+        return message, on_filter(index, hidden, order_by, query), extensions_table(rt), enabled_choices()
 
     view = [hide_tags, order, search_text]
     load.click(on_load, inputs=[index_url, *view], outputs=[loaded, available, available_result])

@@ -65,18 +65,20 @@ def wire(rt: Runtime, editor: StylesEditor, f: dict[str, Any]) -> None:
     """The dialog's actions; ``f``: the tab's fields (prompt, negative_prompt, styles)."""
     from modules.ui.common import error_html, style_names, words
 
-    def choices(selected: list[str] | None = None) -> tuple[Any, Any]:
+    def editable_names() -> list[str]:
+        return [n for n in style_names(rt) if rt.styles.editable(n)]
+
+    def main_choices(selected: list[str] | None) -> Any:
         names = style_names(rt)
-        return (gr.update(choices=names, value=[s for s in selected or [] if s in names]),
-                gr.update(choices=[n for n in names if rt.styles.editable(n)]))
+        return gr.update(choices=names, value=[s for s in selected or [] if s in names])
 
     def on_open() -> tuple[Any, Any]:
-        return gr.update(visible=True), gr.update(choices=[n for n in style_names(rt) if rt.styles.editable(n)])
+        return gr.update(visible=True), gr.update(choices=editable_names())
 
     def on_select(name: str) -> tuple[Any, Any, str]:
         style = rt.styles.styles.get((name or "").strip())
-        if style is None:  # a new name being typed: keep what is in the boxes
-            return gr.update(), gr.update(), ""
+        if style is None:  # a new name being typed: keep what is in the boxes, and the message of a save that the
+            return gr.update(), gr.update(), gr.update()  # same Enter may have raced
         return style.prompt or "", style.negative_prompt or "", ""
 
     def on_save(name: str, prompt: str, negative: str, selected: list[str]) -> tuple[Any, Any, str]:
@@ -84,8 +86,8 @@ def wire(rt: Runtime, editor: StylesEditor, f: dict[str, Any]) -> None:
             style = rt.styles.save_style(name, prompt, negative)
         except (ValueError, OSError) as err:
             return gr.update(), gr.update(), error_html(f"Could not save the style: {err}")
-        main, own = choices(selected)
-        return main, own, f"<p class='comments'>{words(STYLE_SAVED)} {html.escape(style.name)}</p>"
+        return (main_choices(selected), gr.update(choices=editable_names()),
+                f"<p class='comments'>{words(STYLE_SAVED)} {html.escape(style.name)}</p>")
 
     def on_delete(name: str, selected: list[str]) -> tuple[Any, Any, Any, Any, str]:
         try:
@@ -93,8 +95,8 @@ def wire(rt: Runtime, editor: StylesEditor, f: dict[str, Any]) -> None:
         except (KeyError, OSError) as err:
             text = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
             return gr.update(), gr.update(), gr.update(), gr.update(), error_html(f"Could not delete the style: {text}")
-        main, _own = choices([s for s in selected or [] if s != (name or "").strip()])
-        own = gr.update(choices=[n for n in style_names(rt) if rt.styles.editable(n)], value=None)
+        main = main_choices([s for s in selected or [] if s != (name or "").strip()])
+        own = gr.update(choices=editable_names(), value=None)
         return main, own, "", "", f"<p class='comments'>{words(STYLE_DELETED)} {html.escape((name or '').strip())}</p>"
 
     def on_apply(prompt: str, negative: str, selected: list[str]) -> tuple[str, str, Any]:
