@@ -168,6 +168,44 @@ def test_a_job_shows_previews_of_the_denoised_estimate_made_in_its_thread_for_fu
     assert np.abs(np.asarray(images[-1]).astype(int) - np.asarray(result.images[0]).astype(int)).max() <= 1
 
 
+def test_a_preview_that_cannot_be_drawn_never_fails_the_job(tiny, tmp_path, caplog):
+    """A VAE that fails on the step's latents (in the job's thread) or a network that fails when a page asks: the
+    job finishes with the same image as without previews, the preview is None, and one warning says why."""
+    calls = []
+
+    def failing(latents):
+        calls.append(latents.shape)
+        raise RuntimeError("NaN in the VAE")
+
+    settings = default_settings(samples_save=False, grid_save=False)
+    plain = run_txt2img(tiny, tmp_path, steps=3, sampler_name="Euler", settings=settings, width=64, height=64)
+    for in_job_thread in (True, False):
+        caplog.clear()
+        progress = JobProgress(preview_every=1)
+        progress.set_preview(failing, in_job_thread=in_job_thread)
+        with caplog.at_level(logging.WARNING, logger="modules.processing.progress"):
+            result = run_txt2img(tiny, tmp_path, progress=progress, steps=3, sampler_name="Euler",
+                                 settings=settings, width=64, height=64)
+            assert progress.preview_image() is None and progress.preview_image() is None
+        assert np.array_equal(np.asarray(result.images[0]), np.asarray(plain.images[0]))
+        warnings = [r.getMessage() for r in caplog.records if "live preview skipped" in r.getMessage()]
+        assert warnings == ["live preview skipped: RuntimeError: NaN in the VAE"]
+    assert len(calls) == 3 + 2  # each step in the job's thread; each page's ask otherwise
+
+
+def test_an_interrupt_inside_the_preview_decode_still_stops_the_job():
+    from modules.processing.progress import Interrupted
+
+    progress = JobProgress(preview_every=1)
+
+    def interrupted(latents):
+        raise Interrupted()
+
+    progress.set_preview(interrupted, in_job_thread=True)
+    with pytest.raises(Interrupted):
+        progress.step(1, torch.zeros(1, 4, 8, 8))
+
+
 def test_fast_interrupt_returns_the_preview_methods_picture_at_the_jobs_size(tiny, tmp_path):
     class StopAfterFirstStep(JobProgress):
         def step(self, step, latents=None):

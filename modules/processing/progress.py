@@ -6,11 +6,14 @@ Processing only sees ``JobProgress``: it reports steps and checks for interrupt/
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
+
+log = logging.getLogger(__name__)
 
 MAX_TIMINGS = 200
 
@@ -49,6 +52,7 @@ class JobProgress:
         self._preview_every = preview_every
         self._latent_preview = latent_preview
         self._preview_in_job_thread = False  # the decode runs at the step (the checkpoint's own VAE)
+        self._preview_failed = False
         self._timings: list[tuple[float, int, float]] = []  # (megapixels, UNet rows, seconds) per sampling step
         self._interrupt_requests = 0
         self._held_requests: int | None = None  # set while the partial result of an interrupted job is decoded
@@ -90,7 +94,7 @@ class JobProgress:
         if interrupted:
             raise Interrupted()
         if decode_now is not None:
-            image = decode_now(latents.detach())
+            image = self._drawn(decode_now, latents.detach())
             with self._lock:
                 self._latents, self._preview_image = None, image
                 self._snap.preview_id += 1
@@ -167,6 +171,21 @@ class JobProgress:
         s.eta_relative = (elapsed / s.progress - elapsed) if s.progress > 0 else 0.0
         return s
 
+    def _drawn(self, decode: Callable[[Any], Any], latents: Any) -> Any:
+        """``decode(latents)``, or None when the preview cannot be drawn (a VAE that fails on these latents, a
+        network that does not fit): a preview is never a reason for the job, or the page asking, to fail. An
+        interrupt still goes through. The first failure of a job is logged."""
+        try:
+            return decode(latents)
+        except Interrupted:
+            raise
+        except Exception as err:  # noqa: BLE001 - whatever the decoder raises, the job goes on without a preview
+            with self._lock:
+                first, self._preview_failed = not self._preview_failed, True
+            if first:
+                log.warning("live preview skipped: %s: %s", type(err).__name__, err)
+            return None
+
     def decode_with_preview(self, latents: Any) -> Any:
         """The first of ``latents`` as the preview method draws it (a PIL image; None without one): what an
         interrupted job returns with ``live_preview_fast_interrupt``."""
@@ -180,7 +199,7 @@ class JobProgress:
             latents, image, fn = self._latents, self._preview_image, self._latent_preview
         if image is not None or latents is None or fn is None:
             return image
-        image = fn(latents)
+        image = self._drawn(fn, latents)
         with self._lock:
             if self._latents is latents:
                 self._preview_image = image
