@@ -213,6 +213,9 @@ class Script(scripts.Script):
             vary_z = gr.Checkbox(False, label="Vary seeds for Z", elem_id=self.elem_id("vary_seeds_z"))
         margin = gr.Slider(0, 500, value=0, step=2, label="Grid margins (px)", elem_id=self.elem_id("margin_size"))
         csv_mode = gr.Checkbox(False, label="Use text inputs instead of dropdowns", elem_id=self.elem_id("csv_mode"))
+        # A1111's paste targets: a grid's infotext ("X Type: Steps, X Values: \"2,4\"") fills the axes back in.
+        self.infotext_fields = [(controls[i * 3 + j], f"{axis} {key}") for i, axis in enumerate("XYZ")
+                                for j, key in ((0, "Type"), (1, "Values"))]
         return controls + [draw_legend, lone, sub_grids, no_fixed, vary_x, vary_y, vary_z, margin, csv_mode]
 
     def run(self, p: Any, x_type: Any, x_values: str, x_picked: Any, y_type: Any, y_values: str, y_picked: Any,

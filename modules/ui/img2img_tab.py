@@ -343,6 +343,9 @@ def build_img2img_tab(rt: Runtime) -> Img2ImgControls:
 
     common.wire_output_panel(rt, output, saving.IMG2IMG)
     common.wire_reuse_seed(seed_buttons, f, output)
+    from modules.ui.pnginfo_tab import wire_paste_button
+
+    wire_paste_button(rt, row.paste, f)  # img2img's ↙️ did nothing: it was never wired
     mode_outputs = [mode, mode_tabs, inpaint_controls, f["mask_alpha"]]
 
     # Mode tabs: remember the mode, show the inpaint controls where they apply (A1111's visibility rule).

@@ -128,6 +128,11 @@ def txt2img_values_from_infotext(text: str | None, styles: Any = None,
     out: dict[str, Any] = {"prompt": str(d.get("Prompt", "")), "negative_prompt": str(d.get("Negative prompt", ""))}
     if components is not None:
         out.update(script_values_from_infotext(d, components))
+        # A1111 selects the infotext's "Script" (an X/Y/Z plot grid's, say), so that its pasted controls show.
+        script = components.get("script_name")
+        titles = [c[1] if isinstance(c, (tuple, list)) else c for c in (getattr(script, "choices", None) or [])]
+        if "Script" in d and str(d["Script"]) in titles:
+            out["script_name"] = str(d["Script"])
 
     if styles is not None and getattr(styles, "styles", None):
         found, prompt, negative = styles.extract_styles_from_prompt(out["prompt"], out["negative_prompt"])
@@ -229,6 +234,21 @@ def send_to_txt2img_updates(text: str | None, field_components: Mapping[str, Any
         else:
             updates.append(gr.update(value=value))
     return updates
+
+
+def wire_paste_button(rt: Any, button: Any, fields: Mapping[str, Any]) -> None:
+    """A1111's ↙️ button of a generation tab (txt2img and img2img alike): the infotext in the prompt box into the
+    tab's fields, or params.txt (the last generation) when the box is empty."""
+    def paste_params(prompt: str) -> list[Any]:
+        text = prompt or ""
+        if not text.strip():
+            try:
+                text = rt.paths.params_file.read_text(encoding="utf-8")
+            except OSError:
+                text = ""
+        return send_to_txt2img_updates(text, fields, rt.styles)
+
+    button.click(paste_params, inputs=[fields["prompt"]], outputs=list(fields.values()), queue=False)
 
 
 def build_pnginfo_tab(rt: Any, txt2img_controls: Any, tabs: Any = None,

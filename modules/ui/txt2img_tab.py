@@ -144,19 +144,9 @@ def build_txt2img_tab(rt: Runtime) -> Txt2ImgControls:
     inputs = list(f.values())
     names = list(f.keys())
 
-    def paste_params(prompt: str) -> list[Any]:
-        """A1111's ↙ button: the infotext in the prompt box, or params.txt (the last generation) when it is empty."""
-        from modules.ui.pnginfo_tab import send_to_txt2img_updates
+    from modules.ui.pnginfo_tab import wire_paste_button
 
-        text = prompt or ""
-        if not text.strip():
-            try:
-                text = rt.paths.params_file.read_text(encoding="utf-8")
-            except OSError:
-                text = ""
-        return send_to_txt2img_updates(text, f, rt.styles)
-
-    row.paste.click(paste_params, inputs=[f["prompt"]], outputs=inputs, queue=False)
+    wire_paste_button(rt, row.paste, f)
 
     def submit(values: tuple[Any, ...]) -> Any:
         data = dict(zip(names, values))
