@@ -250,7 +250,9 @@ class JobQueue:
             except BaseException as err:  # noqa: BLE001 - a job's failure must never kill the worker
                 status, error = FAILED, _describe(err)
                 job.exception = err
-                if not isinstance(err, (ValueError, JobFailed)):
+                if getattr(err, "user_error", False):  # e.g. no checkpoint yet: the message says what to do
+                    log.warning("job %s (%s) failed: %s", job.id, job.kind, error)
+                elif not isinstance(err, (ValueError, JobFailed)):
                     log.exception("job %s (%s) failed", job.id, job.kind)
             finally:
                 with self._cv:

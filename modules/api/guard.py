@@ -28,6 +28,7 @@ import base64
 import binascii
 import ipaddress
 import json
+import logging
 import re
 import secrets
 import socket
@@ -35,6 +36,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 from urllib.parse import urlsplit
+
+from starlette.requests import ClientDisconnect
+
+log = logging.getLogger(__name__)
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -247,7 +252,12 @@ class RequestGuard:
                 await self._refuse(scope, receive, send, 413,
                                    f"request body larger than {limit // (1024 * 1024)} MB", {})
 
-        await self.app(scope, counted, answer)
+        try:
+            await self.app(scope, counted, answer)
+        except ClientDisconnect:
+            # The client went away mid-request (a cancelled upload): nobody to answer and nothing broken here, so
+            # no ERROR with a traceback (gradio's upload route lets it escape).
+            log.debug("client disconnected during %s %s", scope.get("method"), path)
 
     def _check(self, scope: Scope) -> tuple[int, str, dict[str, str]] | None:
         policy, headers = self.policy, _headers(scope)

@@ -65,6 +65,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _job_failed(_: Request, err: JobFailed) -> JSONResponse:
         if isinstance(err, JobCancelled):  # cancelled through the job API while this request waited for it
             return JSONResponse(status_code=409, content={"error": "Cancelled", "detail": str(err)})
+        if isinstance(err.cause, NoCheckpointError):  # raised on the worker: answered as when raised here
+            return JSONResponse(status_code=409, content={"error": "No checkpoint", "detail": str(err.cause)})
         if isinstance(err.cause, FieldError):  # found while preparing the job (e.g. an unusable image)
             return _field_error(422, err.cause.field, str(err.cause))
         if isinstance(err.cause, ModelFileError):  # the checkpoint file is bad, not the server

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -22,6 +23,13 @@ log = logging.getLogger(__name__)
 
 class NoCheckpointError(RuntimeError):
     """No checkpoint file exists yet: the user must add one."""
+
+    user_error = True  # the user's setup, not a fault: the job worker logs one line, no traceback
+
+
+def _deleted(info: Any) -> bool:
+    path = getattr(info, "path", None)
+    return path is not None and not os.path.exists(path)
 
 
 class CheckpointNotFound(ValueError):
@@ -82,12 +90,18 @@ class ModelManager:
             if info is None:
                 raise CheckpointNotFound(name, [c.title for c in self.registry.list()])
             return info
-        if self.info is not None:
-            return self.info
         available = self.registry.list()
+        if self.info is not None:
+            # The loaded model, unless its file was deleted and a refresh dropped it from the list: then it is
+            # not used silently; the first listed one is (or NoCheckpointError says what to do).
+            if any(c.path == self.info.path for c in available) or not _deleted(self.info):
+                return self.info
+            log.warning("%s was deleted from disk; not using it", self.info.title)
         if not available:
+            # Name the real folder (--data-dir/--ckpt-dir move it), not A1111's relative default.
+            folder = self.registry.dirs[0] if getattr(self.registry, "dirs", None) else "models/Stable-diffusion"
             raise NoCheckpointError(
-                "No checkpoint found. Put a Stable Diffusion model (.safetensors or .ckpt) into models/Stable-diffusion "
+                f"No checkpoint found. Put a Stable Diffusion model (.safetensors or .ckpt) into {folder} "
                 "and press the refresh button next to the checkpoint list.")
         return available[0]
 

@@ -185,7 +185,12 @@ def checkpoint_titles(rt: Runtime) -> list[str]:
 def current_checkpoint(rt: Runtime) -> str | None:
     """The loaded checkpoint, else the one loading now (a page opened during the startup load), else the setting."""
     status = rt.manager.status()
-    return status.loaded_title or status.loading_title or rt.options.get("sd_model_checkpoint")
+    title = status.loaded_title or status.loading_title or rt.options.get("sd_model_checkpoint")
+    if title and rt.registry.get(title) is None and not status.loading_title:
+        # Its file was deleted (and the list refreshed): show what the next job uses, not a title the list lacks.
+        titles = checkpoint_titles(rt)
+        return titles[0] if titles else None
+    return title
 
 
 def first_run_message(rt: Runtime) -> str:
