@@ -127,6 +127,9 @@ def create_app(args: Any, extensions: list[Any] | None = None) -> Any:  # -> Fas
     from modules.api.controlnet_routes import build_controlnet_router
 
     app.include_router(build_controlnet_router(rt))  # as sd-webui-controlnet's, on the app itself
+    from modules.api.extra_networks_routes import build_extra_networks_router
+
+    app.include_router(build_extra_networks_router(rt))  # A1111's /sd_extra_networks/*, with or without --api
 
     @app.get("/internal/ping", include_in_schema=False)
     def ping() -> dict:

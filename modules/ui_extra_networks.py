@@ -5,9 +5,10 @@
 Inversion``, ``Checkpoints`` and ``Lora``, whose ``list_items()`` give A1111's item dicts (``name``, ``filename``,
 ``shorthash``, ``search_terms``, ``prompt``, ``metadata``, ``sort_keys``, ...) for the files this app lists.
 
-Extensions read these pages (prompt-all-in-one lists the LoRAs and embeddings it offers from them). This app has
-no Extra Networks card panel: a page an extension registers is kept in ``extra_pages`` for other extensions, and
-is not shown; preview thumbnails are not served, so an item's ``preview`` is None. No gradio, no torch.
+Extensions read these pages (prompt-all-in-one lists the LoRAs and embeddings it offers from them), and the
+Extra Networks card panel under the prompt is built from them (``modules.extra_networks_pages``), an extension's
+page included. An item's ``preview`` is A1111's thumb link (``./sd_extra_networks/thumb?filename=...&mtime=...``).
+No gradio, no torch.
 """
 
 from __future__ import annotations
@@ -115,8 +116,17 @@ class ExtraNetworksPage:
                 "path": str(p).lower()}
 
     def find_preview(self, path: str) -> str | None:
-        """None: this app serves no extra network previews (see the module docstring)."""
-        return None
+        """The thumb link of ``path.<ext>`` or ``path.preview.<ext>`` (png, jpg, jpeg, webp, gif, the samples
+        format), as A1111's ``find_preview``; None when there is none."""
+        from modules import extra_networks_files
+
+        found = extra_networks_files.find_preview(path, _samples_format())
+        return self.link_preview(found) if found else None
+
+    def link_preview(self, filename: str) -> str:
+        from modules import extra_networks_files
+
+        return extra_networks_files.thumb_url(filename)
 
     def find_description(self, path: str) -> str | None:
         """The text of ``<path>.txt`` or ``<path>.description.txt`` beside the file, if any."""
@@ -224,6 +234,37 @@ class ExtraNetworksPageTextualInversion(ExtraNetworksPage):
         from modules.sd_hijack import model_hijack
 
         return list(model_hijack.embedding_db.embedding_dirs)
+
+
+class ExtraNetworksPageHypernetworks(ExtraNetworksPage):
+    """The files of ``models/hypernetworks``, listed so that a user sees they were found; this app does not apply
+    hypernetworks, so the page is not registered in ``extra_pages`` and its cards add nothing to the prompt."""
+
+    def __init__(self) -> None:
+        super().__init__("Hypernetworks")
+
+    def create_item(self, name: str, index: int | None = None, enable_filter: bool = True) -> dict[str, Any] | None:
+        for root in self.allowed_directories_for_previews():
+            for path in sorted(Path(root).rglob("*")):
+                if path.suffix.lower() in (".pt", ".safetensors") and path.stem == name:
+                    stem = os.path.splitext(str(path))[0]
+                    return {"name": name, "filename": str(path), "preview": self.find_preview(stem),
+                            "description": self.find_description(stem),
+                            "search_terms": [self.search_terms_from_path(str(path))],
+                            "local_preview": f"{stem}.preview.{_samples_format()}",
+                            "sort_keys": {"default": index, **self.get_sort_keys(str(path))}}
+        return None
+
+    def list_items(self) -> Iterator[dict[str, Any]]:
+        names = []
+        for root in self.allowed_directories_for_previews():
+            if os.path.isdir(root):
+                names += [p.stem for p in sorted(Path(root).rglob("*")) if p.suffix.lower() in (".pt", ".safetensors")]
+        return self._items(list(dict.fromkeys(names)))
+
+    def allowed_directories_for_previews(self) -> list[str]:
+        rt = _runtime()
+        return [str(d) for d in rt.paths.model_dirs("hypernetworks")] if rt is not None else []
 
 
 class ExtraNetworksPageLora(ExtraNetworksPage):
