@@ -218,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add(g, i, "--disable-extra-extensions", "bool", "load only built-in extensions")
     _add(g, i, "--no-hashing", "bool", "do not compute sha256 of checkpoints")
     _add(g, i, "--no-download-sd-model", "bool", "do not download SD 1.5 when no checkpoint is found")
+    _add(g, i, "--no-download-interrogate-models", "bool",
+         "do not offer to download missing img2text (Interrogate CLIP, DeepBooru, WD14) weights")
     _add(g, i, "--disable-nan-check", "bool", "do not check generated latents/images for NaNs")
     _add(g, i, "--no-prompt-history", "bool", "do not write params.txt with the last generation's parameters")
 

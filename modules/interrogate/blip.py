@@ -99,6 +99,11 @@ def find(dirs: Sequence[Path]) -> Path | None:
     return None
 
 
+# where A1111's BertTokenizer.from_pretrained("bert-base-uncased") gets it; not offered for download (no SHA-256
+# published for this address by a project we can cite), named in the message instead
+BERT_VOCAB_URL = "https://huggingface.co/google-bert/bert-base-uncased/resolve/main/vocab.txt"
+
+
 def tokenizer_for(dirs: Sequence[Path], folder: Path | None = None) -> Any:
     """BERT uncased + [DEC] (BLIP's bos) + [ENC]; FileNotFoundError naming where vocab.txt goes."""
     from transformers import BertTokenizer
@@ -110,7 +115,8 @@ def tokenizer_for(dirs: Sequence[Path], folder: Path | None = None) -> Any:
         vocab = _cached_bert_vocab()
     if vocab is None:
         where = dirs[0] if dirs else Path("models/BLIP")
-        raise FileNotFoundError(f"BLIP needs BERT's uncased vocabulary: put bert-base-uncased's vocab.txt in {where}")
+        raise FileNotFoundError(f"BLIP needs BERT's uncased vocabulary: put bert-base-uncased's vocab.txt (from "
+                                f"{BERT_VOCAB_URL}) in {where}")
     tokenizer = BertTokenizer(str(vocab), do_lower_case=True)
     tokenizer.add_special_tokens({"bos_token": "[DEC]"})
     tokenizer.add_special_tokens({"additional_special_tokens": ["[ENC]"]})

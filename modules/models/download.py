@@ -47,10 +47,10 @@ class HashMismatchError(DownloadError):
 
 
 def _by_hand(dest: Path) -> str:
-    return f"download {dest.name} yourself and put it in {_display_dir(dest.parent)}"
+    return f"download {dest.name} yourself and put it in {display_dir(dest.parent)}"
 
 
-def _display_dir(folder: Path) -> str:
+def display_dir(folder: Path) -> str:
     # Show "models/Stable-diffusion" rather than a long absolute path when the folder is under the current directory.
     try:
         return folder.resolve().relative_to(Path.cwd().resolve()).as_posix() or "."
@@ -93,15 +93,18 @@ def _resume_offset(resp: http.client.HTTPResponse, offset: int) -> int:
 
 
 def download_file(url: str, dest: Path, sha256: str | None, progress: Progress | None = None,
-                  timeout: float = 30) -> Path:
+                  timeout: float = 30, overwrite: bool = True) -> Path:
     """Download ``url`` to ``dest`` and return ``dest``.
 
     Streams into ``dest + ".partial"`` and resumes from an existing partial file with an HTTP Range request. When
     ``sha256`` is given, the whole file must match it, else the partial file is deleted and ``HashMismatchError``
     raised. ``progress(done_bytes, total_bytes_or_None)`` is called as bytes arrive. Network failures raise
-    ``DownloadError``; the partial file is kept so the next call resumes.
+    ``DownloadError``; the partial file is kept so the next call resumes. With ``overwrite=False`` a file already
+    under ``dest`` (before or when the download ends) is kept and nothing is downloaded or replaced.
     """
     dest = Path(dest)
+    if not overwrite and dest.exists():
+        return dest
     partial = dest.with_suffix(dest.suffix + ".partial")
     dest.parent.mkdir(parents=True, exist_ok=True)
     expected = sha256.lower() if sha256 else None
@@ -157,8 +160,25 @@ def download_file(url: str, dest: Path, sha256: str | None, progress: Progress |
         raise HashMismatchError(
             f"{dest.name} from {host} is corrupt or not the expected file (sha256 {hasher.hexdigest()[:10]}, "
             f"expected {expected[:10]}); the partial file was deleted, try again or {_by_hand(dest)}", url, dest)
-    os.replace(partial, dest)
+    if overwrite:
+        os.replace(partial, dest)
+    else:
+        _place_new(partial, dest)
     return dest
+
+
+def _place_new(partial: Path, dest: Path) -> None:
+    """Give ``partial`` the name ``dest`` unless a file took that name meanwhile (another download, the user's own
+    copy): a hard link fails instead of replacing, where ``os.replace`` would overwrite."""
+    try:
+        os.link(partial, dest)
+    except FileExistsError:
+        pass
+    except OSError:  # a file system without hard links: the check and the rename are not one step there
+        if not dest.exists():
+            os.replace(partial, dest)
+            return
+    partial.unlink(missing_ok=True)
 
 
 def _interrupted(host: str, dest: Path, done: int, total: int | None, reason: str) -> str:
@@ -173,4 +193,5 @@ def download_default_model(models_dir: Path, progress: Progress | None = None, t
     return download_file(DEFAULT_SD_MODEL["url"], dest, DEFAULT_SD_MODEL["sha256"], progress, timeout)
 
 
-__all__ = ["DEFAULT_SD_MODEL", "DownloadError", "HashMismatchError", "download_default_model", "download_file"]
+__all__ = ["DEFAULT_SD_MODEL", "DownloadError", "HashMismatchError", "display_dir", "download_default_model",
+           "download_file"]

@@ -90,6 +90,11 @@ def build_prompt_row(rt: Runtime, tab: str, f: dict[str, Any], interrogate: bool
                     captions = {"clip": gr.Button("Interrogate CLIP", elem_id="interrogate", size="sm"),
                                 "deepdanbooru": gr.Button("Interrogate DeepBooru", elem_id="deepbooru", size="sm")}
                 captions["wd14"] = gr.Button("Interrogate WD14", elem_id="wd14_interrogate", size="sm")
+                from modules.ui.interrogate_tab import DownloadOffer
+
+                offer = DownloadOffer.build(rt, "img2img_interrogate")  # missing weights: a Download button
+                for model, button in captions.items():
+                    offer.offer_on(rt, button, model)
     return PromptRow(generate, interrupt, skip, paste, token_counter, negative_counter, refresh_styles, captions,
                      editor)
 
