@@ -68,7 +68,7 @@ def tree_html(folders: list[str]) -> str:
         depth = folder.count("/")
         name = folder.rsplit("/", 1)[-1]
         rows.append(f"<li style='padding-left:{depth * 14}px'><span class='tree-dir' data-path='{_attr(folder)}' "
-                    f"title='{_attr(folder)}'>📁 {html.escape(name)}</span></li>")
+                    f"title='{_attr(folder)}'>▸ {html.escape(name)}</span></li>")
     return "<ul class='extra-network-tree-list'>" + "".join(rows) + "</ul>"
 
 
@@ -114,7 +114,7 @@ def card_html(page: Any, item: Mapping[str, Any], tabname: str, opts: Mapping[st
     if item.get("metadata"):
         buttons.append("<div class='metadata-button card-button' title='Show internal metadata'>ⓘ</div>")
     if editable:
-        buttons.append("<div class='edit-button card-button' title='Edit metadata'>🛠️</div>")
+        buttons.append("<div class='edit-button card-button' title='Edit metadata'>✎</div>")
     description = description_of(item) if opts.get("extra_networks_card_show_desc", True) else ""
     if description and not opts.get("extra_networks_card_description_is_html", False):
         description = html.escape(description)
@@ -142,7 +142,7 @@ def controls_html(tabname: str, pid: str, opts: Mapping[str, Any]) -> str:
             f"<button type='button' class='extra-network-control--sort-dir' id='{prefix}_extra_sortorder' "
             f"data-sortdir='{direction}' title='Sort direction: {direction}'>{arrow}</button>"
             f"<button type='button' class='extra-network-control--tree-view' id='{prefix}_extra_tree_view' "
-            f"title='Show or hide the folder tree'>🗂️</button>"
+            f"title='Show or hide the folder tree' data-sd-icon='folder'></button>"
             f"<button type='button' class='extra-network-control--refresh' id='{prefix}_extra_refresh' "
             f"title='Refresh the list'>🔄</button></div>")
 

@@ -21,7 +21,7 @@ from modules.processing.masking import INPAINT_AREAS, MASK_MODES, MASKED_CONTENT
 from modules.processing.params import Img2ImgParams
 from modules.runtime import Runtime
 from modules.script_registry import Prepared, TabScripts
-from modules.ui import common, controlnet_controls, kontext_controls, script_controls
+from modules.ui import common, controlnet_controls, extra_networks_panel, kontext_controls, script_controls
 
 MODES = ("img2img", "Sketch", "Inpaint", "Inpaint sketch", "Inpaint upload", "Batch")
 IMG2IMG, SKETCH, INPAINT, INPAINT_SKETCH, INPAINT_UPLOAD, BATCH = range(6)
@@ -248,6 +248,7 @@ def build_img2img_tab(rt: Runtime) -> Img2ImgControls:
     images: dict[str, Any] = {}
     row = common.build_prompt_row(rt, tab, f, interrogate=True)
     mode = common.page_set_number(IMG2IMG, "img2img_mode_index")
+    extra = extra_networks_panel.begin(tab)  # A1111 1.6+: Generation beside the Extra Networks tabs
     with gr.Row():
         with gr.Column(scale=1):
             with gr.Tabs(elem_id="mode_img2img") as mode_tabs:
@@ -338,6 +339,7 @@ def build_img2img_tab(rt: Runtime) -> Img2ImgControls:
             scripts = script_controls.selectable(rt, tab, f, postprocessing_names(rt))
         with gr.Column(scale=1):
             output = common.build_output_panel(tab)
+    extra_networks_panel.end(rt, tab, extra)
     common.wire_prompt_row(rt, row, f)
     from modules.processing import saving
 

@@ -15,7 +15,7 @@ from modules import samplers
 from modules.processing import builtin_scripts, upscale
 from modules.processing.params import Txt2ImgParams
 from modules.runtime import Runtime
-from modules.ui import common, controlnet_controls, kontext_controls, script_controls
+from modules.ui import common, controlnet_controls, extra_networks_panel, kontext_controls, script_controls
 from modules.ui.common import error_html  # noqa: F401  (re-exported for app.py)
 
 
@@ -114,6 +114,7 @@ def build_txt2img_tab(rt: Runtime) -> Txt2ImgControls:
     tab = "txt2img"
     f: dict[str, Any] = {}
     row = common.build_prompt_row(rt, tab, f)
+    extra = extra_networks_panel.begin(tab)  # A1111 1.6+: Generation beside the Extra Networks tabs
     with gr.Row():
         with gr.Column(scale=1):
             common.build_sampler_controls(rt, tab, f)
@@ -135,6 +136,7 @@ def build_txt2img_tab(rt: Runtime) -> Txt2ImgControls:
             scripts = script_controls.selectable(rt, tab, f)
         with gr.Column(scale=1):
             output = common.build_output_panel(tab)
+    extra_networks_panel.end(rt, tab, extra)
     common.wire_prompt_row(rt, row, f)
     from modules.processing import saving
 
