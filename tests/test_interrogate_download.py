@@ -22,6 +22,7 @@ from modules.cmd_args import parse_args
 from modules.interrogate import sources
 from modules.interrogate.service import Interrogator
 from modules.models.download import HashMismatchError, download_file
+from tests.test_ui_browser import browser, js_errors, page, page_errors  # noqa: F401  (this module's server)
 
 RED = Image.new("RGB", (32, 32), (255, 0, 0))
 DANBOORU_TAGS = ["1girl", "solo", "smile", "rating:safe"]
@@ -246,3 +247,43 @@ def test_a_progress_readout_shows_the_file_and_its_share(tmp_path):
     plan = [sources.Planned(s, tmp_path / s.name) for s in sources.SOURCES if s.model == "clip"]
     text = _progress(plan, {"file": 1, "done": 50, "total": 200})
     assert "ViT-L-14.pt" in text and "25.0%" in text and "(2/2)" in text and "<progress max='200' value='50'>" in text
+
+
+# -- the page ----------------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A server without any img2text weights whose downloads go through a proxy that refuses them (a dead loopback
+    port): what an offline user sees, and never a real download from the test."""
+    from tests.support.server import free_port, make_data_dir, running_server
+
+    data_dir = make_data_dir(tmp_path_factory.mktemp("interrogate-download"))
+    with pytest.MonkeyPatch.context() as env:
+        dead = f"http://127.0.0.1:{free_port()}"
+        for key in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+            env.setenv(key, dead)
+        with running_server(data_dir) as srv:
+            yield srv
+
+
+def test_the_buttons_offer_the_download_and_offline_it_says_which_file_goes_where(page, server, js_errors):
+    from playwright.sync_api import expect
+
+    page.get_by_role("tab", name="img2img").first.click()
+    page.locator("#deepbooru").click()
+    offer = page.locator("#img2img_interrogate_download")
+    expect(offer).to_be_visible()
+    expect(page.locator("#img2img_interrogate_download_message")).to_contain_text("model-resnet_custom_v3.pt")
+    offer.click()
+    message = page.locator("#img2img_interrogate_download_message")
+    expect(message).to_contain_text("you appear to be offline", timeout=60_000)
+    expect(message).to_contain_text("download model-resnet_custom_v3.pt yourself and put it in")
+    expect(message).to_contain_text("torch_deepdanbooru")
+    expect(offer).to_be_visible()  # another try stays possible
+    assert not (server.data_dir / "models" / "torch_deepdanbooru" / "model-resnet_custom_v3.pt").exists()
+    page.get_by_role("tab", name="Interrogate").first.click()
+    page.locator("#interrogate_model").get_by_text("CLIP").click()
+    page.locator("#interrogate_run").click()
+    expect(page.locator("#interrogate_download")).to_be_visible()
+    expect(page.locator("#interrogate_download_message")).to_contain_text("ViT-L-14.pt")
+    assert js_errors == []

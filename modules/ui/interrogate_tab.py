@@ -41,15 +41,21 @@ def offer_update(rt: Runtime, model: str) -> tuple[Any, str, str]:
     plan = rt.interrogator.downloads(model, rt.options.as_dict()) if rt.interrogator is not None else []
     if not plan or sources.refusal(rt.args):
         return gr.update(visible=False), "", ""
-    files = ", ".join(f"{p.source.file}{_size(p.source.size)} → {display_dir(p.dest.parent)}" for p in plan)
-    return gr.update(visible=True), model, f"<p>{common.words('Can be downloaded:')} {html.escape(files)}</p>"
+    files = "".join(f"<br>{html.escape(f'{p.source.file}{_size(p.source.size)} → {display_dir(p.dest.parent)}')}"
+                    for p in plan)
+    return gr.update(visible=True), model, _box(f"{common.words('Can be downloaded:')}{files}")
+
+
+def _box(inner: str) -> str:
+    # long folder paths wrap inside img2img's narrow button column instead of widening it
+    return f"<div class='interrogate-download' style='overflow-wrap:anywhere'>{inner}</div>"
 
 
 def download_missing(rt: Runtime, model: str) -> Iterator[tuple[str, Any]]:
     """Fetch ``model``'s missing files on the job queue, yielding (message, button update) with a progress bar."""
     refused = sources.refusal(rt.args)
     if refused:
-        yield common.error_html(f"Downloading models is {refused}."), gr.update(visible=False)
+        yield _box(common.error_html(f"Downloading models is {refused}.")), gr.update(visible=False)
         return
     plan = rt.interrogator.downloads(model, rt.options.as_dict()) if rt.interrogator is not None else []
     if not plan:
@@ -64,7 +70,7 @@ def download_missing(rt: Runtime, model: str) -> Iterator[tuple[str, Any]]:
         job = rt.jobs.submit("download", lambda job: sources.fetch(plan, report),
                              description=f"Download the {model} interrogator's weights")
     except QueueFull as err:
-        yield common.error_html(str(err)), gr.update(visible=True)
+        yield _box(common.error_html(str(err))), gr.update(visible=True)
         return
     while True:
         try:
@@ -73,19 +79,19 @@ def download_missing(rt: Runtime, model: str) -> Iterator[tuple[str, Any]]:
         except TimeoutError:
             yield _progress(plan, state), gr.update(visible=False)
         except JobFailed as err:  # JobCancelled is one
-            yield common.error_html(str(err)), gr.update(visible=True)
+            yield _box(common.error_html(str(err))), gr.update(visible=True)
             return
     names = ", ".join(p.source.file for p in plan)
-    yield (f"<p>{common.words('Downloaded. Press the Interrogate button again.')} {html.escape(names)}</p>",
-           gr.update(visible=False))
+    yield _box(f"{common.words('Downloaded. Press the Interrogate button again.')} {html.escape(names)}"), \
+        gr.update(visible=False)
 
 
 def _progress(plan: list[sources.Planned], state: dict[str, Any]) -> str:
     item, total, done = plan[state["file"]], state["total"], state["done"]
     pct = f"{100 * done / total:.1f}%" if total else f"{done / 2**20:.0f} MB"
     bar = f"<progress max='{total}' value='{done}'></progress> " if total else ""
-    return (f"<div class='progress-text'>{common.words('Downloading…')} {bar}{html.escape(item.source.file)} "
-            f"{pct} ({state['file'] + 1}/{len(plan)})</div>")
+    return _box(f"<div class='progress-text'>{common.words('Downloading…')} {bar}{html.escape(item.source.file)} "
+                f"{pct} ({state['file'] + 1}/{len(plan)})</div>")
 
 
 @dataclass
@@ -97,8 +103,8 @@ class DownloadOffer:
 
     @classmethod
     def build(cls, rt: Runtime, prefix: str) -> "DownloadOffer":
+        message = gr.HTML("", elem_id=f"{prefix}_download_message")  # above its button: what it would fetch
         button = gr.Button("Download the missing files", visible=False, elem_id=f"{prefix}_download", size="sm")
-        message = gr.HTML("", elem_id=f"{prefix}_download_message")
         model = gr.State("")
 
         def run(name: str) -> Iterator[tuple[str, Any]]:
@@ -113,6 +119,9 @@ class DownloadOffer:
         if choice is not None:
             trigger.click(lambda label: offer_update(rt, MODELS.get(label, label)), inputs=[choice], outputs=outputs,
                           queue=False, show_progress="hidden")
+            # another interrogator chosen: the offer for the last one goes
+            choice.change(lambda: (gr.update(visible=False), "", ""), outputs=outputs, queue=False,
+                          show_progress="hidden")
         else:
             trigger.click(lambda: offer_update(rt, str(model)), outputs=outputs, queue=False, show_progress="hidden")
 
