@@ -23,6 +23,10 @@ grep -E '^torch==' requirements.txt >"$constraints"
 # The reference the ControlNet preprocessors' networks are checked against. --no-deps for the same reason (it asks
 # for torchvision and timm); the tests import its submodules without its package __init__ (tests/support/aux_reference.py).
 "$PY" -m pip install -q --no-deps "controlnet_aux==0.0.10"
+# timm: the ViT / hybrid-ResNet code controlnet_aux's MiDaS builds on, the reference for the depth converters
+# (tests/test_controlnet_depth_files.py). --no-deps: it asks for torchvision; tests/support/timm_reference.py imports
+# it with an empty torchvision stand-in (no torchvision code or math replaced).
+"$PY" -m pip install -q --no-deps "timm==1.0.31"
 
 # The browser tests drive Debian's chromium (no browser download). Without it they fail, saying what to install.
 CHROMIUM="${WEBUI_TEST_CHROMIUM:-/usr/bin/chromium}"

@@ -1,10 +1,13 @@
 """The weighted preprocessors: which network files each needs, how they load, and how a map is made from them.
 
-- Depth (depth_midas, depth_anything, depth_zoe) runs through transformers' ``AutoModelForDepthEstimation`` from
-  the Hugging Face hub's model folders (``config.json``, the weights, ``preprocessor_config.json``) that users put in
-  an annotator folder (``dpt-hybrid-midas``, ``depth-anything-large-hf``, ``zoedepth-nyu-kitti``...).
-  sd-webui-controlnet's own depth files (``dpt_hybrid-midas-501f0c75.pt``...) are those networks in their original
-  code's layout, which these classes do not read.
+- Depth (depth_midas, depth_anything, depth_zoe) runs transformers' depth models, from either
+  - a Hugging Face hub model folder (``config.json``, the weights, ``preprocessor_config.json``) in an annotator
+    folder (``dpt-hybrid-midas``, ``depth-anything-large-hf``, ``zoedepth-nyu-kitti``...), through
+    ``AutoModelForDepthEstimation`` and its image processor; or
+  - sd-webui-controlnet's own file (``dpt_hybrid-midas-501f0c75.pt``, ``depth_anything_vitl14.pth``), the network
+    in its original code's layout, converted on load (``modules.controlnet.nets.midas_dpt`` / ``depth_anything``:
+    config built from the tensors' sizes, keys renamed, fused attention split) and run with the extension's
+    resize and normalisation. A hub folder wins when both are there.
 - The others load the files users download for sd-webui-controlnet (``ControlNetHED.pth``, ``sk_model.pth``,
   ``body_pose_model.pth``, ``yolox_l.onnx``...) into our own networks (``modules.controlnet.nets``; DWPose's ONNX
   files through onnxruntime). Where they are looked for: ``annotator_files``.
@@ -34,16 +37,20 @@ PoseSink = Callable[[dict[str, Any]], None]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Depth: transformers from hub folders
+# Depth: transformers, from hub folders or the extension's original files
 
 
 @dataclass(frozen=True)
 class DepthModel:
-    """A depth preprocessor's model folder: the names it may have (any case) and how its output becomes a map."""
+    """A depth preprocessor's model: a hub folder (the names it may have, any case) or sd-webui-controlnet's
+    original single file (``file``, converted by ``modules.controlnet.nets.<net>``), and how its output becomes a
+    map."""
 
     preprocessor: str
     folders: tuple[str, ...]
     inverse: bool = False  # ZoeDepth predicts metric depth (far = large): the map is inverted, near = white
+    file: WeightFiles | None = None
+    net: str = ""
 
     def find(self, dirs: Sequence[Path]) -> Path | None:
         wanted = {name.lower() for name in self.folders}
@@ -55,45 +62,73 @@ class DepthModel:
                     return folder
         return None
 
+    def locate(self, dirs: Sequence[Path]) -> tuple[str, Path] | None:
+        """("folder", a hub folder) or ("file", the extension's file); a folder wins (it carries its own config)."""
+        folder = self.find(dirs)
+        if folder is not None:
+            return "folder", folder
+        found = self.file.locate(dirs) if self.file is not None else None
+        return ("file", found[0]) if found else None
+
     def missing(self, dirs: Sequence[Path]) -> str | None:
-        if self.find(dirs) is not None:
+        if self.locate(dirs) is not None:
             return None
         where = str(dirs[0]) if dirs else "models/ControlNet/annotators"
-        return (f"the {self.preprocessor} preprocessor needs its model folder (one of: {', '.join(self.folders)}: "
-                f"config.json, the weights and preprocessor_config.json, as the Hugging Face hub has them) in "
-                f"{where}")
+        single = (f"sd-webui-controlnet's {self.file.files[0]} (in {where} or its {self.file.subdir}/ subfolder, as "
+                  f"the extension's annotator/downloads has it), or " if self.file is not None else "")
+        return (f"the {self.preprocessor} preprocessor needs {single}its model folder (one of: "
+                f"{', '.join(self.folders)}: config.json, the weights and preprocessor_config.json, as the Hugging "
+                f"Face hub has them) in {where}")
 
 
 DEPTH_MODELS: dict[str, DepthModel] = {
-    "depth": DepthModel("depth_midas", ("dpt-hybrid-midas", "dpt-large", "dpt-beit-large-512")),
+    "depth": DepthModel("depth_midas", ("dpt-hybrid-midas", "dpt-large", "dpt-beit-large-512"),
+                        file=WeightFiles(("dpt_hybrid-midas-501f0c75.pt",), "midas"), net="midas_dpt"),
     "depth_anything": DepthModel("depth_anything", ("depth-anything-large-hf", "depth-anything-base-hf",
                                                     "depth-anything-small-hf", "Depth-Anything-V2-Large-hf",
-                                                    "Depth-Anything-V2-Base-hf", "Depth-Anything-V2-Small-hf")),
+                                                    "Depth-Anything-V2-Base-hf", "Depth-Anything-V2-Small-hf"),
+                                 file=WeightFiles(("depth_anything_vitl14.pth",), "depth_anything"),
+                                 net="depth_anything"),
     "depth_zoe": DepthModel("depth_zoe", ("zoedepth-nyu-kitti", "zoedepth-nyu", "zoedepth-kitti"), inverse=True),
 }
 
+# A loaded depth model: (the network, its predict: (network, RGB uint8 image) -> float depth at the image's size).
+LoadedDepth = tuple[Any, Callable[[Any, Array], Array]]
 
-def _load_depth(folder: Path) -> tuple[Any, Any]:
+
+def _load_depth_folder(folder: Path) -> LoadedDepth:
     from transformers import AutoImageProcessor, AutoModelForDepthEstimation
 
     model = AutoModelForDepthEstimation.from_pretrained(folder, local_files_only=True).eval()
-    return model, AutoImageProcessor.from_pretrained(folder, local_files_only=True)
+    processor = AutoImageProcessor.from_pretrained(folder, local_files_only=True)
+
+    def predict(net: Any, image: Array) -> Array:
+        import torch
+        from PIL import Image
+
+        device = next(net.parameters()).device
+        inputs = processor(images=Image.fromarray(image), return_tensors="pt").to(device)
+        with torch.inference_mode():
+            predicted = net(**inputs).predicted_depth.float().cpu()
+        return torch.nn.functional.interpolate(predicted[:, None], size=image.shape[:2], mode="bicubic",
+                                               align_corners=False)[0, 0].numpy()
+
+    return model, predict
 
 
-def _depth(key: str, loaded: tuple[Any, Any], image: Array) -> Array:
+def _load_depth_file(key: str, path: Path) -> LoadedDepth:
+    import importlib
+
+    net = importlib.import_module(f"modules.controlnet.nets.{DEPTH_MODELS[key].net}")
+    return net.load(path), net.predict
+
+
+def _depth(key: str, loaded: LoadedDepth, image: Array) -> Array:
     """Near = white, as the extension draws it: min-max normalised (ZoeDepth: between its 2nd and 85th
     percentiles, inverted)."""
-    import torch
-    from PIL import Image
-
     spec = DEPTH_MODELS[key]
-    model, processor = loaded
-    device = next(model.parameters()).device
-    inputs = processor(images=Image.fromarray(image), return_tensors="pt").to(device)
-    with torch.inference_mode():
-        predicted = model(**inputs).predicted_depth.float().cpu()
-    depth = torch.nn.functional.interpolate(predicted[:, None], size=image.shape[:2], mode="bicubic",
-                                            align_corners=False)[0, 0].numpy()
+    model, predict = loaded
+    depth = predict(model, image)
     low, high = (np.percentile(depth, 2), np.percentile(depth, 85)) if spec.inverse else (depth.min(), depth.max())
     span = float(high - low)
     depth = (depth - low) / span if span > 0 else np.zeros_like(depth)  # a flat prediction is a black map
@@ -202,8 +237,8 @@ class Annotator:
 
     def _model_keys(self, setup: AnnotatorSetup) -> list[tuple[str, tuple[Path, ...]]]:
         if self.depth is not None:
-            folder = DEPTH_MODELS[self.depth].find(setup.dirs)
-            return [(f"depth:{self.depth}", (folder,))] if folder is not None else []
+            found = DEPTH_MODELS[self.depth].locate(setup.dirs)
+            return [(f"depth-{found[0]}:{self.depth}", (found[1],))] if found is not None else []
         keys = []
         for key in self.networks:
             paths = NETWORKS[key].weights.locate(setup.dirs)
@@ -235,8 +270,10 @@ class Annotator:
 
 def _load_model(key: str, paths: tuple[Path, ...]) -> Any:
     log.info("loading the ControlNet preprocessor model %s from %s", key, ", ".join(str(p) for p in paths))
-    if key.startswith("depth:"):
-        return _load_depth(paths[0])
+    if key.startswith("depth-folder:"):
+        return _load_depth_folder(paths[0])
+    if key.startswith("depth-file:"):
+        return _load_depth_file(key.split(":", 1)[1], paths[0])
     return NETWORKS[key].load(list(paths))
 
 
