@@ -157,7 +157,7 @@ def test_midas_file_matches_the_extensions_dpt_model(midas):
             "pretrained.model.patch_embed.backbone.stages.2.blocks.0.downsample.conv.weight"} <= set(sd)
     ours = midas_dpt.load(path)
     assert ours.config.is_hybrid and ours.config.backbone_out_indices == [0, 1, 2, 3]
-    for shape in ((128, 192), (256, 256)):  # any multiple of 32, as the extension runs it (pos_embed resized)
+    for shape in ((128, 192), (64, 128)):  # any multiple of 32, as the extension runs it (pos_embed resized)
         x = torch.randn(1, 3, *shape, generator=torch.Generator().manual_seed(6))
         with torch.no_grad():
             expected = ref(x)
@@ -191,3 +191,73 @@ def test_a_wrong_midas_file_names_itself(tmp_path):
     (folder / "dpt_hybrid-midas-501f0c75.pt").write_bytes(path.read_bytes())
     with pytest.raises(ValueError, match=r"dpt_hybrid-midas-501f0c75\.pt: not the MiDaS DPT-Hybrid"):
         preprocessors.find("depth_midas")(_image(64, 64), 64, 0, 0, annotators=_setup(tmp_path))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# ZoeDepth NYU: ZoeD_M12_N.pt
+
+
+@pytest.fixture(scope="module")
+def zoe(tmp_path_factory):
+    root = tmp_path_factory.mktemp("zoe")
+    path, ref = tiny.write_zoe(_downloads(root, "zoedepth"), seed=9)
+    return root, path, ref
+
+
+def test_zoe_file_matches_the_extensions_zoedepth(zoe):
+    from modules.controlnet.nets import zoedepth
+
+    _root, path, ref = zoe
+    sd = torch.load(path, weights_only=True)
+    assert set(sd) == {"model"}  # a training checkpoint, as the download
+    assert {"core.core.pretrained.model.blocks.3.attn.q_bias", "core.core.pretrained.model.blocks.0.gamma_1",
+            "core.core.pretrained.model.blocks.0.attn.relative_position_bias_table",
+            "core.core.pretrained.model.blocks.0.attn.relative_position_index",
+            "core.core.pretrained.model.fc_norm.weight",
+            "core.core.scratch.output_conv.4.weight", "seed_bin_regressor._net.2.bias", "attractors.3._net.2.weight",
+            "conditional_log_binomial.log_binomial_transform.k_idx", "conditional_log_binomial.mlp.2.weight"
+            } <= set(sd["model"])
+    ours = zoedepth.load(path)
+    assert ours.config.bin_configurations[0]["n_bins"] == 16 and ours.config.num_attractors == [16, 8, 4, 1]
+    x = torch.randn(1, 3, 192, 256, generator=torch.Generator().manual_seed(10))  # not the BEiT's 384x384 grid
+    with torch.no_grad():
+        expected = ref(x)["metric_depth"][:, 0]
+        got = ours(pixel_values=x).predicted_depth
+    assert got.shape == expected.shape == (1, 192, 256)
+    assert float(expected.std()) > 1e-3
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_depth_zoe_runs_the_extensions_file_as_its_infer_does(zoe):
+    from tests.support.aux_reference import reference
+
+    root, _path, ref = zoe
+    setup = _setup(root)
+    pre = preprocessors.find("depth_zoe")
+    assert pre.unavailable(setup) is None
+    assert "ZoeD_M12_N.pt" in pre.unavailable(annotator_setup([root / "elsewhere"]))
+    image = _image(64, 64, seed=11)
+    got = pre(image, 64, 0, 0, annotators=setup)
+    # the extension: ZoeDepth.infer(image / 255) (reflect padding, flip averaging), its MidasCore prep (controlnet_aux's
+    # Resize to 384x512 "minimal", then torchvision's Normalize(0.5, 0.5), written out), percentiles 2 and 85, inverted
+    resize = reference("zoe.zoedepth.models.base_models.midas").Resize(
+        512, 384, keep_aspect_ratio=True, ensure_multiple_of=32, resize_method="minimal")
+    ref.core.prep = lambda x: (resize(x) - 0.5) / 0.5
+    padded, unpad = preprocessors.resize_with_pad(image, 64)
+    with torch.no_grad():
+        depth = ref.infer(torch.from_numpy(padded.transpose(2, 0, 1).copy()).float()[None] / 255.0)[0, 0].numpy()
+    low, high = np.percentile(depth, 2), np.percentile(depth, 85)
+    grey = ((1.0 - (depth - low) / (high - low)) * 255.0).clip(0, 255).astype(np.uint8)
+    expected = unpad(np.stack([grey] * 3, axis=2))
+    assert got.shape == expected.shape and got.dtype == np.uint8
+    assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1
+    assert len(np.unique(got)) > 20  # a real map, not a flat one
+
+
+def test_a_wrong_zoe_file_names_itself(tmp_path, midas):
+    _root, midas_file, _ref = midas
+    folder = _downloads(tmp_path, "zoedepth")
+    folder.mkdir(parents=True)
+    (folder / "ZoeD_M12_N.pt").write_bytes(midas_file.read_bytes())  # MiDaS's file under Zoe's name
+    with pytest.raises(ValueError, match=r"ZoeD_M12_N\.pt: not the ZoeDepth depth model"):
+        preprocessors.find("depth_zoe")(_image(64, 64), 64, 0, 0, annotators=_setup(tmp_path))

@@ -4,10 +4,11 @@
   - a Hugging Face hub model folder (``config.json``, the weights, ``preprocessor_config.json``) in an annotator
     folder (``dpt-hybrid-midas``, ``depth-anything-large-hf``, ``zoedepth-nyu-kitti``...), through
     ``AutoModelForDepthEstimation`` and its image processor; or
-  - sd-webui-controlnet's own file (``dpt_hybrid-midas-501f0c75.pt``, ``depth_anything_vitl14.pth``), the network
-    in its original code's layout, converted on load (``modules.controlnet.nets.midas_dpt`` / ``depth_anything``:
-    config built from the tensors' sizes, keys renamed, fused attention split) and run with the extension's
-    resize and normalisation. A hub folder wins when both are there.
+  - sd-webui-controlnet's own file (``dpt_hybrid-midas-501f0c75.pt``, ``depth_anything_vitl14.pth``,
+    ``ZoeD_M12_N.pt``), the network in its original code's layout, converted on load
+    (``modules.controlnet.nets.midas_dpt`` / ``depth_anything`` / ``zoedepth``: config built from the tensors'
+    sizes, keys renamed, fused attention split) and run with the extension's resize, normalisation and (ZoeDepth)
+    padding and flip averaging. A hub folder wins when both are there.
 - The others load the files users download for sd-webui-controlnet (``ControlNetHED.pth``, ``sk_model.pth``,
   ``body_pose_model.pth``, ``yolox_l.onnx``...) into our own networks (``modules.controlnet.nets``; DWPose's ONNX
   files through onnxruntime). Where they are looked for: ``annotator_files``.
@@ -89,7 +90,8 @@ DEPTH_MODELS: dict[str, DepthModel] = {
                                                     "Depth-Anything-V2-Base-hf", "Depth-Anything-V2-Small-hf"),
                                  file=WeightFiles(("depth_anything_vitl14.pth",), "depth_anything"),
                                  net="depth_anything"),
-    "depth_zoe": DepthModel("depth_zoe", ("zoedepth-nyu-kitti", "zoedepth-nyu", "zoedepth-kitti"), inverse=True),
+    "depth_zoe": DepthModel("depth_zoe", ("zoedepth-nyu-kitti", "zoedepth-nyu", "zoedepth-kitti"), inverse=True,
+                            file=WeightFiles(("ZoeD_M12_N.pt",), "zoedepth"), net="zoedepth"),
 }
 
 # A loaded depth model: (the network, its predict: (network, RGB uint8 image) -> float depth at the image's size).

@@ -159,3 +159,78 @@ def write_midas(folder: Path, seed: int = 0, **sizes: int) -> tuple[Path, nn.Mod
     path = folder / "dpt_hybrid-midas-501f0c75.pt"
     torch.save({k: v.detach().clone() for k, v in ref.state_dict().items()}, path)
     return path, ref
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# ZoeDepth NYU (ZoeD_M12_N.pt): controlnet_aux's ZoeDepth (the extension's code) on a MiDaS v3.1 DPT-BEiT core, its
+# parts built from its own helpers around a tiny timm BEiT. MidasCore is assembled without its PrepForMidas (which
+# needs torchvision's Normalize): the reference is given the resized, normalised pixels, as the network sees them.
+
+
+def _zoe_modules():
+    timm()
+    base = "zoe.zoedepth.models."
+    midas = base + "base_models.midas_repo.midas."
+    with absent_torchvision():
+        return (reference(midas + "backbones.beit"), reference(midas + "blocks"), reference(midas + "dpt_depth"),
+                reference(base + "base_models.midas"), reference(base + "zoedepth.zoedepth_v1"))
+
+
+class _AsIs:
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+def zoe_reference(dim: int = 64, layers: int = 4, heads: int = 2, features: int = 16, n_bins: int = 16,
+                  bin_embedding_dim: int = 128) -> nn.Module:
+    """The extension's ZoeDepth (config_zoedepth.json's values: softplus bins, attractors 16/8/4/1 of the 'inv'
+    kind, alpha 1000, gamma 2, 'mean', temperatures 0.0212..50, NYU's 1e-3..10 m) at a tiny size."""
+    beit, blocks, dpt_depth, midas_base, zoe_v1 = _zoe_modules()
+    from timm.models.beit import Beit
+
+    model = Beit(img_size=384, patch_size=16, embed_dim=dim, depth=layers, num_heads=heads, use_abs_pos_emb=False,
+                 use_rel_pos_bias=True, init_values=0.1, num_classes=0)
+    widths = [features // 2, features, dim, dim]
+    dpt = dpt_depth.DPTDepthModel.__new__(dpt_depth.DPTDepthModel)
+    nn.Module.__init__(dpt)
+    dpt.channels_last, dpt.number_layers, dpt.forward_transformer = False, 4, beit.forward_beit
+    dpt.pretrained = beit._make_beit_backbone(model, features=widths, size=[384, 384],
+                                              hooks=[i * layers // 4 + layers // 4 - 1 for i in range(4)],
+                                              vit_features=dim, use_readout="project")
+    dpt.scratch = blocks._make_scratch(widths, features, groups=1, expand=False)
+    dpt.scratch.stem_transpose = None
+    for i in range(1, 5):
+        setattr(dpt.scratch, f"refinenet{i}", dpt_depth._make_fusion_block(features, False))
+    dpt.scratch.output_conv = nn.Sequential(
+        nn.Conv2d(features, features // 2, kernel_size=3, stride=1, padding=1),
+        blocks.Interpolate(scale_factor=2, mode="bilinear", align_corners=True),
+        nn.Conv2d(features // 2, 32, kernel_size=3, stride=1, padding=1), nn.ReLU(True),
+        nn.Conv2d(32, 1, kernel_size=1, stride=1, padding=0), nn.ReLU(True), nn.Identity())
+    core = midas_base.MidasCore.__new__(midas_base.MidasCore)
+    nn.Module.__init__(core)
+    core.core, core.core_out, core.handles = dpt, {}, []
+    core.layer_names = ("out_conv", "l4_rn", "r4", "r3", "r2", "r1")
+    core.trainable, core.fetch_features, core.prep = False, True, _AsIs()
+    core.output_channels = [features] * 5
+    core.attach_hooks(dpt)
+    return zoe_v1.ZoeDepth(core, n_bins=n_bins, bin_centers_type="softplus", bin_embedding_dim=bin_embedding_dim,
+                           min_depth=1e-3, max_depth=10.0, n_attractors=[16, 8, 4, 1], attractor_alpha=1000,
+                           attractor_gamma=2, attractor_kind="mean", attractor_type="inv", min_temp=0.0212,
+                           max_temp=50.0, train_midas=False)
+
+
+def write_zoe(folder: Path, seed: int = 0, **sizes: int) -> tuple[Path, nn.Module]:
+    """``<folder>/ZoeD_M12_N.pt`` (``{"model": state dict}``, as the download) and its reference network."""
+    torch.manual_seed(seed)
+    ref = zoe_reference(**sizes).eval()
+    randomize(ref, seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "ZoeD_M12_N.pt"
+    state = {k: v.detach().clone() for k, v in ref.state_dict().items()}
+    from timm.models.beit import gen_relative_position_index
+
+    for block in range(len(ref.core.core.pretrained.model.blocks)):  # timm 0.6 saved it (the real file has it)
+        state[f"core.core.pretrained.model.blocks.{block}.attn.relative_position_index"] = \
+            gen_relative_position_index((24, 24))
+    torch.save({"model": state}, path)
+    return path, ref

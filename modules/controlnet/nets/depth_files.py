@@ -81,22 +81,28 @@ def load_into(path: Path, model: torch.nn.Module, converted: dict[str, torch.Ten
     return model.float().eval()
 
 
-def resize_to_multiple(image: np.ndarray, size: int, multiple: int, method: str) -> np.ndarray:
-    """The original repos' ``Resize`` with keep_aspect_ratio: the scale that brings a side to ``size`` ("lower_bound":
-    both sides at least ``size``; "minimal": the scale nearest 1), each side then rounded to a multiple of
-    ``multiple`` (up, for lower_bound, when rounding would go under ``size``), resized with bicubic interpolation."""
-    h, w = image.shape[:2]
-    scale_h, scale_w = size / h, size / w
+def fit(h: int, w: int, height: int, width: int, multiple: int, method: str) -> tuple[int, int]:
+    """The original repos' ``Resize`` size with keep_aspect_ratio: one scale for both sides, the one that brings the
+    image to ``height`` x ``width`` ("lower_bound": both sides at least that; "minimal": the scale nearest 1), each
+    side then rounded to a multiple of ``multiple`` (up, for lower_bound, when rounding would go under)."""
+    scale_h, scale_w = height / h, width / w
     if method == "lower_bound":
-        scale = max(scale_h, scale_w)
+        scale_h = scale_w = max(scale_h, scale_w)
+    elif abs(1 - scale_w) < abs(1 - scale_h):
+        scale_h = scale_w
     else:
-        scale = scale_w if abs(1 - scale_w) < abs(1 - scale_h) else scale_h
+        scale_w = scale_h
 
-    def side(x: float) -> int:
-        y = int(round(x / multiple) * multiple)
-        if method == "lower_bound" and y < size:
+    def side(x: float, least: int) -> int:
+        y = int(np.round(x / multiple) * multiple)
+        if method == "lower_bound" and y < least:
             y = int(np.ceil(x / multiple) * multiple)
         return max(y, multiple)
 
-    new_h, new_w = side(scale * h), side(scale * w)
+    return side(scale_h * h, height), side(scale_w * w, width)
+
+
+def resize_to_multiple(image: np.ndarray, size: int, multiple: int, method: str) -> np.ndarray:
+    """``fit`` to ``size`` x ``size`` with bicubic interpolation (cv2, as Depth Anything's transform resizes)."""
+    new_h, new_w = fit(image.shape[0], image.shape[1], size, size, multiple, method)
     return cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_CUBIC)
