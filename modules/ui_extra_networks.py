@@ -236,6 +236,18 @@ class ExtraNetworksPageTextualInversion(ExtraNetworksPage):
         return list(model_hijack.embedding_db.embedding_dirs)
 
 
+def _weight(value: Any) -> float:
+    """A name.json ``preferred weight`` as a number (0: none). The prompt is a JavaScript expression the page
+    evaluates, so a weight that is not a number (a hand-made or downloaded file) must never reach it as text."""
+    if isinstance(value, bool):
+        return 0.0
+    try:
+        weight = float(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return weight if weight == weight and abs(weight) != float("inf") else 0.0
+
+
 class ExtraNetworksPageHypernetworks(ExtraNetworksPage):
     """The files of ``models/hypernetworks``, listed so that a user sees they were found; this app does not apply
     hypernetworks, so the page is not registered in ``extra_pages`` and its cards add nothing to the prompt."""
@@ -297,7 +309,7 @@ class ExtraNetworksPageLora(ExtraNetworksPage):
                 "sort_keys": {"default": index, **self.get_sort_keys(lora.filename)}}
         self.read_user_metadata(item)
         user = item["user_metadata"]
-        weight = user.get("preferred weight", 0.0)
+        weight = _weight(user.get("preferred weight"))
         # a JavaScript expression, evaluated by the page (A1111's: the page's opts give the default weight)
         item["prompt"] = (quote_js(f"<lora:{lora.alias}:") + " + "
                           + (str(weight) if weight else "opts['extra_networks_default_multiplier']") + " + "

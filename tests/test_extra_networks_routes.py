@@ -133,6 +133,17 @@ def test_replace_preview_writes_the_image_beside_the_network(setup):
     assert Image.open(root / "models" / "Lora" / "plain.png").getpixel((0, 0)) == (0, 255, 0)
 
 
+def test_a_weight_that_is_not_a_number_never_reaches_the_page_script(setup):
+    client, root = setup
+    path = root / "models" / "Lora" / "plain.json"
+    path.write_text(json.dumps({"preferred weight": "alert(document.cookie)"}), encoding="utf-8")
+    try:
+        card = client.get("/sd_extra_networks/get-single-card", params={"page": "lora", "name": "plain"}).json()
+        assert "alert" not in card["html"] and "extra_networks_default_multiplier" in card["html"]
+    finally:
+        path.unlink()
+
+
 def test_servable_preview_refuses_links_out(tmp_path: Path):
     models = tmp_path / "models"
     models.mkdir()
@@ -144,6 +155,7 @@ def test_servable_preview_refuses_links_out(tmp_path: Path):
     assert files.servable_preview("inside.png", [models]) is None
 
 
+# The tests below build apps of their own (the pages read the app bound last, shared.runtime): keep them last.
 def test_routes_need_the_login(tmp_path: Path):
     write_tiny_checkpoint("sd1", tmp_path / "models" / "Stable-diffusion", "base", seed=1)
     app = create_app(parse_args(["--nowebui", "--data-dir", str(tmp_path), "--api-auth", "u:p"], environ={}))
@@ -153,3 +165,30 @@ def test_routes_need_the_login(tmp_path: Path):
             assert client.get("/sd_extra_networks/pane", params={"page": "lora"}, auth=("u", "p")).status_code == 200
     finally:
         app.state.runtime.jobs.stop()
+
+
+def test_textual_inversion_cards_once_a_model_is_loaded(tmp_path: Path):
+    from tests.support.engine import load_tiny
+    from tests.support.tiny_files import save_a1111_pt, vectors
+    from webui import start_background_load
+
+    ckpt = write_tiny_checkpoint("sd1", tmp_path / "models" / "Stable-diffusion", "base", seed=1)
+    width = load_tiny(ckpt).text_encoder.config.hidden_size
+    save_a1111_pt(tmp_path / "embeddings" / "mystyle.pt", vectors(2, width, seed=5) * 0.1)
+    (tmp_path / "embeddings" / "mystyle.preview.png").write_bytes(_png((9, 9, 9)))
+    app = create_app(parse_args(["--nowebui", "--data-dir", str(tmp_path)], environ={}))
+    start_background_load(app)
+    try:
+        with LocalClient(app) as client:
+            rt = app.state.runtime
+            import time
+
+            deadline = time.monotonic() + 120
+            while rt.manager.info is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+            pane = client.get("/sd_extra_networks/pane", params={"page": "textual inversion"}).json()["html"]
+            assert "data-name='mystyle'" in pane and "data-prompt='&quot;mystyle&quot;'" in pane
+            assert "data-allow-neg='true'" in pane and "mystyle.preview.png" in pane
+    finally:
+        app.state.runtime.jobs.stop()
+
