@@ -187,7 +187,7 @@ def test_globals_exist_before_extension_scripts_run_and_callbacks_fire(page: Pag
     # opts arrive once the UI is there (tagcomplete sets itself up on the first update with opts filled)
     assert seen["available"] == {"clip": 1, "localization": "zh_CN", "promptThere": True}
     assert seen["changes"][:1] == [1]
-    page.wait_for_function("window.__probe.observerSawOpts === true", timeout=5000)  # without any user action
+    page.wait_for_function("window.__probe.observerSawOpts === true", timeout=30_000)  # without any user action
     assert seen["updateGotMutations"] is True and seen["afterUpdates"] >= 1
     assert page.evaluate("() => get_uiCurrentTab().getAttribute('aria-controls')") == "tab_txt2img"
     assert page.evaluate("() => uiElementIsVisible(gradioApp().querySelector('#txt2img_prompt'))") is True
