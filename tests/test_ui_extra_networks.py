@@ -64,7 +64,9 @@ def test_tabs_cards_search_sort_and_tree(page: Page, server, js_errors):
     expect(tabs).to_have_text(["Generation", "Textual Inversion", "Hypernetworks", "Checkpoints", "Lora"])
     _open_lora_tab(page)
     expect(page.locator("#txt2img_lora_cards_html")).to_be_visible()
-    page.screenshot(path=SHOTS.format("lora-tab"), full_page=False)
+    page.wait_for_function("() => Array.from(document.querySelectorAll('#txt2img_lora_cards img.preview'))"
+                           ".every((img) => img.complete)")
+    page.locator("#txt2img_lora_cards_html").screenshot(path=SHOTS.format("lora-tab"))
     # previews are served through the thumb route and really load
     detail_img = _card(page, "detail").locator("img.preview")
     expect(detail_img).to_have_attribute("src", re.compile(r"^\./sd_extra_networks/thumb\?filename=.*detail\.png"))

@@ -325,6 +325,7 @@
         s.dir = button.dataset.sortdir === "Ascending" ? "Descending" : "Ascending";
         button.dataset.sortdir = s.dir;
         button.textContent = s.dir === "Descending" ? "▼" : "▲";
+        button.title = t("Sort direction: " + s.dir);
         apply(pane);
       } else if (target.closest(".extra-network-control--tree-view")) {
         s.tree = !pane.classList.contains("tree-open");
