@@ -261,3 +261,25 @@ def test_a_wrong_zoe_file_names_itself(tmp_path, midas):
     (folder / "ZoeD_M12_N.pt").write_bytes(midas_file.read_bytes())  # MiDaS's file under Zoe's name
     with pytest.raises(ValueError, match=r"ZoeD_M12_N\.pt: not the ZoeDepth depth model"):
         preprocessors.find("depth_zoe")(_image(64, 64), 64, 0, 0, annotators=_setup(tmp_path))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Where the files are found
+
+
+def test_a_hub_folder_wins_over_the_extensions_file_and_the_flat_folder_works(tmp_path):
+    from modules.controlnet.annotators import DEPTH_MODELS
+    from tests.support.tiny_controlnet import write_tiny_depth_anything
+
+    spec = DEPTH_MODELS["depth_anything"]
+    flat = annotator_setup([tmp_path / "ControlNet"])
+    (flat.dirs[0]).mkdir(parents=True)
+    file = flat.dirs[0] / "Depth_Anything_ViTL14.pth"  # any case, as Windows copies keep it
+    file.write_bytes(b"")
+    assert spec.locate(flat.dirs) == ("file", file)
+    folder = write_tiny_depth_anything(flat.dirs[0], name="depth-anything-large-hf")
+    assert spec.locate(flat.dirs) == ("folder", folder)
+    custom = annotator_setup([tmp_path / "none"], extra_dir=tmp_path / "custom")  # control_net_modules_path
+    (tmp_path / "custom" / "zoedepth").mkdir(parents=True)
+    (tmp_path / "custom" / "zoedepth" / "ZoeD_M12_N.pt").write_bytes(b"")
+    assert DEPTH_MODELS["depth_zoe"].locate(custom.dirs) == ("file", tmp_path / "custom" / "zoedepth" / "ZoeD_M12_N.pt")

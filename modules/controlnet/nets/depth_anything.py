@@ -61,63 +61,70 @@ def config_from(sd: dict[str, torch.Tensor]) -> Any:
         depth_estimation_type="relative")
 
 
-def convert(sd: dict[str, torch.Tensor], layers: int) -> dict[str, torch.Tensor]:
-    """The original names -> transformers' (DINOv2's fused qkv split into query/key/value)."""
-    out: dict[str, torch.Tensor] = {}
-    emb = "backbone.embeddings."
-    for ours, theirs in (("cls_token", "cls_token"), ("mask_token", "mask_token"),
-                         ("position_embeddings", "pos_embed"), ("patch_embeddings.projection.weight",
-                                                                "patch_embed.proj.weight"),
-                         ("patch_embeddings.projection.bias", "patch_embed.proj.bias")):
-        if f"pretrained.{theirs}" in sd:
-            out[emb + ours] = sd[f"pretrained.{theirs}"]
-    if emb + "mask_token" in out:  # DINOv2 keeps it (1, D); transformers too
-        out[emb + "mask_token"] = out[emb + "mask_token"].reshape(1, -1)
-    for i in range(layers):
-        src, dst = f"pretrained.blocks.{i}.", f"backbone.encoder.layer.{i}."
-        for ours, theirs in (("norm1", "norm1"), ("norm2", "norm2"), ("mlp.fc1", "mlp.fc1"), ("mlp.fc2", "mlp.fc2"),
-                             ("attention.o_proj", "attn.proj")):
-            for p in ("weight", "bias"):
-                if f"{src}{theirs}.{p}" in sd:
-                    out[f"{dst}{ours}.{p}"] = sd[f"{src}{theirs}.{p}"]
-        for n in (1, 2):
-            if f"{src}ls{n}.gamma" in sd:
-                out[f"{dst}layer_scale{n}.lambda1"] = sd[f"{src}ls{n}.gamma"]
-        if f"{src}attn.qkv.weight" in sd:
-            split_qkv(out, sd[f"{src}attn.qkv.weight"], sd.get(f"{src}attn.qkv.bias"), f"{dst}attention.")
-    for p in ("weight", "bias"):
-        if f"pretrained.norm.{p}" in sd:
-            out[f"backbone.layernorm.{p}"] = sd[f"pretrained.norm.{p}"]
-    head = "depth_head."
+_EMBEDDINGS = {"cls_token": "cls_token", "mask_token": "mask_token", "pos_embed": "position_embeddings",
+               "patch_embed.proj.weight": "patch_embeddings.projection.weight",
+               "patch_embed.proj.bias": "patch_embeddings.projection.bias"}
+_BLOCK = (("norm1.", "norm1."), ("norm2.", "norm2."), ("mlp.fc1.", "mlp.fc1."), ("mlp.fc2.", "mlp.fc2."),
+          ("attn.proj.", "attention.o_proj."), ("ls1.gamma", "layer_scale1.lambda1"),
+          ("ls2.gamma", "layer_scale2.lambda1"))
+_HEAD = (("scratch.output_conv1.", "head.conv1."), ("scratch.output_conv2.0.", "head.conv2."),
+         ("scratch.output_conv2.2.", "head.conv3."))
+
+
+def _rename(key: str) -> str | None:
+    """One original name -> transformers' (None: no place for it; the fused qkv is split separately)."""
+    if key.startswith("pretrained."):
+        rest = key[len("pretrained."):]
+        if rest in _EMBEDDINGS:
+            return "backbone.embeddings." + _EMBEDDINGS[rest]
+        if rest.startswith("norm."):
+            return "backbone.layernorm." + rest[len("norm."):]
+        if rest.startswith("blocks."):
+            index, rest = rest[len("blocks."):].split(".", 1)
+            for theirs, ours in _BLOCK:
+                if rest.startswith(theirs):
+                    return f"backbone.encoder.layer.{index}.{ours}{rest[len(theirs):]}"
+        return None
+    if not key.startswith("depth_head."):
+        return None
+    rest = key[len("depth_head."):]
+    for theirs, ours in _HEAD:
+        if rest.startswith(theirs):
+            return ours + rest[len(theirs):]
     for i in range(4):
-        for p in ("weight", "bias"):
-            pairs = [(f"projects.{i}", f"neck.reassemble_stage.layers.{i}.projection"),
-                     (f"resize_layers.{i}", f"neck.reassemble_stage.layers.{i}.resize"),
-                     (f"scratch.layer{i + 1}_rn", f"neck.convs.{i}")]
-            # refinenet4 (the coarsest) is transformers' first fusion layer
-            fusion = f"neck.fusion_stage.layers.{4 - (i + 1)}"
-            pairs += [(f"scratch.refinenet{i + 1}.out_conv", f"{fusion}.projection")]
-            pairs += [(f"scratch.refinenet{i + 1}.resConfUnit{u}.conv{c}",
-                       f"{fusion}.residual_layer{u}.convolution{c}") for u in (1, 2) for c in (1, 2)]
-            for theirs, ours in pairs:
-                if f"{head}{theirs}.{p}" in sd:
-                    out[f"{ours}.{p}"] = sd[f"{head}{theirs}.{p}"]
-    for theirs, ours in (("output_conv1", "conv1"), ("output_conv2.0", "conv2"), ("output_conv2.2", "conv3")):
-        for p in ("weight", "bias"):
-            if f"{head}scratch.{theirs}.{p}" in sd:
-                out[f"head.{ours}.{p}"] = sd[f"{head}scratch.{theirs}.{p}"]
-    return out
+        for theirs, ours in ((f"projects.{i}.", f"neck.reassemble_stage.layers.{i}.projection."),
+                             (f"resize_layers.{i}.", f"neck.reassemble_stage.layers.{i}.resize."),
+                             (f"scratch.layer{i + 1}_rn.", f"neck.convs.{i}.")):
+            if rest.startswith(theirs):
+                return ours + rest[len(theirs):]
+        refine = f"scratch.refinenet{i + 1}."
+        if rest.startswith(refine):  # refinenet4 (the coarsest) is transformers' first fusion layer
+            part = rest[len(refine):].replace("out_conv.", "projection.")
+            for u in (1, 2):
+                part = part.replace(f"resConfUnit{u}.", f"residual_layer{u}.")
+            part = part.replace("conv1.", "convolution1.").replace("conv2.", "convolution2.")
+            return f"neck.fusion_stage.layers.{3 - i}.{part}"
+    return None
 
 
-def unconverted(sd: dict[str, torch.Tensor]) -> list[str]:
-    """The file's keys the conversion has no place for (another network's, or a V2 / ViT-g variant's)."""
-    layers = count_indexed(sd, "pretrained.blocks.")
-    known = set()
-    for key in sd:
-        probe = {key: sd[key]}
-        if convert(probe, layers) or key.endswith("attn.qkv.bias"):
-            known.add(key)
-    return sorted(set(sd) - known)
+def convert(sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """The original names -> transformers' (each block's fused qkv split into q/k/v), and the keys that have no
+    place (another network's, or a V2 / ViT-g variant's)."""
+    out: dict[str, torch.Tensor] = {}
+    unplaced = []
+    for key, value in sd.items():
+        if key.startswith("pretrained.blocks.") and ".attn.qkv." in key:
+            if key.endswith(".weight"):
+                index = key[len("pretrained.blocks."):].split(".", 1)[0]
+                split_qkv(out, value, sd.get(key[:-len("weight")] + "bias"),
+                          f"backbone.encoder.layer.{index}.attention.")
+            continue
+        name = _rename(key)
+        if name is None:
+            unplaced.append(key)
+        else:
+            out[name] = value
+    return out, unplaced
 
 
 def load(path: Path) -> Any:
@@ -128,16 +135,16 @@ def load(path: Path) -> Any:
     path = Path(path)
     sd = read(path)
     require(path, sd, _SIZES, _bad)
-    extra = unconverted(sd)
-    if extra:
-        raise _bad(path, f"{len(extra)} unexpected keys ({', '.join(extra[:4])}{' ...' if len(extra) > 4 else ''})")
+    converted, unplaced = convert(sd)
+    if unplaced:
+        raise _bad(path, f"{len(unplaced)} unexpected keys ({', '.join(unplaced[:4])}"
+                         f"{' ...' if len(unplaced) > 4 else ''})")
     try:
-        config = config_from(sd)
-        model = DepthAnythingForDepthEstimation(config)
-    except (ValueError, IndexError, RuntimeError) as err:
+        model = DepthAnythingForDepthEstimation(config_from(sd))
+    except (ValueError, IndexError, KeyError, RuntimeError) as err:
         raise _bad(path, f"its tensor sizes make no model ({err})") from None
-    return load_into(path, model, convert(sd, config.backbone_config.num_hidden_layers), _bad,
-                     optional=("backbone.embeddings.mask_token",))
+    # the mask token is for training (masked patches); a file without it loses nothing
+    return load_into(path, model, converted, _bad, optional=("backbone.embeddings.mask_token",))
 
 
 def predict(model: Any, image: np.ndarray) -> np.ndarray:
