@@ -10,6 +10,7 @@ import pytest
 
 from modules import localization
 from modules.cmd_args import parse_args
+from modules.ui import untranslated
 
 ROOT = Path(__file__).resolve().parent.parent
 _NOT_TEXT = re.compile(r"^[\W\d_]*$")  # emoji-only buttons, numbers, punctuation
@@ -25,10 +26,14 @@ def ui_strings(demo) -> set[str]:
                 found.add(value.strip())
         if type(block).__name__ in ("Button", "DownloadButton", "UploadButton") and isinstance(block.value, str):
             found.add(block.value.strip())
-        if type(block).__name__ in ("Radio", "CheckboxGroup"):  # their choices are UI text, never file names
+        kind = type(block).__name__
+        # Radio and CheckboxGroup choices are UI text, never file names; so are a dropdown's, unless it lists names
+        # (modules/ui/untranslated.py), where only the UI words among them are
+        names = kind == "Dropdown" and untranslated.is_name_dropdown(getattr(block, "elem_id", None))
+        if kind in ("Radio", "CheckboxGroup", "Dropdown"):
             for choice in getattr(block, "choices", None) or []:
                 label = choice[0] if isinstance(choice, (tuple, list)) else choice
-                if isinstance(label, str):
+                if isinstance(label, str) and (not names or label in untranslated.UI_WORDS_IN_NAME_LISTS):
                     found.add(label.strip())
     return {s for s in found if s and not _NOT_TEXT.match(s)}
 
@@ -53,8 +58,10 @@ def test_zh_cn_translates_text_that_appears_later():
     zh = json.loads((ROOT / "localizations" / "zh_CN.json").read_text(encoding="utf-8"))
     from modules.ui.extras_tab import NOTHING_TO_DO
     from modules.processing.builtin_scripts import SD_UPSCALE_NOTE
+    from modules.ui.settings_tab import MESSAGE_PHRASES
 
-    assert [s for s in (*common.LATER_STRINGS, SD_UPSCALE_NOTE, NOTHING_TO_DO) if s not in zh] == []
+    later = (*common.LATER_STRINGS, *MESSAGE_PHRASES, SD_UPSCALE_NOTE, NOTHING_TO_DO, "version:")
+    assert [s for s in later if s not in zh] == []
     html_text = common.progress_html(3, 20, 0, 2, 5.0, "", 0)
     assert "<span class='ui-text'>Step</span> 3/20" in html_text and "<span class='ui-text'>ETA</span>" in html_text
     assert "<span class='ui-text'>In queue: position</span> 2" in common.progress_html(0, 0, 0, 0, 0, "", 2)

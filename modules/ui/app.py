@@ -160,7 +160,8 @@ def footer_html(rt: Runtime) -> str:
     if getattr(rt.args, "api", False):
         links.append("<a href='docs' target='_blank'>API</a>")
     if rt.version:
-        links.append(f"version: {html.escape(rt.version)}")
+        # the word translates; the version is data
+        links.append(f"<span class='ui-text'>version:</span> <span id='footer_version'>{html.escape(rt.version)}</span>")
     return f"<div id='footer' class='footer'>{' • '.join(links)}</div>" if links else ""
 
 

@@ -383,7 +383,9 @@ LATER_STRINGS = ("In queue: position", "Step", "Batch", "ETA", "Interrupted: fin
                  "spandrel_extra_arches", "No extensions are installed. Put them in", "enabled", "disabled",
                  "Extension", "State", "Scripts", "Problems", "Restarting…", "Style saved:", "Style deleted:",
                  "Installed", "Install", "Added:", "Extensions hidden by their tags:", "Description", "Action",
-                 "Install this extension? Its code will run on this computer with your rights.")
+                 "Install this extension? Its code will run on this computer with your rights.",
+                 "Can be downloaded:", "Nothing to download: the files are in place.",
+                 "Downloaded. Press the Interrogate button again.")
 
 
 def words(text: str) -> str:

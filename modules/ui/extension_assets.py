@@ -33,13 +33,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from modules import browser_files
-from modules.ui import tool_buttons
+from modules.ui import tool_buttons, untranslated
 from modules.paths import INSTALL_DIR
 
 PREFIX = "/extension-assets"
 OPTIONS_PATH = "/internal/page-options"
 JS_DIR = Path(__file__).resolve().parent / "javascript"
 COMPAT_JS = JS_DIR / "a1111_compat.js"
+CHOICES_JS = JS_DIR / "localized_choices.js"
 TMP_DIR = INSTALL_DIR / "tmp"  # A1111's <webui>/tmp: modules.paths.script_path / "tmp"
 # What /file= serves: the static files an extension's page code loads. Not code (.py), settings (.ini, .toml, .cfg),
 # databases, model weights or keys, even inside an extension's folder.
@@ -105,8 +106,10 @@ def _script_json(value: Any) -> str:
 def head_html(rt: Any, localization: dict[str, Any]) -> str:
     scripts = script_tags(rt)
     # with extension scripts, the page builds every generation tab before onUiLoaded, as A1111's page has them
-    data = {"localization": localization, "mountTabs": bool(scripts), **tool_buttons.page_data()}
+    data = {"localization": localization, "mountTabs": bool(scripts), "untranslated": untranslated.page_data(),
+            **tool_buttons.page_data()}
     return "\n".join([f"<script>window.__sdPage = {_script_json(data)};</script>",
+                      f"<script>{CHOICES_JS.read_text(encoding='utf-8')}</script>",
                       f"<script>{COMPAT_JS.read_text(encoding='utf-8')}</script>", scripts])
 
 

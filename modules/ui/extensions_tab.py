@@ -185,8 +185,9 @@ def build_extensions_tab(rt: Runtime) -> Any:
             with gr.Row():
                 load = gr.Button("Load from:", variant="primary", elem_id="extensions_available_load", scale=0,
                                  min_width=120, interactive=not refused)
-                index_url = gr.Textbox(extension_index.DEFAULT_INDEX_URL, show_label=False, max_lines=1,
-                                       elem_id="extensions_index_url", scale=6, interactive=not refused)
+                index_url = gr.Textbox(extension_index.DEFAULT_INDEX_URL, label="Extension index URL", show_label=False,
+                                       max_lines=1, elem_id="extensions_index_url", scale=6,
+                                       interactive=not refused)
             with gr.Row():
                 hide_tags = gr.CheckboxGroup(["script", "ads", "localization", "installed"],
                                              value=list(extension_index.HIDDEN_BY_DEFAULT),

@@ -233,7 +233,7 @@ def apply_settings(options: Options, keys: Sequence[str], values: Sequence[Any],
                    hide_dir_config: bool = False) -> tuple[bool, str]:
     """Apply what changed. Returns (ok, plain-text message). Nothing is written on any error or when frozen."""
     if frozen:
-        return False, "Settings are frozen (--freeze-settings); nothing was changed."
+        return False, FROZEN
     try:
         changes = changed_values(options, keys, values)
         if hide_dir_config:
@@ -250,9 +250,21 @@ def apply_settings(options: Options, keys: Sequence[str], values: Sequence[Any],
     return True, message
 
 
+FROZEN = "Settings are frozen (--freeze-settings); nothing was changed."
+FROZEN_NOTE = "Settings are frozen (--freeze-settings)."
+# the fixed words of apply_settings' messages: each its own element in the page, so that it translates (the
+# counts and setting names between them are data)
+MESSAGE_PHRASES = ("settings changed", "Reload the UI for these to take effect:", FROZEN, FROZEN_NOTE,
+                   "folder and filename settings are hidden (--hide-ui-dir-config)")
+
+
 def result_html(ok: bool, message: str) -> str:
     css = "settings-ok" if ok else "error"
-    return f"<div class='{css}'>{html.escape(message)}</div>"
+    text = html.escape(message)
+    for phrase in MESSAGE_PHRASES:
+        escaped = html.escape(phrase)
+        text = text.replace(escaped, f"<span class='ui-text'>{escaped}</span>")
+    return f"<div class='{css}'>{text}</div>"
 
 
 def section_nav_html(titles: Iterable[tuple[str, str]]) -> str:
@@ -308,7 +320,7 @@ def build_settings_tab(rt: Any) -> SettingsControls:
             refresh = gr.Button("🔄", elem_id="settings_refresh", min_width=40, scale=0)
         search = gr.Textbox(label="Search", placeholder="Search settings…", elem_id="settings_search",
                             show_label=False, max_lines=1)
-        result = gr.HTML(result_html(False, "Settings are frozen (--freeze-settings).") if frozen else "",
+        result = gr.HTML(result_html(False, FROZEN_NOTE) if frozen else "",
                          elem_id="settings_result")
         if not all(options.registry[k].used for k in keys):
             gr.HTML(LEGEND_HTML, elem_id="settings_legend")

@@ -21,29 +21,41 @@ async function applyLocalization() {
     document.documentElement.style.setProperty("--stored-only-label", JSON.stringify(map["stored only"]));
   }
   const skipTags = new Set(["SCRIPT", "STYLE", "TEXTAREA", "CODE"]);
-  // Dropdowns of names: their labels are translated, their options and chosen values are not.
-  const tabs = ["txt2img", "img2img"];
-  const nameLists = ["setting_sd_model_checkpoint", "setting_sd_vae", "hr_sampler", "hr_checkpoint", "txt2img_hr_upscaler",
-                     "extras_upscaler_1", "extras_upscaler_2", "img2img_sd_upscale_upscaler_index",
-                     ...tabs.flatMap((t) => [t + "_styles", t + "_sampling", t + "_checkpoint"])];
+  // Dropdowns of names (modules/ui/untranslated.py): their labels are translated, their options and chosen values
+  // are not (localized_choices.js gave the other dropdowns' choices their translated labels before gradio drew them).
   // Generated text (infotext, PNG info) is data, never UI text. (Galleries show no captions: their label and
   // buttons are UI text and are translated.)
-  const dataBlocks = ["pnginfo_html", ...tabs.map((t) => "html_info_" + t)];
-  const ignoredSelector = [
-    ...nameLists.flatMap((id) => ["#" + id + " ul", "#" + id + " .token", "#" + id + " [role=option]"]),
-    ...dataBlocks.map((id) => "#" + id),
-  ].join(",");
+  const lists = (window.__sdPage && window.__sdPage.untranslated) || {};
+  const uiWords = new Set(lists.uiWordsInNameLists || []);
+  const nameListSelectors = [...(lists.nameDropdowns || []).map((id) => "#" + id),
+                             ...(lists.nameDropdownSuffixes || []).map((suffix) => `[id$="${suffix}"]`)];
+  const namesSelector = nameListSelectors.flatMap((list) => [list + " ul", list + " .token",
+                                                              list + " [role=option]"]).join(",");
+  const dataSelector = (lists.data || []).join(",") || "#__nothing__";
+  const ignoredSelector = [namesSelector, dataSelector].filter(Boolean).join(",");
   const isNumber = /^[\s\d.,:%/+-]*$/;
+  // keys with "{}" are templates for text gradio builds around a value ("Remove {}" on a chosen token)
+  const templates = Object.keys(map).filter((k) => k.includes("{}") && typeof map[k] === "string").map((k) => {
+    const [before, after] = k.split("{}", 2).map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"));
+    return [new RegExp("^" + before + "(.+)" + after + "$"), map[k]];
+  });
   const translate = (text) => {
     const key = text.trim();
     if (!key || isNumber.test(key)) return null;
     const value = map[key];
-    return typeof value === "string" ? text.replace(key, value) : null;
+    if (typeof value === "string") return text.replace(key, value);
+    for (const [pattern, translated] of templates) {
+      const found = pattern.exec(key);
+      if (found) return text.replace(key, translated.replace("{}", found[1]));
+    }
+    return null;
   };
   const ignored = (element) => element && element.closest && element.closest(ignoredSelector);
   const translateText = (node) => {
     const parent = node.parentElement;
-    if (!parent || skipTags.has(parent.tagName) || ignored(parent)) return;
+    if (!parent || skipTags.has(parent.tagName)) return;
+    if (ignored(parent) && !(uiWords.has(node.nodeValue.trim()) && namesSelector &&
+                             parent.closest(namesSelector) && !parent.closest(dataSelector))) return;
     const done = translate(node.nodeValue);
     if (done !== null && done !== node.nodeValue) node.nodeValue = done;
   };
