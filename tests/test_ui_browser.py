@@ -411,6 +411,8 @@ def test_send_to_img2img_carries_image_and_parameters(page: Page, server, js_err
     expect(page.locator("#img2img_prompt textarea")).to_have_value("a lamp to send on")
     expect(page.locator("#img2img_seed input")).to_have_value(seed)
     expect(page.locator("#img2img_image img")).to_be_visible()
+    # A1111's page helper for the "Resize to" readout finds the shown mode's picture (64x64), not another tab's
+    assert page.evaluate("currentImg2imgSourceResolution(1, 1, 2)") == [64, 64, 2]
     set_numbers(page, {"img2img_steps": "2", "img2img_width": "64", "img2img_height": "64"})
     page.locator("#img2img_generate").click()
     expect(page.locator("#html_info_img2img")).to_contain_text("a lamp to send on")
@@ -425,6 +427,8 @@ def test_script_dropdown_shows_the_chosen_scripts_controls_and_runs_it(page: Pag
     generate_tiny(page, "a tile to upscale")
     page.locator("#txt2img_send_to_img2img").click()
     expect(page.locator("#img2img_image img")).to_be_visible()
+    # A1111's page helper for the "Resize to" readout finds the shown mode's picture (64x64), not another tab's
+    assert page.evaluate("currentImg2imgSourceResolution(1, 1, 2)") == [64, 64, 2]
     set_numbers(page, {"img2img_steps": "2", "img2img_width": "64", "img2img_height": "64"})
 
     def choose(title: str) -> None:

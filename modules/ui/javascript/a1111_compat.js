@@ -459,7 +459,10 @@
   };
   w.dimensionChange = function () {};  // A1111's img2img aspect overlay; gradio 6's image editor has its own
   w.currentImg2imgSourceResolution = function (width, height, scaleBy) {
-    const img = gradioApp().querySelector("#tab_img2img .tabitem:not([style*='display: none']) img");
+    // the picture of the img2img mode tab that shows (A1111 looks in #mode_img2img too): the tab's first visible
+    // panel is now the Generation tab beside the Extra Networks ones, which holds every mode's picture
+    const img = gradioApp().querySelector("#mode_img2img > .tabitem:not([style*='display: none']) img") ||
+                gradioApp().querySelector("#mode_img2img .tabitem:not([style*='display: none']) img");
     return img ? [img.naturalWidth, img.naturalHeight, scaleBy] : [0, 0, scaleBy];
   };
   w.updateImg2imgResizeToTextAfterChangingImage = function () {
