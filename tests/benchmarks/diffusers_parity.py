@@ -3,6 +3,7 @@ peak resident memory (issue 23 goals: load <= 1.2x diffusers', every step size <
 
     venv/bin/python tests/benchmarks/diffusers_parity.py [--repeats 2] [--sizes 64 256 512] [--steps 4]
                                                          [--out DIR] [--keep] [--hash-cached]
+                                                         [--threads N] [--only ours|diffusers] [--plain-in-ours]
 
 The checkpoint (2 GiB fp16, random weights, the original LDM layout users download) is written once by
 ``full_size_sd15.write_checkpoint`` (reused from ``--out`` when present). Plain diffusers gets a local config folder
@@ -48,7 +49,8 @@ def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _child_ours(path: Path, sizes: list[int], steps: int, cache_dir: Path, started: float) -> dict:
+def _child_ours(path: Path, sizes: list[int], steps: int, cache_dir: Path, started: float,
+                plain_too: bool) -> dict:
     t0 = time.time()
     import torch  # noqa: F401
 
@@ -95,9 +97,34 @@ def _child_ours(path: Path, sizes: list[int], steps: int, cache_dir: Path, start
             steps=steps, seed=1, sampler_name="Euler", cfg_scale=7.0, do_not_save_samples=True,
             do_not_save_grid=True))
         result[f"step_{size}"] = statistics.median(b - a for a, b in zip(progress.ends, progress.ends[1:]))
+    if plain_too:  # the same modules through diffusers' pipeline, in this process, on the same worker thread
+        from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
+
+        pipe = StableDiffusionPipeline(vae=model.vae, text_encoder=model.text_encoder, tokenizer=model.tokenizer,
+                                       unet=model.unet, scheduler=EulerDiscreteScheduler.from_config(
+                                           model.scheduler_config), safety_checker=None, feature_extractor=None,
+                                       requires_safety_checker=False)
+        for size in sizes:
+            result[f"plain_step_{size}"] = jobs.run("plain", lambda job: _pipeline_steps(pipe, size, steps))
     result["peak_rss_mib"] = _rss_mib()
     jobs.stop()
     return result
+
+
+def _pipeline_steps(pipe, size: int, steps: int) -> float:
+    """The median seconds between step ends of one pipeline call (latents out: no VAE decode)."""
+    import torch
+
+    pipe.set_progress_bar_config(disable=True)
+    ends: list[float] = []
+
+    def on_step(_pipe, _i, _t, kwargs):
+        ends.append(time.perf_counter())
+        return kwargs
+
+    pipe(PROMPT, num_inference_steps=steps, guidance_scale=7.0, height=size, width=size, output_type="latent",
+         generator=torch.Generator().manual_seed(1), callback_on_step_end=on_step)
+    return statistics.median(b - a for a, b in zip(ends, ends[1:]))
 
 
 def _child_diffusers(path: Path, config: Path, sizes: list[int], steps: int, started: float) -> dict:
@@ -112,19 +139,10 @@ def _child_diffusers(path: Path, config: Path, sizes: list[int], steps: int, sta
                                                     requires_safety_checker=False)
     loaded = time.time()
     pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
-    pipe.set_progress_bar_config(disable=True)
     result = {"import_s": imported - t0, "load_s": loaded - imported, "startup_s": loaded - started,
               "threads": torch.get_num_threads()}
     for size in sizes:
-        ends: list[float] = []
-
-        def on_step(_pipe, _i, _t, kwargs):
-            ends.append(time.perf_counter())
-            return kwargs
-
-        pipe(PROMPT, num_inference_steps=steps, guidance_scale=7.0, height=size, width=size, output_type="latent",
-             generator=torch.Generator().manual_seed(1), callback_on_step_end=on_step)
-        result[f"step_{size}"] = statistics.median(b - a for a, b in zip(ends, ends[1:]))
+        result[f"step_{size}"] = _pipeline_steps(pipe, size, steps)
     result["peak_rss_mib"] = _rss_mib()
     return result
 
@@ -162,10 +180,11 @@ def write_diffusers_config(path: Path, folder: Path) -> Path:
     return folder
 
 
-def _run_child(argv: list[str]) -> dict:
+def _run_child(argv: list[str], threads: int) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads)) if threads else None
     started = time.time()
     proc = subprocess.run([sys.executable, __file__, "--child", *argv, "--started", repr(started)], cwd=REPO,
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-4000:])
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -179,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--hash-cached", action="store_true", help="ours finds the file's sha256 in cache.json")
+    parser.add_argument("--threads", type=int, default=0, help="OMP_NUM_THREADS of both children (0: torch's)")
+    parser.add_argument("--plain-in-ours", action="store_true",
+                        help="also time diffusers' pipeline on our loaded modules inside our process (plain_step_*)")
     parser.add_argument("--only", choices=("ours", "diffusers"), default=None)
     parser.add_argument("--child", choices=("ours", "diffusers"), default=None, help=argparse.SUPPRESS)
     parser.add_argument("--file", type=Path, default=None, help=argparse.SUPPRESS)
@@ -187,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--started", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child == "ours":
-        print(json.dumps(_child_ours(args.file, args.sizes, args.steps, args.cache, args.started)))
+        print(json.dumps(_child_ours(args.file, args.sizes, args.steps, args.cache, args.started,
+                                     args.plain_in_ours)))
         return 0
     if args.child == "diffusers":
         print(json.dumps(_child_diffusers(args.file, args.config, args.sizes, args.steps, args.started)))
@@ -208,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         while f.read(1 << 24):
             pass
     common = ["--file", str(path), "--steps", str(args.steps), "--sizes", *map(str, args.sizes)]
+    ours_flags = ["--plain-in-ours"] if args.plain_in_ours else []
     systems = [args.only] if args.only else ["ours", "diffusers"]
     runs: dict[str, list[dict]] = {name: [] for name in systems}
     for repeat in range(args.repeats):
@@ -218,14 +242,19 @@ def main(argv: list[str] | None = None) -> int:
                     from modules.hashing import HashCache, sha256_file
 
                     sha256_file(path, HashCache(cache / "cache.json"), f"checkpoint/{path.stem}")
-                result = _run_child(["ours", *common, "--cache", str(cache)])
+                result = _run_child(["ours", *common, *ours_flags, "--cache", str(cache)], args.threads)
             else:
-                result = _run_child(["diffusers", *common, "--config", str(config)])
+                result = _run_child(["diffusers", *common, "--config", str(config)], args.threads)
             runs[name].append(result)
             shown = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items())
             print(f"repeat {repeat + 1} {name}: {shown}", flush=True)
     keys = ["import_s", "load_s", "startup_s", *(f"step_{s}" for s in args.sizes), "peak_rss_mib"]
     median = {name: {k: statistics.median(r[k] for r in rs) for k in keys} for name, rs in runs.items()}
+    if args.plain_in_ours and "ours" in runs:
+        for size in args.sizes:
+            inside = statistics.median(r[f"plain_step_{size}"] for r in runs["ours"])
+            print(f"in our process, diffusers' pipeline on our modules at {size}: {inside:.3f} s/step; ours "
+                  f"{median['ours'][f'step_{size}']:.3f} ({median['ours'][f'step_{size}'] / inside:.2f}x)")
     print(f"\nload average {os.getloadavg()[0]:.2f}; medians of {args.repeats}; seconds (RSS in MiB)")
     print(f"{'':<16}" + "".join(f"{name:>12}" for name in systems) + ("       ratio" if len(systems) == 2 else ""))
     for k in keys:
