@@ -618,4 +618,10 @@ IMPLEMENTED = frozenset({
     # Interrogate CLIP (modules/interrogate/service.py)
     "interrogate_clip_num_beams", "interrogate_clip_min_length", "interrogate_clip_max_length",
     "interrogate_clip_dict_limit", "interrogate_clip_skip_categories",
+    # the Extra Networks cards (modules/extra_networks_html.py, modules/ui/extra_networks_panel.py)
+    "extra_networks_default_multiplier", "extra_networks_card_width", "extra_networks_card_height",
+    "extra_networks_card_text_scale", "extra_networks_card_show_desc", "extra_networks_card_description_is_html",
+    "extra_networks_card_order_field", "extra_networks_card_order", "extra_networks_show_hidden_directories",
+    "extra_networks_tree_view_default_enabled", "extra_networks_tree_view_default_width",
+    "ui_extra_networks_tab_reorder",
 })

@@ -17,7 +17,7 @@ import pytest
 
 from modules.extensions import Extension
 from modules.paths import INSTALL_DIR
-from modules.ui import tool_buttons
+from modules.ui import tool_buttons, untranslated
 from tests.support.server import HOST, make_data_dir, running_server
 
 CSV = "1girl,0,100\nsolo,0,90\n"
@@ -174,6 +174,7 @@ def test_page_carries_helpers_scripts_and_settings_in_a1111_order(site):
     start = data + len("window.__sdPage = ")
     # an extension script is in the page: every tab is built before onUiLoaded
     assert json.loads(page[start:page.index(";</script>", start)]) == {"localization": {}, "mountTabs": True,
+                                                                        "untranslated": untranslated.page_data(),
                                                                         **tool_buttons.page_data()}
     # the settings are not in the page, which gradio also serves as its login page
     assert SECRET not in page and SECRET in fetch(site, "/internal/page-options")[1].decode()
