@@ -290,10 +290,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     extensions, parser = discover_with_preload(argv)
     args = parse_args(argv, parser=parser)  # refuses a network-exposed server without auth; warns about no-effect flags
-    if not args.skip_load_model_at_start:
-        from modules.models import warm_imports
-
-        warm_imports.start()  # torch/diffusers import while the page is built: the start-up load needs them next
     host = server_name(args)
     port = choose_port(host, server_port(args), explicit=args.port is not None)
     app = create_app(args, extensions)

@@ -1,5 +1,5 @@
-"""Issue 23: the checkpoint's sha256 runs beside the load (not before it), and the model classes import in the
-background from process start. The title is ``name [shorthash]`` once the model is current, as before; a hash that
+"""Issue 23: the checkpoint's sha256 runs beside the load (the first load's diffusers import and the weight
+conversion), not before it. The title is ``name [shorthash]`` once the model is current, as before; a hash that
 fails fails the load, unless the weights already went into the previous model's modules."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from modules.hashing import HashCache
-from modules.models import loader, warm_imports
+from modules.models import loader
 from modules.models.devices import DevicePolicy
 from modules.models.manager import ModelManager
 from modules.models.registry import CheckpointRegistry
@@ -63,12 +63,3 @@ def test_a_failed_load_reports_the_load_error_not_the_hash(tmp_path):
     with pytest.raises(RuntimeError, match="cannot build"):
         manager.ensure(None)
     assert "cannot build" in manager.status().last_error
-
-
-def test_background_imports_start_once():
-    first = warm_imports.start()
-    assert warm_imports.start() is first
-    first.join(120)
-    import sys
-
-    assert not first.is_alive() and all(name in sys.modules for name in warm_imports.MODULES)

@@ -169,18 +169,19 @@ class ModelManager:
     def load(self, info: Any, *, reuse_previous: bool = False, parts: ModuleParts = (),
              storage: str = AUTOMATIC) -> LoadedModel:
         """Load a checkpoint, replacing the current one only when the new one loaded completely."""
-        from modules.models import loader  # heavy (torch, diffusers): imported on first use
-
+        started = time.perf_counter()
+        # The sha256 (for the title ``name [shorthash]``) is read beside the load, not before it: hashlib and
+        # file reads release the GIL, so a 2 GB file hashes while the first load imports diffusers (3.5 s) and
+        # the weights are converted (1.8 s saved at start-up on a 2-core CPU). It is waited for before the model
+        # becomes current, so titles are as before.
+        hashed = self._hash_in_background(info)
         with self._lock:
             self._loading = info
             donor = self.model if reuse_previous and self._load_fn is None and int(self._keep_loaded() or 1) <= 1 \
                 else None
-        started = time.perf_counter()
-        # The sha256 (for the title ``name [shorthash]``) is read beside the load, not before it: hashlib and
-        # the file reads release the GIL, so a 2 GB file hashes while its weights are converted (1.8 s saved at
-        # start-up on a 2-core CPU). It is waited for before the model becomes current, so titles are as before.
-        hashed = self._hash_in_background(info)
         try:
+            from modules.models import loader  # heavy (torch, diffusers): imported on first use
+
             # The previous model stays usable until the new one is complete, so a failed load keeps it.
             if self._load_fn is not None:
                 model = self._load_fn(info.path, self.device_policy)
@@ -226,8 +227,6 @@ class ModelManager:
     def load_secondary(self, info: Any, parts: ModuleParts = (), storage: str = AUTOMATIC) -> LoadedModel:
         """A second model next to the loaded one (the SDXL refiner), kept for the next job; one at a time, so a
         different refiner replaces it. Call on the job worker. The configured checkpoint is not changed."""
-        from modules.models import loader
-
         with self._lock:
             current = self._secondary
         if current is not None and current[0].path == info.path and _storage_agrees(current[1], storage):
@@ -237,6 +236,8 @@ class ModelManager:
         gc.collect()
         hashed = self._hash_in_background(info)
         try:
+            from modules.models import loader
+
             if self._load_fn is not None:
                 model = self._load_fn(info.path, self.device_policy)
             else:

@@ -11,12 +11,12 @@ The checkpoint (2 GiB fp16, random weights, the original LDM layout users downlo
 ``StableDiffusionPipeline.from_single_file(path, config=folder, local_files_only=True)``: nothing is fetched.
 
 Each run is a fresh subprocess, ours and diffusers alternating (A B A B), so imports count as they do at start-up.
-In the child, ``import`` is torch plus the model classes (ours: ``modules.runtime`` and ``warm_imports``, the
-imports webui.py starts in the background at process start while it builds the page; diffusers:
-``from diffusers import StableDiffusionPipeline``), ``load`` is the
+In the child, ``import`` is torch plus the entry module (ours: ``modules.runtime``, what webui.py imports before
+the page; diffusers and the model classes come with our first load, as in the app; diffusers:
+``from diffusers import StableDiffusionPipeline``, which imports them), ``load`` is the
 load call (ours: ``ModelManager.load`` as the start-up job runs it, with the SHA-256 the title needs, on a fresh
 ``cache.json`` unless ``--hash-cached``; diffusers: ``from_single_file`` in fp32) and ``start-up`` is process start
-to a usable model. Then each ``--sizes`` generates ``--steps`` steps of Euler at CFG 7 (ours: ``txt2img`` on the
+to a usable model: the like-for-like start-up figure, whatever is counted as import. Then each ``--sizes`` generates ``--steps`` steps of Euler at CFG 7 (ours: ``txt2img`` on the
 app's job worker thread; diffusers: the pipeline's ``__call__``, latents out); the time per step is the median
 interval between step ends after the first step. Peak RSS is the child's ``ru_maxrss``. Medians over ``--repeats``.
 """
@@ -54,12 +54,7 @@ def _child_ours(path: Path, sizes: list[int], steps: int, cache_dir: Path, start
     t0 = time.time()
     import torch  # noqa: F401
 
-    __import__("modules.runtime")  # what webui.py imports before the page
-    from modules.models import warm_imports
-
-    # webui.py starts these imports at process start and builds the page meanwhile; here nothing overlaps them, so
-    # they are waited for and counted in "import" (as diffusers' own import of the pipeline classes is)
-    warm_imports.start().join()
+    __import__("modules.runtime")  # what webui.py imports before the page; diffusers comes with the first load
     from modules.hashing import HashCache
     from modules.jobs import JobQueue
     from modules.models.devices import DevicePolicy
