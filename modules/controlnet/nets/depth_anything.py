@@ -25,8 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from modules.controlnet.nets.depth_files import bad_file, count_indexed, load_into, read, require, resize_to_multiple, \
-    split_qkv
+from modules.controlnet.nets.depth_files import bad_file, build, count_indexed, resize_to_multiple, split_qkv
 
 FILE = "depth_anything_vitl14.pth"
 _MEAN = (0.485, 0.456, 0.406)
@@ -132,19 +131,9 @@ def load(path: Path) -> Any:
     DepthAnythingForDepthEstimation, fp32, eval, on the CPU. Another network's file is a ValueError naming it."""
     from transformers import DepthAnythingForDepthEstimation
 
-    path = Path(path)
-    sd = read(path)
-    require(path, sd, _SIZES, _bad)
-    converted, unplaced = convert(sd)
-    if unplaced:
-        raise _bad(path, f"{len(unplaced)} unexpected keys ({', '.join(unplaced[:4])}"
-                         f"{' ...' if len(unplaced) > 4 else ''})")
-    try:
-        model = DepthAnythingForDepthEstimation(config_from(sd))
-    except (ValueError, IndexError, KeyError, RuntimeError) as err:
-        raise _bad(path, f"its tensor sizes make no model ({err})") from None
     # the mask token is for training (masked patches); a file without it loses nothing
-    return load_into(path, model, converted, _bad, optional=("backbone.embeddings.mask_token",))
+    return build(path, _SIZES, _bad, convert, lambda sd: DepthAnythingForDepthEstimation(config_from(sd)),
+                 optional=("backbone.embeddings.mask_token",))
 
 
 def predict(model: Any, image: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ hub download or config file is needed.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import cv2
 import numpy as np
@@ -79,6 +79,26 @@ def load_into(path: Path, model: torch.nn.Module, converted: dict[str, torch.Ten
     check_layout(path, converted, expected, bad)
     model.load_state_dict({k: v.float() for k, v in converted.items()}, strict=True)
     return model.float().eval()
+
+
+def build(path: Path, required: Iterable[str], bad: Bad,
+          convert: Callable[[dict[str, torch.Tensor]], tuple[dict[str, torch.Tensor], list[str]]],
+          make_model: Callable[[dict[str, torch.Tensor]], Any], optional: Iterable[str] = ()) -> Any:
+    """The steps every depth file goes through: read it (safe loader), check the keys its layout must have, rename
+    to transformers' names (a key with no place is a clear error, never silently dropped), build the model from
+    the tensor sizes (``make_model(state dict)``) and load the weights, checked key by key."""
+    path = Path(path)
+    sd = read(path)
+    require(path, sd, required, bad)
+    converted, unplaced = convert(sd)
+    if unplaced:
+        raise bad(path, f"{len(unplaced)} unexpected keys ({', '.join(unplaced[:4])}"
+                        f"{' ...' if len(unplaced) > 4 else ''})")
+    try:
+        model = make_model(sd)
+    except (ValueError, IndexError, KeyError, RuntimeError) as err:
+        raise bad(path, f"its tensor sizes make no model ({err})") from None
+    return load_into(path, model, converted, bad, optional=optional)
 
 
 def fit(h: int, w: int, height: int, width: int, multiple: int, method: str) -> tuple[int, int]:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from modules.controlnet.nets.depth_files import bad_file, count_indexed, load_into, read, require, split_qkv
+from modules.controlnet.nets.depth_files import bad_file, build, count_indexed, split_qkv
 
 FILE = "dpt_hybrid-midas-501f0c75.pt"
 _P = "pretrained.model."
@@ -151,18 +151,7 @@ def load(path: Path) -> Any:
     DPTForDepthEstimation, fp32, eval, on the CPU. Another network's file is a ValueError naming it."""
     from transformers import DPTForDepthEstimation
 
-    path = Path(path)
-    sd = read(path)
-    require(path, sd, _SIZES, _bad)
-    converted, unplaced = convert(sd)
-    if unplaced:
-        raise _bad(path, f"{len(unplaced)} unexpected keys ({', '.join(unplaced[:4])}"
-                         f"{' ...' if len(unplaced) > 4 else ''})")
-    try:
-        model = DPTForDepthEstimation(config_from(sd))
-    except (ValueError, IndexError, KeyError, RuntimeError) as err:
-        raise _bad(path, f"its tensor sizes make no model ({err})") from None
-    load_into(path, model, converted, _bad)
+    model = build(path, _SIZES, _bad, convert, lambda sd: DPTForDepthEstimation(config_from(sd)))
     # MiDaS runs at any size (its pos_embed resized to the grid); DPTModel calls the hybrid embeddings without the
     # flag that allows it, so this instance's embeddings always resize.
     embeddings = model.dpt.embeddings

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from modules.controlnet.nets.depth_files import bad_file, count_indexed, fit, load_into, read, require
+from modules.controlnet.nets.depth_files import bad_file, build, count_indexed, fit
 
 FILE = "ZoeD_M12_N.pt"
 _C = "core.core."
@@ -155,18 +155,7 @@ def load(path: Path) -> Any:
     fp32, eval, on the CPU. Another network's file is a ValueError naming it."""
     from transformers import ZoeDepthForDepthEstimation
 
-    path = Path(path)
-    sd = read(path)
-    require(path, sd, _SIZES, _bad)
-    converted, unplaced = convert(sd)
-    if unplaced:
-        raise _bad(path, f"{len(unplaced)} unexpected keys ({', '.join(unplaced[:4])}"
-                         f"{' ...' if len(unplaced) > 4 else ''})")
-    try:
-        model = ZoeDepthForDepthEstimation(config_from(sd))
-    except (ValueError, IndexError, KeyError, RuntimeError) as err:
-        raise _bad(path, f"its tensor sizes make no model ({err})") from None
-    return load_into(path, model, converted, _bad)
+    return build(path, _SIZES, _bad, convert, lambda sd: ZoeDepthForDepthEstimation(config_from(sd)))
 
 
 def _metric(model: Any, x: torch.Tensor) -> torch.Tensor:
